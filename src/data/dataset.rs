@@ -1,0 +1,213 @@
+//! A split of a segmentation dataset (VOC or Cityscapes) as a list of image/mask file pairs,
+//! decoded on demand into an RGB image and a class mask.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::classes::ClassSet;
+use super::error::{DataError, Result};
+use super::mask::{LabelEncoding, Mask, read_mask};
+use super::{cityscapes, image::read_rgb, voc};
+
+/// Which on-disk layout a dataset uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    Voc,
+    Cityscapes,
+}
+
+impl DatasetKind {
+    /// Cityscapes if the folder (or a child) has `leftImg8bit/`, else VOC.
+    pub fn detect(path: &Path) -> Self {
+        if cityscapes::looks_like_cityscapes(path) {
+            Self::Cityscapes
+        } else {
+            Self::Voc
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Voc => "voc",
+            Self::Cityscapes => "cityscapes",
+        }
+    }
+
+    pub fn classes(self) -> ClassSet {
+        match self {
+            Self::Voc => ClassSet::voc(),
+            Self::Cityscapes => ClassSet::cityscapes(),
+        }
+    }
+
+    /// How this layout's mask files encode labels.
+    pub fn label_encoding(self) -> LabelEncoding {
+        match self {
+            Self::Voc => LabelEncoding::VocIndex { num_classes: 21 },
+            Self::Cityscapes => LabelEncoding::CityscapesLabelIds,
+        }
+    }
+
+    /// The split used for validation by default.
+    pub fn default_val_split(self) -> &'static str {
+        "val"
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where one sample's files are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleFiles {
+    pub id: String,
+    pub image: PathBuf,
+    pub mask: PathBuf,
+}
+
+impl SampleFiles {
+    /// The error to report when a decoded image and mask differ in size.
+    pub fn size_mismatch(&self, image: &RgbImage, mask: &Mask) -> Option<DataError> {
+        (image.dimensions() != (mask.width, mask.height)).then(|| DataError::SizeMismatch {
+            image: self.image.clone(),
+            mask: self.mask.clone(),
+            image_w: image.width(),
+            image_h: image.height(),
+            mask_w: mask.width,
+            mask_h: mask.height,
+        })
+    }
+}
+
+/// A decoded sample.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub id: String,
+    pub image: RgbImage,
+    pub mask: Mask,
+}
+
+/// One split of a dataset.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub kind: DatasetKind,
+    /// The folder the layout is rooted at (`…/VOC2012`, or the one holding `leftImg8bit/`).
+    pub root: PathBuf,
+    pub split: String,
+    pub samples: Vec<SampleFiles>,
+    classes: ClassSet,
+}
+
+impl Dataset {
+    /// Opens a split; `kind = None` detects the layout. Files are listed, not read: use
+    /// [`Dataset::load`] per sample (or `check-data`) to find broken ones.
+    pub fn open(path: &Path, kind: Option<DatasetKind>, split: &str) -> Result<Self> {
+        let kind = kind.unwrap_or_else(|| DatasetKind::detect(path));
+        let (root, samples) = match kind {
+            DatasetKind::Voc => {
+                let root = voc::find_root(path)?;
+                let samples = voc::samples(&root, split)?;
+                (root, samples)
+            }
+            DatasetKind::Cityscapes => {
+                let root = cityscapes::find_root(path)?;
+                let samples = cityscapes::samples(&root, split)?;
+                (root, samples)
+            }
+        };
+        Ok(Self {
+            kind,
+            root,
+            split: split.to_string(),
+            samples,
+            classes: kind.classes(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    pub fn classes(&self) -> &ClassSet {
+        &self.classes
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// Splits available next to this one.
+    pub fn available_splits(&self) -> Vec<String> {
+        match self.kind {
+            DatasetKind::Voc => voc::available_splits(&self.root),
+            DatasetKind::Cityscapes => cityscapes::available_splits(&self.root),
+        }
+    }
+
+    /// Keeps only samples whose image and mask files both exist; returns the ids dropped.
+    pub fn retain_present(&mut self) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.samples.retain(|s| {
+            let ok = s.image.is_file() && s.mask.is_file();
+            if !ok {
+                dropped.push(s.id.clone());
+            }
+            ok
+        });
+        dropped
+    }
+
+    /// Keeps the first `n` samples (for quick runs).
+    pub fn truncate(&mut self, n: usize) {
+        self.samples.truncate(n);
+    }
+
+    pub fn load_image(&self, index: usize) -> Result<RgbImage> {
+        let s = &self.samples[index];
+        if !s.image.is_file() {
+            return Err(DataError::MissingFile {
+                what: "image",
+                id: s.id.clone(),
+                path: s.image.clone(),
+            });
+        }
+        read_rgb(&s.image)
+    }
+
+    pub fn load_mask(&self, index: usize) -> Result<Mask> {
+        let s = &self.samples[index];
+        if !s.mask.is_file() {
+            return Err(DataError::MissingFile {
+                what: "mask",
+                id: s.id.clone(),
+                path: s.mask.clone(),
+            });
+        }
+        read_mask(&s.mask, self.kind.label_encoding())
+    }
+
+    /// Decodes sample `index`, checking that image and mask have the same size.
+    pub fn load(&self, index: usize) -> Result<Sample> {
+        let s = &self.samples[index];
+        let image = self.load_image(index)?;
+        let mask = self.load_mask(index)?;
+        if let Some(err) = s.size_mismatch(&image, &mask) {
+            return Err(err);
+        }
+        Ok(Sample {
+            id: s.id.clone(),
+            image,
+            mask,
+        })
+    }
+}

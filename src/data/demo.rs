@@ -1,0 +1,401 @@
+//! The demo dataset: procedurally drawn scenes in the VOC 2012 on-disk format (JPEG images,
+//! palette PNG masks with void borders, `ImageSets/Segmentation` lists), so the app and the tests
+//! work out of the box without downloading VOC.
+//!
+//! Each of the 20 object classes has its own shape, hue and texture; objects are scattered over
+//! a low-saturation textured background (class 0) and may overlap. Colours and textures make the
+//! classes separable for a small network in minutes on a CPU, while overlaps, random sizes,
+//! rotations and JPEG noise keep it from being trivial.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context as _;
+use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use super::classes::VOID;
+use super::image::encode_jpeg;
+use super::mask::{Mask, encode_palette_png};
+use crate::util::Rng;
+use crate::util::fs::write_atomic;
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DemoConfig {
+    pub train: usize,
+    pub val: usize,
+    /// Image width in pixels; heights vary between 70 % and 100 % of it, as in VOC.
+    pub size: u32,
+    pub seed: u64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            train: 300,
+            val: 60,
+            size: 160,
+            seed: 0,
+        }
+    }
+}
+
+/// The marker file written next to the generated data.
+pub const MARKER_FILE: &str = "segdistill-demo.json";
+
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Circle,
+    Ellipse,
+    Square,
+    Triangle,
+    Diamond,
+    Star,
+    Ring,
+    Cross,
+    Hexagon,
+    Crescent,
+}
+
+const SHAPES: [Shape; 10] = [
+    Shape::Circle,
+    Shape::Ellipse,
+    Shape::Square,
+    Shape::Triangle,
+    Shape::Diamond,
+    Shape::Star,
+    Shape::Ring,
+    Shape::Cross,
+    Shape::Hexagon,
+    Shape::Crescent,
+];
+
+impl Shape {
+    /// Whether local coordinates (u, v) (object radius = 1) are inside the shape.
+    fn contains(self, u: f32, v: f32) -> bool {
+        let r2 = u * u + v * v;
+        match self {
+            Self::Circle => r2 <= 1.0,
+            Self::Ellipse => u * u + (v / 0.55) * (v / 0.55) <= 1.0,
+            Self::Square => u.abs() <= 0.75 && v.abs() <= 0.75,
+            Self::Triangle => v <= 0.5 && v >= -1.0 + 1.732 * u.abs(),
+            Self::Diamond => u.abs() + v.abs() <= 1.0,
+            Self::Star => {
+                let phi = v.atan2(u);
+                r2.sqrt() <= 0.5 + 0.5 * (0.5 + 0.5 * (5.0 * phi).cos())
+            }
+            Self::Ring => (0.3..=1.0).contains(&r2),
+            Self::Cross => (u.abs() <= 0.3 && v.abs() <= 1.0) || (v.abs() <= 0.3 && u.abs() <= 1.0),
+            Self::Hexagon => (u.abs() * 0.866 + v.abs() * 0.5).max(v.abs()) <= 0.9,
+            Self::Crescent => r2 <= 1.0 && (u - 0.45) * (u - 0.45) + v * v > 0.56,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Texture {
+    Solid,
+    Stripes,
+    Checker,
+    Dots,
+    Waves,
+}
+
+const TEXTURES: [Texture; 5] = [
+    Texture::Solid,
+    Texture::Stripes,
+    Texture::Checker,
+    Texture::Dots,
+    Texture::Waves,
+];
+
+impl Texture {
+    /// Brightness modulation in [0, 1] at object-local pixel offsets (x, y).
+    fn value(self, x: f32, y: f32, period: f32) -> f32 {
+        let f = std::f32::consts::TAU / period;
+        match self {
+            Self::Solid => 0.5,
+            Self::Stripes => 0.5 + 0.5 * (x * f).sin(),
+            Self::Checker => {
+                if ((x / period).floor() as i64 + (y / period).floor() as i64) % 2 == 0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Self::Dots => {
+                let (dx, dy) = ((x / period).fract() - 0.5, (y / period).fract() - 0.5);
+                if dx * dx + dy * dy < 0.09 { 0.0 } else { 1.0 }
+            }
+            Self::Waves => 0.5 + 0.5 * (x * f + 2.0 * (y * f * 0.5).sin()).sin(),
+        }
+    }
+}
+
+/// The look of one object class (1–20).
+struct ClassStyle {
+    shape: Shape,
+    texture: Texture,
+    hue: f32,
+    period: f32,
+}
+
+fn class_style(class: u8) -> ClassStyle {
+    let k = (class - 1) as usize;
+    ClassStyle {
+        shape: SHAPES[k % SHAPES.len()],
+        // Classes sharing a shape differ in texture and sit half the hue circle apart.
+        texture: TEXTURES[(k + k / SHAPES.len() * 2) % TEXTURES.len()],
+        hue: (k as f32 * 18.0 + if k >= 10 { 9.0 } else { 0.0 }) % 360.0,
+        period: 5.0 + (k % 4) as f32 * 2.0,
+    }
+}
+
+fn hsv_to_rgb(h: f32, s: f32, v: f32) -> [f32; 3] {
+    let h = h.rem_euclid(360.0) / 60.0;
+    let c = v * s;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match h as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    [(r + m) * 255.0, (g + m) * 255.0, (b + m) * 255.0]
+}
+
+/// Draws one scene of `width`×`height`: image and mask (void along object borders).
+pub fn render_scene(width: u32, height: u32, rng: &mut Rng) -> (RgbImage, Mask) {
+    let mut canvas = vec![[0f32; 3]; (width * height) as usize];
+    let mut mask = Mask::filled(width, height, 0);
+    draw_background(&mut canvas, width, height, rng);
+    let objects = 1 + rng.below(4) as usize;
+    for _ in 0..objects {
+        let class = 1 + rng.below(20) as u8;
+        draw_object(&mut canvas, &mut mask, class, rng);
+    }
+    mark_void_borders(&mut mask);
+    let noise = rng.uniform(2.0, 8.0);
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        let c = canvas[(y * width + x) as usize];
+        Rgb(std::array::from_fn(|i| {
+            (c[i] + noise * rng.normal()).round().clamp(0.0, 255.0) as u8
+        }))
+    });
+    (image, mask)
+}
+
+fn draw_background(canvas: &mut [[f32; 3]], width: u32, height: u32, rng: &mut Rng) {
+    // A desaturated gradient with soft blotches: unlike any object's saturated colour.
+    let hue = rng.uniform(0.0, 360.0);
+    let (v0, v1) = (rng.uniform(0.25, 0.85), rng.uniform(0.25, 0.85));
+    let sat = rng.uniform(0.0, 0.18);
+    let angle = rng.uniform(0.0, std::f32::consts::TAU);
+    let (ca, sa) = (angle.cos(), angle.sin());
+    let blobs: Vec<(f32, f32, f32, f32)> = (0..6)
+        .map(|_| {
+            (
+                rng.uniform(0.0, width as f32),
+                rng.uniform(0.0, height as f32),
+                rng.uniform(8.0, width as f32 / 3.0),
+                rng.uniform(-0.15, 0.15),
+            )
+        })
+        .collect();
+    let diag = (width as f32).hypot(height as f32);
+    for y in 0..height {
+        for x in 0..width {
+            let t = 0.5
+                + ((x as f32 - width as f32 / 2.0) * ca + (y as f32 - height as f32 / 2.0) * sa)
+                    / diag;
+            let mut v = v0 + (v1 - v0) * t;
+            for &(bx, by, br, bd) in &blobs {
+                let d2 = ((x as f32 - bx).powi(2) + (y as f32 - by).powi(2)) / (br * br);
+                v += bd * (-d2).exp();
+            }
+            canvas[(y * width + x) as usize] = hsv_to_rgb(hue, sat, v.clamp(0.05, 0.95));
+        }
+    }
+}
+
+fn draw_object(canvas: &mut [[f32; 3]], mask: &mut Mask, class: u8, rng: &mut Rng) {
+    let style = class_style(class);
+    let (w, h) = (mask.width as f32, mask.height as f32);
+    let radius = rng.uniform(0.12, 0.32) * w.min(h);
+    let (cx, cy) = (
+        rng.uniform(radius * 0.3, w - radius * 0.3),
+        rng.uniform(radius * 0.3, h - radius * 0.3),
+    );
+    let theta = rng.uniform(0.0, std::f32::consts::TAU);
+    let (ct, st) = (theta.cos(), theta.sin());
+    let hue = style.hue + rng.uniform(-6.0, 6.0);
+    let sat = rng.uniform(0.65, 0.95);
+    let val = rng.uniform(0.6, 0.95);
+    let contrast = rng.uniform(0.25, 0.45);
+    let x0 = (cx - radius).floor().max(0.0) as u32;
+    let x1 = ((cx + radius).ceil() as u32).min(mask.width - 1);
+    let y0 = (cy - radius).floor().max(0.0) as u32;
+    let y1 = ((cy + radius).ceil() as u32).min(mask.height - 1);
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let (lx, ly) = (dx * ct + dy * st, -dx * st + dy * ct);
+            if !style.shape.contains(lx / radius, ly / radius) {
+                continue;
+            }
+            let t = style.texture.value(lx + 100.0, ly + 100.0, style.period);
+            let v = (val * (1.0 - contrast + 2.0 * contrast * t)).clamp(0.0, 1.0);
+            canvas[(y * mask.width + x) as usize] = hsv_to_rgb(hue, sat, v);
+            mask.set(x, y, class);
+        }
+    }
+}
+
+/// Marks pixels next to a different label as void, like VOC's object outlines.
+fn mark_void_borders(mask: &mut Mask) {
+    let (w, h) = (mask.width as i64, mask.height as i64);
+    let src = mask.data.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let c = src[(y * w + x) as usize];
+            let border = [(-1, 0), (1, 0), (0, -1), (0, 1)].iter().any(|&(dx, dy)| {
+                let (nx, ny) = (x + dx, y + dy);
+                nx >= 0 && ny >= 0 && nx < w && ny < h && src[(ny * w + nx) as usize] != c
+            });
+            if border {
+                mask.data[(y * w + x) as usize] = VOID;
+            }
+        }
+    }
+}
+
+/// The `VOC2012` folder a generated dataset lives in.
+pub fn voc_root(out: &Path) -> PathBuf {
+    out.join("VOCdevkit").join("VOC2012")
+}
+
+/// Writes the demo dataset under `out/VOCdevkit/VOC2012`; `on_image` is called after each
+/// image (progress). Returns the `VOC2012` folder.
+pub fn generate(
+    out: &Path,
+    config: &DemoConfig,
+    on_image: &(dyn Fn() + Sync),
+) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(
+        config.size >= 32,
+        "--size must be at least 32 pixels (got {})",
+        config.size
+    );
+    anyhow::ensure!(
+        config.train + config.val > 0,
+        "nothing to generate: --train and --val are both 0"
+    );
+    let root = voc_root(out);
+    for dir in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let total = config.train + config.val;
+    let ids: Vec<String> = (0..total).map(|i| format!("demo_{:06}", i + 1)).collect();
+    let next = AtomicUsize::new(0);
+    let threads = crate::util::available_threads();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            return Ok(());
+                        }
+                        write_sample(&root, &ids[i], config, i)?;
+                        on_image();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a demo-data thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let lists = root.join("ImageSets/Segmentation");
+    let (train, val) = ids.split_at(config.train);
+    for (name, part) in [("train", train), ("val", val), ("trainval", &ids[..])] {
+        let text: String = part.iter().map(|id| format!("{id}\n")).collect();
+        let p = lists.join(format!("{name}.txt"));
+        write_atomic(&p, text.as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    let marker = root.join(MARKER_FILE);
+    write_atomic(&marker, serde_json::to_string_pretty(config)?.as_bytes())
+        .with_context(|| format!("cannot write {}", marker.display()))?;
+    Ok(root)
+}
+
+fn write_sample(root: &Path, id: &str, config: &DemoConfig, index: usize) -> anyhow::Result<()> {
+    let mut rng = Rng::for_item(config.seed, 0xDE30, index as u64);
+    let width = config.size;
+    let height = ((config.size as f32 * rng.uniform(0.7, 1.0)).round() as u32).max(16);
+    let (image, mask) = render_scene(width, height, &mut rng);
+    let jpg = root.join("JPEGImages").join(format!("{id}.jpg"));
+    let png = root.join("SegmentationClass").join(format!("{id}.png"));
+    write_atomic(&jpg, &encode_jpeg(&image, 92)?)
+        .with_context(|| format!("cannot write {}", jpg.display()))?;
+    let palette = super::classes::voc_palette();
+    write_atomic(&png, &encode_palette_png(&mask, &palette)?)
+        .with_context(|| format!("cannot write {}", png.display()))?;
+    Ok(())
+}
+
+/// True if `voc_root` holds a generated demo dataset.
+pub fn is_demo(voc_root: &Path) -> bool {
+    voc_root.join(MARKER_FILE).is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenes_are_deterministic_and_use_classes_and_void() {
+        let a = render_scene(96, 72, &mut Rng::new(4));
+        let b = render_scene(96, 72, &mut Rng::new(4));
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.1, b.1);
+        let hist = a.1.histogram();
+        assert!(hist[0] > 0, "background present");
+        assert!(hist[VOID as usize] > 0, "void borders present");
+        assert!((1..=20).any(|c| hist[c] > 0), "an object present");
+        assert!(hist[21..255].iter().all(|&n| n == 0), "only VOC labels");
+    }
+
+    #[test]
+    fn every_class_is_drawable_with_pixels() {
+        for class in 1..=20u8 {
+            let mut canvas = vec![[0f32; 3]; 64 * 64];
+            let mut mask = Mask::filled(64, 64, 0);
+            draw_object(&mut canvas, &mut mask, class, &mut Rng::new(class as u64));
+            let n = mask.data.iter().filter(|&&v| v == class).count();
+            assert!(n > 30, "class {class} drew {n} pixels");
+        }
+    }
+
+    #[test]
+    fn class_styles_are_distinct() {
+        let mut keys: Vec<(usize, usize, i32)> = (1..=20u8)
+            .map(|c| {
+                let s = class_style(c);
+                (s.shape as usize, s.texture as usize, s.hue as i32)
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 20);
+    }
+}

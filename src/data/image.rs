@@ -1,0 +1,94 @@
+//! Decoding photos (JPEG / PNG) into RGB8, with errors that name the file.
+
+use std::path::Path;
+
+use image::{ImageFormat, RgbImage};
+
+use super::error::{DataError, Result};
+
+/// Reads and decodes an image file into RGB8.
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_rgb(&bytes, path)
+}
+
+/// Decodes an in-memory image; `path` is only used in error messages.
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        return Err(DataError::decode(path, "the file is empty"));
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| DataError::decode(path, "not a JPEG or PNG image (unrecognised header)"))?;
+    // The JPEG decoder tolerates truncated files (it fills the missing rows with grey), which
+    // would silently train on half-grey images: insist on the end-of-image marker.
+    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
+        return Err(DataError::decode(
+            path,
+            "truncated JPEG: the end-of-image marker is missing",
+        ));
+    }
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| DataError::decode(path, e))?;
+    Ok(img.into_rgb8())
+}
+
+/// True if an EOI marker (FF D9) sits in the file's tail. Entropy-coded data never contains
+/// FF D9 (0xFF is byte-stuffed), so a file cut short has none there; a little trailing
+/// garbage after EOI, which some cameras write, is tolerated.
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xff, 0xd9])
+}
+
+/// Encodes an RGB image as JPEG at the given quality (1–100).
+pub fn encode_jpeg(img: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
+    let mut out = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
+    img.write_with_encoder(enc)?;
+    Ok(out)
+}
+
+/// Encodes an RGB image as PNG.
+pub fn encode_png(img: &RgbImage) -> image::ImageResult<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, ImageFormat::Png)?;
+    Ok(out.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_jpeg() -> Vec<u8> {
+        let img = RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 5) as u8, 128])
+        });
+        encode_jpeg(&img, 90).unwrap()
+    }
+
+    #[test]
+    fn jpeg_round_trip_decodes() {
+        let img = decode_rgb(&sample_jpeg(), Path::new("ok.jpg")).unwrap();
+        assert_eq!(img.dimensions(), (64, 48));
+    }
+
+    #[test]
+    fn truncated_jpeg_is_an_error_naming_the_file() {
+        let bytes = sample_jpeg();
+        for cut in [bytes.len() - 2, bytes.len() / 2, 40] {
+            let err = decode_rgb(&bytes[..cut], Path::new("cut.jpg")).unwrap_err();
+            assert!(err.to_string().contains("cut.jpg"), "cut at {cut}: {err}");
+        }
+    }
+
+    #[test]
+    fn garbage_and_empty_files_are_errors() {
+        assert!(decode_rgb(b"hello world, not an image", Path::new("g.jpg")).is_err());
+        assert!(
+            decode_rgb(b"", Path::new("e.jpg"))
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Datasets on disk, decoding, augmentation and batching. Host-side only: nothing here touches a
+//! compute device, so loaders run on plain worker threads.
+
+pub mod check;
+pub mod cityscapes;
+pub mod classes;
+pub mod dataset;
+pub mod demo;
+pub mod error;
+pub mod image;
+pub mod loader;
+pub mod mask;
+pub mod transforms;
+pub mod voc;
+
+pub use classes::{ClassSet, VOID};
+pub use dataset::{Dataset, DatasetKind, Sample, SampleFiles};
+pub use error::DataError;
+pub use mask::Mask;

@@ -1,0 +1,5 @@
+//! Evaluation: metrics over whole datasets and per image.
+
+pub mod metrics;
+
+pub use metrics::{ConfusionMatrix, ImageScore, Scores};

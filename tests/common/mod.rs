@@ -1,0 +1,77 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `../shared` beside the checkout (override with SEGDISTILL_SHARED). Tests that need it fail
+/// loudly when it is missing: a skipped parity test would be a test that cannot fail.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("SEGDISTILL_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    assert!(
+        dir.join("fixtures/torchvision").is_dir(),
+        "shared data not found at {} (set SEGDISTILL_SHARED)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn shared_voc() -> PathBuf {
+    shared_dir().join("data/voc2012")
+}
+
+/// Runs the built `segdistill` binary with arguments.
+pub fn segdistill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_segdistill"))
+        .args(args)
+        .output()
+        .expect("the segdistill binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Reads a tensor from a safetensors file as (shape, raw little-endian bytes, dtype name).
+pub fn read_tensor(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<u8>, String) {
+    let st = safetensors::SafeTensors::deserialize(bytes).expect("valid safetensors");
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
+    (
+        t.shape().to_vec(),
+        t.data().to_vec(),
+        format!("{:?}", t.dtype()),
+    )
+}
+
+pub fn as_i64(raw: &[u8]) -> Vec<i64> {
+    raw.chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+pub fn as_f32(raw: &[u8]) -> Vec<f32> {
+    raw.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Writes a small demo dataset (VOC format) into a fresh temp dir.
+pub fn demo_dataset(train: usize, val: usize, size: u32) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = segdistill::data::demo::DemoConfig {
+        train,
+        val,
+        size,
+        seed: 1,
+    };
+    let root = segdistill::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
+    (dir, root)
+}
