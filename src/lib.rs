@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod data;
+pub mod distill;
 pub mod eval;
+pub mod model;
 pub mod ui;
 pub mod util;

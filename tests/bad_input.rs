@@ -43,53 +43,29 @@ fn each_kind_of_damage_is_an_error_naming_the_file() {
     type IsKind = fn(&DataError) -> bool;
     let expect: [(usize, &str, IsKind); 5] = [
         (0, "JPEGImages", |e| matches!(e, DataError::Decode { .. })),
-        (1, "SegmentationClass", |e| {
-            matches!(e, DataError::SizeMismatch { .. })
-        }),
-        (2, "JPEGImages", |e| {
-            matches!(e, DataError::MissingFile { what: "image", .. })
-        }),
-        (3, "SegmentationClass", |e| {
-            matches!(e, DataError::NotPng { .. })
-        }),
-        (6, "ghost_000001", |e| {
-            matches!(e, DataError::MissingFile { .. })
-        }),
+        (1, "SegmentationClass", |e| matches!(e, DataError::SizeMismatch { .. })),
+        (2, "JPEGImages", |e| matches!(e, DataError::MissingFile { what: "image", .. })),
+        (3, "SegmentationClass", |e| matches!(e, DataError::NotPng { .. })),
+        (6, "ghost_000001", |e| matches!(e, DataError::MissingFile { .. })),
     ];
     for (i, path_part, is_kind) in expect {
         let err = ds.load(i).unwrap_err();
         let msg = err.to_string();
         assert!(is_kind(&err), "sample {i}: unexpected error kind: {msg}");
-        assert!(
-            msg.contains(path_part) && msg.contains(&ds.samples[i].id),
-            "sample {i}: {msg}"
-        );
+        assert!(msg.contains(path_part) && msg.contains(&ds.samples[i].id), "sample {i}: {msg}");
     }
     assert!(ds.load(4).is_ok(), "the untouched sample still loads");
 
     // check-data lists every problem with its path and exits 1.
-    let out = segdistill(&[
-        "check-data",
-        "--data",
-        root.to_str().unwrap(),
-        "--split",
-        "train",
-    ]);
+    let out = segdistill(&["check-data", "--data", root.to_str().unwrap(), "--split", "train"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
-    for kind in [
-        "undecodable file: 1",
-        "size mismatch: 1",
-        "missing image: 2",
-        "missing mask: 1",
-        "mask is not a PNG: 1",
-    ] {
+    for kind in
+        ["undecodable file: 1", "size mismatch: 1", "missing image: 2", "missing mask: 1", "mask is not a PNG: 1"]
+    {
         assert!(text.contains(kind), "missing '{kind}' in:\n{text}");
     }
-    assert!(
-        text.contains(&format!("{}.jpg", ids[0])) && text.contains("ghost_000001.png"),
-        "{text}"
-    );
+    assert!(text.contains(&format!("{}.jpg", ids[0])) && text.contains("ghost_000001.png"), "{text}");
     assert!(text.contains("images: 7 listed, 2 usable"), "{text}");
 }
 
@@ -97,17 +73,8 @@ fn each_kind_of_damage_is_an_error_naming_the_file() {
 fn missing_split_file_is_an_error_naming_it() {
     let (_tmp, root) = demo_dataset(2, 1, 40);
     let err = Dataset::open(&root, None, "test").unwrap_err().to_string();
-    assert!(
-        err.contains("ImageSets/Segmentation/test.txt") && err.contains("train"),
-        "{err}"
-    );
-    let out = segdistill(&[
-        "check-data",
-        "--data",
-        root.to_str().unwrap(),
-        "--split",
-        "test",
-    ]);
+    assert!(err.contains("ImageSets/Segmentation/test.txt") && err.contains("train"), "{err}");
+    let out = segdistill(&["check-data", "--data", root.to_str().unwrap(), "--split", "test"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("test.txt"), "{}", stderr(&out));
 }
@@ -118,8 +85,5 @@ fn not_a_dataset_folder_is_explained() {
     let out = segdistill(&["check-data", "--data", tmp.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(
-        err.contains("is not a VOC dataset") && err.contains("demo-data"),
-        "{err}"
-    );
+    assert!(err.contains("is not a VOC dataset") && err.contains("demo-data"), "{err}");
 }

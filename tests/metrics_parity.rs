@@ -8,63 +8,29 @@ use segdistill::eval::ConfusionMatrix;
 
 #[test]
 fn confusion_iou_miou_and_accuracy_equal_torchvision() {
-    let bytes =
-        std::fs::read(shared_dir().join("fixtures/torchvision/parity.safetensors")).unwrap();
+    let bytes = std::fs::read(shared_dir().join("fixtures/torchvision/parity.safetensors")).unwrap();
     let (shape, pred, dt) = read_tensor(&bytes, "metric.pred");
-    assert_eq!(
-        (shape.as_slice(), dt.as_str()),
-        ([4usize, 37, 53].as_slice(), "I64")
-    );
-    let pred: Vec<u8> = as_i64(&pred)
-        .iter()
-        .map(|&v| u8::try_from(v).unwrap())
-        .collect();
-    let target: Vec<u8> = as_i64(&read_tensor(&bytes, "metric.target").1)
-        .iter()
-        .map(|&v| v as u8)
-        .collect();
+    assert_eq!((shape.as_slice(), dt.as_str()), ([4usize, 37, 53].as_slice(), "I64"));
+    let pred: Vec<u8> = as_i64(&pred).iter().map(|&v| u8::try_from(v).unwrap()).collect();
+    let target: Vec<u8> = as_i64(&read_tensor(&bytes, "metric.target").1).iter().map(|&v| v as u8).collect();
     let mut cm = ConfusionMatrix::new(21);
     cm.update(&pred, &target);
 
-    let expected: Vec<u64> = as_i64(&read_tensor(&bytes, "metric.confusion").1)
-        .iter()
-        .map(|&v| v as u64)
-        .collect();
-    assert_eq!(
-        cm.counts(),
-        expected.as_slice(),
-        "integer confusion matrix equal"
-    );
+    let expected: Vec<u64> = as_i64(&read_tensor(&bytes, "metric.confusion").1).iter().map(|&v| v as u64).collect();
+    assert_eq!(cm.counts(), expected.as_slice(), "integer confusion matrix equal");
 
     let iou_ref = as_f32(&read_tensor(&bytes, "metric.iou_per_class").1);
     for (c, (ours, theirs)) in cm.iou_per_class().iter().zip(&iou_ref).enumerate() {
         match ours {
-            None => assert!(
-                theirs.is_nan(),
-                "class {c}: absent here, {theirs} in torchvision"
-            ),
-            Some(v) => assert!(
-                (v - *theirs as f64).abs() <= 1e-6,
-                "class {c}: {v} vs {theirs}"
-            ),
+            None => assert!(theirs.is_nan(), "class {c}: absent here, {theirs} in torchvision"),
+            Some(v) => assert!((v - *theirs as f64).abs() <= 1e-6, "class {c}: {v} vs {theirs}"),
         }
     }
-    assert!(
-        cm.iou_per_class()[7].is_none() && cm.iou_per_class()[13].is_none(),
-        "classes 7 and 13 absent"
-    );
+    assert!(cm.iou_per_class()[7].is_none() && cm.iou_per_class()[13].is_none(), "classes 7 and 13 absent");
     let miou = as_f32(&read_tensor(&bytes, "metric.miou").1)[0] as f64;
     let acc = as_f32(&read_tensor(&bytes, "metric.pixel_acc").1)[0] as f64;
-    assert!(
-        (cm.mean_iou() - miou).abs() <= 1e-6,
-        "mIoU {} vs {miou}",
-        cm.mean_iou()
-    );
-    assert!(
-        (cm.pixel_accuracy() - acc).abs() <= 1e-6,
-        "pixel acc {} vs {acc}",
-        cm.pixel_accuracy()
-    );
+    assert!((cm.mean_iou() - miou).abs() <= 1e-6, "mIoU {} vs {miou}", cm.mean_iou());
+    assert!((cm.pixel_accuracy() - acc).abs() <= 1e-6, "pixel acc {} vs {acc}", cm.pixel_accuracy());
 }
 
 /// Naive reference: IoU per class by counting pixel sets directly.
@@ -90,10 +56,7 @@ fn naive_iou(pairs: &[(Vec<u8>, Vec<u8>)], n: usize) -> Vec<Option<f64>> {
 #[test]
 fn real_voc_masks_shifted_predictions_match_naive_counting_and_merge() {
     let dir = shared_voc().join("SegmentationClass");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
     let enc = LabelEncoding::VocIndex { num_classes: 21 };
     // A prediction = the real mask shifted 7 px right, void filled with the left neighbour's class.
@@ -131,14 +94,7 @@ fn real_voc_masks_shifted_predictions_match_naive_counting_and_merge() {
             _ => panic!("class {c}: presence differs"),
         }
     }
-    let non_void: u64 = pairs
-        .iter()
-        .map(|(_, t)| t.iter().filter(|&&v| v != 255).count() as u64)
-        .sum();
+    let non_void: u64 = pairs.iter().map(|(_, t)| t.iter().filter(|&&v| v != 255).count() as u64).sum();
     assert_eq!(whole.total(), non_void);
-    assert!(
-        whole.mean_iou() > 0.3 && whole.mean_iou() < 0.99,
-        "shifted masks score in between: {}",
-        whole.mean_iou()
-    );
+    assert!(whole.mean_iou() > 0.3 && whole.mean_iou() < 0.99, "shifted masks score in between: {}", whole.mean_iou());
 }

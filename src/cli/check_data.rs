@@ -22,22 +22,12 @@ pub struct CheckDataArgs {
 /// Exit status: 0 if the split is fully usable, 1 if it has problems, 2 on errors.
 pub fn run(args: CheckDataArgs) -> anyhow::Result<ExitCode> {
     let ds = Dataset::open(&args.data, args.dataset, &args.split)?;
-    println!(
-        "{} dataset at {}: split '{}' lists {} id(s)",
-        ds.kind,
-        ds.root.display(),
-        ds.split,
-        ds.len()
-    );
+    println!("{} dataset at {}: split '{}' lists {} id(s)", ds.kind, ds.root.display(), ds.split, ds.len());
     let pb = super::progress::bar(ds.len() as u64, "checking");
     let report = check_dataset(&ds, &|| pb.inc(1));
     pb.finish_and_clear();
     print_report(&ds, &report);
-    Ok(if report.is_fully_usable() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.is_fully_usable() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn print_report(ds: &Dataset, r: &CheckReport) {
@@ -54,10 +44,7 @@ fn print_report(ds: &Dataset, r: &CheckReport) {
     }
     println!("\nimages: {} listed, {} usable", r.listed, r.usable);
     if let (Some(lo), Some(hi)) = (r.min_size, r.max_size) {
-        println!(
-            "image size: width {}–{}, height {}–{}",
-            lo.0, hi.0, lo.1, hi.1
-        );
+        println!("image size: width {}–{}, height {}–{}", lo.0, hi.0, lo.1, hi.1);
     }
     let total: u64 = r.class_pixels.iter().sum::<u64>() + r.void_pixels;
     if total > 0 {
@@ -65,55 +52,24 @@ fn print_report(ds: &Dataset, r: &CheckReport) {
         let classes = ds.classes();
         let pct = |n: u64| 100.0 * n as f64 / total as f64;
         for (c, &n) in r.class_pixels.iter().enumerate() {
-            println!(
-                "  {:>3} {:<14} {:>12} {:>6.2}%",
-                c,
-                classes.names[c],
-                n,
-                pct(n)
-            );
+            println!("  {:>3} {:<14} {:>12} {:>6.2}%", c, classes.names[c], n, pct(n));
         }
-        println!(
-            "  {:>3} {:<14} {:>12} {:>6.2}%",
-            255,
-            "void",
-            r.void_pixels,
-            pct(r.void_pixels)
-        );
+        println!("  {:>3} {:<14} {:>12} {:>6.2}%", 255, "void", r.void_pixels, pct(r.void_pixels));
     }
     if r.is_fully_usable() {
-        println!(
-            "\nOK: all {} samples of '{}' are usable",
-            r.usable, ds.split
-        );
+        println!("\nOK: all {} samples of '{}' are usable", r.usable, ds.split);
     } else {
-        let summary: Vec<String> = groups
-            .iter()
-            .map(|(k, v)| format!("{} {k}", v.len()))
-            .collect();
-        let summary = if summary.is_empty() {
-            "no samples".to_string()
-        } else {
-            summary.join(", ")
-        };
-        println!(
-            "\nNOT FULLY USABLE: {} of {} samples usable ({summary})",
-            r.usable, r.listed
-        );
-        let missing = r
-            .problems
-            .iter()
-            .filter(|p| matches!(p.error, DataError::MissingFile { .. }))
-            .count();
+        let summary: Vec<String> = groups.iter().map(|(k, v)| format!("{} {k}", v.len())).collect();
+        let summary = if summary.is_empty() { "no samples".to_string() } else { summary.join(", ") };
+        println!("\nNOT FULLY USABLE: {} of {} samples usable ({summary})", r.usable, r.listed);
+        let missing = r.problems.iter().filter(|p| matches!(p.error, DataError::MissingFile { .. })).count();
         if missing * 2 > r.listed {
             println!(
                 "most files are missing: the dataset looks incomplete (for VOC 2012, extract \
                  VOCtrainval_11-May-2012.tar here), or point --data at the full copy"
             );
         } else {
-            println!(
-                "fix or re-extract the files listed above, or train on the usable samples only"
-            );
+            println!("fix or re-extract the files listed above, or train on the usable samples only");
         }
     }
 }

@@ -25,21 +25,10 @@ pub struct DemoDataArgs {
 }
 
 pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
-    let config = DemoConfig {
-        train: args.train,
-        val: args.val,
-        size: args.size,
-        seed: args.seed,
-    };
+    let config = DemoConfig { train: args.train, val: args.val, size: args.size, seed: args.seed };
     let pb = super::progress::bar((config.train + config.val) as u64, "drawing");
     let root = generate(&args.out, &config, &|| pb.inc(1))?;
     pb.finish_and_clear();
-    println!(
-        "wrote {} train + {} val images ({}px wide) to {}",
-        config.train,
-        config.val,
-        config.size,
-        root.display()
-    );
+    println!("wrote {} train + {} val images ({}px wide) to {}", config.train, config.val, config.size, root.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,9 @@
 
 pub mod check_data;
 pub mod demo_data;
+pub mod eval;
+pub mod models;
+pub mod predict;
 pub mod progress;
 pub mod score;
 
@@ -11,11 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "segdistill",
-    version,
-    about = "Knowledge distillation studio for semantic segmentation"
-)]
+#[command(name = "segdistill", version, about = "Knowledge distillation studio for semantic segmentation")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -31,6 +30,31 @@ pub enum Command {
     CheckData(check_data::CheckDataArgs),
     /// Score predicted masks against ground truth (mIoU, pixel accuracy, per-class IoU).
     Score(score::ScoreArgs),
+    /// Run a model on one image: mask PNG, overlay, logits.
+    Predict(predict::PredictArgs),
+    /// Evaluate a model on a dataset split: mIoU, pixel accuracy, per-class IoU.
+    Eval(eval::EvalArgs),
+    /// List the models with their parameter counts and feature taps.
+    Models(models::ModelsArgs),
+}
+
+/// `--resize none|N`: keep the image size, or scale the shorter side to N.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResizeArg(pub crate::data::transforms::Resize);
+
+impl std::str::FromStr for ResizeArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use crate::data::transforms::Resize;
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Self(Resize::None));
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n >= 8 => Ok(Self(Resize::ShorterSide(n))),
+            _ => Err(format!("expected `none` or a shorter-side length ≥ 8, got `{s}`")),
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -39,6 +63,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::DemoData(a)) => demo_data::run(a),
         Some(Command::CheckData(a)) => check_data::run(a),
         Some(Command::Score(a)) => score::run(a),
+        Some(Command::Predict(a)) => predict::run(a),
+        Some(Command::Eval(a)) => eval::run(a),
+        Some(Command::Models(a)) => models::run(a),
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, bail};
 
@@ -43,11 +42,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if let Some((p, gt)) = pairs.iter().find(|(_, gt)| !gt.is_file()) {
-        bail!(
-            "no ground truth for {}: {} does not exist",
-            p.display(),
-            gt.display()
-        );
+        bail!("no ground truth for {}: {} does not exist", p.display(), gt.display());
     }
     let pb = super::progress::bar(pairs.len() as u64, "scoring");
     let (cm, warnings) = score_pairs(&pairs, args.classes, &|| pb.inc(1))?;
@@ -59,27 +54,18 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&scores)?);
     } else {
-        print_table(
-            &scores,
-            &ClassSet::for_num_classes(args.classes as usize),
-            pairs.len(),
-        );
+        print_table(&scores, &ClassSet::for_num_classes(args.classes as usize), pairs.len());
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn ground_truth_dir(gt: &Path) -> PathBuf {
     let voc_masks = gt.join("SegmentationClass");
-    if voc_masks.is_dir() {
-        voc_masks
-    } else {
-        gt.to_path_buf()
-    }
+    if voc_masks.is_dir() { voc_masks } else { gt.to_path_buf() }
 }
 
 fn list_pngs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let rd =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read folder {}", dir.display()))?;
+    let rd = std::fs::read_dir(dir).with_context(|| format!("cannot read folder {}", dir.display()))?;
     let mut v: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) && p.is_file())
@@ -94,11 +80,7 @@ fn read_prediction(path: &Path) -> anyhow::Result<Mask> {
     if let RawLabels::Index(values) = img.values {
         return Ok(Mask::new(img.width, img.height, values));
     }
-    Ok(labels_to_mask(
-        img,
-        LabelEncoding::Plain { num_classes: 255 },
-        path,
-    )?)
+    Ok(labels_to_mask(img, LabelEncoding::Plain { num_classes: 255 }, path)?)
 }
 
 /// One image's confusion matrix and, if it predicts values outside the classes, a warning.
@@ -135,9 +117,7 @@ fn gt_encoding(classes: u8) -> LabelEncoding {
     if classes == 21 {
         LabelEncoding::VocIndex { num_classes: 21 }
     } else {
-        LabelEncoding::Plain {
-            num_classes: classes,
-        }
+        LabelEncoding::Plain { num_classes: classes }
     }
 }
 
@@ -147,32 +127,15 @@ fn score_pairs(
     classes: u8,
     on_pair: &(dyn Fn() + Sync),
 ) -> anyhow::Result<(ConfusionMatrix, Vec<String>)> {
-    let next = AtomicUsize::new(0);
-    let threads = crate::util::available_threads().min(pairs.len());
-    let mut results: Vec<(usize, PairScore)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((p, g)) = pairs.get(i) else { break };
-                        out.push((i, score_one(p, g, classes)));
-                        on_pair();
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+    let results = crate::util::par::par_map(pairs.len(), |i| {
+        let (p, g) = &pairs[i];
+        let r = score_one(p, g, classes);
+        on_pair();
+        r
     });
-    results.sort_by_key(|(i, _)| *i);
     let mut total = ConfusionMatrix::new(classes as usize);
     let mut warnings = Vec::new();
-    for (_, r) in results {
+    for r in results {
         let (cm, w) = r?;
         total.merge(&cm);
         warnings.extend(w);
@@ -180,7 +143,7 @@ fn score_pairs(
     Ok((total, warnings))
 }
 
-fn print_table(s: &Scores, classes: &ClassSet, images: usize) {
+pub(crate) fn print_table(s: &Scores, classes: &ClassSet, images: usize) {
     println!("scored {images} image(s)");
     println!("mIoU            {:.4}", s.miou);
     println!("pixel accuracy  {:.4}", s.pixel_acc);

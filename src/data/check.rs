@@ -1,8 +1,6 @@
 //! Validation of a dataset split: which samples are usable, which are broken and why, plus the
 //! statistics a user wants before training (sizes, class pixel histogram).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use super::classes::VOID;
 use super::dataset::Dataset;
 use super::error::DataError;
@@ -66,11 +64,7 @@ impl CheckReport {
     }
 }
 
-fn min_max(
-    a: Option<(u32, u32)>,
-    b: Option<(u32, u32)>,
-    f: fn(u32, u32) -> u32,
-) -> Option<(u32, u32)> {
+fn min_max(a: Option<(u32, u32)>, b: Option<(u32, u32)>, f: fn(u32, u32) -> u32) -> Option<(u32, u32)> {
     match (a, b) {
         (Some(x), Some(y)) => Some((f(x.0, y.0), f(x.1, y.1))),
         (x, None) => x,
@@ -82,33 +76,18 @@ fn min_max(
 fn check_sample(ds: &Dataset, index: usize, report: &mut CheckReport) {
     let files = &ds.samples[index];
     let problems_before = report.problems.len();
-    let mut push = |error: DataError| {
-        report.problems.push(Problem {
-            id: files.id.clone(),
-            error,
-        })
-    };
+    let mut push = |error: DataError| report.problems.push(Problem { id: files.id.clone(), error });
 
     let image = if files.image.is_file() {
         read_rgb(&files.image).map_err(&mut push).ok()
     } else {
-        push(DataError::MissingFile {
-            what: "image",
-            id: files.id.clone(),
-            path: files.image.clone(),
-        });
+        push(DataError::MissingFile { what: "image", id: files.id.clone(), path: files.image.clone() });
         None
     };
     let mask = if files.mask.is_file() {
-        read_mask(&files.mask, ds.kind.label_encoding())
-            .map_err(&mut push)
-            .ok()
+        read_mask(&files.mask, ds.kind.label_encoding()).map_err(&mut push).ok()
     } else {
-        push(DataError::MissingFile {
-            what: "mask",
-            id: files.id.clone(),
-            path: files.mask.clone(),
-        });
+        push(DataError::MissingFile { what: "mask", id: files.id.clone(), path: files.mask.clone() });
         None
     };
     if let Some(img) = &image {
@@ -119,10 +98,7 @@ fn check_sample(ds: &Dataset, index: usize, report: &mut CheckReport) {
     if let (Some(img), Some(m)) = (&image, &mask)
         && let Some(error) = files.size_mismatch(img, m)
     {
-        report.problems.push(Problem {
-            id: files.id.clone(),
-            error,
-        });
+        report.problems.push(Problem { id: files.id.clone(), error });
     }
     if report.problems.len() == problems_before
         && let Some(m) = mask
@@ -138,42 +114,15 @@ fn check_sample(ds: &Dataset, index: usize, report: &mut CheckReport) {
 
 /// Checks every sample of `ds` on all cores; `on_sample` is called after each one (progress).
 pub fn check_dataset(ds: &Dataset, on_sample: &(dyn Fn() + Sync)) -> CheckReport {
-    let next = AtomicUsize::new(0);
-    let threads = crate::util::available_threads().min(ds.len().max(1));
-    let mut parts: Vec<(usize, CheckReport)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut local = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= ds.len() {
-                            break;
-                        }
-                        let mut r = CheckReport {
-                            class_pixels: vec![0; ds.num_classes()],
-                            ..Default::default()
-                        };
-                        check_sample(ds, i, &mut r);
-                        local.push((i, r));
-                        on_sample();
-                    }
-                    local
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+    let empty = || CheckReport { class_pixels: vec![0; ds.num_classes()], ..Default::default() };
+    let parts = crate::util::par::par_map(ds.len(), |i| {
+        let mut r = empty();
+        check_sample(ds, i, &mut r);
+        on_sample();
+        r
     });
-    parts.sort_by_key(|(i, _)| *i);
-    let mut report = CheckReport {
-        listed: ds.len(),
-        class_pixels: vec![0; ds.num_classes()],
-        ..Default::default()
-    };
-    for (_, r) in parts {
+    let mut report = CheckReport { listed: ds.len(), ..empty() };
+    for r in parts {
         report.absorb(r);
     }
     report

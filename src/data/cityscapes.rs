@@ -27,9 +27,7 @@ pub fn find_root(path: &Path) -> Result<PathBuf> {
     Err(DataError::NotADataset {
         path: path.into(),
         kind: "Cityscapes",
-        reason:
-            "no leftImg8bit/ folder inside; run `segdistill download cityscapes` for how to get it"
-                .into(),
+        reason: "no leftImg8bit/ folder inside; run `segdistill download cityscapes` for how to get it".into(),
     })
 }
 
@@ -69,10 +67,7 @@ pub fn samples(root: &Path, split: &str) -> Result<Vec<SampleFiles>> {
     }
     let mut out = Vec::new();
     for city_dir in sorted_entries(&split_dir, true) {
-        let city = city_dir
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
+        let city = city_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         for file in sorted_entries(&city_dir, false) {
             let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
                 continue;
@@ -80,23 +75,12 @@ pub fn samples(root: &Path, split: &str) -> Result<Vec<SampleFiles>> {
             let Some(frame) = name.strip_suffix(IMAGE_SUFFIX) else {
                 continue;
             };
-            let mask = root
-                .join("gtFine")
-                .join(split)
-                .join(&city)
-                .join(format!("{frame}{MASK_SUFFIX}"));
-            out.push(SampleFiles {
-                id: frame.to_string(),
-                image: file.clone(),
-                mask,
-            });
+            let mask = root.join("gtFine").join(split).join(&city).join(format!("{frame}{MASK_SUFFIX}"));
+            out.push(SampleFiles { id: frame.to_string(), image: file.clone(), mask });
         }
     }
     if out.is_empty() {
-        return Err(DataError::EmptySplit {
-            split: split.into(),
-            path: split_dir,
-        });
+        return Err(DataError::EmptySplit { split: split.into(), path: split_dir });
     }
     Ok(out)
 }

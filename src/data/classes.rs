@@ -84,16 +84,7 @@ const fn label(
     ignore_in_eval: bool,
     color: [u8; 3],
 ) -> CityscapesLabel {
-    CityscapesLabel {
-        name,
-        id,
-        train_id,
-        category,
-        category_id,
-        has_instances,
-        ignore_in_eval,
-        color,
-    }
+    CityscapesLabel { name, id, train_id, category, category_id, has_instances, ignore_in_eval, color }
 }
 
 /// The 34 labels with ids 0–33 (the table's `license plate`, id −1, never appears in label images).
@@ -148,8 +139,7 @@ pub fn cityscapes_train_id_lut() -> [u8; 256] {
 }
 
 fn cityscapes_train_labels() -> impl Iterator<Item = &'static CityscapesLabel> {
-    (0..CITYSCAPES_NUM_CLASSES as u8)
-        .filter_map(|t| CITYSCAPES_LABELS.iter().find(|l| l.train_id == t))
+    (0..CITYSCAPES_NUM_CLASSES as u8).filter_map(|t| CITYSCAPES_LABELS.iter().find(|l| l.train_id == t))
 }
 
 /// The label space a model predicts in: names and display colours per class.
@@ -173,9 +163,7 @@ impl ClassSet {
     pub fn cityscapes() -> Self {
         Self {
             dataset: "cityscapes",
-            names: cityscapes_train_labels()
-                .map(|l| l.name.to_string())
-                .collect(),
+            names: cityscapes_train_labels().map(|l| l.name.to_string()).collect(),
             colors: cityscapes_train_labels().map(|l| l.color).collect(),
         }
     }
@@ -204,19 +192,14 @@ impl ClassSet {
 
     /// Display colour of a label value; void is drawn in the VOC void colour.
     pub fn color_of(&self, label: u8) -> [u8; 3] {
-        self.colors
-            .get(label as usize)
-            .copied()
-            .unwrap_or(voc_color(VOID))
+        self.colors.get(label as usize).copied().unwrap_or(voc_color(VOID))
     }
 
     pub fn name_of(&self, label: u8) -> &str {
         if label == VOID {
             return "void";
         }
-        self.names
-            .get(label as usize)
-            .map_or("unknown", |s| s.as_str())
+        self.names.get(label as usize).map_or("unknown", |s| s.as_str())
     }
 }
 
@@ -243,11 +226,7 @@ mod tests {
         let mut uniq = p.to_vec();
         uniq.sort();
         uniq.dedup();
-        assert_eq!(
-            uniq.len(),
-            256,
-            "palette colours are unique, so RGB masks map back unambiguously"
-        );
+        assert_eq!(uniq.len(), 256, "palette colours are unique, so RGB masks map back unambiguously");
     }
 
     #[test]

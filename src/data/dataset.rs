@@ -22,11 +22,7 @@ pub enum DatasetKind {
 impl DatasetKind {
     /// Cityscapes if the folder (or a child) has `leftImg8bit/`, else VOC.
     pub fn detect(path: &Path) -> Self {
-        if cityscapes::looks_like_cityscapes(path) {
-            Self::Cityscapes
-        } else {
-            Self::Voc
-        }
+        if cityscapes::looks_like_cityscapes(path) { Self::Cityscapes } else { Self::Voc }
     }
 
     pub fn name(self) -> &'static str {
@@ -121,13 +117,7 @@ impl Dataset {
                 (root, samples)
             }
         };
-        Ok(Self {
-            kind,
-            root,
-            split: split.to_string(),
-            samples,
-            classes: kind.classes(),
-        })
+        Ok(Self { kind, root, split: split.to_string(), samples, classes: kind.classes() })
     }
 
     pub fn len(&self) -> usize {
@@ -175,11 +165,7 @@ impl Dataset {
     pub fn load_image(&self, index: usize) -> Result<RgbImage> {
         let s = &self.samples[index];
         if !s.image.is_file() {
-            return Err(DataError::MissingFile {
-                what: "image",
-                id: s.id.clone(),
-                path: s.image.clone(),
-            });
+            return Err(DataError::MissingFile { what: "image", id: s.id.clone(), path: s.image.clone() });
         }
         read_rgb(&s.image)
     }
@@ -187,11 +173,7 @@ impl Dataset {
     pub fn load_mask(&self, index: usize) -> Result<Mask> {
         let s = &self.samples[index];
         if !s.mask.is_file() {
-            return Err(DataError::MissingFile {
-                what: "mask",
-                id: s.id.clone(),
-                path: s.mask.clone(),
-            });
+            return Err(DataError::MissingFile { what: "mask", id: s.id.clone(), path: s.mask.clone() });
         }
         read_mask(&s.mask, self.kind.label_encoding())
     }
@@ -204,10 +186,6 @@ impl Dataset {
         if let Some(err) = s.size_mismatch(&image, &mask) {
             return Err(err);
         }
-        Ok(Sample {
-            id: s.id.clone(),
-            image,
-            mask,
-        })
+        Ok(Sample { id: s.id.clone(), image, mask })
     }
 }

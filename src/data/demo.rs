@@ -8,7 +8,6 @@
 //! rotations and JPEG noise keep it from being trivial.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
 use image::{Rgb, RgbImage};
@@ -32,12 +31,7 @@ pub struct DemoConfig {
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        Self {
-            train: 300,
-            val: 60,
-            size: 160,
-            seed: 0,
-        }
+        Self { train: 300, val: 60, size: 160, seed: 0 }
     }
 }
 
@@ -102,13 +96,7 @@ enum Texture {
     Waves,
 }
 
-const TEXTURES: [Texture; 5] = [
-    Texture::Solid,
-    Texture::Stripes,
-    Texture::Checker,
-    Texture::Dots,
-    Texture::Waves,
-];
+const TEXTURES: [Texture; 5] = [Texture::Solid, Texture::Stripes, Texture::Checker, Texture::Dots, Texture::Waves];
 
 impl Texture {
     /// Brightness modulation in [0, 1] at object-local pixel offsets (x, y).
@@ -182,9 +170,7 @@ pub fn render_scene(width: u32, height: u32, rng: &mut Rng) -> (RgbImage, Mask) 
     let noise = rng.uniform(2.0, 8.0);
     let image = RgbImage::from_fn(width, height, |x, y| {
         let c = canvas[(y * width + x) as usize];
-        Rgb(std::array::from_fn(|i| {
-            (c[i] + noise * rng.normal()).round().clamp(0.0, 255.0) as u8
-        }))
+        Rgb(std::array::from_fn(|i| (c[i] + noise * rng.normal()).round().clamp(0.0, 255.0) as u8))
     });
     (image, mask)
 }
@@ -209,9 +195,7 @@ fn draw_background(canvas: &mut [[f32; 3]], width: u32, height: u32, rng: &mut R
     let diag = (width as f32).hypot(height as f32);
     for y in 0..height {
         for x in 0..width {
-            let t = 0.5
-                + ((x as f32 - width as f32 / 2.0) * ca + (y as f32 - height as f32 / 2.0) * sa)
-                    / diag;
+            let t = 0.5 + ((x as f32 - width as f32 / 2.0) * ca + (y as f32 - height as f32 / 2.0) * sa) / diag;
             let mut v = v0 + (v1 - v0) * t;
             for &(bx, by, br, bd) in &blobs {
                 let d2 = ((x as f32 - bx).powi(2) + (y as f32 - by).powi(2)) / (br * br);
@@ -226,10 +210,7 @@ fn draw_object(canvas: &mut [[f32; 3]], mask: &mut Mask, class: u8, rng: &mut Rn
     let style = class_style(class);
     let (w, h) = (mask.width as f32, mask.height as f32);
     let radius = rng.uniform(0.12, 0.32) * w.min(h);
-    let (cx, cy) = (
-        rng.uniform(radius * 0.3, w - radius * 0.3),
-        rng.uniform(radius * 0.3, h - radius * 0.3),
-    );
+    let (cx, cy) = (rng.uniform(radius * 0.3, w - radius * 0.3), rng.uniform(radius * 0.3, h - radius * 0.3));
     let theta = rng.uniform(0.0, std::f32::consts::TAU);
     let (ct, st) = (theta.cos(), theta.sin());
     let hue = style.hue + rng.uniform(-6.0, 6.0);
@@ -280,20 +261,9 @@ pub fn voc_root(out: &Path) -> PathBuf {
 
 /// Writes the demo dataset under `out/VOCdevkit/VOC2012`; `on_image` is called after each
 /// image (progress). Returns the `VOC2012` folder.
-pub fn generate(
-    out: &Path,
-    config: &DemoConfig,
-    on_image: &(dyn Fn() + Sync),
-) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(
-        config.size >= 32,
-        "--size must be at least 32 pixels (got {})",
-        config.size
-    );
-    anyhow::ensure!(
-        config.train + config.val > 0,
-        "nothing to generate: --train and --val are both 0"
-    );
+pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(config.size >= 32, "--size must be at least 32 pixels (got {})", config.size);
+    anyhow::ensure!(config.train + config.val > 0, "nothing to generate: --train and --val are both 0");
     let root = voc_root(out);
     for dir in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
         let d = root.join(dir);
@@ -301,36 +271,18 @@ pub fn generate(
     }
     let total = config.train + config.val;
     let ids: Vec<String> = (0..total).map(|i| format!("demo_{:06}", i + 1)).collect();
-    let next = AtomicUsize::new(0);
-    let threads = crate::util::available_threads();
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> anyhow::Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= total {
-                            return Ok(());
-                        }
-                        write_sample(&root, &ids[i], config, i)?;
-                        on_image();
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("a demo-data thread panicked"))??;
-        }
-        Ok(())
-    })?;
+    let written = crate::util::par::par_map(total, |i| {
+        let r = write_sample(&root, &ids[i], config, i);
+        on_image();
+        r
+    });
+    written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     let lists = root.join("ImageSets/Segmentation");
     let (train, val) = ids.split_at(config.train);
     for (name, part) in [("train", train), ("val", val), ("trainval", &ids[..])] {
         let text: String = part.iter().map(|id| format!("{id}\n")).collect();
         let p = lists.join(format!("{name}.txt"));
-        write_atomic(&p, text.as_bytes())
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        write_atomic(&p, text.as_bytes()).with_context(|| format!("cannot write {}", p.display()))?;
     }
     let marker = root.join(MARKER_FILE);
     write_atomic(&marker, serde_json::to_string_pretty(config)?.as_bytes())
@@ -345,8 +297,7 @@ fn write_sample(root: &Path, id: &str, config: &DemoConfig, index: usize) -> any
     let (image, mask) = render_scene(width, height, &mut rng);
     let jpg = root.join("JPEGImages").join(format!("{id}.jpg"));
     let png = root.join("SegmentationClass").join(format!("{id}.png"));
-    write_atomic(&jpg, &encode_jpeg(&image, 92)?)
-        .with_context(|| format!("cannot write {}", jpg.display()))?;
+    write_atomic(&jpg, &encode_jpeg(&image, 92)?).with_context(|| format!("cannot write {}", jpg.display()))?;
     let palette = super::classes::voc_palette();
     write_atomic(&png, &encode_palette_png(&mask, &palette)?)
         .with_context(|| format!("cannot write {}", png.display()))?;

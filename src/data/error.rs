@@ -11,18 +11,10 @@ pub enum DataError {
         source: std::io::Error,
     },
 
-    #[error(
-        "{what} for id '{id}' not found: {path} (re-extract the dataset, or remove the id from the split list)"
-    )]
-    MissingFile {
-        what: &'static str,
-        id: String,
-        path: PathBuf,
-    },
+    #[error("{what} for id '{id}' not found: {path} (re-extract the dataset, or remove the id from the split list)")]
+    MissingFile { what: &'static str, id: String, path: PathBuf },
 
-    #[error(
-        "cannot decode {path}: {reason} (the file is corrupt or truncated: re-extract or re-download it)"
-    )]
+    #[error("cannot decode {path}: {reason} (the file is corrupt or truncated: re-extract or re-download it)")]
     Decode { path: PathBuf, reason: String },
 
     #[error("mask {path} is not a PNG file ({reason}); masks must be palette or grayscale PNGs")]
@@ -31,73 +23,39 @@ pub enum DataError {
     #[error(
         "mask {mask} is {mask_w}×{mask_h} but its image {image} is {image_w}×{image_h}; each mask must have its image's size"
     )]
-    SizeMismatch {
-        image: PathBuf,
-        mask: PathBuf,
-        image_w: u32,
-        image_h: u32,
-        mask_w: u32,
-        mask_h: u32,
-    },
+    SizeMismatch { image: PathBuf, mask: PathBuf, image_w: u32, image_h: u32, mask_w: u32, mask_h: u32 },
 
     #[error(
         "mask {path} has label value {value} in {pixels} pixel(s), which is not a class of this dataset ({expected})"
     )]
-    UnknownLabel {
-        path: PathBuf,
-        value: u32,
-        pixels: usize,
-        expected: String,
-    },
+    UnknownLabel { path: PathBuf, value: u32, pixels: usize, expected: String },
 
     #[error(
         "mask {path} has colour {color:?} in {pixels} pixel(s), which is not in the VOC palette; RGB masks must use the VOC colour map"
     )]
-    UnknownColor {
-        path: PathBuf,
-        color: [u8; 3],
-        pixels: usize,
-    },
+    UnknownColor { path: PathBuf, color: [u8; 3], pixels: usize },
 
     #[error("split '{split}' not found: {path} does not exist{}", available_hint(.available))]
-    MissingSplit {
-        split: String,
-        path: PathBuf,
-        available: Vec<String>,
-    },
+    MissingSplit { split: String, path: PathBuf, available: Vec<String> },
 
     #[error("split '{split}' in {path} lists no images")]
     EmptySplit { split: String, path: PathBuf },
 
     #[error("{path} is not a {kind} dataset: {reason}")]
-    NotADataset {
-        path: PathBuf,
-        kind: &'static str,
-        reason: String,
-    },
+    NotADataset { path: PathBuf, kind: &'static str, reason: String },
 }
 
 fn available_hint(available: &[String]) -> String {
-    if available.is_empty() {
-        String::new()
-    } else {
-        format!(" (available splits: {})", available.join(", "))
-    }
+    if available.is_empty() { String::new() } else { format!(" (available splits: {})", available.join(", ")) }
 }
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     pub fn decode(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
-        Self::Decode {
-            path: path.into(),
-            reason: reason.to_string(),
-        }
+        Self::Decode { path: path.into(), reason: reason.to_string() }
     }
 
     /// A short name of the problem kind, for grouping in reports.

@@ -22,14 +22,50 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     // The JPEG decoder tolerates truncated files (it fills the missing rows with grey), which
     // would silently train on half-grey images: insist on the end-of-image marker.
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
-        return Err(DataError::decode(
-            path,
-            "truncated JPEG: the end-of-image marker is missing",
-        ));
+        return Err(DataError::decode(path, "truncated JPEG: the end-of-image marker is missing"));
     }
-    let img = image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| DataError::decode(path, e))?;
+    if format == ImageFormat::Jpeg
+        && let Some(img) = decode_jpeg_like_pil(bytes, path)?
+    {
+        return Ok(img);
+    }
+    let img = image::load_from_memory_with_format(bytes, format).map_err(|e| DataError::decode(path, e))?;
     Ok(img.into_rgb8())
+}
+
+/// Decodes a JPEG with libjpeg's own algorithms (islow IDCT, fancy upsampling), which is what
+/// PIL uses: pixels are bit-identical to `PIL.Image.open(p).convert("RGB")`, so a model sees the
+/// same input as in PyTorch (pure-Rust decoders differ by a few levels on 1–15 % of pixels).
+/// `None` for colour spaces libjpeg cannot turn into RGB (CMYK): the caller falls back.
+fn decode_jpeg_like_pil(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>> {
+    use mozjpeg::ColorSpace;
+    // libjpeg reports fatal errors by unwinding (without the panic hook): catch them here.
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<(usize, usize, Vec<u8>)>> {
+        let d = mozjpeg::Decompress::new_mem(bytes)?;
+        if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
+            return Ok(None);
+        }
+        let mut started = d.rgb()?;
+        let (w, h) = (started.width(), started.height());
+        let data = started.read_scanlines::<u8>()?;
+        started.finish()?;
+        Ok(Some((w, h, data)))
+    });
+    let reason = match decoded {
+        Ok(Ok(None)) => return Ok(None),
+        Ok(Ok(Some((w, h, data)))) => {
+            return RgbImage::from_raw(w as u32, h as u32, data)
+                .map(Some)
+                .ok_or_else(|| DataError::decode(path, "decoder returned too few pixels"));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "libjpeg error".into()),
+    };
+    Err(DataError::decode(path, reason))
 }
 
 /// True if an EOI marker (FF D9) sits in the file's tail. Entropy-coded data never contains
@@ -60,9 +96,7 @@ mod tests {
     use super::*;
 
     fn sample_jpeg() -> Vec<u8> {
-        let img = RgbImage::from_fn(64, 48, |x, y| {
-            image::Rgb([(x * 4) as u8, (y * 5) as u8, 128])
-        });
+        let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
         encode_jpeg(&img, 90).unwrap()
     }
 
@@ -84,11 +118,6 @@ mod tests {
     #[test]
     fn garbage_and_empty_files_are_errors() {
         assert!(decode_rgb(b"hello world, not an image", Path::new("g.jpg")).is_err());
-        assert!(
-            decode_rgb(b"", Path::new("e.jpg"))
-                .unwrap_err()
-                .to_string()
-                .contains("empty")
-        );
+        assert!(decode_rgb(b"", Path::new("e.jpg")).unwrap_err().to_string().contains("empty"));
     }
 }

@@ -71,26 +71,15 @@ impl BatchSource for SegmentationBatches {
 /// Stacks samples into a batch, padding smaller ones on the right/bottom (image 0 after
 /// normalisation, mask void) to the largest height and width present.
 pub fn collate(indices: &[usize], items: Vec<(super::dataset::Sample, Geometry)>) -> Batch {
-    let height = items
-        .iter()
-        .map(|(s, _)| s.image.height())
-        .max()
-        .unwrap_or(0) as usize;
-    let width = items
-        .iter()
-        .map(|(s, _)| s.image.width())
-        .max()
-        .unwrap_or(0) as usize;
+    let height = items.iter().map(|(s, _)| s.image.height()).max().unwrap_or(0) as usize;
+    let width = items.iter().map(|(s, _)| s.image.width()).max().unwrap_or(0) as usize;
     let b = items.len();
     let mut images = vec![0.0f32; b * 3 * height * width];
     let mut masks = vec![VOID; b * height * width];
     let mut ids = Vec::with_capacity(b);
     let mut geometries = Vec::with_capacity(b);
     for (k, (sample, geom)) in items.into_iter().enumerate() {
-        let (w, h) = (
-            sample.image.width() as usize,
-            sample.image.height() as usize,
-        );
+        let (w, h) = (sample.image.width() as usize, sample.image.height() as usize);
         let chw = {
             let mut v = vec![0.0; 3 * w * h];
             normalize_into(&sample.image, &mut v);
@@ -109,16 +98,7 @@ pub fn collate(indices: &[usize], items: Vec<(super::dataset::Sample, Geometry)>
         ids.push(sample.id);
         geometries.push(geom);
     }
-    Batch {
-        images,
-        masks,
-        batch_size: b,
-        height,
-        width,
-        indices: indices.to_vec(),
-        ids,
-        geometries,
-    }
+    Batch { images, masks, batch_size: b, height, width, indices: indices.to_vec(), ids, geometries }
 }
 
 /// How a loader walks the data.
@@ -137,26 +117,12 @@ pub struct LoaderConfig {
 impl LoaderConfig {
     pub fn train(batch_size: usize, seed: u64) -> Self {
         let workers = crate::util::available_threads();
-        Self {
-            batch_size,
-            shuffle: true,
-            drop_last: true,
-            workers,
-            prefetch: 2 * workers,
-            seed,
-        }
+        Self { batch_size, shuffle: true, drop_last: true, workers, prefetch: 2 * workers, seed }
     }
 
     pub fn eval(batch_size: usize) -> Self {
         let workers = crate::util::available_threads();
-        Self {
-            batch_size,
-            shuffle: false,
-            drop_last: false,
-            workers,
-            prefetch: 2 * workers,
-            seed: 0,
-        }
+        Self { batch_size, shuffle: false, drop_last: false, workers, prefetch: 2 * workers, seed: 0 }
     }
 }
 
@@ -172,11 +138,7 @@ pub fn epoch_order(len: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<usiz
 /// Number of batches an epoch of `len` items yields.
 pub fn batches_per_epoch(len: usize, batch_size: usize, drop_last: bool) -> usize {
     let bs = batch_size.max(1);
-    if drop_last {
-        len / bs
-    } else {
-        len.div_ceil(bs)
-    }
+    if drop_last { len / bs } else { len.div_ceil(bs) }
 }
 
 /// Iterator over one epoch's batches, produced on worker threads.
@@ -196,18 +158,8 @@ impl<S: BatchSource> Loader<S> {
 
     /// Like [`Loader::new`], optionally skipping the first `skip_batches` batches of the epoch
     /// (to resume mid-epoch without decoding what was already seen).
-    pub fn with_order(
-        source: Arc<S>,
-        config: &LoaderConfig,
-        epoch: u64,
-        skip_batches: Option<usize>,
-    ) -> Self {
-        let order = Arc::new(epoch_order(
-            source.num_items(),
-            config.shuffle,
-            config.seed,
-            epoch,
-        ));
+    pub fn with_order(source: Arc<S>, config: &LoaderConfig, epoch: u64, skip_batches: Option<usize>) -> Self {
+        let order = Arc::new(epoch_order(source.num_items(), config.shuffle, config.seed, epoch));
         let bs = config.batch_size.max(1);
         let num_batches = batches_per_epoch(order.len(), bs, config.drop_last);
         let first = skip_batches.unwrap_or(0).min(num_batches);
@@ -216,13 +168,8 @@ impl<S: BatchSource> Loader<S> {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..config.workers.max(1))
             .map(|w| {
-                let (tx, counter, stop, order, source) = (
-                    tx.clone(),
-                    counter.clone(),
-                    stop.clone(),
-                    order.clone(),
-                    source.clone(),
-                );
+                let (tx, counter, stop, order, source) =
+                    (tx.clone(), counter.clone(), stop.clone(), order.clone(), source.clone());
                 let seed = config.seed;
                 std::thread::Builder::new()
                     .name(format!("loader-{w}"))
@@ -242,14 +189,7 @@ impl<S: BatchSource> Loader<S> {
                     .expect("spawning a loader thread")
             })
             .collect();
-        Self {
-            rx: Some(rx),
-            pending: BTreeMap::new(),
-            next_batch: first,
-            num_batches,
-            stop,
-            workers,
-        }
+        Self { rx: Some(rx), pending: BTreeMap::new(), next_batch: first, num_batches, stop, workers }
     }
 
     pub fn num_batches(&self) -> usize {
@@ -318,17 +258,8 @@ mod tests {
         let src = Arc::new(Numbers(23));
         let mut results = Vec::new();
         for workers in [1, 2, 4] {
-            let cfg = LoaderConfig {
-                batch_size: 4,
-                shuffle: true,
-                drop_last: false,
-                workers,
-                prefetch: 2,
-                seed: 9,
-            };
-            let batches: Vec<Vec<usize>> = Loader::new(src.clone(), &cfg, 3)
-                .map(|b| b.unwrap())
-                .collect();
+            let cfg = LoaderConfig { batch_size: 4, shuffle: true, drop_last: false, workers, prefetch: 2, seed: 9 };
+            let batches: Vec<Vec<usize>> = Loader::new(src.clone(), &cfg, 3).map(|b| b.unwrap()).collect();
             assert_eq!(batches.len(), 6);
             let mut all: Vec<usize> = batches.concat();
             results.push(batches);
@@ -342,21 +273,10 @@ mod tests {
     #[test]
     fn drop_last_skip_and_early_drop() {
         let src = Arc::new(Numbers(10));
-        let cfg = LoaderConfig {
-            batch_size: 4,
-            shuffle: false,
-            drop_last: true,
-            workers: 2,
-            prefetch: 1,
-            seed: 0,
-        };
-        let all: Vec<_> = Loader::new(src.clone(), &cfg, 0)
-            .map(|b| b.unwrap())
-            .collect();
+        let cfg = LoaderConfig { batch_size: 4, shuffle: false, drop_last: true, workers: 2, prefetch: 1, seed: 0 };
+        let all: Vec<_> = Loader::new(src.clone(), &cfg, 0).map(|b| b.unwrap()).collect();
         assert_eq!(all, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
-        let skipped: Vec<_> = Loader::with_order(src.clone(), &cfg, 0, Some(1))
-            .map(|b| b.unwrap())
-            .collect();
+        let skipped: Vec<_> = Loader::with_order(src.clone(), &cfg, 0, Some(1)).map(|b| b.unwrap()).collect();
         assert_eq!(skipped, vec![vec![4, 5, 6, 7]]);
         let mut l = Loader::new(src, &cfg, 0);
         l.next();

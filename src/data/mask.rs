@@ -21,24 +21,12 @@ pub struct Mask {
 
 impl Mask {
     pub fn new(width: u32, height: u32, data: Vec<u8>) -> Self {
-        assert_eq!(
-            data.len(),
-            width as usize * height as usize,
-            "mask buffer size"
-        );
-        Self {
-            width,
-            height,
-            data,
-        }
+        assert_eq!(data.len(), width as usize * height as usize, "mask buffer size");
+        Self { width, height, data }
     }
 
     pub fn filled(width: u32, height: u32, value: u8) -> Self {
-        Self {
-            width,
-            height,
-            data: vec![value; width as usize * height as usize],
-        }
+        Self { width, height, data: vec![value; width as usize * height as usize] }
     }
 
     pub fn get(&self, x: u32, y: u32) -> u8 {
@@ -102,23 +90,14 @@ pub fn decode_label_png(bytes: &[u8], path: &Path) -> Result<LabelImage> {
             _ if bytes.is_empty() => "the file is empty".to_string(),
             _ => "no PNG signature".to_string(),
         };
-        return Err(DataError::NotPng {
-            path: path.into(),
-            reason,
-        });
+        return Err(DataError::NotPng { path: path.into(), reason });
     }
     let mut decoder = png::Decoder::new(BufReader::new(Cursor::new(bytes)));
     decoder.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| DataError::decode(path, e))?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| DataError::decode(path, "image too large"))?;
+    let mut reader = decoder.read_info().map_err(|e| DataError::decode(path, e))?;
+    let size = reader.output_buffer_size().ok_or_else(|| DataError::decode(path, "image too large"))?;
     let mut buf = vec![0u8; size];
-    let out = reader
-        .next_frame(&mut buf)
-        .map_err(|e| DataError::decode(path, e))?;
+    let out = reader.next_frame(&mut buf).map_err(|e| DataError::decode(path, e))?;
     let (w, h) = (out.width, out.height);
     let n = w as usize * h as usize;
     let rows = buf.chunks(out.line_size).take(h as usize);
@@ -127,48 +106,25 @@ pub fn decode_label_png(bytes: &[u8], path: &Path) -> Result<LabelImage> {
         (ColorType::Indexed | ColorType::Grayscale, BitDepth::Eight) => {
             RawLabels::Index(rows.flat_map(|r| &r[..w as usize]).copied().collect())
         }
-        (
-            ColorType::Indexed | ColorType::Grayscale,
-            d @ (BitDepth::One | BitDepth::Two | BitDepth::Four),
-        ) => RawLabels::Index(
-            rows.flat_map(|r| unpack_bits(r, d as u8, w as usize))
-                .collect(),
-        ),
+        (ColorType::Indexed | ColorType::Grayscale, d @ (BitDepth::One | BitDepth::Two | BitDepth::Four)) => {
+            RawLabels::Index(rows.flat_map(|r| unpack_bits(r, d as u8, w as usize)).collect())
+        }
         (ColorType::Grayscale, BitDepth::Sixteen) => RawLabels::Wide(
-            rows.flat_map(|r| {
-                r[..2 * w as usize]
-                    .chunks_exact(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            })
-            .collect(),
+            rows.flat_map(|r| r[..2 * w as usize].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]))).collect(),
         ),
-        (ColorType::GrayscaleAlpha, BitDepth::Eight) => RawLabels::Index(
-            rows.flat_map(|r| r[..2 * w as usize].iter().step_by(2))
-                .copied()
-                .collect(),
-        ),
-        (ColorType::Rgb, BitDepth::Eight) => RawLabels::Rgb(
-            rows.flat_map(|r| {
-                r[..3 * w as usize]
-                    .chunks_exact(3)
-                    .map(|c| [c[0], c[1], c[2]])
-            })
-            .collect(),
-        ),
-        (ColorType::Rgba, BitDepth::Eight) => RawLabels::Rgb(
-            rows.flat_map(|r| {
-                r[..4 * w as usize]
-                    .chunks_exact(4)
-                    .map(|c| [c[0], c[1], c[2]])
-            })
-            .collect(),
-        ),
+        (ColorType::GrayscaleAlpha, BitDepth::Eight) => {
+            RawLabels::Index(rows.flat_map(|r| r[..2 * w as usize].iter().step_by(2)).copied().collect())
+        }
+        (ColorType::Rgb, BitDepth::Eight) => {
+            RawLabels::Rgb(rows.flat_map(|r| r[..3 * w as usize].chunks_exact(3).map(|c| [c[0], c[1], c[2]])).collect())
+        }
+        (ColorType::Rgba, BitDepth::Eight) => {
+            RawLabels::Rgb(rows.flat_map(|r| r[..4 * w as usize].chunks_exact(4).map(|c| [c[0], c[1], c[2]])).collect())
+        }
         (ct, d) => {
             return Err(DataError::decode(
                 path,
-                format!(
-                    "unsupported mask format {ct:?} at {d:?} bits; use an 8-bit palette or grayscale PNG"
-                ),
+                format!("unsupported mask format {ct:?} at {d:?} bits; use an 8-bit palette or grayscale PNG"),
             ));
         }
     };
@@ -178,16 +134,9 @@ pub fn decode_label_png(bytes: &[u8], path: &Path) -> Result<LabelImage> {
         RawLabels::Rgb(v) => v.len(),
     };
     if len != n {
-        return Err(DataError::decode(
-            path,
-            "pixel data shorter than the header says",
-        ));
+        return Err(DataError::decode(path, "pixel data shorter than the header says"));
     }
-    Ok(LabelImage {
-        width: w,
-        height: h,
-        values,
-    })
+    Ok(LabelImage { width: w, height: h, values })
 }
 
 fn unpack_bits(row: &[u8], depth: u8, width: usize) -> impl Iterator<Item = u8> + '_ {
@@ -225,11 +174,7 @@ impl LabelEncoding {
 /// Interprets a decoded label PNG as a class mask. Unknown values and colours are errors that
 /// name the file, the value and how many pixels carry it.
 pub fn labels_to_mask(img: LabelImage, encoding: LabelEncoding, path: &Path) -> Result<Mask> {
-    let LabelImage {
-        width,
-        height,
-        values,
-    } = img;
+    let LabelImage { width, height, values } = img;
     let indices: Vec<u8> = match values {
         RawLabels::Index(v) => v,
         RawLabels::Wide(v) => {
@@ -259,12 +204,7 @@ pub fn labels_to_mask(img: LabelImage, encoding: LabelEncoding, path: &Path) -> 
     Ok(mask)
 }
 
-fn check_values(
-    mask: &Mask,
-    ok: impl Fn(u8) -> bool,
-    encoding: LabelEncoding,
-    path: &Path,
-) -> Result<()> {
+fn check_values(mask: &Mask, ok: impl Fn(u8) -> bool, encoding: LabelEncoding, path: &Path) -> Result<()> {
     let hist = mask.histogram();
     match (0..=255u8).find(|&v| hist[v as usize] > 0 && !ok(v)) {
         Some(bad) => Err(DataError::UnknownLabel {
@@ -278,22 +218,14 @@ fn check_values(
 }
 
 fn rgb_to_voc_indices(pixels: &[[u8; 3]], path: &Path) -> Result<Vec<u8>> {
-    let table: HashMap<[u8; 3], u8> = voc_palette()
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (*c, i as u8))
-        .collect();
+    let table: HashMap<[u8; 3], u8> = voc_palette().iter().enumerate().map(|(i, c)| (*c, i as u8)).collect();
     let mut out = Vec::with_capacity(pixels.len());
     for p in pixels {
         match table.get(p) {
             Some(&i) => out.push(i),
             None => {
                 let pixels = pixels.iter().filter(|q| *q == p).count();
-                return Err(DataError::UnknownColor {
-                    path: path.into(),
-                    color: *p,
-                    pixels,
-                });
+                return Err(DataError::UnknownColor { path: path.into(), color: *p, pixels });
             }
         }
     }
@@ -306,10 +238,7 @@ pub fn read_mask(path: &Path, encoding: LabelEncoding) -> Result<Mask> {
 }
 
 /// Encodes a mask as an 8-bit palette PNG with the given 256-entry palette (VOC's format).
-pub fn encode_palette_png(
-    mask: &Mask,
-    palette: &[[u8; 3]; 256],
-) -> Result<Vec<u8>, png::EncodingError> {
+pub fn encode_palette_png(mask: &Mask, palette: &[[u8; 3]; 256]) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, mask.width, mask.height);
@@ -362,11 +291,7 @@ mod tests {
     fn palette_png_round_trips_indices() {
         let mask = Mask::new(3, 2, vec![0, 1, 20, 255, 7, 15]);
         let bytes = encode_palette_png(&mask, &voc_palette()).unwrap();
-        let back = labels_to_mask(
-            decode_label_png(&bytes, Path::new("m.png")).unwrap(),
-            VOC21,
-            Path::new("m.png"),
-        );
+        let back = labels_to_mask(decode_label_png(&bytes, Path::new("m.png")).unwrap(), VOC21, Path::new("m.png"));
         assert_eq!(back.unwrap(), mask);
     }
 
@@ -375,40 +300,25 @@ mod tests {
         let labels = [0u8, 15, 255, 3];
         let rgb: Vec<u8> = labels.iter().flat_map(|&l| voc_color(l)).collect();
         let bytes = rgb_png(2, 2, &rgb);
-        let m = labels_to_mask(
-            decode_label_png(&bytes, Path::new("x.png")).unwrap(),
-            VOC21,
-            Path::new("x.png"),
-        )
-        .unwrap();
+        let m =
+            labels_to_mask(decode_label_png(&bytes, Path::new("x.png")).unwrap(), VOC21, Path::new("x.png")).unwrap();
         assert_eq!(m.data, labels);
     }
 
     #[test]
     fn unknown_rgb_colour_names_file_and_colour() {
         let bytes = rgb_png(1, 1, &[1, 2, 3]);
-        let err = labels_to_mask(
-            decode_label_png(&bytes, Path::new("odd.png")).unwrap(),
-            VOC21,
-            Path::new("odd.png"),
-        )
-        .unwrap_err();
+        let err = labels_to_mask(decode_label_png(&bytes, Path::new("odd.png")).unwrap(), VOC21, Path::new("odd.png"))
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("odd.png") && msg.contains("[1, 2, 3]"),
-            "{msg}"
-        );
+        assert!(msg.contains("odd.png") && msg.contains("[1, 2, 3]"), "{msg}");
     }
 
     #[test]
     fn unknown_label_value_is_reported_with_count() {
         let bytes = gray_png(2, 1, &[21, 21]);
-        let err = labels_to_mask(
-            decode_label_png(&bytes, Path::new("g.png")).unwrap(),
-            VOC21,
-            Path::new("g.png"),
-        )
-        .unwrap_err();
+        let err = labels_to_mask(decode_label_png(&bytes, Path::new("g.png")).unwrap(), VOC21, Path::new("g.png"))
+            .unwrap_err();
         match err {
             DataError::UnknownLabel { value, pixels, .. } => assert_eq!((value, pixels), (21, 2)),
             e => panic!("unexpected {e}"),
@@ -432,9 +342,7 @@ mod tests {
         let jpeg_like = [0xffu8, 0xd8, 0xff, 0xe0, 0, 0];
         let e = decode_label_png(&jpeg_like, Path::new("a.png")).unwrap_err();
         assert!(
-            matches!(e, DataError::NotPng { .. })
-                && e.to_string().contains("a.png")
-                && e.to_string().contains("JPEG")
+            matches!(e, DataError::NotPng { .. }) && e.to_string().contains("a.png") && e.to_string().contains("JPEG")
         );
         let good = gray_png(8, 8, &[1; 64]);
         let e = decode_label_png(&good[..good.len() / 2], Path::new("b.png")).unwrap_err();

@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 pub mod loader;
 pub mod mask;
+pub mod resample;
 pub mod transforms;
 pub mod voc;
 

@@ -35,25 +35,19 @@ impl Resize {
     pub fn size_for(self, w: u32, h: u32) -> (u32, u32) {
         match self {
             Self::None => (w, h),
+            // torchvision's rule: the long side is truncated, `int(s · long / short)`.
             Self::ShorterSide(s) => {
-                let short = w.min(h).max(1) as f64;
-                let f = s as f64 / short;
-                (
-                    ((w as f64 * f).round() as u32).max(1),
-                    ((h as f64 * f).round() as u32).max(1),
-                )
+                let long_of = |long: u32, short: u32| ((s as f64 * long as f64 / short.max(1) as f64) as u32).max(1);
+                if w <= h { (s, long_of(h, w)) } else { (long_of(w, h), s) }
             }
             Self::Fixed { width, height } => (width.max(1), height.max(1)),
         }
     }
 }
 
-/// Resizes an image bilinearly (with area filtering when shrinking, like PIL's bilinear).
+/// Resizes an image bilinearly, bit-identical to PIL (and so to torchvision's `Resize`).
 pub fn resize_image(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    if img.dimensions() == (w, h) {
-        return img.clone();
-    }
-    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+    super::resample::resize_bilinear_pil(img, w, h)
 }
 
 /// Resizes a mask with nearest neighbour (pixel-centre rule: src = ⌊(dst + ½)·in/out⌋).
@@ -110,11 +104,7 @@ impl Geometry {
     /// Continuous source-image coordinates (pixel centres at integers, as in
     /// `align_corners = false`) of output pixel (x, y), or `None` where it is padding.
     pub fn source_coords(&self, x: u32, y: u32) -> Option<(f32, f32)> {
-        let xu = if self.flipped {
-            self.out_width - 1 - x
-        } else {
-            x
-        };
+        let xu = if self.flipped { self.out_width - 1 - x } else { x };
         let (sx, sy) = (self.crop_x + xu, self.crop_y + y);
         if sx >= self.scaled_width || sy >= self.scaled_height {
             return None;
@@ -137,12 +127,7 @@ pub struct ColorJitter {
 
 impl Default for ColorJitter {
     fn default() -> Self {
-        Self {
-            brightness: 0.3,
-            contrast: 0.3,
-            saturation: 0.3,
-            hue: 0.02,
-        }
+        Self { brightness: 0.3, contrast: 0.3, saturation: 0.3, hue: 0.02 }
     }
 }
 
@@ -179,11 +164,7 @@ fn rotate_hue(rgb: [f32; 3], cos_h: f32, sin_h: f32) -> [f32; 3] {
     let i = 0.596 * r - 0.274 * g - 0.322 * b;
     let q = 0.211 * r - 0.523 * g + 0.312 * b;
     let (i2, q2) = (i * cos_h - q * sin_h, i * sin_h + q * cos_h);
-    [
-        y + 0.956 * i2 + 0.621 * q2,
-        y - 0.272 * i2 - 0.647 * q2,
-        y - 1.106 * i2 + 1.703 * q2,
-    ]
+    [y + 0.956 * i2 + 0.621 * q2, y - 0.272 * i2 - 0.647 * q2, y - 1.106 * i2 + 1.703 * q2]
 }
 
 /// An augmentation pipeline: resize → random scale → pad + random crop → flip → colour jitter.
@@ -216,13 +197,7 @@ impl Augment {
 
     /// Evaluation: a deterministic resize only.
     pub fn eval(resize: Resize) -> Self {
-        Self {
-            resize,
-            scale_range: (1.0, 1.0),
-            crop: None,
-            hflip: false,
-            jitter: None,
-        }
+        Self { resize, scale_range: (1.0, 1.0), crop: None, hflip: false, jitter: None }
     }
 
     /// Applies the pipeline to one sample.
@@ -255,14 +230,7 @@ impl Augment {
         if let Some(j) = &self.jitter {
             j.apply(&mut image, rng);
         }
-        (
-            Sample {
-                id: sample.id,
-                image,
-                mask,
-            },
-            geometry,
-        )
+        (Sample { id: sample.id, image, mask }, geometry)
     }
 }
 
@@ -313,29 +281,14 @@ mod tests {
     /// alignment after any geometric op can be checked pixel by pixel.
     fn coded_sample(w: u32, h: u32) -> Sample {
         let image = RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 77]));
-        let mask = Mask::new(
-            w,
-            h,
-            (0..h)
-                .flat_map(|y| (0..w).map(move |x| ((x + 3 * y) % 21) as u8))
-                .collect(),
-        );
-        Sample {
-            id: "t".into(),
-            image,
-            mask,
-        }
+        let mask = Mask::new(w, h, (0..h).flat_map(|y| (0..w).map(move |x| ((x + 3 * y) % 21) as u8)).collect());
+        Sample { id: "t".into(), image, mask }
     }
 
     #[test]
     fn crop_pad_flip_keep_image_and_mask_aligned() {
-        let aug = Augment {
-            resize: Resize::None,
-            scale_range: (1.0, 1.0),
-            crop: Some((40, 30)),
-            hflip: true,
-            jitter: None,
-        };
+        let aug =
+            Augment { resize: Resize::None, scale_range: (1.0, 1.0), crop: Some((40, 30)), hflip: true, jitter: None };
         for seed in 0..40 {
             let s = coded_sample(33, 25); // smaller than the crop: padding on both axes
             let (out, g) = aug.apply(s, &mut Rng::new(seed));
@@ -351,16 +304,8 @@ mod tests {
                         }
                         Some((fx, fy)) => {
                             let (sx, sy) = (fx.round() as u32, fy.round() as u32);
-                            assert_eq!(
-                                p,
-                                [sx as u8, sy as u8, 77],
-                                "image from source pixel ({sx},{sy})"
-                            );
-                            assert_eq!(
-                                m,
-                                ((sx + 3 * sy) % 21) as u8,
-                                "mask from the same source pixel"
-                            );
+                            assert_eq!(p, [sx as u8, sy as u8, 77], "image from source pixel ({sx},{sy})");
+                            assert_eq!(m, ((sx + 3 * sy) % 21) as u8, "mask from the same source pixel");
                         }
                     }
                 }
@@ -384,10 +329,7 @@ mod tests {
         };
         for seed in 0..20 {
             let (out, _) = aug.apply(s.clone(), &mut Rng::new(seed));
-            assert!(
-                out.mask.data.iter().all(|v| allowed.contains(v)),
-                "no blended label values"
-            );
+            assert!(out.mask.data.iter().all(|v| allowed.contains(v)), "no blended label values");
             assert!(out.mask.data.contains(&VOID));
         }
     }
@@ -406,14 +348,7 @@ mod tests {
     #[test]
     fn resize_sizes() {
         assert_eq!(Resize::ShorterSide(520).size_for(500, 375), (693, 520));
-        assert_eq!(
-            Resize::Fixed {
-                width: 64,
-                height: 32
-            }
-            .size_for(5, 5),
-            (64, 32)
-        );
+        assert_eq!(Resize::Fixed { width: 64, height: 32 }.size_for(5, 5), (64, 32));
         assert_eq!(Resize::None.size_for(7, 9), (7, 9));
     }
 
@@ -428,11 +363,7 @@ mod tests {
     fn normalisation_matches_imagenet_formula() {
         let img = RgbImage::from_pixel(2, 1, image::Rgb([255, 0, 128]));
         let v = normalize(&img);
-        let expect = [
-            (1.0 - 0.485) / 0.229,
-            (0.0 - 0.456) / 0.224,
-            (128.0 / 255.0 - 0.406) / 0.225,
-        ];
+        let expect = [(1.0 - 0.485) / 0.229, (0.0 - 0.456) / 0.224, (128.0 / 255.0 - 0.406) / 0.225];
         for c in 0..3 {
             for i in 0..2 {
                 assert!((v[c * 2 + i] - expect[c]).abs() < 1e-5, "channel {c}");
@@ -444,13 +375,7 @@ mod tests {
     fn jitter_changes_colours_but_not_size() {
         let mut img = coded_sample(10, 10).image;
         let before = img.clone();
-        ColorJitter {
-            brightness: 0.5,
-            contrast: 0.5,
-            saturation: 0.5,
-            hue: 0.1,
-        }
-        .apply(&mut img, &mut Rng::new(1));
+        ColorJitter { brightness: 0.5, contrast: 0.5, saturation: 0.5, hue: 0.1 }.apply(&mut img, &mut Rng::new(1));
         assert_eq!(img.dimensions(), before.dimensions());
         assert_ne!(img, before);
     }

@@ -10,28 +10,20 @@ use super::error::{DataError, Result};
 const SPLIT_DIR: &str = "ImageSets/Segmentation";
 
 fn is_voc_root(dir: &Path) -> bool {
-    dir.join(SPLIT_DIR).is_dir()
-        || (dir.join("JPEGImages").is_dir() && dir.join("SegmentationClass").is_dir())
+    dir.join(SPLIT_DIR).is_dir() || (dir.join("JPEGImages").is_dir() && dir.join("SegmentationClass").is_dir())
 }
 
 /// Finds the `VOC2012` folder from a `VOCdevkit` folder, a `VOC2012` folder or any parent of
 /// them (searched breadth-first, four levels deep at most).
 pub fn find_root(path: &Path) -> Result<PathBuf> {
     if !path.is_dir() {
-        return Err(DataError::NotADataset {
-            path: path.into(),
-            kind: "VOC",
-            reason: "no such folder".into(),
-        });
+        return Err(DataError::NotADataset { path: path.into(), kind: "VOC", reason: "no such folder".into() });
     }
     let mut level = vec![path.to_path_buf()];
     for _depth in 0..=4 {
         // Prefer the conventional names at each level, then anything else, in sorted order.
         level.sort_by_key(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
+            let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
             (name != "voc2012", name != "vocdevkit", p.clone())
         });
         if let Some(found) = level.iter().find(|d| is_voc_root(d)) {
@@ -76,12 +68,7 @@ pub fn available_splits(root: &Path) -> Vec<String> {
     };
     let mut v: Vec<String> = rd
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".txt"))
-                .map(String::from)
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".txt")).map(String::from))
         .collect();
     v.sort();
     v
@@ -93,13 +80,7 @@ pub fn parse_split(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| l.split_whitespace().next())
         .map(|tok| {
-            if tok.contains('/') {
-                Path::new(tok)
-                    .file_stem()
-                    .map_or(tok, |s| s.to_str().unwrap_or(tok))
-            } else {
-                tok
-            }
+            if tok.contains('/') { Path::new(tok).file_stem().map_or(tok, |s| s.to_str().unwrap_or(tok)) } else { tok }
         })
         .map(String::from)
         .collect()
@@ -112,28 +93,20 @@ pub fn read_split(root: &Path, split: &str) -> Result<Vec<String>> {
         Ok(text) => {
             let ids = parse_split(&text);
             if ids.is_empty() {
-                return Err(DataError::EmptySplit {
-                    split: split.into(),
-                    path,
-                });
+                return Err(DataError::EmptySplit { split: split.into(), path });
             }
             Ok(ids)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if split == "trainval"
-                && let (Ok(mut train), Ok(val)) =
-                    (read_split(root, "train"), read_split(root, "val"))
+                && let (Ok(mut train), Ok(val)) = (read_split(root, "train"), read_split(root, "val"))
             {
                 train.extend(val);
                 train.sort();
                 train.dedup();
                 return Ok(train);
             }
-            Err(DataError::MissingSplit {
-                split: split.into(),
-                path,
-                available: available_splits(root),
-            })
+            Err(DataError::MissingSplit { split: split.into(), path, available: available_splits(root) })
         }
         Err(e) => Err(DataError::io(path, e)),
     }
@@ -142,11 +115,7 @@ pub fn read_split(root: &Path, split: &str) -> Result<Vec<String>> {
 /// The folder holding a split's masks.
 pub fn mask_dir(root: &Path, split: &str) -> PathBuf {
     let aug = root.join("SegmentationClassAug");
-    if split.ends_with("_aug") && aug.is_dir() {
-        aug
-    } else {
-        root.join("SegmentationClass")
-    }
+    if split.ends_with("_aug") && aug.is_dir() { aug } else { root.join("SegmentationClass") }
 }
 
 /// Image and mask paths for every id of a split (files are not checked here).
@@ -155,11 +124,7 @@ pub fn samples(root: &Path, split: &str) -> Result<Vec<SampleFiles>> {
     let images = root.join("JPEGImages");
     Ok(read_split(root, split)?
         .into_iter()
-        .map(|id| SampleFiles {
-            image: images.join(format!("{id}.jpg")),
-            mask: masks.join(format!("{id}.png")),
-            id,
-        })
+        .map(|id| SampleFiles { image: images.join(format!("{id}.jpg")), mask: masks.join(format!("{id}.png")), id })
         .collect())
 }
 
@@ -180,12 +145,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let voc = tmp.path().join("data/VOCdevkit/VOC2012");
         std::fs::create_dir_all(voc.join("ImageSets/Segmentation")).unwrap();
-        for p in [
-            tmp.path().to_path_buf(),
-            tmp.path().join("data"),
-            tmp.path().join("data/VOCdevkit"),
-            voc.clone(),
-        ] {
+        for p in [tmp.path().to_path_buf(), tmp.path().join("data"), tmp.path().join("data/VOCdevkit"), voc.clone()] {
             assert_eq!(find_root(&p).unwrap(), voc, "from {}", p.display());
         }
         let err = find_root(&tmp.path().join("nope")).unwrap_err();
@@ -201,15 +161,9 @@ mod tests {
         std::fs::write(dir.join("val.txt"), "c\n").unwrap();
         let err = read_split(tmp.path(), "test").unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("test.txt") && msg.contains("train, val"),
-            "{msg}"
-        );
+        assert!(msg.contains("test.txt") && msg.contains("train, val"), "{msg}");
         assert_eq!(read_split(tmp.path(), "trainval").unwrap(), ["a", "b", "c"]);
         std::fs::write(dir.join("empty.txt"), "\n").unwrap();
-        assert!(matches!(
-            read_split(tmp.path(), "empty"),
-            Err(DataError::EmptySplit { .. })
-        ));
+        assert!(matches!(read_split(tmp.path(), "empty"), Err(DataError::EmptySplit { .. })));
     }
 }

@@ -20,11 +20,7 @@ pub struct ConfusionMatrix {
 
 impl ConfusionMatrix {
     pub fn new(num_classes: usize) -> Self {
-        Self {
-            num_classes,
-            counts: vec![0; num_classes * num_classes],
-            invalid_predictions: vec![0; num_classes],
-        }
+        Self { num_classes, counts: vec![0; num_classes * num_classes], invalid_predictions: vec![0; num_classes] }
     }
 
     pub fn num_classes(&self) -> usize {
@@ -33,11 +29,7 @@ impl ConfusionMatrix {
 
     /// Adds one image (or batch) of predictions against targets (same length).
     pub fn update(&mut self, prediction: &[u8], target: &[u8]) {
-        assert_eq!(
-            prediction.len(),
-            target.len(),
-            "prediction and target sizes differ"
-        );
+        assert_eq!(prediction.len(), target.len(), "prediction and target sizes differ");
         let n = self.num_classes;
         for (&p, &t) in prediction.iter().zip(target) {
             let (p, t) = (p as usize, t as usize);
@@ -54,18 +46,11 @@ impl ConfusionMatrix {
 
     /// Adds another matrix (from another thread or shard).
     pub fn merge(&mut self, other: &ConfusionMatrix) {
-        assert_eq!(
-            self.num_classes, other.num_classes,
-            "merging matrices of different class counts"
-        );
+        assert_eq!(self.num_classes, other.num_classes, "merging matrices of different class counts");
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
-        for (a, b) in self
-            .invalid_predictions
-            .iter_mut()
-            .zip(&other.invalid_predictions)
-        {
+        for (a, b) in self.invalid_predictions.iter_mut().zip(&other.invalid_predictions) {
             *a += b;
         }
     }
@@ -114,11 +99,7 @@ impl ConfusionMatrix {
     pub fn pixel_accuracy(&self) -> f64 {
         let correct: u64 = (0..self.num_classes).map(|c| self.get(c, c)).sum();
         let total = self.total();
-        if total == 0 {
-            f64::NAN
-        } else {
-            correct as f64 / total as f64
-        }
+        if total == 0 { f64::NAN } else { correct as f64 / total as f64 }
     }
 
     /// Recall per class (accuracy on the pixels of that class); `None` for absent classes.
@@ -133,22 +114,14 @@ impl ConfusionMatrix {
 
     /// A summary with all the metrics.
     pub fn scores(&self) -> Scores {
-        Scores {
-            miou: self.mean_iou(),
-            pixel_acc: self.pixel_accuracy(),
-            iou: self.iou_per_class(),
-        }
+        Scores { miou: self.mean_iou(), pixel_acc: self.pixel_accuracy(), iou: self.iou_per_class() }
     }
 }
 
 /// Mean over present entries (NaN if none).
 pub fn mean_present(values: &[Option<f64>]) -> f64 {
     let present: Vec<f64> = values.iter().flatten().copied().collect();
-    if present.is_empty() {
-        f64::NAN
-    } else {
-        present.iter().sum::<f64>() / present.len() as f64
-    }
+    if present.is_empty() { f64::NAN } else { present.iter().sum::<f64>() / present.len() as f64 }
 }
 
 /// Metrics over a set of images.
@@ -172,28 +145,15 @@ pub struct ImageScore {
 }
 
 /// Per-image score of a prediction against its target.
-pub fn score_image(
-    id: &str,
-    prediction: &[u8],
-    target: &[u8],
-    num_classes: usize,
-) -> (ImageScore, ConfusionMatrix) {
+pub fn score_image(id: &str, prediction: &[u8], target: &[u8], num_classes: usize) -> (ImageScore, ConfusionMatrix) {
     let mut cm = ConfusionMatrix::new(num_classes);
     cm.update(prediction, target);
     let mut present = [false; 256];
     for &t in target {
         present[t as usize] = true;
     }
-    let classes = (0..num_classes.min(255))
-        .filter(|&c| present[c])
-        .map(|c| c as u8)
-        .collect();
-    let score = ImageScore {
-        id: id.to_string(),
-        miou: cm.mean_iou(),
-        pixel_acc: cm.pixel_accuracy(),
-        classes,
-    };
+    let classes = (0..num_classes.min(255)).filter(|&c| present[c]).map(|c| c as u8).collect();
+    let score = ImageScore { id: id.to_string(), miou: cm.mean_iou(), pixel_acc: cm.pixel_accuracy(), classes };
     (score, cm)
 }
 

@@ -13,14 +13,7 @@ pub fn run_app() -> anyhow::Result<()> {
             .with_min_inner_size([800.0, 500.0]),
         ..Default::default()
     };
-    eframe::run_native(
-        "segdistill",
-        options,
-        Box::new(|cc| Ok(Box::new(SegdistillApp::new(cc)))),
-    )
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the window: {e} (is a display available? set DISPLAY or WAYLAND_DISPLAY)"
-        )
+    eframe::run_native("segdistill", options, Box::new(|cc| Ok(Box::new(SegdistillApp::new(cc))))).map_err(|e| {
+        anyhow::anyhow!("cannot open the window: {e} (is a display available? set DISPLAY or WAYLAND_DISPLAY)")
     })
 }

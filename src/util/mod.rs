@@ -1,6 +1,8 @@
 //! Small pieces used across the crate: random numbers, atomic file writes, thread counts.
 
+pub mod device;
 pub mod fs;
+pub mod par;
 pub mod rng;
 
 pub use rng::Rng;

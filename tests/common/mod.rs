@@ -24,10 +24,7 @@ pub fn shared_voc() -> PathBuf {
 
 /// Runs the built `segdistill` binary with arguments.
 pub fn segdistill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_segdistill"))
-        .args(args)
-        .output()
-        .expect("the segdistill binary runs")
+    Command::new(env!("CARGO_BIN_EXE_segdistill")).args(args).output().expect("the segdistill binary runs")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -41,37 +38,22 @@ pub fn stderr(o: &Output) -> String {
 /// Reads a tensor from a safetensors file as (shape, raw little-endian bytes, dtype name).
 pub fn read_tensor(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<u8>, String) {
     let st = safetensors::SafeTensors::deserialize(bytes).expect("valid safetensors");
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
-    (
-        t.shape().to_vec(),
-        t.data().to_vec(),
-        format!("{:?}", t.dtype()),
-    )
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("tensor {name}: {e}"));
+    (t.shape().to_vec(), t.data().to_vec(), format!("{:?}", t.dtype()))
 }
 
 pub fn as_i64(raw: &[u8]) -> Vec<i64> {
-    raw.chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 pub fn as_f32(raw: &[u8]) -> Vec<f32> {
-    raw.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 /// Writes a small demo dataset (VOC format) into a fresh temp dir.
 pub fn demo_dataset(train: usize, val: usize, size: u32) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = segdistill::data::demo::DemoConfig {
-        train,
-        val,
-        size,
-        seed: 1,
-    };
+    let cfg = segdistill::data::demo::DemoConfig { train, val, size, seed: 1 };
     let root = segdistill::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
     (dir, root)
 }

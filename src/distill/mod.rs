@@ -1,0 +1,124 @@
+//! Losses: cross-entropy on labels, response-based KD on logits, feature-based KD on feature maps,
+//! and their weighted combination α·CE + β·KD + γ·feat.
+
+pub mod ce;
+pub mod feature;
+pub mod kd;
+mod target;
+
+use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub use feature::FeatureDistiller;
+pub use kd::{KdForm, PixelAverage};
+pub use target::Target;
+
+/// Which distillation signals a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DistillMode {
+    /// Labels only (α·CE).
+    None,
+    /// α·CE + β·KD on the logits.
+    Response,
+    /// α·CE + γ·feature KD.
+    Feature,
+    /// α·CE + β·KD + γ·feature KD.
+    Combined,
+}
+
+impl DistillMode {
+    pub fn uses_logits(self) -> bool {
+        matches!(self, Self::Response | Self::Combined)
+    }
+
+    pub fn uses_features(self) -> bool {
+        matches!(self, Self::Feature | Self::Combined)
+    }
+
+    pub fn needs_teacher(self) -> bool {
+        self != Self::None
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Response => "response",
+            Self::Feature => "feature",
+            Self::Combined => "combined",
+        }
+    }
+}
+
+/// Loss weights and KD options. Defaults: α = 1, β = 0.5, γ = 0.3, τ = 4, the lab's soft
+/// cross-entropy averaged over all pixels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LossConfig {
+    pub alpha: f64,
+    pub beta: f64,
+    pub gamma: f64,
+    pub tau: f64,
+    pub kd_form: KdForm,
+    pub kd_average: PixelAverage,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 1.0,
+            beta: 0.5,
+            gamma: 0.3,
+            tau: 4.0,
+            kd_form: KdForm::SoftCrossEntropy,
+            kd_average: PixelAverage::All,
+        }
+    }
+}
+
+/// The total loss (for backward) and its parts (for logging, already weighted out: raw values).
+pub struct LossParts {
+    pub total: Tensor,
+    pub ce: Tensor,
+    pub kd: Option<Tensor>,
+    pub feature: Option<Tensor>,
+}
+
+/// What the teacher said about a batch (detached).
+pub struct TeacherSignal<'a> {
+    /// (B, classes, H, W) at the student's output resolution.
+    pub logits: Option<&'a Tensor>,
+    pub features: &'a [(&'static str, Tensor)],
+}
+
+/// α·CE + β·KD + γ·feat for `mode`.
+pub fn total_loss(
+    mode: DistillMode,
+    cfg: &LossConfig,
+    student: &crate::model::SegOutput,
+    teacher: Option<&TeacherSignal>,
+    target: &Target,
+    distiller: Option<&FeatureDistiller>,
+) -> Result<LossParts> {
+    let ce = ce::cross_entropy(&student.logits, target)?;
+    let mut total = (&ce * cfg.alpha)?;
+    let mut kd = None;
+    let mut feature = None;
+    if mode.uses_logits() {
+        let t = teacher
+            .and_then(|t| t.logits)
+            .ok_or_else(|| candle_core::Error::Msg("response KD without teacher logits".into()))?;
+        let l = kd::response_kd(&student.logits, t, cfg.tau, cfg.kd_form, cfg.kd_average, Some(target))?;
+        total = (total + (&l * cfg.beta)?)?;
+        kd = Some(l);
+    }
+    if mode.uses_features() {
+        let (Some(t), Some(d)) = (teacher, distiller) else {
+            candle_core::bail!("feature KD without teacher features or adapters")
+        };
+        let l = d.loss(student, t.features)?;
+        total = (total + (&l * cfg.gamma)?)?;
+        feature = Some(l);
+    }
+    Ok(LossParts { total, ce, kd, feature })
+}

@@ -1,0 +1,60 @@
+//! Ground-truth labels of a batch, prepared once for every loss that needs them.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use crate::data::VOID;
+
+/// Labels of a batch as the losses use them.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Class index per pixel (void replaced by 0, masked out by `weight`), (B, 1, H, W) u32.
+    pub indices: Tensor,
+    /// Per-pixel weight: the class weight (1 without class weights), 0 on void, (B, H, W) f32.
+    pub weight: Tensor,
+    /// 1 on labelled pixels, 0 on void, (B, H, W) f32.
+    pub valid: Tensor,
+    /// Σ weight (the cross-entropy's denominator).
+    pub weight_sum: f64,
+    /// Number of labelled pixels.
+    pub num_valid: usize,
+    pub num_pixels: usize,
+}
+
+impl Target {
+    /// From host labels (B·H·W bytes, 255 = void) and optional per-class weights.
+    pub fn new(
+        labels: &[u8],
+        dims: (usize, usize, usize),
+        class_weights: Option<&[f32]>,
+        device: &Device,
+    ) -> Result<Self> {
+        let (b, h, w) = dims;
+        if labels.len() != b * h * w {
+            candle_core::bail!("{} labels for a {b}×{h}×{w} batch", labels.len());
+        }
+        let weight_of = |l: u8| -> f32 {
+            if l == VOID { 0.0 } else { class_weights.and_then(|cw| cw.get(l as usize).copied()).unwrap_or(1.0) }
+        };
+        let indices: Vec<u32> = labels.iter().map(|&l| if l == VOID { 0 } else { l as u32 }).collect();
+        let weight: Vec<f32> = labels.iter().map(|&l| weight_of(l)).collect();
+        let valid: Vec<f32> = labels.iter().map(|&l| if l == VOID { 0.0 } else { 1.0 }).collect();
+        let weight_sum = weight.iter().map(|&v| v as f64).sum();
+        let num_valid = valid.iter().filter(|&&v| v > 0.0).count();
+        Ok(Self {
+            indices: Tensor::from_vec(indices, (b, 1, h, w), device)?,
+            weight: Tensor::from_vec(weight, (b, h, w), device)?,
+            valid: Tensor::from_vec(valid, (b, h, w), device)?,
+            weight_sum,
+            num_valid,
+            num_pixels: b * h * w,
+        })
+    }
+
+    /// From a (B, H, W) integer tensor (e.g. a fixture), copied to the host.
+    pub fn from_tensor(labels: &Tensor, class_weights: Option<&[f32]>) -> Result<Self> {
+        let (b, h, w) = labels.dims3()?;
+        let host: Vec<u8> =
+            labels.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?.into_iter().map(|v| v as u8).collect();
+        Self::new(&host, (b, h, w), class_weights, labels.device())
+    }
+}

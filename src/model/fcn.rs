@@ -1,0 +1,92 @@
+//! FCN-ResNet50 as torchvision builds it (`torchvision/models/segmentation/fcn.py`): a dilated
+//! ResNet-50 (output stride 8), `FCNHead(2048 → 512 → classes)` on layer4 and an optional
+//! auxiliary `FCNHead(1024 → 256 → classes)` on layer3; logits are resized back to the input with
+//! bilinear interpolation (`align_corners=False`). Keys: `backbone.*`, `classifier.{0,1,4}`,
+//! `aux_classifier.{0,1,4}`. Used as the frozen teacher: always evaluated in eval mode.
+
+use candle_core::{Module as _, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::layers::{BatchNorm2d, Conv2d, ConvOpts, Dropout, Mode, bn_default};
+use super::ops::resize_bilinear;
+use super::resnet::ResNet50;
+use super::{FeatureTap, SegOutput};
+
+/// `FCNHead`: 3×3 conv → BN → ReLU → dropout(0.1) → 1×1 conv to the classes.
+#[derive(Clone, Debug)]
+pub struct FcnHead {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+    dropout: Dropout,
+    classifier: Conv2d,
+}
+
+impl FcnHead {
+    pub fn new(vb: VarBuilder, in_c: usize, classes: usize) -> Result<Self> {
+        let inter = in_c / 4;
+        Ok(Self {
+            conv: Conv2d::new(vb.pp("0"), in_c, inter, 3, ConvOpts::default())?,
+            bn: BatchNorm2d::new(vb.pp("1"), inter, bn_default())?,
+            dropout: Dropout::new(0.1, in_c as u64),
+            classifier: Conv2d::new(vb.pp("4"), inter, classes, 1, ConvOpts { bias: true, ..Default::default() })?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = self.bn.forward(&self.conv.forward(x)?, mode)?.relu()?;
+        self.classifier.forward(&self.dropout.forward(&y, mode)?)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FcnResNet50 {
+    backbone: ResNet50,
+    classifier: FcnHead,
+    aux_classifier: Option<FcnHead>,
+    num_classes: usize,
+}
+
+impl FcnResNet50 {
+    pub fn new(vb: VarBuilder, num_classes: usize, aux: bool) -> Result<Self> {
+        Ok(Self {
+            backbone: ResNet50::new(vb.pp("backbone"), [false, true, true])?,
+            classifier: FcnHead::new(vb.pp("classifier"), 2048, num_classes)?,
+            aux_classifier: if aux { Some(FcnHead::new(vb.pp("aux_classifier"), 1024, num_classes)?) } else { None },
+            num_classes,
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Logits at stride 8 (before the resize to the input), and the backbone features.
+    pub fn forward_low_res(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>, super::resnet::ResNetFeatures)> {
+        let f = self.backbone.forward(x, Mode::Eval)?;
+        let out = self.classifier.forward(&f.layer4, Mode::Eval)?;
+        let aux = match &self.aux_classifier {
+            Some(head) => Some(head.forward(&f.layer3, Mode::Eval)?),
+            None => None,
+        };
+        Ok((out, aux, f))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<SegOutput> {
+        let (_, _, h, w) = x.dims4()?;
+        let (out, aux, f) = self.forward_low_res(x)?;
+        Ok(SegOutput {
+            logits: resize_bilinear(&out, h, w)?,
+            aux: aux.map(|a| resize_bilinear(&a, h, w)).transpose()?,
+            features: vec![("layer1", f.layer1), ("layer2", f.layer2), ("layer3", f.layer3), ("layer4", f.layer4)],
+        })
+    }
+
+    pub fn feature_taps() -> Vec<FeatureTap> {
+        vec![
+            FeatureTap { name: "layer1", channels: 256, stride: 4 },
+            FeatureTap { name: "layer2", channels: 512, stride: 8 },
+            FeatureTap { name: "layer3", channels: 1024, stride: 8 },
+            FeatureTap { name: "layer4", channels: 2048, stride: 8 },
+        ]
+    }
+}

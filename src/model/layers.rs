@@ -1,0 +1,222 @@
+//! Building blocks shared by the architectures, laid out so that VarBuilder paths equal
+//! torchvision's `state_dict` keys (`Conv2dNormActivation` → `<p>.0` conv, `<p>.1` norm).
+
+use candle_core::{Module as _, Result, Tensor};
+use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use candle_nn::{BatchNormConfig, Init, ModuleT as _, VarBuilder};
+
+use super::ops::{DepthwiseParams, depthwise_conv2d};
+use crate::util::Rng;
+
+/// Whether a forward pass trains (batch statistics, dropout) or evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Eval,
+    /// Training; `seed` drives dropout masks for this step (deterministic, resumable).
+    Train {
+        seed: u64,
+    },
+}
+
+impl Mode {
+    pub fn is_train(self) -> bool {
+        matches!(self, Mode::Train { .. })
+    }
+}
+
+/// torchvision's convolution init (`kaiming_normal_(mode="fan_out", nonlinearity="relu")`).
+pub const CONV_INIT: Init =
+    Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+    Hardswish,
+    Hardsigmoid,
+    Sigmoid,
+}
+
+pub fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
+    ((x + 3.0)? / 6.0)?.clamp(0f32, 1f32)
+}
+
+pub fn hardswish(x: &Tensor) -> Result<Tensor> {
+    x * hardsigmoid(x)?
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::None => Ok(x.clone()),
+            Self::Relu => x.relu(),
+            Self::Hardswish => hardswish(x),
+            Self::Hardsigmoid => hardsigmoid(x),
+            Self::Sigmoid => candle_nn::ops::sigmoid(x),
+        }
+    }
+}
+
+/// Convolution options beyond the kernel size.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvOpts {
+    pub stride: usize,
+    pub dilation: usize,
+    pub groups: usize,
+    pub bias: bool,
+    /// `None`: "same" padding for odd kernels, `(k − 1) / 2 · dilation`.
+    pub padding: Option<usize>,
+}
+
+impl Default for ConvOpts {
+    fn default() -> Self {
+        Self { stride: 1, dilation: 1, groups: 1, bias: false, padding: None }
+    }
+}
+
+/// A 2-D convolution; depthwise ones (`groups = in = out`) run on our fast kernel.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    groups: usize,
+}
+
+impl Conv2d {
+    pub fn new(vb: VarBuilder, in_c: usize, out_c: usize, k: usize, o: ConvOpts) -> Result<Self> {
+        let weight = vb.get_with_hints((out_c, in_c / o.groups, k, k), "weight", CONV_INIT)?;
+        let bias = if o.bias { Some(vb.get_with_hints(out_c, "bias", Init::Const(0.))?) } else { None };
+        let padding = o.padding.unwrap_or((k - 1) / 2 * o.dilation);
+        Ok(Self { weight, bias, stride: o.stride, padding, dilation: o.dilation, groups: o.groups })
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+}
+
+impl candle_core::Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.weight.dims()[0];
+        let y = if self.groups > 1 && self.groups == c && self.weight.dims()[1] == 1 {
+            let p = DepthwiseParams { stride: self.stride, padding: self.padding, dilation: self.dilation };
+            depthwise_conv2d(x, &self.weight, p)?
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, self.dilation, self.groups)?
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, c, 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Batch norm configurations used by the architectures.
+pub fn bn_config(eps: f64, momentum: f64) -> BatchNormConfig {
+    BatchNormConfig { eps, remove_mean: true, affine: true, momentum }
+}
+
+/// PyTorch's default `BatchNorm2d` (eps 1e-5, momentum 0.1).
+pub fn bn_default() -> BatchNormConfig {
+    bn_config(1e-5, 0.1)
+}
+
+/// `BatchNorm2d` that trains or evaluates with the forward mode.
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d(candle_nn::BatchNorm);
+
+impl BatchNorm2d {
+    pub fn new(vb: VarBuilder, c: usize, cfg: BatchNormConfig) -> Result<Self> {
+        Ok(Self(candle_nn::batch_norm(c, cfg, vb)?))
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.0.forward_t(x, mode.is_train())
+    }
+}
+
+/// torchvision's `Conv2dNormActivation`: conv (`<p>.0`) → batch norm (`<p>.1`) → activation.
+#[derive(Clone, Debug)]
+pub struct ConvBnAct {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+    act: Activation,
+}
+
+impl ConvBnAct {
+    pub fn new(
+        vb: VarBuilder,
+        in_c: usize,
+        out_c: usize,
+        k: usize,
+        o: ConvOpts,
+        bn: BatchNormConfig,
+        act: Activation,
+    ) -> Result<Self> {
+        Ok(Self {
+            conv: Conv2d::new(vb.pp("0"), in_c, out_c, k, ConvOpts { bias: false, ..o })?,
+            bn: BatchNorm2d::new(vb.pp("1"), out_c, bn)?,
+            act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.act.apply(&self.bn.forward(&self.conv.forward(x)?, mode)?)
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.conv.out_channels()
+    }
+}
+
+/// Dropout whose masks come from the training step's seed, so a resumed run draws the same masks.
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    p: f32,
+    /// Distinguishes this layer's masks from other layers' in the same step.
+    id: u64,
+}
+
+impl Dropout {
+    pub fn new(p: f32, id: u64) -> Self {
+        Self { p, id }
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let Mode::Train { seed } = mode else {
+            return Ok(x.clone());
+        };
+        if self.p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let mut rng = Rng::for_item(seed, 0x000D_8090_u64 ^ self.id, 0);
+        let keep = 1.0 / (1.0 - self.p);
+        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.next_f32() < self.p { 0.0 } else { keep }).collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        x * mask
+    }
+}
+
+/// Global average pooling to (N, C, 1, 1).
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    x.mean_keepdim(3)?.mean_keepdim(2)
+}
+
+/// A fully connected layer (`<p>.weight` (out, in), `<p>.bias`).
+#[derive(Clone, Debug)]
+pub struct Linear(candle_nn::Linear);
+
+impl Linear {
+    pub fn new(vb: VarBuilder, in_f: usize, out_f: usize) -> Result<Self> {
+        let w = vb.get_with_hints((out_f, in_f), "weight", Init::Randn { mean: 0., stdev: 0.01 })?;
+        let b = vb.get_with_hints(out_f, "bias", Init::Const(0.))?;
+        Ok(Self(candle_nn::Linear::new(w, Some(b))))
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.0.forward(x)
+    }
+}

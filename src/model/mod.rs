@@ -1,0 +1,267 @@
+//! Networks: the FCN-ResNet50 teacher, the students, and the pieces they share. One architecture
+//! per file; parameter names equal torchvision's `state_dict` keys so published weights load as
+//! they are.
+
+pub mod fcn;
+pub mod layers;
+pub mod lraspp;
+pub mod mbv3s_aspp;
+pub mod mbv3s_tiny;
+pub mod mobilenet_v3;
+pub mod ops;
+pub mod resnet;
+pub mod weights;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{Device, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+pub use layers::Mode;
+use weights::{StateDict, WeightsError};
+
+/// What a segmentation network returns.
+#[derive(Clone, Debug)]
+pub struct SegOutput {
+    /// (B, classes, H, W) at the input resolution.
+    pub logits: Tensor,
+    /// Auxiliary logits (FCN's layer3 head), input resolution.
+    pub aux: Option<Tensor>,
+    /// Named feature maps for distillation: students `low`/`mid`/`high`, the teacher `layer1`–`layer4`.
+    pub features: Vec<(&'static str, Tensor)>,
+}
+
+impl SegOutput {
+    pub fn feature(&self, name: &str) -> Option<&Tensor> {
+        self.features.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+}
+
+/// A feature map a model exposes for distillation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureTap {
+    pub name: &'static str,
+    pub channels: usize,
+    pub stride: usize,
+}
+
+/// The models segdistill knows, by their CLI names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+pub enum ModelKind {
+    /// torchvision's FCN-ResNet50 (the teacher).
+    #[value(name = "fcn-resnet50")]
+    #[serde(rename = "fcn-resnet50")]
+    FcnResnet50,
+    /// MobileNetV3-Small + ASPP + decoder (the lab's student).
+    #[value(name = "mbv3s-aspp")]
+    #[serde(rename = "mbv3s-aspp")]
+    Mbv3sAspp,
+    /// Ultra-compact MobileNetV3-Small + LR-ASPP (< 0.5 M parameters).
+    #[value(name = "mbv3s-tiny")]
+    #[serde(rename = "mbv3s-tiny")]
+    Mbv3sTiny,
+    /// torchvision's LR-ASPP MobileNetV3-Large.
+    #[value(name = "lraspp-mbv3l")]
+    #[serde(rename = "lraspp-mbv3l")]
+    LrasppMbv3l,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 4] = [Self::FcnResnet50, Self::Mbv3sAspp, Self::Mbv3sTiny, Self::LrasppMbv3l];
+    pub const STUDENTS: [ModelKind; 3] = [Self::Mbv3sAspp, Self::Mbv3sTiny, Self::LrasppMbv3l];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FcnResnet50 => "fcn-resnet50",
+            Self::Mbv3sAspp => "mbv3s-aspp",
+            Self::Mbv3sTiny => "mbv3s-tiny",
+            Self::LrasppMbv3l => "lraspp-mbv3l",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The key of the final classifier's weight, whose first dimension is the class count.
+    fn classifier_key(self) -> &'static str {
+        match self {
+            Self::FcnResnet50 => "classifier.4.weight",
+            Self::Mbv3sAspp => "decoder.classifier.weight",
+            Self::Mbv3sTiny | Self::LrasppMbv3l => "classifier.low_classifier.weight",
+        }
+    }
+
+    /// Whether the model has a MobileNetV3 backbone whose ImageNet weights can be loaded.
+    pub fn backbone(self) -> Option<&'static str> {
+        match self {
+            Self::Mbv3sAspp | Self::Mbv3sTiny => Some("mobilenet_v3_small"),
+            Self::LrasppMbv3l => Some("mobilenet_v3_large"),
+            Self::FcnResnet50 => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A built network.
+#[derive(Clone, Debug)]
+pub enum Model {
+    Fcn(fcn::FcnResNet50),
+    Mbv3sAspp(mbv3s_aspp::Mbv3sAspp),
+    Mbv3sTiny(mbv3s_tiny::Mbv3sTiny),
+    Lraspp(lraspp::LrasppMobileNetV3Large),
+}
+
+impl Model {
+    /// Builds `kind` from a var builder (weights from a file, or fresh variables).
+    pub fn new(kind: ModelKind, vb: VarBuilder, num_classes: usize, aux: bool) -> Result<Self> {
+        Ok(match kind {
+            ModelKind::FcnResnet50 => Self::Fcn(fcn::FcnResNet50::new(vb, num_classes, aux)?),
+            ModelKind::Mbv3sAspp => Self::Mbv3sAspp(mbv3s_aspp::Mbv3sAspp::new(vb, num_classes)?),
+            ModelKind::Mbv3sTiny => Self::Mbv3sTiny(mbv3s_tiny::Mbv3sTiny::new(vb, num_classes)?),
+            ModelKind::LrasppMbv3l => Self::Lraspp(lraspp::LrasppMobileNetV3Large::new(vb, num_classes)?),
+        })
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Fcn(_) => ModelKind::FcnResnet50,
+            Self::Mbv3sAspp(_) => ModelKind::Mbv3sAspp,
+            Self::Mbv3sTiny(_) => ModelKind::Mbv3sTiny,
+            Self::Lraspp(_) => ModelKind::LrasppMbv3l,
+        }
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Self::Fcn(m) => m.num_classes(),
+            Self::Mbv3sAspp(m) => m.num_classes(),
+            Self::Mbv3sTiny(m) => m.num_classes(),
+            Self::Lraspp(m) => m.num_classes(),
+        }
+    }
+
+    /// `x`: normalised images (B, 3, H, W). The teacher always runs in eval mode.
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<SegOutput> {
+        match self {
+            Self::Fcn(m) => m.forward(x),
+            Self::Mbv3sAspp(m) => m.forward(x, mode),
+            Self::Mbv3sTiny(m) => m.forward(x, mode),
+            Self::Lraspp(m) => m.forward(x, mode),
+        }
+    }
+
+    pub fn feature_taps(&self) -> Vec<FeatureTap> {
+        match self {
+            Self::Fcn(_) => fcn::FcnResNet50::feature_taps(),
+            Self::Mbv3sAspp(m) => m.feature_taps(),
+            Self::Mbv3sTiny(m) => m.feature_taps(),
+            Self::Lraspp(m) => m.feature_taps(),
+        }
+    }
+}
+
+/// True for entries that are buffers, not parameters (as in torch's `model.parameters()`).
+fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked")
+}
+
+/// Number of trainable parameters among named tensors.
+pub fn count_params<'a>(named: impl IntoIterator<Item = (&'a str, usize)>) -> usize {
+    named.into_iter().filter(|(n, _)| !is_buffer(n)).map(|(_, c)| c).sum()
+}
+
+/// A model loaded from a weights file for inference.
+pub struct LoadedModel {
+    pub model: Model,
+    pub num_params: usize,
+    pub weights: StateDict,
+}
+
+/// Loads `kind` from a weights file, every key and shape checked (extra keys are an error too).
+/// The class count comes from the file.
+pub fn load_for_inference(kind: ModelKind, path: &Path, device: &Device) -> anyhow::Result<LoadedModel> {
+    let dict = Arc::new(StateDict::load(path)?);
+    let key = kind.classifier_key();
+    let num_classes = match dict.get(key) {
+        Some(t) => t.dims()[0],
+        None => return Err(WeightsError::missing_keys(path, vec![key.to_string()]).into()),
+    };
+    let aux = kind == ModelKind::FcnResnet50 && dict.get("aux_classifier.4.weight").is_some();
+    let (vb, used) = dict.var_builder(device);
+    let model = Model::new(kind, vb, num_classes, aux).map_err(|e| match used.take_error() {
+        Some(w) => anyhow::Error::from(w),
+        None => anyhow::Error::from(e).context(format!("building {kind} from {}", path.display())),
+    })?;
+    used.check_all_used(&[])?;
+    let num_params = count_params(dict.keys().map(|k| (k, dict.get(k).map_or(0, |t| t.elem_count()))));
+    let weights = Arc::try_unwrap(dict).unwrap_or_else(|d| (*d).clone());
+    Ok(LoadedModel { model, num_params, weights })
+}
+
+/// A student with trainable variables.
+pub struct Trainable {
+    pub model: Model,
+    pub varmap: VarMap,
+    pub num_params: usize,
+}
+
+/// Builds `kind` with fresh, seeded variables.
+pub fn build_trainable(kind: ModelKind, num_classes: usize, seed: u64, device: &Device) -> Result<Trainable> {
+    let varmap = VarMap::new();
+    let vb = weights::init::seeded_var_builder(&varmap, seed, device);
+    let model = Model::new(kind, vb, num_classes, false)?;
+    let num_params = {
+        let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        count_params(vars.iter().map(|(k, v)| (k.as_str(), v.elem_count())))
+    };
+    Ok(Trainable { model, varmap, num_params })
+}
+
+/// Loads ImageNet MobileNetV3 weights (torchvision's `mobilenet_v3_small-047dcff4.pth` /
+/// `mobilenet_v3_large-*.pth`, keys `features.*`) into a student's `backbone.*` variables.
+/// Every backbone variable must be in the file; the file's classifier and any stages the
+/// student does not have are ignored. Returns the number of tensors loaded.
+pub fn load_backbone(varmap: &VarMap, path: &Path) -> anyhow::Result<usize> {
+    let dict = StateDict::load(path)?;
+    let dict = dict.renamed(|k| k.strip_prefix("features.").map(|rest| format!("backbone.{rest}")));
+    if dict.is_empty() {
+        anyhow::bail!("{} has no `features.*` weights: not a torchvision MobileNetV3 ImageNet file", path.display());
+    }
+    let report = weights::load_into_varmap(varmap, &dict)?;
+    let missing: Vec<String> = report.missing.into_iter().filter(|k| k.starts_with("backbone.")).collect();
+    if !missing.is_empty() {
+        return Err(WeightsError::missing_keys(
+            path,
+            missing.iter().map(|k| k.replacen("backbone.", "features.", 1)).collect(),
+        )
+        .into());
+    }
+    Ok(report.loaded)
+}
+
+/// Loads a full student checkpoint (safetensors written by segdistill, or a torchvision file for
+/// `lraspp-mbv3l`) into a trainable model: every variable must be present.
+pub fn load_student_weights(varmap: &VarMap, path: &Path) -> anyhow::Result<()> {
+    let dict = StateDict::load(path)?;
+    let report = weights::load_into_varmap(varmap, &dict)?;
+    if !report.missing.is_empty() {
+        return Err(WeightsError::missing_keys(path, report.missing).into());
+    }
+    if !report.unused.is_empty() {
+        return Err(WeightsError::unexpected_keys(path, report.unused).into());
+    }
+    Ok(())
+}
+
+/// Human-readable parameter count ("3.22 M").
+pub fn format_params(n: usize) -> String {
+    if n >= 1_000_000 { format!("{:.2} M", n as f64 / 1e6) } else { format!("{:.1} k", n as f64 / 1e3) }
+}

@@ -1,0 +1,136 @@
+//! ResNet-50 backbone as torchvision builds it (`torchvision/models/resnet.py`), with
+//! `replace_stride_with_dilation` for segmentation: FCN uses `[False, True, True]`, so layer3 and
+//! layer4 keep stride 8 and dilate instead (the first block of a dilated layer keeps the previous
+//! dilation, as in torchvision's `_make_layer`). Keys: `conv1`, `bn1`, `layer{1..4}.{i}.conv{1..3}`,
+//! `bn{1..3}`, `downsample.{0,1}`.
+
+use candle_core::{Module as _, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::layers::{BatchNorm2d, Conv2d, ConvOpts, Mode, bn_default};
+
+const EXPANSION: usize = 4;
+
+#[derive(Clone, Debug)]
+struct Bottleneck {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    conv3: Conv2d,
+    bn3: BatchNorm2d,
+    downsample: Option<(Conv2d, BatchNorm2d)>,
+}
+
+impl Bottleneck {
+    fn new(
+        vb: VarBuilder,
+        inplanes: usize,
+        planes: usize,
+        stride: usize,
+        dilation: usize,
+        downsample: bool,
+    ) -> Result<Self> {
+        let width = planes;
+        let out = planes * EXPANSION;
+        let downsample = if downsample {
+            let o = ConvOpts { stride, ..Default::default() };
+            Some((
+                Conv2d::new(vb.pp("downsample.0"), inplanes, out, 1, o)?,
+                BatchNorm2d::new(vb.pp("downsample.1"), out, bn_default())?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            conv1: Conv2d::new(vb.pp("conv1"), inplanes, width, 1, ConvOpts::default())?,
+            bn1: BatchNorm2d::new(vb.pp("bn1"), width, bn_default())?,
+            conv2: Conv2d::new(vb.pp("conv2"), width, width, 3, ConvOpts { stride, dilation, ..Default::default() })?,
+            bn2: BatchNorm2d::new(vb.pp("bn2"), width, bn_default())?,
+            conv3: Conv2d::new(vb.pp("conv3"), width, out, 1, ConvOpts::default())?,
+            bn3: BatchNorm2d::new(vb.pp("bn3"), out, bn_default())?,
+            downsample,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let y = self.bn1.forward(&self.conv1.forward(x)?, mode)?.relu()?;
+        let y = self.bn2.forward(&self.conv2.forward(&y)?, mode)?.relu()?;
+        let y = self.bn3.forward(&self.conv3.forward(&y)?, mode)?;
+        let identity = match &self.downsample {
+            Some((conv, bn)) => bn.forward(&conv.forward(x)?, mode)?,
+            None => x.clone(),
+        };
+        (y + identity)?.relu()
+    }
+}
+
+/// The four stages' outputs.
+pub struct ResNetFeatures {
+    /// (B, 256, H/4, W/4)
+    pub layer1: Tensor,
+    /// (B, 512, H/8, W/8)
+    pub layer2: Tensor,
+    /// (B, 1024, H/8, W/8) with dilation (H/16 without)
+    pub layer3: Tensor,
+    /// (B, 2048, H/8, W/8) with dilation (H/32 without)
+    pub layer4: Tensor,
+}
+
+/// ResNet-50 without its classifier.
+#[derive(Clone, Debug)]
+pub struct ResNet50 {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    layers: [Vec<Bottleneck>; 4],
+}
+
+impl ResNet50 {
+    /// `dilate[i]` replaces the stride of layer i+2 with dilation.
+    pub fn new(vb: VarBuilder, dilate: [bool; 3]) -> Result<Self> {
+        let conv1 =
+            Conv2d::new(vb.pp("conv1"), 3, 64, 7, ConvOpts { stride: 2, padding: Some(3), ..Default::default() })?;
+        let bn1 = BatchNorm2d::new(vb.pp("bn1"), 64, bn_default())?;
+        let (mut inplanes, mut dilation) = (64, 1);
+        let mut make_layer =
+            |name: &str, planes: usize, blocks: usize, stride: usize, dilate: bool| -> Result<Vec<Bottleneck>> {
+                let vb = vb.pp(name);
+                let previous_dilation = dilation;
+                let stride = if dilate {
+                    dilation *= stride;
+                    1
+                } else {
+                    stride
+                };
+                let downsample = stride != 1 || inplanes != planes * EXPANSION;
+                let mut v = vec![Bottleneck::new(vb.pp(0), inplanes, planes, stride, previous_dilation, downsample)?];
+                inplanes = planes * EXPANSION;
+                for i in 1..blocks {
+                    v.push(Bottleneck::new(vb.pp(i), inplanes, planes, 1, dilation, false)?);
+                }
+                Ok(v)
+            };
+        let layers = [
+            make_layer("layer1", 64, 3, 1, false)?,
+            make_layer("layer2", 128, 4, 2, dilate[0])?,
+            make_layer("layer3", 256, 6, 2, dilate[1])?,
+            make_layer("layer4", 512, 3, 2, dilate[2])?,
+        ];
+        Ok(Self { conv1, bn1, layers })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<ResNetFeatures> {
+        let x = self.bn1.forward(&self.conv1.forward(x)?, mode)?.relu()?;
+        // 3×3/2 max-pool with padding 1: after a ReLU every value is ≥ 0, so zero padding equals
+        // PyTorch's −∞ padding (candle's pooling has no padding argument).
+        let x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        let run = |x: &Tensor, blocks: &[Bottleneck]| -> Result<Tensor> {
+            blocks.iter().try_fold(x.clone(), |x, b| b.forward(&x, mode))
+        };
+        let layer1 = run(&x, &self.layers[0])?;
+        let layer2 = run(&layer1, &self.layers[1])?;
+        let layer3 = run(&layer2, &self.layers[2])?;
+        let layer4 = run(&layer3, &self.layers[3])?;
+        Ok(ResNetFeatures { layer1, layer2, layer3, layer4 })
+    }
+}
