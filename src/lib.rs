@@ -8,5 +8,7 @@ pub mod data;
 pub mod distill;
 pub mod eval;
 pub mod model;
+pub mod report;
+pub mod train;
 pub mod ui;
 pub mod util;

@@ -7,7 +7,10 @@ pub mod eval;
 pub mod models;
 pub mod predict;
 pub mod progress;
+pub mod report;
 pub mod score;
+pub mod test_run;
+pub mod train;
 
 use std::process::ExitCode;
 
@@ -36,6 +39,12 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// List the models with their parameter counts and feature taps.
     Models(models::ModelsArgs),
+    /// Train a student, with or without distillation (headless, with a progress bar).
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a trained run on its validation split: mIoU, per-class IoU, ms/image.
+    Test(test_run::TestArgs),
+    /// Compare runs: markdown table, loss and mIoU curves, best/worst overlays.
+    Report(report::ReportArgs),
 }
 
 /// `--resize none|N`: keep the image size, or scale the shorter side to N.
@@ -66,6 +75,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Predict(a)) => predict::run(a),
         Some(Command::Eval(a)) => eval::run(a),
         Some(Command::Models(a)) => models::run(a),
+        Some(Command::Train(a)) => train::run(*a),
+        Some(Command::Test(a)) => test_run::run(a),
+        Some(Command::Report(a)) => report::run(a),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Feature-based distillation: 1 − cosine similarity per pixel between a student feature map
 //! (projected by a learned 1×1 adapter to the teacher's channels) and the teacher's map, resized
 //! bilinearly to the student's resolution (the teacher's stride-8 maps meet stride-4/8/16 student
-//! taps). Pairs: student `low` ↔ teacher `layer1`, `mid` ↔ `layer2`, `high` ↔ `layer4`.
+//! taps). Pairs: student `low` ↔ teacher `layer1`, `mid` ↔ `layer2`, `high` ↔ `layer4` (or the same
+//! tap names when the teacher is a student-type network).
 
 use candle_core::{Module as _, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -25,8 +26,18 @@ pub fn cosine_loss(student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
     (1.0 - cos)?.mean_all()
 }
 
-/// Which student tap learns from which teacher map.
-pub const PAIRS: [(&str, &str); 3] = [("low", "layer1"), ("mid", "layer2"), ("high", "layer4")];
+/// Which student tap learns from which FCN-ResNet50 map.
+pub const FCN_PAIRS: [(&str, &str); 3] = [("low", "layer1"), ("mid", "layer2"), ("high", "layer4")];
+
+/// The tap pairs for a teacher: FCN's ResNet stages, or the same names when the teacher is
+/// itself a student-type network (distilling a larger student into a smaller one).
+pub fn pairs_for(teacher: &[FeatureTap]) -> [(&'static str, &'static str); 3] {
+    if teacher.iter().any(|t| t.name == "layer1") {
+        FCN_PAIRS
+    } else {
+        [("low", "low"), ("mid", "mid"), ("high", "high")]
+    }
+}
 
 /// The learned 1×1 adapters (`adapters.<tap>.{weight,bias}`) and the feature loss.
 #[derive(Clone, Debug)]
@@ -37,7 +48,7 @@ pub struct FeatureDistiller {
 impl FeatureDistiller {
     pub fn new(vb: VarBuilder, student: &[FeatureTap], teacher: &[FeatureTap]) -> Result<Self> {
         let mut adapters = Vec::new();
-        for (s_name, t_name) in PAIRS {
+        for (s_name, t_name) in pairs_for(teacher) {
             let s = student.iter().find(|t| t.name == s_name);
             let t = teacher.iter().find(|t| t.name == t_name);
             let (Some(s), Some(t)) = (s, t) else {

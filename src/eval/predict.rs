@@ -13,6 +13,10 @@ use crate::model::{Mode, Model};
 pub struct Prediction {
     /// The model's output logits at its input size, (1, C, h, w).
     pub logits: Tensor,
+    /// Logits resized to the image, (1, C, H, W).
+    pub full_logits: Tensor,
+    /// Seconds spent in the model's forward pass (device synchronised).
+    pub forward_seconds: f64,
     /// Class per pixel at the original image size.
     pub mask: Mask,
 }
@@ -34,12 +38,15 @@ pub fn argmax_masks(logits: &Tensor) -> candle_core::Result<Vec<Mask>> {
 pub fn predict(model: &Model, img: &RgbImage, resize: Resize, device: &Device) -> anyhow::Result<Prediction> {
     let (w, h) = img.dimensions();
     let (rw, rh) = resize.size_for(w, h);
-    let input =
-        if (rw, rh) == (w, h) { image_tensor(img, device)? } else { image_tensor(&resize_image(img, rw, rh), device)? };
+    let input = if (rw, rh) == (w, h) { image_tensor(img, device)? } else { image_tensor(&resize_image(img, rw, rh), device)? };
+    device.synchronize()?;
+    let start = std::time::Instant::now();
     let out = model.forward(&input, Mode::Eval)?;
-    let full = resize_bilinear(&out.logits, h as usize, w as usize)?;
-    let mask = argmax_masks(&full)?.pop().ok_or_else(|| anyhow::anyhow!("model returned no output"))?;
-    Ok(Prediction { logits: out.logits, mask })
+    device.synchronize()?;
+    let forward_seconds = start.elapsed().as_secs_f64();
+    let full_logits = resize_bilinear(&out.logits, h as usize, w as usize)?;
+    let mask = argmax_masks(&full_logits)?.pop().ok_or_else(|| anyhow::anyhow!("model returned no output"))?;
+    Ok(Prediction { logits: out.logits, full_logits, forward_seconds, mask })
 }
 
 /// Blends class colours over an image (`alpha` = colour weight). Void is left unpainted, and so

@@ -24,6 +24,29 @@ impl Mode {
     }
 }
 
+thread_local! {
+    /// Multiply-adds counted by convolutions and linear layers while [`count_macs`] runs.
+    static MACS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` and returns the multiply-adds its convolutions and linear layers performed (on this
+/// thread), the usual "FLOPs" of segmentation papers (normalisation, activations and resizing
+/// are not counted).
+pub fn count_macs<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    MACS.with(|m| m.set(Some(0)));
+    let out = f();
+    let n = MACS.with(|m| m.take()).unwrap_or(0);
+    (out, n)
+}
+
+fn add_macs(n: usize) {
+    MACS.with(|m| {
+        if let Some(v) = m.get() {
+            m.set(Some(v + n as u64));
+        }
+    });
+}
+
 /// torchvision's convolution init (`kaiming_normal_(mode="fan_out", nonlinearity="relu")`).
 pub const CONV_INIT: Init =
     Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
@@ -101,12 +124,14 @@ impl Conv2d {
 impl candle_core::Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.weight.dims()[0];
+        let (_, c_in_per_group, k, _) = self.weight.dims4()?;
         let y = if self.groups > 1 && self.groups == c && self.weight.dims()[1] == 1 {
             let p = DepthwiseParams { stride: self.stride, padding: self.padding, dilation: self.dilation };
             depthwise_conv2d(x, &self.weight, p)?
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, self.dilation, self.groups)?
         };
+        add_macs(y.elem_count() * c_in_per_group * k * k);
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, c, 1, 1))?),
             None => Ok(y),
@@ -217,6 +242,8 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.0.forward(x)
+        let y = self.0.forward(x)?;
+        add_macs(y.elem_count() * self.0.weight().dim(1)?);
+        Ok(y)
     }
 }

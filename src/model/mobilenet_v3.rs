@@ -12,7 +12,7 @@ use candle_nn::{BatchNormConfig, VarBuilder};
 use super::layers::{Activation, Conv2d, ConvBnAct, ConvOpts, Dropout, Linear, Mode, bn_config, global_avg_pool};
 
 fn bn() -> BatchNormConfig {
-    bn_config(0.001, 0.01)
+    bn_config(0.001, 0.1)
 }
 
 /// torchvision's `_make_divisible`.

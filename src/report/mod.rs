@@ -1,0 +1,78 @@
+//! The comparison report over finished runs: a markdown table (mIoU, Δ vs no distillation,
+//! parameters, multiply-adds, size, speed, training time, the lab's score, the Cityscapes FoM),
+//! curve PNGs, and overlay PNGs of each student's best and worst validation images.
+
+pub mod overlays;
+pub mod plots;
+pub mod runs;
+pub mod table;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use candle_core::Device;
+
+pub use runs::RunData;
+pub use table::Row;
+
+/// What `report` should produce.
+pub struct ReportOptions {
+    pub out: PathBuf,
+    /// Teacher weights for the teacher's row and panels (default: the runs' teacher).
+    pub teacher_weights: Option<PathBuf>,
+    /// Best and worst images per run in the overlay PNGs.
+    pub overlays: usize,
+    pub device: Device,
+}
+
+/// The files written.
+pub struct ReportFiles {
+    pub markdown: PathBuf,
+    pub images: Vec<PathBuf>,
+    pub rows: Vec<Row>,
+}
+
+/// Builds the report for `run_dirs`; `progress` receives one-line status messages.
+pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)) -> anyhow::Result<ReportFiles> {
+    anyhow::ensure!(!run_dirs.is_empty(), "no run folders given");
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let runs: Vec<RunData> = run_dirs.iter().map(|d| runs::load(d)).collect::<anyhow::Result<_>>()?;
+    plots::register_fonts();
+    let teacher_weights = opts
+        .teacher_weights
+        .clone()
+        .or_else(|| runs.iter().find_map(|r| r.config.teacher_weights.clone()))
+        .filter(|p| p.is_file());
+    progress("measuring students");
+    let mut rows: Vec<Row> = Vec::new();
+    for run in &runs {
+        rows.push(table::student_row(run, &opts.device)?);
+    }
+    table::fill_deltas(&mut rows);
+    let teacher = match &teacher_weights {
+        Some(w) => {
+            progress("evaluating the teacher on the validation split (cached afterwards)");
+            Some(table::teacher_row(&runs[0], w, &opts.out, &opts.device)?)
+        }
+        None => None,
+    };
+    let mut images = Vec::new();
+    progress("drawing curves");
+    images.extend(plots::curves(&runs, teacher.as_ref().map(|t| t.miou), &opts.out)?);
+    progress("rendering overlays");
+    for run in &runs {
+        images.extend(overlays::render(run, teacher_weights.as_deref(), opts.overlays, &opts.out, &opts.device)?);
+    }
+    let md = table::markdown(&rows, teacher.as_ref(), &runs, &images, &opts.device);
+    let markdown = opts.out.join("report.md");
+    crate::util::fs::write_atomic(&markdown, md.as_bytes()).with_context(|| format!("cannot write {}", markdown.display()))?;
+    if let Some(t) = teacher {
+        rows.insert(0, t);
+    }
+    Ok(ReportFiles { markdown, images, rows })
+}
+
+/// A file name made of a run's name (safe characters only).
+pub(crate) fn slug(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}

@@ -1,0 +1,198 @@
+//! Checkpoints: one safetensors file holding the student's variables (`model/…`), the feature
+//! adapters (`adapters/…`), the optimiser moments (`optim/…`) and, in its metadata, the JSON state
+//! (config, epoch, step, schedule, best score, history). One file written atomically (temp file +
+//! fsync + rename) means a crash or a kill can never leave a checkpoint half-written or out of
+//! step with its optimiser state.
+//!
+//! Layout of a run folder:
+//! `config.json`, `metrics.csv`, `checkpoints/{last,best,epoch-NNN}.safetensors`,
+//! `student.safetensors` (best weights alone, loadable by `predict`/`eval`), `best_images.json`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::optim::OptimizerState;
+use super::schedule::PlateauState;
+
+const STATE_KEY: &str = "segdistill.state";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub step: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub miou: f64,
+    pub pixel_acc: f64,
+    pub iou: Vec<Option<f64>>,
+    pub lr: f64,
+    pub ms_per_image: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestRecord {
+    pub miou: f64,
+    pub epoch: usize,
+}
+
+/// Everything but the tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub version: u32,
+    pub config: TrainConfig,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Batches done in the epoch under way (0 at an epoch boundary).
+    pub batch_in_epoch: usize,
+    /// Optimisation steps done.
+    pub step: usize,
+    /// Running sums of the epoch under way, for its mean training loss.
+    pub epoch_loss_sum: f64,
+    pub epoch_loss_count: usize,
+    pub optimizer: OptimizerState,
+    pub plateau: PlateauState,
+    pub best: Option<BestRecord>,
+    pub history: Vec<EpochRecord>,
+    /// Wall-clock seconds spent training (all sessions).
+    pub train_seconds: f64,
+}
+
+/// A checkpoint in memory.
+pub struct Checkpoint {
+    pub state: CheckpointState,
+    pub model: BTreeMap<String, Tensor>,
+    pub adapters: BTreeMap<String, Tensor>,
+    pub moments: BTreeMap<String, Tensor>,
+}
+
+pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+pub fn last_path(run_dir: &Path) -> PathBuf {
+    checkpoints_dir(run_dir).join("last.safetensors")
+}
+
+pub fn best_path(run_dir: &Path) -> PathBuf {
+    checkpoints_dir(run_dir).join("best.safetensors")
+}
+
+pub fn periodic_path(run_dir: &Path, epoch: usize) -> PathBuf {
+    checkpoints_dir(run_dir).join(format!("epoch-{epoch:03}.safetensors"))
+}
+
+/// The best student weights alone (keys as the model's), for predict/eval/Browse.
+pub fn student_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("student.safetensors")
+}
+
+fn prefixed(prefix: &str, tensors: &BTreeMap<String, Tensor>) -> anyhow::Result<Vec<(String, Tensor)>> {
+    tensors
+        .iter()
+        .map(|(k, v)| Ok((format!("{prefix}/{k}"), v.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect()
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(path: &Path, ckpt: &Checkpoint) -> anyhow::Result<()> {
+    let mut all = prefixed("model", &ckpt.model)?;
+    all.extend(prefixed("adapters", &ckpt.adapters)?);
+    all.extend(prefixed("optim", &ckpt.moments)?);
+    let mut meta = HashMap::new();
+    meta.insert(STATE_KEY.to_string(), serde_json::to_string(&ckpt.state)?);
+    let bytes = safetensors::serialize(all.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
+        .with_context(|| format!("serialising checkpoint {}", path.display()))?;
+    crate::util::fs::write_atomic(path, &bytes)
+        .with_context(|| format!("cannot write checkpoint {} (disk full?)", path.display()))
+}
+
+/// Reads a checkpoint, checking it is complete and of a known version.
+pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("checkpoint {} is damaged: {e}", path.display()))?;
+    let state_json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(STATE_KEY))
+        .with_context(|| format!("{} is not a segdistill checkpoint (no training state)", path.display()))?;
+    let state: CheckpointState = serde_json::from_str(state_json)
+        .with_context(|| format!("checkpoint {} has an unreadable state", path.display()))?;
+    anyhow::ensure!(
+        state.version == FORMAT_VERSION,
+        "checkpoint {} has format version {} (this segdistill reads {FORMAT_VERSION})",
+        path.display(),
+        state.version
+    );
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| anyhow::anyhow!("checkpoint {} is damaged: {e}", path.display()))?;
+    let (mut model, mut adapters, mut moments) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    for (k, v) in tensors {
+        if let Some(n) = k.strip_prefix("model/") {
+            model.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix("adapters/") {
+            adapters.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix("optim/") {
+            moments.insert(n.to_string(), v);
+        }
+    }
+    Ok(Checkpoint { state, model, adapters, moments })
+}
+
+/// Removes temp files a killed process left behind (`.<name>.tmp-<pid>`).
+pub fn remove_stale_temp_files(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            std::fs::remove_file(e.path()).ok(); // best effort: another process may own it
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_tensors_and_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = Device::Cpu;
+        let mut model = BTreeMap::new();
+        model.insert("a.weight".to_string(), Tensor::arange(0f32, 6., &dev).unwrap().reshape((2, 3)).unwrap());
+        let mut moments = BTreeMap::new();
+        moments.insert("a.weight.m".to_string(), Tensor::ones((2, 3), candle_core::DType::F32, &dev).unwrap());
+        let state = CheckpointState {
+            version: FORMAT_VERSION,
+            config: TrainConfig::default(),
+            epoch: 2,
+            batch_in_epoch: 3,
+            step: 23,
+            epoch_loss_sum: 1.25,
+            epoch_loss_count: 3,
+            optimizer: OptimizerState { t: 23 },
+            plateau: PlateauState::default(),
+            best: Some(BestRecord { miou: 0.1 + 0.2, epoch: 1 }),
+            history: vec![],
+            train_seconds: 1.5,
+        };
+        let p = dir.path().join("c.safetensors");
+        save(&p, &Checkpoint { state: state.clone(), model, adapters: BTreeMap::new(), moments }).unwrap();
+        let back = load(&p).unwrap();
+        assert_eq!(back.state, state, "floats round-trip exactly through JSON");
+        assert_eq!(back.model["a.weight"].to_vec2::<f32>().unwrap(), [[0., 1., 2.], [3., 4., 5.]]);
+        assert!(back.moments.contains_key("a.weight.m"));
+        // A truncated checkpoint is an error naming the file.
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load(&p).err().unwrap().to_string();
+        assert!(err.contains("c.safetensors") && err.contains("damaged"), "{err}");
+    }
+}

@@ -1,0 +1,539 @@
+//! The training loop. It runs on its own thread ([`start`]) or inline ([`run`]), talks only
+//! through [`TrainEvent`]s and polls [`Control`] between steps. Everything random is derived from
+//! the seed and the step/epoch/sample index, and all state lives in the checkpoint, so a run
+//! stopped anywhere and resumed ends bit-identical to one that never stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use candle_core::{Device, Tensor, Var};
+use candle_nn::VarMap;
+use crossbeam_channel::Sender;
+
+use super::checkpoint::{self, BestRecord, Checkpoint, CheckpointState, EpochRecord};
+use super::config::TrainConfig;
+use super::control::{Control, TrainHandle};
+use super::events::*;
+use super::metrics_log::MetricsLog;
+use super::optim::{Optimizer, OptimizerState};
+use super::schedule::Schedule;
+use crate::data::loader::{Batch, Loader, LoaderConfig, SegmentationBatches, batches_per_epoch};
+use crate::data::transforms::{Augment, ColorJitter, Resize};
+use crate::data::{DataError, Dataset};
+use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
+use crate::eval::evaluate::{EvalOutcome, evaluate};
+use crate::model::weights::init::seeded_var_builder;
+use crate::model::weights::{save_safetensors, varmap_tensors};
+use crate::model::{Mode, Model, build_trainable, load_backbone, load_for_inference};
+use crate::util::Rng;
+use crate::util::device::describe;
+
+/// Starts a run on its own thread. With `resume`, continues the run in `config.run_dir()` from
+/// its last checkpoint.
+pub fn start(config: TrainConfig, resume: bool) -> TrainHandle {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let control = Control::default();
+    let ctl = control.clone();
+    let thread = std::thread::Builder::new()
+        .name("train-engine".into())
+        .spawn(move || {
+            let run_dir = config.run_dir();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(config, resume, &ctl, &tx)));
+            let last = match outcome {
+                Ok(Ok(summary)) => TrainEvent::Finished(summary),
+                Ok(Err(e)) => TrainEvent::Failed { message: format!("{e:#}"), run_dir },
+                Err(p) => {
+                    let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    TrainEvent::Failed { message: format!("internal error: {}", msg.unwrap_or_default()), run_dir }
+                }
+            };
+            tx.send(last).ok(); // nobody listening any more: the outcome is in the run folder anyway
+        })
+        .expect("spawning the training thread");
+    TrainHandle::new(control, rx, thread)
+}
+
+/// A loss that is NaN or infinite: the run stops, keeping its last good checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the loss became {value} at epoch {epoch}, step {step} (learning rate {lr:.3e}); training stopped and the last good \
+     checkpoint was kept: lower the learning rate (or enable gradient clipping) and resume"
+)]
+pub struct NonFiniteLoss {
+    pub value: f64,
+    pub epoch: usize,
+    pub step: usize,
+    pub lr: f64,
+}
+
+struct Datasets {
+    train: Arc<Dataset>,
+    val: Arc<Dataset>,
+}
+
+fn open_split(cfg: &TrainConfig, split: &str, limit: Option<usize>, events: &Sender<TrainEvent>) -> anyhow::Result<Arc<Dataset>> {
+    let mut ds = Dataset::open(&cfg.data, cfg.dataset, split)?;
+    let dropped = ds.retain_present();
+    if !dropped.is_empty() {
+        send(events, TrainEvent::Message(format!(
+            "{} of {} ids in split '{split}' have no image or mask and are skipped (`segdistill check-data` lists them)",
+            dropped.len(),
+            dropped.len() + ds.len()
+        )));
+    }
+    if let Some(n) = limit {
+        ds.truncate(n);
+    }
+    anyhow::ensure!(!ds.is_empty(), "split '{split}' of {} has no usable samples", ds.root.display());
+    Ok(Arc::new(ds))
+}
+
+fn send(events: &Sender<TrainEvent>, e: TrainEvent) {
+    events.send(e).ok(); // a consumer that went away does not stop training
+}
+
+/// Median-frequency class weights from the training masks (decoded on all cores).
+fn class_weights(ds: &Dataset) -> anyhow::Result<Vec<f32>> {
+    let hists = crate::util::par::par_map(ds.len(), |i| ds.load_mask(i).map(|m| m.histogram()));
+    let mut counts = vec![0u64; ds.num_classes()];
+    for h in hists {
+        let h = h?;
+        for (c, n) in counts.iter_mut().enumerate() {
+            *n += h[c];
+        }
+    }
+    Ok(distill::ce::class_weights_from_counts(&counts))
+}
+
+/// The variables an optimiser updates: everything but batch-norm running statistics.
+fn trainable(varmap: &VarMap, prefix: &str) -> Vec<(String, Var)> {
+    let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    let mut v: Vec<(String, Var)> = vars
+        .iter()
+        .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+        .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn load_varmap(varmap: &VarMap, tensors: &BTreeMap<String, Tensor>, what: &str, path: &Path) -> anyhow::Result<()> {
+    let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    for (name, var) in vars.iter() {
+        let t = tensors.get(name).with_context(|| format!("{} lacks {what} variable {name}", path.display()))?;
+        var.set(&t.to_device(var.device())?)?;
+    }
+    Ok(())
+}
+
+/// Everything the loop works with.
+struct Session<'a> {
+    cfg: TrainConfig,
+    run_dir: PathBuf,
+    device: Device,
+    events: &'a Sender<TrainEvent>,
+    control: &'a Control,
+    student: Model,
+    student_vars: VarMap,
+    teacher: Option<Model>,
+    distiller: Option<FeatureDistiller>,
+    adapter_vars: VarMap,
+    optimizer: Optimizer,
+    schedule: Schedule,
+    class_weights: Option<Vec<f32>>,
+    data: Datasets,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    state: CheckpointState,
+    log: MetricsLog,
+}
+
+/// Runs a whole training session on the calling thread.
+pub fn run(mut cfg: TrainConfig, resume: bool, control: &Control, events: &Sender<TrainEvent>) -> anyhow::Result<Summary> {
+    let run_dir = cfg.run_dir();
+    let resumed = if resume {
+        let path = checkpoint::last_path(&run_dir);
+        anyhow::ensure!(path.is_file(), "nothing to resume: {} does not exist", path.display());
+        let ckpt = checkpoint::load(&path)?;
+        // The saved configuration is authoritative (the same data, model and seed); a resume may
+        // extend the schedule, change where it stops, the device, the loader threads, the export
+        // target, and the learning rate (to recover from a diverged run).
+        let saved = &ckpt.state.config;
+        let mut merged = saved.clone();
+        merged.epochs = cfg.epochs;
+        merged.stop_after_epoch = cfg.stop_after_epoch;
+        merged.device = cfg.device;
+        merged.workers = cfg.workers;
+        merged.export = cfg.export.clone();
+        merged.optimizer.lr = cfg.optimizer.lr;
+        cfg = merged;
+        Some(ckpt)
+    } else {
+        anyhow::ensure!(
+            !checkpoint::last_path(&run_dir).exists(),
+            "run folder {} already holds a run: pass --resume to continue it, or choose another --name",
+            run_dir.display()
+        );
+        None
+    };
+    cfg.validate()?;
+    std::fs::create_dir_all(checkpoint::checkpoints_dir(&run_dir)).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    checkpoint::remove_stale_temp_files(&checkpoint::checkpoints_dir(&run_dir));
+    checkpoint::remove_stale_temp_files(&run_dir);
+    crate::util::fs::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())
+        .with_context(|| format!("cannot write {}", run_dir.join("config.json").display()))?;
+
+    let mut session = Session::new(cfg, run_dir, resumed, control, events)?;
+    session.train()
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        cfg: TrainConfig,
+        run_dir: PathBuf,
+        resumed: Option<Checkpoint>,
+        control: &'a Control,
+        events: &'a Sender<TrainEvent>,
+    ) -> anyhow::Result<Self> {
+        let device = cfg.device.resolve()?;
+        let data = Datasets {
+            train: open_split(&cfg, &cfg.train_split, cfg.train_limit, events)?,
+            val: open_split(&cfg, &cfg.val_split, cfg.val_limit, events)?,
+        };
+        let num_classes = data.train.num_classes();
+        let trainable_student = build_trainable(cfg.model, num_classes, cfg.seed, &device)?;
+        let (student, student_vars) = (trainable_student.model, trainable_student.varmap);
+        let teacher = match (&cfg.teacher_weights, cfg.distill.needs_teacher()) {
+            (Some(path), true) => {
+                let t = load_for_inference(cfg.teacher, path, &device).context("loading the teacher")?;
+                anyhow::ensure!(
+                    !cfg.distill.uses_logits() || t.model.num_classes() == num_classes,
+                    "the teacher {} predicts {} classes but the dataset has {num_classes}",
+                    path.display(),
+                    t.model.num_classes()
+                );
+                Some(t.model)
+            }
+            _ => None,
+        };
+        let adapter_vars = VarMap::new();
+        let distiller = match (&teacher, cfg.distill.uses_features()) {
+            (Some(t), true) => {
+                let vb = seeded_var_builder(&adapter_vars, cfg.seed ^ 0xADA9, &device);
+                Some(FeatureDistiller::new(vb, &student.feature_taps(), &t.feature_taps())?)
+            }
+            _ => None,
+        };
+        let class_weights = if cfg.class_weights { Some(class_weights(&data.train)?) } else { None };
+        let drop_last = data.train.len() >= cfg.batch;
+        let steps_per_epoch = batches_per_epoch(data.train.len(), cfg.batch, drop_last);
+        let total_steps = steps_per_epoch * cfg.epochs;
+        let mut params = trainable(&student_vars, "model/");
+        params.extend(trainable(&adapter_vars, "adapters/"));
+        let mut optimizer = Optimizer::new(cfg.optimizer.clone(), params);
+        let mut schedule = Schedule::new(cfg.schedule.clone(), cfg.optimizer.lr, total_steps, steps_per_epoch);
+
+        let state = match resumed {
+            Some(ckpt) => {
+                let path = checkpoint::last_path(&run_dir);
+                load_varmap(&student_vars, &ckpt.model, "student", &path)?;
+                load_varmap(&adapter_vars, &ckpt.adapters, "adapter", &path)?;
+                optimizer.load_moments(&ckpt.moments, ckpt.state.optimizer.clone())?;
+                schedule.plateau = ckpt.state.plateau.clone();
+                CheckpointState { config: cfg.clone(), ..ckpt.state }
+            }
+            None => {
+                if let Some(path) = &cfg.backbone_weights {
+                    let n = load_backbone(&student_vars, path).context("loading the backbone weights")?;
+                    send(events, TrainEvent::Message(format!("loaded {n} ImageNet backbone tensors from {}", path.display())));
+                }
+                CheckpointState {
+                    version: checkpoint::FORMAT_VERSION,
+                    config: cfg.clone(),
+                    epoch: 0,
+                    batch_in_epoch: 0,
+                    step: 0,
+                    epoch_loss_sum: 0.0,
+                    epoch_loss_count: 0,
+                    optimizer: OptimizerState::default(),
+                    plateau: Default::default(),
+                    best: None,
+                    history: Vec::new(),
+                    train_seconds: 0.0,
+                }
+            }
+        };
+        let log = MetricsLog::open(&run_dir.join("metrics.csv"), Some((state.epoch, state.step)))?;
+        Ok(Self {
+            cfg,
+            run_dir,
+            device,
+            events,
+            control,
+            student,
+            student_vars,
+            teacher,
+            distiller,
+            adapter_vars,
+            optimizer,
+            schedule,
+            class_weights,
+            data,
+            steps_per_epoch,
+            total_steps,
+            state,
+            log,
+        })
+    }
+
+    fn emit(&self, e: TrainEvent) {
+        send(self.events, e);
+    }
+
+    fn augment(&self) -> Augment {
+        Augment {
+            resize: Resize::ShorterSide(self.cfg.size),
+            scale_range: self.cfg.scale,
+            crop: Some((self.cfg.size, self.cfg.size)),
+            hflip: self.cfg.hflip,
+            jitter: self.cfg.color_jitter.then(ColorJitter::default),
+        }
+    }
+
+    fn loader_config(&self) -> LoaderConfig {
+        let workers = if self.cfg.workers == 0 { crate::util::available_threads() } else { self.cfg.workers };
+        LoaderConfig {
+            batch_size: self.cfg.batch,
+            shuffle: true,
+            drop_last: self.data.train.len() >= self.cfg.batch,
+            workers,
+            prefetch: 2 * workers,
+            seed: self.cfg.seed,
+        }
+    }
+
+    fn train(&mut self) -> anyhow::Result<Summary> {
+        let resumed_from = (self.state.step > 0).then_some((self.state.epoch, self.state.step));
+        let info = RunInfo {
+            run_dir: self.run_dir.clone(),
+            model: self.cfg.model.name().into(),
+            params: {
+                let vars = self.student_vars.data().lock().unwrap_or_else(|p| p.into_inner());
+                crate::model::count_params(vars.iter().map(|(k, v)| (k.as_str(), v.elem_count())))
+            },
+            teacher: self.teacher.as_ref().map(|t| t.kind().name().to_string()),
+            mode: self.cfg.distill.name().into(),
+            device: describe(&self.device),
+            train_images: self.data.train.len(),
+            val_images: self.data.val.len(),
+            total_steps: self.total_steps,
+            steps_per_epoch: self.steps_per_epoch,
+            class_names: self.data.train.classes().names.clone(),
+            resumed_from,
+        };
+        self.emit(TrainEvent::Started(info));
+        let source = Arc::new(SegmentationBatches { dataset: self.data.train.clone(), augment: self.augment() });
+        let loader_cfg = self.loader_config();
+        let session_start = Instant::now();
+        let seconds_before = self.state.train_seconds;
+        let first_epoch = self.state.epoch;
+        let mut step_time_ema: Option<f64> = None;
+        let mut eval_seconds: Option<f64> = None;
+
+        for epoch in first_epoch..self.cfg.epochs {
+            // Mid-epoch resume: skip the batches already trained on (their order is seeded).
+            let skip = self.state.batch_in_epoch;
+            let loader = Loader::with_order(source.clone(), &loader_cfg, epoch as u64, Some(skip));
+            for batch in loader {
+                if !self.wait_while_paused() {
+                    return self.stop(session_start, seconds_before);
+                }
+                let batch = batch.map_err(|e: DataError| anyhow::anyhow!(e))?;
+                let t0 = Instant::now();
+                let metrics = self.train_step(&batch, epoch)?;
+                let dt = t0.elapsed().as_secs_f64();
+                let ema = step_time_ema.map_or(dt, |e| 0.9 * e + 0.1 * dt);
+                step_time_ema = Some(ema);
+                let remaining_steps = self.total_steps.saturating_sub(self.state.step) as f64;
+                let remaining_evals = (self.cfg.epochs - epoch) as f64;
+                let m = StepMetrics {
+                    images_per_sec: batch.batch_size as f64 / ema,
+                    eta_secs: remaining_steps * ema + remaining_evals * eval_seconds.unwrap_or(0.0),
+                    ..metrics
+                };
+                self.log.step(&m, seconds_before + session_start.elapsed().as_secs_f64())?;
+                self.emit(TrainEvent::Step(m));
+            }
+            let t_eval = Instant::now();
+            self.end_epoch(epoch, seconds_before + session_start.elapsed().as_secs_f64())?;
+            eval_seconds = Some(t_eval.elapsed().as_secs_f64());
+            let session_epochs = epoch + 1 - first_epoch;
+            let stop_here = self.cfg.stop_after_epoch.is_some_and(|n| session_epochs >= n && epoch + 1 < self.cfg.epochs);
+            if self.control.stop_requested() || stop_here {
+                return Ok(self.summary(EndReason::Stopped));
+            }
+        }
+        self.export()?;
+        Ok(self.summary(EndReason::Completed))
+    }
+
+    /// Blocks while paused; false if a stop was requested.
+    fn wait_while_paused(&self) -> bool {
+        if self.control.is_paused() && !self.control.stop_requested() {
+            self.emit(TrainEvent::Paused);
+            while self.control.is_paused() && !self.control.stop_requested() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.emit(TrainEvent::Resumed);
+        }
+        !self.control.stop_requested()
+    }
+
+    fn stop(&mut self, session_start: Instant, seconds_before: f64) -> anyhow::Result<Summary> {
+        self.state.train_seconds = seconds_before + session_start.elapsed().as_secs_f64();
+        if self.state.step > 0 {
+            self.save(checkpoint::last_path(&self.run_dir), CheckpointKind::Last)?;
+        }
+        Ok(self.summary(EndReason::Stopped))
+    }
+
+    fn train_step(&mut self, batch: &Batch, epoch: usize) -> anyhow::Result<StepMetrics> {
+        let (b, h, w) = (batch.batch_size, batch.height, batch.width);
+        let x = Tensor::from_vec(batch.images.clone(), (b, 3, h, w), &self.device)?;
+        let target = Target::new(&batch.masks, (b, h, w), self.class_weights.as_deref(), &self.device)?;
+        let teacher_out = match &self.teacher {
+            Some(t) => Some(t.forward(&x, Mode::Eval)?),
+            None => None,
+        };
+        let signal = teacher_out.as_ref().map(|o| TeacherSignal { logits: Some(&o.logits), features: &o.features });
+        let step = self.state.step;
+        let seed = Rng::for_item(self.cfg.seed, 0x5EED, step as u64).next_u64();
+        let out = self.student.forward(&x, Mode::Train { seed })?;
+        let parts = distill::total_loss(self.cfg.distill, &self.cfg.loss, &out, signal.as_ref(), &target, self.distiller.as_ref())?;
+        let scalar = |t: &Tensor| -> anyhow::Result<f64> { Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?) };
+        let loss = scalar(&parts.total)?;
+        let lr = self.schedule.lr(step);
+        if !loss.is_finite() {
+            return Err(NonFiniteLoss { value: loss, epoch, step: step + 1, lr }.into());
+        }
+        let grads = parts.total.backward()?;
+        let scale = match self.cfg.optimizer.grad_clip {
+            Some(max) => {
+                let norm = self.optimizer.grad_norm(&grads)?;
+                if !norm.is_finite() {
+                    return Err(NonFiniteLoss { value: norm, epoch, step: step + 1, lr }.into());
+                }
+                if norm > max { max / (norm + 1e-6) } else { 1.0 }
+            }
+            None => 1.0,
+        };
+        self.optimizer.step(&grads, lr, scale)?;
+        self.state.step += 1;
+        self.state.batch_in_epoch += 1;
+        self.state.epoch_loss_sum += loss;
+        self.state.epoch_loss_count += 1;
+        Ok(StepMetrics {
+            epoch,
+            step: self.state.step,
+            total_steps: self.total_steps,
+            steps_per_epoch: self.steps_per_epoch,
+            loss,
+            ce: scalar(&parts.ce)?,
+            kd: parts.kd.as_ref().map(scalar).transpose()?,
+            feature: parts.feature.as_ref().map(scalar).transpose()?,
+            lr,
+            images_per_sec: 0.0,
+            eta_secs: 0.0,
+        })
+    }
+
+    fn val_resize(&self) -> Resize {
+        Resize::ShorterSide(self.cfg.val_size.unwrap_or(self.cfg.size))
+    }
+
+    fn end_epoch(&mut self, epoch: usize, elapsed: f64) -> anyhow::Result<()> {
+        let outcome: EvalOutcome = evaluate(&self.student, self.data.val.clone(), self.val_resize(), &self.device, &|_, _| {})?;
+        let scores = outcome.confusion.scores();
+        let lr = self.schedule.lr(self.state.step.saturating_sub(1));
+        let train_loss = self.state.epoch_loss_sum / self.state.epoch_loss_count.max(1) as f64;
+        let eval = EvalMetrics {
+            epoch,
+            step: self.state.step,
+            val_loss: outcome.val_loss,
+            miou: scores.miou,
+            pixel_acc: scores.pixel_acc,
+            iou: scores.iou.clone(),
+            ms_per_image: outcome.ms_per_image,
+        };
+        self.log.epoch(train_loss, lr, &eval, elapsed)?;
+        self.state.history.push(EpochRecord {
+            epoch,
+            step: self.state.step,
+            train_loss,
+            val_loss: outcome.val_loss,
+            miou: scores.miou,
+            pixel_acc: scores.pixel_acc,
+            iou: scores.iou,
+            lr,
+            ms_per_image: outcome.ms_per_image,
+        });
+        self.schedule.on_epoch_end(scores.miou);
+        self.state.plateau = self.schedule.plateau.clone();
+        self.state.epoch = epoch + 1;
+        self.state.batch_in_epoch = 0;
+        self.state.epoch_loss_sum = 0.0;
+        self.state.epoch_loss_count = 0;
+        self.state.train_seconds = elapsed;
+        self.emit(TrainEvent::Evaluated(eval));
+
+        let improved = scores.miou.is_finite() && self.state.best.as_ref().is_none_or(|b| scores.miou > b.miou);
+        if improved {
+            self.state.best = Some(BestRecord { miou: scores.miou, epoch });
+            self.save(checkpoint::best_path(&self.run_dir), CheckpointKind::Best)?;
+            save_safetensors(&varmap_tensors(&self.student_vars), &checkpoint::student_path(&self.run_dir))?;
+            let images = serde_json::to_string(&outcome.images)?;
+            crate::util::fs::write_atomic(&self.run_dir.join("best_images.json"), images.as_bytes())?;
+        }
+        if self.cfg.checkpoint_every > 0 && (epoch + 1).is_multiple_of(self.cfg.checkpoint_every) {
+            self.save(checkpoint::periodic_path(&self.run_dir, epoch + 1), CheckpointKind::Periodic)?;
+        }
+        self.save(checkpoint::last_path(&self.run_dir), CheckpointKind::Last)
+    }
+
+    fn save(&self, path: PathBuf, kind: CheckpointKind) -> anyhow::Result<()> {
+        let ckpt = Checkpoint {
+            state: CheckpointState { optimizer: self.optimizer.state.clone(), ..self.state.clone() },
+            model: varmap_tensors(&self.student_vars),
+            adapters: varmap_tensors(&self.adapter_vars),
+            moments: self.optimizer.moment_tensors(),
+        };
+        checkpoint::save(&path, &ckpt)?;
+        self.emit(TrainEvent::CheckpointSaved { kind, path, epoch: self.state.epoch, step: self.state.step });
+        Ok(())
+    }
+
+    fn export(&self) -> anyhow::Result<()> {
+        if let Some(dst) = &self.cfg.export {
+            let src = checkpoint::student_path(&self.run_dir);
+            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+            crate::util::fs::write_atomic(dst, &bytes).with_context(|| format!("cannot write {}", dst.display()))?;
+            self.emit(TrainEvent::Message(format!("best student weights saved to {}", dst.display())));
+        }
+        Ok(())
+    }
+
+    fn summary(&self, reason: EndReason) -> Summary {
+        Summary {
+            reason,
+            run_dir: self.run_dir.clone(),
+            epochs_done: self.state.epoch,
+            steps_done: self.state.step,
+            best_miou: self.state.best.as_ref().map(|b| b.miou),
+            best_epoch: self.state.best.as_ref().map(|b| b.epoch),
+            train_seconds: self.state.train_seconds,
+        }
+    }
+}

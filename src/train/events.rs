@@ -1,0 +1,102 @@
+//! What the engine tells the world. Plain owned data (no tensors), so any thread can consume it:
+//! the CLI's progress bar, the app's Train tab, tests.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One optimisation step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Global step, 1-based (steps done so far).
+    pub step: usize,
+    pub total_steps: usize,
+    pub steps_per_epoch: usize,
+    /// The weighted total α·CE + β·KD + γ·feat.
+    pub loss: f64,
+    pub ce: f64,
+    pub kd: Option<f64>,
+    pub feature: Option<f64>,
+    pub lr: f64,
+    /// Training throughput over the recent steps.
+    pub images_per_sec: f64,
+    /// Estimated seconds to the end of the run (evaluations included).
+    pub eta_secs: f64,
+}
+
+/// One evaluation on the validation split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// 0-based epoch just finished.
+    pub epoch: usize,
+    pub step: usize,
+    pub val_loss: f64,
+    pub miou: f64,
+    pub pixel_acc: f64,
+    pub iou: Vec<Option<f64>>,
+    /// Student inference time at batch 1 (warm-up excluded), milliseconds per image.
+    pub ms_per_image: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointKind {
+    Last,
+    Best,
+    Periodic,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    Completed,
+    /// Stopped by the user (or `stop_after_epoch`); resumable.
+    Stopped,
+}
+
+/// The end of a run that did not fail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub reason: EndReason,
+    pub run_dir: PathBuf,
+    pub epochs_done: usize,
+    pub steps_done: usize,
+    pub best_miou: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub train_seconds: f64,
+}
+
+/// Facts about the run, sent once when it starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_dir: PathBuf,
+    pub model: String,
+    pub params: usize,
+    pub teacher: Option<String>,
+    pub mode: String,
+    pub device: String,
+    pub train_images: usize,
+    pub val_images: usize,
+    pub total_steps: usize,
+    pub steps_per_epoch: usize,
+    pub class_names: Vec<String>,
+    /// (epoch, step) the run resumed from, if it did.
+    pub resumed_from: Option<(usize, usize)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TrainEvent {
+    Started(RunInfo),
+    /// A note for the user (skipped samples, cached teacher, …).
+    Message(String),
+    Step(StepMetrics),
+    Evaluated(EvalMetrics),
+    CheckpointSaved { kind: CheckpointKind, path: PathBuf, epoch: usize, step: usize },
+    Paused,
+    Resumed,
+    Finished(Summary),
+    /// The run stopped on an error; the last good checkpoint is kept.
+    Failed { message: String, run_dir: PathBuf },
+}

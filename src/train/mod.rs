@@ -1,0 +1,16 @@
+//! Training: configuration, the engine loop on its own thread, events, control, optimisers,
+//! schedules, checkpoints and the metrics log.
+
+pub mod checkpoint;
+pub mod config;
+pub mod control;
+pub mod engine;
+pub mod events;
+pub mod metrics_log;
+pub mod optim;
+pub mod schedule;
+
+pub use config::TrainConfig;
+pub use control::{Control, TrainHandle};
+pub use engine::{run, start};
+pub use events::TrainEvent;
