@@ -17,13 +17,32 @@ fn killing_the_trainer_never_leaves_a_corrupt_checkpoint() {
     let run = tmp.path().join("killed");
     let spawn = |resume: bool, epochs: &str| {
         let mut args = vec![
-            "train", "--data", data.to_str().unwrap(), "--model", "mbv3s-aspp", "--epochs", epochs, "--batch", "4",
-            "--size", "64", "--checkpoint-every", "1", "--out", run.to_str().unwrap(), "--events-json",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            "mbv3s-aspp",
+            "--epochs",
+            epochs,
+            "--batch",
+            "4",
+            "--size",
+            "64",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            run.to_str().unwrap(),
+            "--events-json",
         ];
         if resume {
             args.push("--resume");
         }
-        Command::new(env!("CARGO_BIN_EXE_segdistill")).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_segdistill"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     // Each round kills the trainer the moment a checkpoint is being written (its temporary file
     // exists), after at least one epoch of progress.
@@ -59,7 +78,9 @@ fn killing_the_trainer_never_leaves_a_corrupt_checkpoint() {
         // Every checkpoint under its final name must load completely.
         for entry in std::fs::read_dir(checkpoint::checkpoints_dir(&run)).into_iter().flatten().flatten() {
             let p = entry.path();
-            if p.extension().is_some_and(|e| e == "safetensors") && !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+            if p.extension().is_some_and(|e| e == "safetensors")
+                && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+            {
                 checkpoint::load(&p).unwrap_or_else(|e| panic!("round {round}: {e:#}"));
             }
         }

@@ -71,17 +71,25 @@ fn each_mode_learns_on_the_demo_data() {
         let (result, events) = run_inline(cfg.clone(), false);
         let summary = result.unwrap_or_else(|e| panic!("{mode:?}: {e:#}"));
         assert_eq!(summary.reason, EndReason::Completed);
-        let steps: Vec<_> = events.iter().filter_map(|e| if let TrainEvent::Step(s) = e { Some(s.clone()) } else { None }).collect();
+        let steps: Vec<_> =
+            events.iter().filter_map(|e| if let TrainEvent::Step(s) = e { Some(s.clone()) } else { None }).collect();
         assert_eq!(steps.len(), 36, "6 steps × 6 epochs");
-        let mean = |s: &[segdistill::train::events::StepMetrics]| s.iter().map(|m| m.loss).sum::<f64>() / s.len() as f64;
+        let mean =
+            |s: &[segdistill::train::events::StepMetrics]| s.iter().map(|m| m.loss).sum::<f64>() / s.len() as f64;
         let (first, last) = (mean(&steps[..6]), mean(&steps[30..]));
         assert!(last < first, "{mode:?}: loss falls ({first:.4} → {last:.4})");
         assert_eq!(steps[0].kd.is_some(), mode == DistillMode::Response, "{mode:?}: KD logged only when used");
         assert_eq!(steps[0].feature.is_some(), mode == DistillMode::Feature);
-        let evals: Vec<_> = events.iter().filter_map(|e| if let TrainEvent::Evaluated(m) = e { Some(m.clone()) } else { None }).collect();
+        let evals: Vec<_> = events
+            .iter()
+            .filter_map(|e| if let TrainEvent::Evaluated(m) = e { Some(m.clone()) } else { None })
+            .collect();
         assert_eq!(evals.len(), 6);
         let best = summary.best_miou.unwrap();
-        eprintln!("{mode:?}: loss {first:.3} → {last:.3}, mIoU {before:.4} → {:?}", evals.iter().map(|e| e.miou).collect::<Vec<_>>());
+        eprintln!(
+            "{mode:?}: loss {first:.3} → {last:.3}, mIoU {before:.4} → {:?}",
+            evals.iter().map(|e| e.miou).collect::<Vec<_>>()
+        );
         assert!(best > before + 0.05, "{mode:?}: best mIoU {best:.4} not above untrained {before:.4}");
         // More than background: some object class is segmented.
         let objects = evals.last().unwrap().iou.iter().skip(1).flatten().filter(|&&v| v > 0.1).count();
@@ -93,9 +101,21 @@ fn each_mode_learns_on_the_demo_data() {
             let vm = candle_nn::VarMap::new();
             let vb = segdistill::model::weights::init::seeded_var_builder(&vm, cfg.seed ^ 0xADA9, &Device::Cpu);
             let student = build_trainable(cfg.model, 21, 0, &Device::Cpu).unwrap();
-            FeatureDistiller::new(vb, &student.model.feature_taps(), &segdistill::model::fcn::FcnResNet50::feature_taps()).unwrap();
+            FeatureDistiller::new(
+                vb,
+                &student.model.feature_taps(),
+                &segdistill::model::fcn::FcnResNet50::feature_taps(),
+            )
+            .unwrap();
             let init = vm.data().lock().unwrap()["adapters.high.weight"].as_tensor().clone();
-            let moved = (&ckpt.adapters["adapters.high.weight"] - &init).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let moved = (&ckpt.adapters["adapters.high.weight"] - &init)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(moved > 1e-4, "adapters were trained (moved {moved})");
         } else {
             assert!(ckpt.adapters.is_empty());
@@ -108,14 +128,20 @@ fn each_mode_learns_on_the_demo_data() {
 
     // `report` over the three runs: the table, the curves and the overlays.
     let out = runs.path().join("report");
-    let dirs: Vec<String> = ["none", "response", "feature"].iter().map(|n| runs.path().join(n).display().to_string()).collect();
+    let dirs: Vec<String> =
+        ["none", "response", "feature"].iter().map(|n| runs.path().join(n).display().to_string()).collect();
     let mut args = vec!["report"];
     args.extend(dirs.iter().map(|s| s.as_str()));
     args.extend(["--out", out.to_str().unwrap(), "--overlays", "2", "--device", "cpu"]);
     let o = segdistill(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for row in ["| teacher | fcn-resnet50 |", "| none | mbv3s-tiny | none |", "| response | mbv3s-tiny | response |", "| feature | mbv3s-tiny | feature |"] {
+    for row in [
+        "| teacher | fcn-resnet50 |",
+        "| none | mbv3s-tiny | none |",
+        "| response | mbv3s-tiny | response |",
+        "| feature | mbv3s-tiny | feature |",
+    ] {
         assert!(md.contains(row), "missing `{row}` in\n{md}");
     }
     assert!(md.contains("+0.") || md.contains("-0."), "Δ mIoU against the no-distillation run: {md}");
@@ -147,7 +173,8 @@ fn the_teacher_receives_no_gradient() {
         let t_out = teacher.model.forward(&x, Mode::Eval).unwrap();
         let signal = TeacherSignal { logits: Some(&t_out.logits), features: &t_out.features };
         let s_out = student.model.forward(&x, Mode::Train { seed: 1 }).unwrap();
-        let loss = distill::total_loss(mode, &LossConfig::default(), &s_out, Some(&signal), &target, Some(&distiller)).unwrap();
+        let loss = distill::total_loss(mode, &LossConfig::default(), &s_out, Some(&signal), &target, Some(&distiller))
+            .unwrap();
         let grads = loss.total.backward().unwrap();
         let teacher_vars = teacher.varmap.all_vars();
         let with_grad = teacher_vars.iter().filter(|v| grads.get(v).is_some()).count();
@@ -249,7 +276,11 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let err = format!("{:#}", result.expect_err("the run must fail"));
     assert!(err.contains("loss became") && err.contains("last good checkpoint"), "{err}");
     assert!(!events.iter().any(|e| matches!(e, TrainEvent::CheckpointSaved { .. })), "nothing saved after the NaN");
-    assert_eq!(std::fs::read(checkpoint::last_path(&run_dir)).unwrap(), good, "last good checkpoint kept byte for byte");
+    assert_eq!(
+        std::fs::read(checkpoint::last_path(&run_dir)).unwrap(),
+        good,
+        "last good checkpoint kept byte for byte"
+    );
     // The engine thread reports it as a Failed event.
     let mut c2 = config(&data, runs.path(), "nan", ModelKind::Mbv3sTiny, DistillMode::None);
     c2.optimizer.lr = 1e30;

@@ -1,8 +1,10 @@
 //! The command line: `segdistill` with no subcommand starts the desktop app; subcommands run
 //! headless. Each subcommand lives in its own file with its clap `Args` and a `run`.
 
+pub mod bench;
 pub mod check_data;
 pub mod demo_data;
+pub mod download;
 pub mod eval;
 pub mod models;
 pub mod predict;
@@ -45,6 +47,10 @@ pub enum Command {
     Test(test_run::TestArgs),
     /// Compare runs: markdown table, loss and mIoU curves, best/worst overlays.
     Report(report::ReportArgs),
+    /// Download VOC 2012, SBD masks or torchvision's weights (progress, resume, checksums).
+    Download(download::DownloadArgs),
+    /// Time training steps, the teacher and inference (compare with bench/pytorch_reference.py).
+    Bench(bench::BenchArgs),
 }
 
 /// `--resize none|N`: keep the image size, or scale the shorter side to N.
@@ -78,6 +84,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Train(a)) => train::run(*a),
         Some(Command::Test(a)) => test_run::run(a),
         Some(Command::Report(a)) => report::run(a),
+        Some(Command::Download(a)) => download::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
     }
 }
 

@@ -25,9 +25,22 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let opts = ReportOptions { out: args.out, teacher_weights: args.teacher_weights, overlays: args.overlays, device: args.device.resolve()? };
+    let opts = ReportOptions {
+        out: args.out,
+        teacher_weights: args.teacher_weights,
+        overlays: args.overlays,
+        device: args.device.resolve()?,
+    };
     let files = write(&args.runs, &opts, &|msg| eprintln!("{msg}…"))?;
-    print!("{}", std::fs::read_to_string(&files.markdown).unwrap_or_default().lines().take_while(|l| !l.starts_with("## Runs")).collect::<Vec<_>>().join("\n"));
+    print!(
+        "{}",
+        std::fs::read_to_string(&files.markdown)
+            .unwrap_or_default()
+            .lines()
+            .take_while(|l| !l.starts_with("## Runs"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     println!();
     eprintln!("wrote {} and {} images", files.markdown.display(), files.images.len());
     Ok(ExitCode::SUCCESS)

@@ -36,9 +36,15 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let config_path = args.run.join("config.json");
     let text = std::fs::read_to_string(&config_path)
         .with_context(|| format!("{} is not a run folder (no config.json)", args.run.display()))?;
-    let cfg: TrainConfig = serde_json::from_str(&text).with_context(|| format!("cannot parse {}", config_path.display()))?;
+    let cfg: TrainConfig =
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", config_path.display()))?;
     let weights = student_path(&args.run);
-    anyhow::ensure!(weights.is_file(), "{} has no trained weights yet ({} is missing)", args.run.display(), weights.display());
+    anyhow::ensure!(
+        weights.is_file(),
+        "{} has no trained weights yet ({} is missing)",
+        args.run.display(),
+        weights.display()
+    );
     let device = args.device.resolve()?;
     let loaded = load_for_inference(cfg.model, &weights, &device)?;
     let split = args.split.unwrap_or(cfg.val_split.clone());
@@ -48,7 +54,14 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         ds.truncate(n);
     }
     anyhow::ensure!(!ds.is_empty(), "no usable samples in split '{split}'");
-    eprintln!("{} ({} parameters, {} distillation) on {}: {} images of '{split}'", cfg.model, format_params(loaded.num_params), cfg.distill.name(), describe(&device), ds.len());
+    eprintln!(
+        "{} ({} parameters, {} distillation) on {}: {} images of '{split}'",
+        cfg.model,
+        format_params(loaded.num_params),
+        cfg.distill.name(),
+        describe(&device),
+        ds.len()
+    );
     let classes = ds.classes().clone();
     let pb = super::progress::bar(ds.len() as u64, "testing");
     let resize = Resize::ShorterSide(cfg.val_size.unwrap_or(cfg.size));

@@ -122,7 +122,10 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     fn config(&self) -> TrainConfig {
-        let out = self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", self.model, self.distill.name())));
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", self.model, self.distill.name())));
         let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
         let runs_dir = out.parent().map(PathBuf::from).unwrap_or_default();
         let mut c = TrainConfig {

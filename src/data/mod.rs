@@ -6,6 +6,7 @@ pub mod cityscapes;
 pub mod classes;
 pub mod dataset;
 pub mod demo;
+pub mod download;
 pub mod error;
 pub mod image;
 pub mod loader;

@@ -71,7 +71,8 @@ pub fn evaluate(
         let (w, h) = (sample.mask.width as usize, sample.mask.height as usize);
         let target = Target::new(&sample.mask.data, (1, h, w), None, device)?;
         if target.num_valid > 0 {
-            let ce = cross_entropy(&pred.full_logits, &target)?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            let ce =
+                cross_entropy(&pred.full_logits, &target)?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             loss_sum += ce * target.num_valid as f64;
             labelled += target.num_valid;
         }

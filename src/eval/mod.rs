@@ -1,5 +1,7 @@
 //! Evaluation: metrics over whole datasets and per image, prediction, and dataset evaluation.
 
+pub mod bench;
+pub mod browse;
 pub mod evaluate;
 pub mod metrics;
 pub mod predict;

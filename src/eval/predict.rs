@@ -38,7 +38,8 @@ pub fn argmax_masks(logits: &Tensor) -> candle_core::Result<Vec<Mask>> {
 pub fn predict(model: &Model, img: &RgbImage, resize: Resize, device: &Device) -> anyhow::Result<Prediction> {
     let (w, h) = img.dimensions();
     let (rw, rh) = resize.size_for(w, h);
-    let input = if (rw, rh) == (w, h) { image_tensor(img, device)? } else { image_tensor(&resize_image(img, rw, rh), device)? };
+    let input =
+        if (rw, rh) == (w, h) { image_tensor(img, device)? } else { image_tensor(&resize_image(img, rw, rh), device)? };
     device.synchronize()?;
     let start = std::time::Instant::now();
     let out = model.forward(&input, Mode::Eval)?;

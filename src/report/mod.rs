@@ -65,7 +65,8 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     }
     let md = table::markdown(&rows, teacher.as_ref(), &runs, &images, &opts.device);
     let markdown = opts.out.join("report.md");
-    crate::util::fs::write_atomic(&markdown, md.as_bytes()).with_context(|| format!("cannot write {}", markdown.display()))?;
+    crate::util::fs::write_atomic(&markdown, md.as_bytes())
+        .with_context(|| format!("cannot write {}", markdown.display()))?;
     if let Some(t) = teacher {
         rows.insert(0, t);
     }

@@ -36,13 +36,20 @@ fn panels(img: &RgbImage, gt: &Mask, teacher: Option<&Mask>, student: &Mask, cla
 fn text(buf: &mut [u8], size: (u32, u32), items: &[(String, (i32, i32), u32)]) -> anyhow::Result<()> {
     let root = BitMapBackend::with_buffer(buf, size).into_drawing_area();
     for (s, pos, px) in items {
-        root.draw(&Text::new(s.clone(), *pos, ("sans-serif", *px as f64).into_font().color(&BLACK))).map_err(|e| anyhow::anyhow!("{e}"))?;
+        root.draw(&Text::new(s.clone(), *pos, ("sans-serif", *px as f64).into_font().color(&BLACK)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     root.present().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Renders `overlays_<run>_best.png` and `_worst.png` with `n` images each.
-pub fn render(run: &RunData, teacher_weights: Option<&Path>, n: usize, out: &Path, device: &Device) -> anyhow::Result<Vec<PathBuf>> {
+pub fn render(
+    run: &RunData,
+    teacher_weights: Option<&Path>,
+    n: usize,
+    out: &Path,
+    device: &Device,
+) -> anyhow::Result<Vec<PathBuf>> {
     if n == 0 || run.images.is_empty() {
         return Ok(Vec::new());
     }
@@ -89,14 +96,19 @@ fn sheet(
             Some(t) => Some(predict(t, &sample.image, resize, device)?),
             None => None,
         };
-        let t_miou = t_pred.as_ref().map(|t| crate::eval::metrics::score_image("", &t.mask.data, &sample.mask.data, classes.len()).0.miou);
+        let t_miou = t_pred
+            .as_ref()
+            .map(|t| crate::eval::metrics::score_image("", &t.mask.data, &sample.mask.data, classes.len()).0.miou);
         let caption = format!(
             "{}: student mIoU {:.3}{}",
             score.id,
             score.miou,
             t_miou.map(|m| format!(", teacher {m:.3}")).unwrap_or_default()
         );
-        rows.push((panels(&sample.image, &sample.mask, t_pred.as_ref().map(|t| &t.mask), &s_pred.mask, classes), caption));
+        rows.push((
+            panels(&sample.image, &sample.mask, t_pred.as_ref().map(|t| &t.mask), &s_pred.mask, classes),
+            caption,
+        ));
     }
     anyhow::ensure!(!rows.is_empty(), "none of the selected images are in the validation split");
     let width = rows.iter().map(|(p, _)| p.iter().map(|i| i.width() + 6).sum::<u32>()).max().unwrap_or(600).max(600);
@@ -120,5 +132,6 @@ fn sheet(
     let mut raw = canvas.into_raw();
     text(&mut raw, (w, h), &labels)?;
     let img = RgbImage::from_raw(w, h, raw).context("sheet buffer")?;
-    crate::util::fs::write_atomic(path, &crate::data::image::encode_png(&img)?).with_context(|| format!("cannot write {}", path.display()))
+    crate::util::fs::write_atomic(path, &crate::data::image::encode_png(&img)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

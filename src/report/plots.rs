@@ -34,7 +34,14 @@ pub fn ema(values: &[f64], alpha: f64) -> Vec<f64> {
 
 type Series = (String, Vec<(f64, f64)>);
 
-fn chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[Series], hline: Option<(&str, f64)>) -> anyhow::Result<()> {
+fn chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    hline: Option<(&str, f64)>,
+) -> anyhow::Result<()> {
     let mut buf = vec![255u8; (W * H * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
@@ -62,13 +69,21 @@ fn chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[Series]
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        c.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style(("sans-serif", 14)).draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+        c.configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         for (i, (name, pts)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            c.draw_series(LineSeries::new(pts.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()), color.stroke_width(2)))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            c.draw_series(LineSeries::new(
+                pts.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
         if let Some((name, y)) = hline {
             let style = BLACK.mix(0.6).stroke_width(1);
@@ -101,7 +116,9 @@ pub fn curves(runs: &[RunData], teacher_miou: Option<f64>, out: &Path) -> anyhow
         })
         .collect();
     let per_epoch = |f: fn(&crate::train::checkpoint::EpochRecord) -> f64| -> Vec<Series> {
-        runs.iter().map(|r| (r.name.clone(), r.state.history.iter().map(|h| ((h.epoch + 1) as f64, f(h))).collect())).collect()
+        runs.iter()
+            .map(|r| (r.name.clone(), r.state.history.iter().map(|h| ((h.epoch + 1) as f64, f(h))).collect()))
+            .collect()
     };
     let files = [out.join("loss.png"), out.join("val_loss.png"), out.join("miou.png")];
     chart(&files[0], "Training loss (EMA 0.1)", "step", "loss", &loss, None)?;

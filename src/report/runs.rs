@@ -39,7 +39,12 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
     let last = checkpoint::last_path(dir);
     let ckpt = checkpoint::load(&last).with_context(|| format!("{} is not a finished run folder", dir.display()))?;
     let student = checkpoint::student_path(dir);
-    anyhow::ensure!(student.is_file(), "{} has no evaluated student yet ({} is missing)", dir.display(), student.display());
+    anyhow::ensure!(
+        student.is_file(),
+        "{} has no evaluated student yet ({} is missing)",
+        dir.display(),
+        student.display()
+    );
     let images_path = dir.join("best_images.json");
     let images: Vec<ImageScore> = match std::fs::read_to_string(&images_path) {
         Ok(t) => serde_json::from_str(&t).with_context(|| format!("cannot parse {}", images_path.display()))?,
@@ -52,5 +57,13 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
         .filter_map(|r| Some((r.get("step")?.parse().ok()?, r.get("loss")?.parse().ok()?)))
         .collect();
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-    Ok(RunData { dir: dir.to_path_buf(), name, config: ckpt.state.config.clone(), state: ckpt.state, student, images, steps })
+    Ok(RunData {
+        dir: dir.to_path_buf(),
+        name,
+        config: ckpt.state.config.clone(),
+        state: ckpt.state,
+        student,
+        images,
+        steps,
+    })
 }

@@ -93,7 +93,8 @@ pub fn student_row(run: &RunData, device: &Device) -> anyhow::Result<Row> {
 
 /// Δ mIoU of each run against the no-distillation run of the same student model.
 pub fn fill_deltas(rows: &mut [Row]) {
-    let baselines: Vec<(String, f64)> = rows.iter().filter(|r| r.mode == "none").map(|r| (r.model.clone(), r.miou)).collect();
+    let baselines: Vec<(String, f64)> =
+        rows.iter().filter(|r| r.mode == "none").map(|r| (r.model.clone(), r.miou)).collect();
     for r in rows.iter_mut() {
         r.delta = baselines.iter().find(|(m, _)| *m == r.model).map(|(_, b)| r.miou - b);
     }
@@ -109,7 +110,8 @@ struct TeacherCache {
 
 fn cache_key(weights: &Path, run: &RunData) -> String {
     let meta = std::fs::metadata(weights).ok();
-    let stamp = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let stamp =
+        meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     format!(
         "{}|{}|{:?}|{}|{}|{:?}|{}",
         weights.display(),
@@ -128,8 +130,10 @@ pub fn teacher_row(run: &RunData, weights: &Path, out: &Path, device: &Device) -
     let size = eval_size(run);
     let key = cache_key(weights, run);
     let cache_path: PathBuf = out.join("teacher_eval.json");
-    let cached: Option<TeacherCache> =
-        std::fs::read_to_string(&cache_path).ok().and_then(|t| serde_json::from_str(&t).ok()).filter(|c: &TeacherCache| c.key == key);
+    let cached: Option<TeacherCache> = std::fs::read_to_string(&cache_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|c: &TeacherCache| c.key == key);
     let miou = match cached {
         Some(c) => c.miou,
         None => {
@@ -178,7 +182,9 @@ pub fn markdown(rows: &[Row], teacher: Option<&Row>, runs: &[RunData], images: &
         describe(device),
         chrono_free_date()
     ));
-    s.push_str("| run | model | mode | mIoU | Δ mIoU | params | MACs @ S² | size MB | ms/image | train time | score | FoM |\n");
+    s.push_str(
+        "| run | model | mode | mIoU | Δ mIoU | params | MACs @ S² | size MB | ms/image | train time | score | FoM |\n",
+    );
     s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in teacher.into_iter().chain(rows) {
         s.push_str(&format!(

@@ -94,10 +94,7 @@ pub fn student_path(run_dir: &Path) -> PathBuf {
 }
 
 fn prefixed(prefix: &str, tensors: &BTreeMap<String, Tensor>) -> anyhow::Result<Vec<(String, Tensor)>> {
-    tensors
-        .iter()
-        .map(|(k, v)| Ok((format!("{prefix}/{k}"), v.to_device(&Device::Cpu)?.contiguous()?)))
-        .collect()
+    tensors.iter().map(|(k, v)| Ok((format!("{prefix}/{k}"), v.to_device(&Device::Cpu)?.contiguous()?))).collect()
 }
 
 /// Writes a checkpoint atomically.

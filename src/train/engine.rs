@@ -46,7 +46,8 @@ pub fn start(config: TrainConfig, resume: bool) -> TrainHandle {
                 Ok(Ok(summary)) => TrainEvent::Finished(summary),
                 Ok(Err(e)) => TrainEvent::Failed { message: format!("{e:#}"), run_dir },
                 Err(p) => {
-                    let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    let msg =
+                        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
                     TrainEvent::Failed { message: format!("internal error: {}", msg.unwrap_or_default()), run_dir }
                 }
             };
@@ -74,15 +75,23 @@ struct Datasets {
     val: Arc<Dataset>,
 }
 
-fn open_split(cfg: &TrainConfig, split: &str, limit: Option<usize>, events: &Sender<TrainEvent>) -> anyhow::Result<Arc<Dataset>> {
+fn open_split(
+    cfg: &TrainConfig,
+    split: &str,
+    limit: Option<usize>,
+    events: &Sender<TrainEvent>,
+) -> anyhow::Result<Arc<Dataset>> {
     let mut ds = Dataset::open(&cfg.data, cfg.dataset, split)?;
     let dropped = ds.retain_present();
     if !dropped.is_empty() {
-        send(events, TrainEvent::Message(format!(
-            "{} of {} ids in split '{split}' have no image or mask and are skipped (`segdistill check-data` lists them)",
-            dropped.len(),
-            dropped.len() + ds.len()
-        )));
+        send(
+            events,
+            TrainEvent::Message(format!(
+                "{} of {} ids in split '{split}' have no image or mask and are skipped (`segdistill check-data` lists them)",
+                dropped.len(),
+                dropped.len() + ds.len()
+            )),
+        );
     }
     if let Some(n) = limit {
         ds.truncate(n);
@@ -109,7 +118,7 @@ fn class_weights(ds: &Dataset) -> anyhow::Result<Vec<f32>> {
 }
 
 /// The variables an optimiser updates: everything but batch-norm running statistics.
-fn trainable(varmap: &VarMap, prefix: &str) -> Vec<(String, Var)> {
+pub(crate) fn trainable(varmap: &VarMap, prefix: &str) -> Vec<(String, Var)> {
     let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
     let mut v: Vec<(String, Var)> = vars
         .iter()
@@ -152,7 +161,12 @@ struct Session<'a> {
 }
 
 /// Runs a whole training session on the calling thread.
-pub fn run(mut cfg: TrainConfig, resume: bool, control: &Control, events: &Sender<TrainEvent>) -> anyhow::Result<Summary> {
+pub fn run(
+    mut cfg: TrainConfig,
+    resume: bool,
+    control: &Control,
+    events: &Sender<TrainEvent>,
+) -> anyhow::Result<Summary> {
     let run_dir = cfg.run_dir();
     let resumed = if resume {
         let path = checkpoint::last_path(&run_dir);
@@ -180,7 +194,8 @@ pub fn run(mut cfg: TrainConfig, resume: bool, control: &Control, events: &Sende
         None
     };
     cfg.validate()?;
-    std::fs::create_dir_all(checkpoint::checkpoints_dir(&run_dir)).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    std::fs::create_dir_all(checkpoint::checkpoints_dir(&run_dir))
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
     checkpoint::remove_stale_temp_files(&checkpoint::checkpoints_dir(&run_dir));
     checkpoint::remove_stale_temp_files(&run_dir);
     crate::util::fs::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())
@@ -248,7 +263,10 @@ impl<'a> Session<'a> {
             None => {
                 if let Some(path) = &cfg.backbone_weights {
                     let n = load_backbone(&student_vars, path).context("loading the backbone weights")?;
-                    send(events, TrainEvent::Message(format!("loaded {n} ImageNet backbone tensors from {}", path.display())));
+                    send(
+                        events,
+                        TrainEvent::Message(format!("loaded {n} ImageNet backbone tensors from {}", path.display())),
+                    );
                 }
                 CheckpointState {
                     version: checkpoint::FORMAT_VERSION,
@@ -371,7 +389,8 @@ impl<'a> Session<'a> {
             self.end_epoch(epoch, seconds_before + session_start.elapsed().as_secs_f64())?;
             eval_seconds = Some(t_eval.elapsed().as_secs_f64());
             let session_epochs = epoch + 1 - first_epoch;
-            let stop_here = self.cfg.stop_after_epoch.is_some_and(|n| session_epochs >= n && epoch + 1 < self.cfg.epochs);
+            let stop_here =
+                self.cfg.stop_after_epoch.is_some_and(|n| session_epochs >= n && epoch + 1 < self.cfg.epochs);
             if self.control.stop_requested() || stop_here {
                 return Ok(self.summary(EndReason::Stopped));
             }
@@ -412,8 +431,16 @@ impl<'a> Session<'a> {
         let step = self.state.step;
         let seed = Rng::for_item(self.cfg.seed, 0x5EED, step as u64).next_u64();
         let out = self.student.forward(&x, Mode::Train { seed })?;
-        let parts = distill::total_loss(self.cfg.distill, &self.cfg.loss, &out, signal.as_ref(), &target, self.distiller.as_ref())?;
-        let scalar = |t: &Tensor| -> anyhow::Result<f64> { Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?) };
+        let parts = distill::total_loss(
+            self.cfg.distill,
+            &self.cfg.loss,
+            &out,
+            signal.as_ref(),
+            &target,
+            self.distiller.as_ref(),
+        )?;
+        let scalar =
+            |t: &Tensor| -> anyhow::Result<f64> { Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?) };
         let loss = scalar(&parts.total)?;
         let lr = self.schedule.lr(step);
         if !loss.is_finite() {
@@ -455,7 +482,8 @@ impl<'a> Session<'a> {
     }
 
     fn end_epoch(&mut self, epoch: usize, elapsed: f64) -> anyhow::Result<()> {
-        let outcome: EvalOutcome = evaluate(&self.student, self.data.val.clone(), self.val_resize(), &self.device, &|_, _| {})?;
+        let outcome: EvalOutcome =
+            evaluate(&self.student, self.data.val.clone(), self.val_resize(), &self.device, &|_, _| {})?;
         let scores = outcome.confusion.scores();
         let lr = self.schedule.lr(self.state.step.saturating_sub(1));
         let train_loss = self.state.epoch_loss_sum / self.state.epoch_loss_count.max(1) as f64;

@@ -93,10 +93,18 @@ pub enum TrainEvent {
     Message(String),
     Step(StepMetrics),
     Evaluated(EvalMetrics),
-    CheckpointSaved { kind: CheckpointKind, path: PathBuf, epoch: usize, step: usize },
+    CheckpointSaved {
+        kind: CheckpointKind,
+        path: PathBuf,
+        epoch: usize,
+        step: usize,
+    },
     Paused,
     Resumed,
     Finished(Summary),
     /// The run stopped on an error; the last good checkpoint is kept.
-    Failed { message: String, run_dir: PathBuf },
+    Failed {
+        message: String,
+        run_dir: PathBuf,
+    },
 }

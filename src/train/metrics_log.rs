@@ -24,12 +24,9 @@ impl MetricsLog {
     /// Opens (creating) the log; keeps only rows up to `keep_until` = (completed epochs, steps).
     pub fn open(path: &Path, keep_until: Option<(usize, usize)>) -> anyhow::Result<Self> {
         let kept: Vec<String> = match (std::fs::read_to_string(path), keep_until) {
-            (Ok(text), Some((epochs, steps))) => text
-                .lines()
-                .skip(1)
-                .filter(|l| row_is_before(l, epochs, steps))
-                .map(String::from)
-                .collect(),
+            (Ok(text), Some((epochs, steps))) => {
+                text.lines().skip(1).filter(|l| row_is_before(l, epochs, steps)).map(String::from).collect()
+            }
             _ => Vec::new(),
         };
         let mut content = format!("{HEADER}\n");
@@ -37,8 +34,12 @@ impl MetricsLog {
             content.push_str(l);
             content.push('\n');
         }
-        crate::util::fs::write_atomic(path, content.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
-        let file = std::fs::OpenOptions::new().append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        crate::util::fs::write_atomic(path, content.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Self { path: path.to_path_buf(), file })
     }
 
@@ -49,7 +50,15 @@ impl MetricsLog {
     pub fn step(&mut self, m: &StepMetrics, elapsed: f64) -> anyhow::Result<()> {
         self.append(format!(
             "step,{},{},{},{},{},{},{},,,,{:.3},{:.3}",
-            m.epoch, m.step, m.loss, m.ce, opt(m.kd), opt(m.feature), m.lr, m.images_per_sec, elapsed
+            m.epoch,
+            m.step,
+            m.loss,
+            m.ce,
+            opt(m.kd),
+            opt(m.feature),
+            m.lr,
+            m.images_per_sec,
+            elapsed
         ))
     }
 
@@ -68,7 +77,8 @@ fn row_is_before(line: &str, epochs_done: usize, steps_done: usize) -> bool {
         return false;
     }
     let mut f = line.split(',');
-    let (kind, epoch, step) = (f.next(), f.next().and_then(|s| s.parse::<usize>().ok()), f.next().and_then(|s| s.parse::<usize>().ok()));
+    let (kind, epoch, step) =
+        (f.next(), f.next().and_then(|s| s.parse::<usize>().ok()), f.next().and_then(|s| s.parse::<usize>().ok()));
     match (kind, epoch, step) {
         (Some("step"), Some(_), Some(s)) => s <= steps_done,
         (Some("epoch"), Some(e), Some(_)) => e < epochs_done,
@@ -81,7 +91,5 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<std::collections::HashMap<String,
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    Ok(lines
-        .map(|l| header.iter().zip(l.split(',')).map(|(h, v)| (h.to_string(), v.to_string())).collect())
-        .collect())
+    Ok(lines.map(|l| header.iter().zip(l.split(',')).map(|(h, v)| (h.to_string(), v.to_string())).collect()).collect())
 }

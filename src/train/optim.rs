@@ -74,9 +74,10 @@ impl Optimizer {
             match c.kind {
                 OptimizerKind::Adamw => {
                     let (m, v) = match slot.take() {
-                        Some(Moments { m, v: Some(v) }) => {
-                            (((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?, ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?)
-                        }
+                        Some(Moments { m, v: Some(v) }) => (
+                            ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?,
+                            ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?,
+                        ),
                         _ => ((&g * (1.0 - c.beta1))?, (g.sqr()? * (1.0 - c.beta2))?),
                     };
                     let m_hat = (&m / (1.0 - c.beta1.powi(t)))?;

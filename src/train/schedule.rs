@@ -31,7 +31,13 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(cfg: ScheduleConfig, base_lr: f64, total_steps: usize, steps_per_epoch: usize) -> Self {
-        Self { cfg, base_lr, total_steps: total_steps.max(1), steps_per_epoch: steps_per_epoch.max(1), plateau: PlateauState::default() }
+        Self {
+            cfg,
+            base_lr,
+            total_steps: total_steps.max(1),
+            steps_per_epoch: steps_per_epoch.max(1),
+            plateau: PlateauState::default(),
+        }
     }
 
     /// Learning rate for 0-based global step `step`.
@@ -100,7 +106,12 @@ mod tests {
             let lr = sched(kind, 0).lr(step);
             assert!((lr - expect).abs() < 1e-9, "{kind:?} at {step}: {lr} vs {expect}");
         }
-        let s = Schedule::new(ScheduleConfig { kind: ScheduleKind::Step, step_epochs: 2, gamma: 0.1, ..Default::default() }, 1.0, 100, 10);
+        let s = Schedule::new(
+            ScheduleConfig { kind: ScheduleKind::Step, step_epochs: 2, gamma: 0.1, ..Default::default() },
+            1.0,
+            100,
+            10,
+        );
         assert!((s.lr(45) - 0.01).abs() < 1e-12, "epoch 4 → two decays");
     }
 
@@ -114,7 +125,12 @@ mod tests {
 
     #[test]
     fn plateau_reduces_after_patience() {
-        let mut s = Schedule::new(ScheduleConfig { kind: ScheduleKind::Plateau, patience: 1, factor: 0.5, ..Default::default() }, 1.0, 100, 10);
+        let mut s = Schedule::new(
+            ScheduleConfig { kind: ScheduleKind::Plateau, patience: 1, factor: 0.5, ..Default::default() },
+            1.0,
+            100,
+            10,
+        );
         for miou in [0.3, 0.4, 0.4, 0.39] {
             s.on_epoch_end(miou);
         }

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+pub mod http_server;
 use std::process::{Command, Output};
 
 /// `../shared` beside the checkout (override with SEGDISTILL_SHARED). Tests that need it fail

@@ -1,0 +1,100 @@
+//! `segdistill bench`: training-step, teacher and inference throughput, in the JSON shape of
+//! `bench/pytorch_reference.py` so the two can be compared (`--compare torch.json`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::distill::DistillMode;
+use crate::eval::bench::{BenchConfig, BenchReport, BenchResult, ratios, run as run_bench};
+use crate::model::ModelKind;
+use crate::util::device::{DeviceChoice, describe};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Only this student (default: every student).
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Only these distillation modes (repeatable; default: none, response, feature, combined).
+    #[arg(long, value_enum)]
+    pub mode: Vec<DistillMode>,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Skip the teacher-forward measurement.
+    #[arg(long)]
+    pub no_teacher: bool,
+    /// Skip the batch-1 inference measurements.
+    #[arg(long)]
+    pub no_infer: bool,
+    /// Print the JSON report on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// A PyTorch reference report (`bench/pytorch_reference.py --json`): print segdistill/PyTorch ratios.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+}
+
+fn line(r: &BenchResult) -> String {
+    format!(
+        "{:<38} batch {:>2} {:>4}px  median {:>9.1} ms  (min {:>8.1}, max {:>8.1})  {:>8.1} img/s",
+        r.name,
+        r.batch,
+        r.size,
+        r.median_ms,
+        r.min_ms,
+        r.max_ms,
+        r.images_per_sec()
+    )
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.batch >= 1 && args.size >= 32, "--batch must be ≥ 1 and --size ≥ 32");
+    let device = args.device.resolve()?;
+    let modes = if args.mode.is_empty() {
+        vec![DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined]
+    } else {
+        args.mode.clone()
+    };
+    let cfg = BenchConfig {
+        models: args.model.map_or_else(|| ModelKind::STUDENTS.to_vec(), |m| vec![m]),
+        modes,
+        batch: args.batch,
+        size: args.size,
+        warmup: args.warmup,
+        repeats: args.repeats,
+        teacher: !args.no_teacher,
+        infer: !args.no_infer,
+        num_classes: 21,
+    };
+    let threads = crate::util::available_threads();
+    eprintln!("segdistill bench on {}", describe(&device));
+    let results = run_bench(&cfg, &device, &mut |r| eprintln!("{}", line(r)))?;
+    let report = BenchReport { device: describe(&device), threads, results };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    if let Some(path) = &args.compare {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let theirs: BenchReport = serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a bench report (run bench/pytorch_reference.py --json)", path.display())
+        })?;
+        let out = ratios(&report, &theirs);
+        anyhow::ensure!(!out.is_empty(), "{} shares no measurement (name, batch, size) with this run", path.display());
+        let mut table = String::from("| measurement | segdistill ms | PyTorch ms | ratio |\n|---|---:|---:|---:|\n");
+        for (name, ours, torch, ratio) in out {
+            table += &format!("| {name} | {ours:.1} | {torch:.1} | {ratio:.2}× |\n");
+        }
+        if args.json { eprint!("{table}") } else { print!("{table}") }
+    }
+    Ok(ExitCode::SUCCESS)
+}

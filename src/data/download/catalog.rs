@@ -1,0 +1,352 @@
+//! What can be downloaded, from where, and how it is checked and unpacked.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::checksum::{Checksum, sha256_file};
+use super::extract::{move_into_place, untar_to_staging, unzip_to_staging};
+use super::http::{HttpOptions, fetch};
+use super::{DownloadError, Observer};
+
+/// One downloadable file.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub file_name: &'static str,
+    /// The official address first, then mirrors (tried in order when one is unreachable).
+    pub urls: &'static [&'static str],
+    pub md5: Option<&'static str>,
+    /// Approximate size, for the free-space check before the server answers.
+    pub approx_bytes: u64,
+    pub description: &'static str,
+}
+
+/// PASCAL VOC 2012 train+val (segmentation masks, images, split lists).
+pub const VOC_TRAINVAL: Remote = Remote {
+    file_name: "VOCtrainval_11-May-2012.tar",
+    urls: &[
+        "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+        // Joseph Redmon's long-standing mirror (the same file; the MD5 guards it).
+        "https://pjreddie.com/media/files/VOCtrainval_11-May-2012.tar",
+    ],
+    md5: Some("6cd6e144f989b92b3379bac3b3de84fd"),
+    approx_bytes: 1_999_639_040,
+    description: "PASCAL VOC 2012 train/val",
+};
+
+/// SBD's masks converted to VOC palette PNGs (`SegmentationClassAug`, 12,031 masks), as published
+/// with DeepLab re-implementations. No checksum is published: its SHA-256 is printed to pin it.
+pub const SBD: Remote = Remote {
+    file_name: "SegmentationClassAug.zip",
+    urls: &["https://www.dropbox.com/s/oeu149j8qtbs1x0/SegmentationClassAug.zip?dl=1"],
+    md5: None,
+    approx_bytes: 30_000_000,
+    description: "SBD augmented masks (SegmentationClassAug)",
+};
+
+/// A torchvision weight file.
+#[derive(Clone, Copy, Debug)]
+pub struct Weights {
+    /// The short name for `--only`.
+    pub name: &'static str,
+    pub file_name: &'static str,
+    pub role: &'static str,
+}
+
+impl Weights {
+    pub fn url(&self, base: &str) -> String {
+        format!("{}/{}", base.trim_end_matches('/'), self.file_name)
+    }
+}
+
+/// Where torchvision publishes its weights.
+pub const TORCHVISION_BASE: &str = "https://download.pytorch.org/models";
+
+pub const WEIGHTS: [Weights; 3] = [
+    Weights {
+        name: "fcn-resnet50",
+        file_name: "fcn_resnet50_coco-1167a1af.pth",
+        role: "teacher (FCN-ResNet50, COCO-VOC labels)",
+    },
+    Weights {
+        name: "mobilenet-v3-small",
+        file_name: "mobilenet_v3_small-047dcff4.pth",
+        role: "ImageNet backbone for the MobileNetV3-Small students",
+    },
+    Weights {
+        name: "lraspp-mobilenet-v3-large",
+        file_name: "lraspp_mobilenet_v3_large-d234d4ea.pth",
+        role: "reference LR-ASPP MobileNetV3-Large (COCO-VOC labels)",
+    },
+];
+
+/// What a download step produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// The file or folder that is now in place.
+    pub path: PathBuf,
+    /// Whether it was already there (nothing downloaded).
+    pub already_present: bool,
+}
+
+fn is_complete_voc(root: &Path) -> bool {
+    root.join("ImageSets/Segmentation/val.txt").is_file()
+        && root.join("JPEGImages").is_dir()
+        && root.join("SegmentationClass").is_dir()
+}
+
+/// Tries each URL in turn; moves on only when a server is unreachable or refuses.
+fn fetch_any(
+    urls: &[String],
+    dest: &Path,
+    checksum: Option<&Checksum>,
+    extra: u64,
+    options: &HttpOptions,
+    observer: &dyn Observer,
+) -> Result<PathBuf, DownloadError> {
+    let mut last = None;
+    for url in urls {
+        match fetch(url, dest, checksum, extra, options, observer) {
+            Ok(p) => return Ok(p),
+            Err(e @ (DownloadError::Offline { .. } | DownloadError::Http { .. })) if urls.len() > 1 => {
+                observer.message(&format!("{e}; trying the next mirror"));
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| DownloadError::Invalid("no download address".into())))
+}
+
+/// Downloads VOC 2012 train/val into `dest/VOCdevkit/VOC2012` (unless a complete one is there).
+/// `url` replaces the official address and mirrors; `md5` the published checksum.
+pub fn download_voc(
+    dest: &Path,
+    url: Option<&str>,
+    md5: Option<Checksum>,
+    keep_archive: bool,
+    options: &HttpOptions,
+    observer: &dyn Observer,
+) -> Result<Fetched, DownloadError> {
+    let root = dest.join("VOCdevkit").join("VOC2012");
+    if is_complete_voc(&root) {
+        return Ok(Fetched { path: root, already_present: true });
+    }
+    if root.exists() {
+        return Err(DownloadError::Invalid(format!(
+            "{} exists but is incomplete (no ImageSets/Segmentation/val.txt, JPEGImages or SegmentationClass); \
+             move it away and run again",
+            root.display()
+        )));
+    }
+    let urls: Vec<String> = match url {
+        Some(u) => vec![u.to_string()],
+        None => VOC_TRAINVAL.urls.iter().map(|u| u.to_string()).collect(),
+    };
+    let checksum = md5.or_else(|| VOC_TRAINVAL.md5.map(|h| Checksum::Md5(h.into())));
+    let archive = dest.join(VOC_TRAINVAL.file_name);
+    // Extraction needs about the archive's size again.
+    let extra = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(VOC_TRAINVAL.approx_bytes);
+    fetch_any(&urls, &archive, checksum.as_ref(), extra, options, observer)?;
+    let staging = untar_to_staging(&archive, dest, "VOCdevkit", observer)?;
+    let extracted = staging.join("VOCdevkit").join("VOC2012");
+    if !is_complete_voc(&extracted) {
+        std::fs::remove_dir_all(&staging).ok(); // the error names the archive; the folder is junk
+        return Err(DownloadError::Extract {
+            archive,
+            reason:
+                "it holds no VOCdevkit/VOC2012 with ImageSets/Segmentation/val.txt, JPEGImages and SegmentationClass"
+                    .into(),
+        });
+    }
+    move_into_place(&extracted, &root)?;
+    std::fs::remove_dir_all(&staging).map_err(|e| DownloadError::io(&staging, e))?;
+    if !keep_archive {
+        std::fs::remove_file(&archive).map_err(|e| DownloadError::io(&archive, e))?;
+    }
+    Ok(Fetched { path: root, already_present: false })
+}
+
+/// Downloads torchvision weight files into `dest` (all, or those named in `only`), each verified
+/// by the SHA-256 prefix in its name. `base` replaces torchvision's address (a mirror).
+pub fn download_weights(
+    dest: &Path,
+    only: &[String],
+    base: Option<&str>,
+    options: &HttpOptions,
+    observer: &dyn Observer,
+) -> Result<Vec<Fetched>, DownloadError> {
+    let known: Vec<&str> = WEIGHTS.iter().map(|w| w.name).collect();
+    for name in only {
+        if !known.contains(&name.as_str()) && !WEIGHTS.iter().any(|w| w.file_name == name) {
+            return Err(DownloadError::Invalid(format!("unknown weights `{name}`; choose from {}", known.join(", "))));
+        }
+    }
+    let chosen = WEIGHTS.iter().filter(|w| only.is_empty() || only.iter().any(|n| n == w.name || n == w.file_name));
+    let mut out = Vec::new();
+    for w in chosen {
+        let path = dest.join(w.file_name);
+        let present = path.is_file();
+        let checksum = Checksum::from_torch_file_name(w.file_name);
+        let url = w.url(base.unwrap_or(TORCHVISION_BASE));
+        fetch(&url, &path, checksum.as_ref(), 0, options, observer)?;
+        out.push(Fetched { path, already_present: present });
+    }
+    Ok(out)
+}
+
+/// Downloads one torch-hub style weight file (`name-<sha256 prefix>.pth`) from `url` into `dest`,
+/// verified by the hash in its name.
+pub fn download_weight_url(
+    dest: &Path,
+    url: &str,
+    options: &HttpOptions,
+    observer: &dyn Observer,
+) -> Result<Fetched, DownloadError> {
+    let name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or_default();
+    let Some(checksum) = Checksum::from_torch_file_name(name) else {
+        return Err(DownloadError::Invalid(format!(
+            "`{name}` does not end in -<sha256 prefix>.pth as torchvision's files do, so it cannot be verified"
+        )));
+    };
+    let path = dest.join(name);
+    let present = path.is_file();
+    fetch(url, &path, Some(&checksum), 0, options, observer)?;
+    Ok(Fetched { path, already_present: present })
+}
+
+/// Downloads SBD's augmented masks into `voc_root/SegmentationClassAug` and writes
+/// `ImageSets/Segmentation/train_aug.txt`: every id with an SBD mask and a JPEG, minus every val
+/// id (10,582 images with the official data). `sha256` pins the archive when given.
+pub fn download_sbd(
+    voc_root: &Path,
+    url: Option<&str>,
+    sha256: Option<Checksum>,
+    options: &HttpOptions,
+    observer: &dyn Observer,
+) -> Result<Fetched, DownloadError> {
+    let val_list = voc_root.join("ImageSets/Segmentation/val.txt");
+    if !val_list.is_file() {
+        return Err(DownloadError::Invalid(format!(
+            "{} is missing: SBD extends VOC 2012, download VOC first (`segdistill download voc`) and pass its VOC2012 folder",
+            val_list.display()
+        )));
+    }
+    let aug = voc_root.join("SegmentationClassAug");
+    let list = voc_root.join("ImageSets/Segmentation/train_aug.txt");
+    if aug.is_dir() && list.is_file() {
+        return Ok(Fetched { path: list, already_present: true });
+    }
+    if !aug.is_dir() {
+        let urls: Vec<String> = match url {
+            Some(u) => vec![u.to_string()],
+            None => SBD.urls.iter().map(|u| u.to_string()).collect(),
+        };
+        let archive = voc_root.join(SBD.file_name);
+        fetch_any(&urls, &archive, sha256.as_ref(), SBD.approx_bytes * 2, options, observer)?;
+        if sha256.is_none() {
+            let digest = sha256_file(&archive, observer)?;
+            observer.message(&format!("{} has SHA-256 {digest} (pass --sha256 {digest} to pin it)", SBD.file_name));
+        }
+        let staging = unzip_to_staging(&archive, voc_root, "SegmentationClassAug", observer)?;
+        let Some(found) = find_dir_named(&staging, "SegmentationClassAug") else {
+            std::fs::remove_dir_all(&staging).ok(); // junk; the error names the archive
+            return Err(DownloadError::Extract { archive, reason: "it holds no SegmentationClassAug folder".into() });
+        };
+        move_into_place(&found, &aug)?;
+        std::fs::remove_dir_all(&staging).map_err(|e| DownloadError::io(&staging, e))?;
+        std::fs::remove_file(&archive).map_err(|e| DownloadError::io(&archive, e))?;
+    }
+    let ids = train_aug_ids(voc_root)?;
+    let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    crate::util::fs::write_atomic(&list, text.as_bytes()).map_err(|e| DownloadError::io(&list, e))?;
+    observer.message(&format!("{} lists {} images", list.display(), ids.len()));
+    Ok(Fetched { path: list, already_present: false })
+}
+
+fn find_dir_named(root: &Path, name: &str) -> Option<PathBuf> {
+    let direct = root.join(name);
+    if direct.is_dir() {
+        return Some(direct);
+    }
+    std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .find_map(|p| find_dir_named(&p, name))
+}
+
+fn stems(dir: &Path, ext: &str) -> Result<BTreeSet<String>, DownloadError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DownloadError::io(dir, e))?;
+    Ok(entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case(ext)))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect())
+}
+
+/// The `train_aug` ids: SBD masks that have a JPEG, minus VOC val (sorted).
+pub fn train_aug_ids(voc_root: &Path) -> Result<Vec<String>, DownloadError> {
+    let val_path = voc_root.join("ImageSets/Segmentation/val.txt");
+    let val_text = std::fs::read_to_string(&val_path).map_err(|e| DownloadError::io(&val_path, e))?;
+    let val: BTreeSet<String> = crate::data::voc::parse_split(&val_text).into_iter().collect();
+    let masks = stems(&voc_root.join("SegmentationClassAug"), "png")?;
+    let images = stems(&voc_root.join("JPEGImages"), "jpg")?;
+    Ok(masks.into_iter().filter(|id| images.contains(id) && !val.contains(id)).collect())
+}
+
+/// How to get Cityscapes, which needs an account.
+pub fn cityscapes_instructions(dest: &Path) -> String {
+    format!(
+        "Cityscapes cannot be downloaded automatically: its licence requires an account.\n\
+         1. Register and log in at https://www.cityscapes-dataset.com/login/\n\
+         2. From https://www.cityscapes-dataset.com/downloads/ download\n   \
+            gtFine_trainvaltest.zip (241 MB) and leftImg8bit_trainvaltest.zip (11 GB)\n\
+         3. Unzip both into one folder, e.g. {dir}, so that it holds\n   \
+            {dir}/leftImg8bit/{{train,val}}/<city>/*_leftImg8bit.png and\n   \
+            {dir}/gtFine/{{train,val}}/<city>/*_gtFine_labelIds.png\n\
+         4. Point the app's dataset field (or --data) at {dir} and choose the layout `cityscapes`;\n   \
+            `segdistill check-data --data {dir} --dataset cityscapes` validates it.",
+        dir = dest.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_names_carry_their_hash_and_unknown_names_are_refused() {
+        for w in WEIGHTS {
+            assert!(Checksum::from_torch_file_name(w.file_name).is_some(), "{}", w.file_name);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let err = download_weights(
+            dir.path(),
+            &["resnet9000".into()],
+            None,
+            &HttpOptions::default(),
+            &super::super::NoProgress,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("fcn-resnet50"), "{err}");
+    }
+
+    #[test]
+    fn train_aug_excludes_val_and_ids_without_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["ImageSets/Segmentation", "JPEGImages", "SegmentationClassAug"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("ImageSets/Segmentation/val.txt"), "b\n").unwrap();
+        for id in ["a", "b", "c"] {
+            std::fs::write(root.join(format!("JPEGImages/{id}.jpg")), b"").unwrap();
+        }
+        for id in ["a", "b", "d"] {
+            std::fs::write(root.join(format!("SegmentationClassAug/{id}.png")), b"").unwrap();
+        }
+        assert_eq!(train_aug_ids(root).unwrap(), ["a"]);
+    }
+}

@@ -1,0 +1,300 @@
+//! Throughput benchmarks, timed the way `bench/pytorch_reference.py` times PyTorch: after warm-up,
+//! with the device synchronised around every repeat, reporting min / median / max.
+//!
+//! - `train_step/<model>/<mode>`: one optimisation step exactly as the engine runs it (teacher
+//!   forward without gradients when the mode needs it, student forward in train mode, the
+//!   distillation loss, backward, gradient-norm clipping, AdamW);
+//! - `teacher_forward/fcn-resnet50`: the teacher alone, in eval mode;
+//! - `infer/<model>`: a student at batch 1 in eval mode.
+//!
+//! Inputs are random (timing does not depend on the values); weights are freshly initialised, so
+//! no download is needed.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use serde::Serialize;
+
+use crate::distill::{DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal, total_loss};
+use crate::model::weights::init::seeded_var_builder;
+use crate::model::weights::varmap_tensors;
+use crate::model::{Mode, Model, ModelKind, build_trainable};
+use crate::train::config::OptimizerConfig;
+use crate::train::engine::trainable;
+use crate::train::optim::Optimizer;
+use crate::util::device::synchronize;
+use crate::util::rng::Rng;
+
+/// What to time.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub models: Vec<ModelKind>,
+    pub modes: Vec<DistillMode>,
+    pub batch: usize,
+    pub size: usize,
+    pub warmup: usize,
+    pub repeats: usize,
+    pub teacher: bool,
+    pub infer: bool,
+    pub num_classes: usize,
+}
+
+/// One measurement, in the JSON shape the PyTorch reference prints too.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct BenchResult {
+    pub name: String,
+    pub batch: usize,
+    pub size: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl BenchResult {
+    pub fn images_per_sec(&self) -> f64 {
+        self.batch as f64 * 1000.0 / self.median_ms.max(1e-9)
+    }
+}
+
+/// The JSON document `bench --json` prints.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct BenchReport {
+    pub device: String,
+    pub threads: usize,
+    pub results: Vec<BenchResult>,
+}
+
+fn summarize(name: String, batch: usize, size: usize, mut ms: Vec<f64>) -> BenchResult {
+    ms.sort_by(f64::total_cmp);
+    let median = if ms.is_empty() {
+        f64::NAN
+    } else if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    };
+    BenchResult {
+        name,
+        batch,
+        size,
+        median_ms: median,
+        min_ms: ms.first().copied().unwrap_or(f64::NAN),
+        max_ms: ms.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+/// Runs `f` `warmup` times untimed, then `repeats` times timed (synchronising the device).
+fn time(
+    device: &Device,
+    warmup: usize,
+    repeats: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+        synchronize(device)?;
+    }
+    let mut ms = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        synchronize(device)?;
+        let t0 = Instant::now();
+        f()?;
+        synchronize(device)?;
+        ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(ms)
+}
+
+fn random_input(b: usize, size: usize, seed: u64, device: &Device) -> anyhow::Result<Tensor> {
+    let mut rng = Rng::new(seed);
+    let data: Vec<f32> = (0..b * 3 * size * size).map(|_| rng.normal()).collect();
+    Ok(Tensor::from_vec(data, (b, 3, size, size), device)?)
+}
+
+fn random_labels(b: usize, size: usize, classes: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    (0..b * size * size).map(|_| (rng.next_u64() % classes as u64) as u8).collect()
+}
+
+/// The teacher with constant (non-variable) weights, as the engine loads it from a file: no
+/// gradient flows into it.
+fn frozen_teacher(classes: usize, device: &Device) -> anyhow::Result<Model> {
+    let varmap = VarMap::new();
+    Model::new(ModelKind::FcnResnet50, seeded_var_builder(&varmap, 7, device), classes, false)?;
+    let tensors = varmap_tensors(&varmap).into_iter().map(|(k, t)| (k, t.detach())).collect();
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
+    Ok(Model::new(ModelKind::FcnResnet50, vb, classes, false)?)
+}
+
+/// Times one training step of `kind` in `mode`.
+fn train_step(
+    cfg: &BenchConfig,
+    kind: ModelKind,
+    mode: DistillMode,
+    teacher: Option<&Model>,
+    device: &Device,
+) -> anyhow::Result<BenchResult> {
+    let (b, s, classes) = (cfg.batch, cfg.size, cfg.num_classes);
+    let student = build_trainable(kind, classes, 0, device)?;
+    let adapters = VarMap::new();
+    let distiller = match (teacher, mode.uses_features()) {
+        (Some(t), true) => Some(FeatureDistiller::new(
+            seeded_var_builder(&adapters, 1, device),
+            &student.model.feature_taps(),
+            &t.feature_taps(),
+        )?),
+        _ => None,
+    };
+    let mut params = trainable(&student.varmap, "model/");
+    params.extend(trainable(&adapters, "adapters/"));
+    let opt_cfg = OptimizerConfig::default();
+    let clip = opt_cfg.grad_clip;
+    let mut optimizer = Optimizer::new(opt_cfg, params);
+    let loss_cfg = LossConfig::default();
+    let x = random_input(b, s, 11, device)?;
+    let labels = random_labels(b, s, classes, 12);
+    let mut step = 0u64;
+    let ms = time(device, cfg.warmup, cfg.repeats, || {
+        let target = Target::new(&labels, (b, s, s), None, device)?;
+        let teacher_out = match teacher.filter(|_| mode.needs_teacher()) {
+            Some(t) => Some(t.forward(&x, Mode::Eval)?),
+            None => None,
+        };
+        let signal = teacher_out.as_ref().map(|o| TeacherSignal { logits: Some(&o.logits), features: &o.features });
+        let out = student.model.forward(&x, Mode::Train { seed: step })?;
+        let parts = total_loss(mode, &loss_cfg, &out, signal.as_ref(), &target, distiller.as_ref())?;
+        let grads = parts.total.backward()?;
+        let scale = match clip {
+            Some(max) => {
+                let norm = optimizer.grad_norm(&grads)?;
+                if norm > max { max / (norm + 1e-6) } else { 1.0 }
+            }
+            None => 1.0,
+        };
+        optimizer.step(&grads, 1e-3, scale)?;
+        step += 1;
+        Ok(())
+    })?;
+    Ok(summarize(format!("train_step/{}/{}", kind.name(), mode.name()), b, s, ms))
+}
+
+/// Runs every benchmark `cfg` asks for, handing each result to `on_result` as it lands.
+pub fn run(
+    cfg: &BenchConfig,
+    device: &Device,
+    on_result: &mut dyn FnMut(&BenchResult),
+) -> anyhow::Result<Vec<BenchResult>> {
+    let needs_teacher = cfg.teacher || cfg.modes.iter().any(|m| m.needs_teacher());
+    let teacher = if needs_teacher { Some(frozen_teacher(cfg.num_classes, device)?) } else { None };
+    let mut results = Vec::new();
+    let mut push = |r: BenchResult, results: &mut Vec<BenchResult>| {
+        on_result(&r);
+        results.push(r);
+    };
+    for &kind in &cfg.models {
+        for &mode in &cfg.modes {
+            let r = train_step(cfg, kind, mode, teacher.as_ref(), device)?;
+            push(r, &mut results);
+        }
+    }
+    if cfg.teacher
+        && let Some(t) = &teacher
+    {
+        let x = random_input(cfg.batch, cfg.size, 13, device)?;
+        let ms = time(device, cfg.warmup, cfg.repeats, || {
+            t.forward(&x, Mode::Eval)?;
+            Ok(())
+        })?;
+        push(summarize("teacher_forward/fcn-resnet50".into(), cfg.batch, cfg.size, ms), &mut results);
+    }
+    if cfg.infer {
+        let x = random_input(1, cfg.size, 14, device)?;
+        for &kind in &cfg.models {
+            let student = build_trainable(kind, cfg.num_classes, 0, device)?;
+            // Inference as `predict` runs it: constant weights, nothing recorded for backward.
+            let tensors = varmap_tensors(&student.varmap).into_iter().map(|(k, t)| (k, t.detach())).collect();
+            let model = Model::new(
+                kind,
+                candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device),
+                cfg.num_classes,
+                false,
+            )?;
+            let ms = time(device, cfg.warmup, cfg.repeats, || {
+                model.forward(&x, Mode::Eval)?;
+                Ok(())
+            })?;
+            push(summarize(format!("infer/{}", kind.name()), 1, cfg.size, ms), &mut results);
+        }
+    }
+    Ok(results)
+}
+
+/// `segdistill / PyTorch` ratios for the names both reports share.
+pub fn ratios(ours: &BenchReport, theirs: &BenchReport) -> Vec<(String, f64, f64, f64)> {
+    ours.results
+        .iter()
+        .filter_map(|o| {
+            let t = theirs.results.iter().find(|t| t.name == o.name && t.batch == o.batch && t.size == o.size)?;
+            Some((o.name.clone(), o.median_ms, t.median_ms, o.median_ms / t.median_ms))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_takes_min_median_max() {
+        let r = summarize("x".into(), 8, 64, vec![5.0, 1.0, 3.0, 100.0]);
+        assert_eq!((r.min_ms, r.median_ms, r.max_ms), (1.0, 4.0, 100.0));
+        assert_eq!(summarize("x".into(), 2, 64, vec![2.0, 9.0, 4.0]).median_ms, 4.0);
+        assert!((r.images_per_sec() - 2000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_tiny_bench_runs_every_kind_of_measurement() {
+        let cfg = BenchConfig {
+            models: vec![ModelKind::Mbv3sTiny],
+            modes: vec![DistillMode::None, DistillMode::Feature],
+            batch: 1,
+            size: 32,
+            warmup: 0,
+            repeats: 1,
+            teacher: true,
+            infer: true,
+            num_classes: 21,
+        };
+        let mut seen = 0;
+        let results = run(&cfg, &Device::Cpu, &mut |_| seen += 1).unwrap();
+        let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "train_step/mbv3s-tiny/none",
+                "train_step/mbv3s-tiny/feature",
+                "teacher_forward/fcn-resnet50",
+                "infer/mbv3s-tiny"
+            ]
+        );
+        assert_eq!(seen, 4);
+        assert!(results.iter().all(|r| r.median_ms > 0.0 && r.min_ms <= r.median_ms && r.median_ms <= r.max_ms));
+        assert_eq!(results[3].batch, 1);
+    }
+
+    #[test]
+    fn ratios_pair_results_by_name_batch_and_size() {
+        let r = |name: &str, ms: f64| BenchResult {
+            name: name.into(),
+            batch: 8,
+            size: 256,
+            median_ms: ms,
+            min_ms: ms,
+            max_ms: ms,
+        };
+        let ours = BenchReport { device: "cpu".into(), threads: 2, results: vec![r("a", 30.0), r("b", 10.0)] };
+        let theirs = BenchReport { device: "cpu".into(), threads: 2, results: vec![r("a", 20.0)] };
+        assert_eq!(ratios(&ours, &theirs), vec![("a".to_string(), 30.0, 20.0, 1.5)]);
+    }
+}

@@ -1,0 +1,375 @@
+//! What the app needs and whether it is there: the dataset (folder field with Browse…, layout,
+//! what was found), the teacher and backbone weights; for each a Download with progress and
+//! Cancel, and the demo dataset for a first start without VOC. Scans and downloads run in the
+//! background.
+
+use std::path::PathBuf;
+
+use egui::Ui;
+
+use super::downloads::{DownloadTask, Outcome};
+use super::file_dialog::PickKind;
+use super::jobs::{Job, Poll};
+use super::state::{AppState, DownloadSettings};
+use super::widgets::{PathField, error_text, note};
+use crate::data::demo::{DemoConfig, generate};
+use crate::data::download::{self, Checksum, HttpOptions};
+use crate::data::{ClassSet, Dataset, DatasetKind};
+
+/// What a dataset folder holds.
+#[derive(Clone, Debug)]
+pub struct DatasetInfo {
+    pub kind: DatasetKind,
+    pub root: PathBuf,
+    pub train: usize,
+    pub val: usize,
+    pub train_listed: usize,
+    pub val_listed: usize,
+    pub is_demo: bool,
+    pub classes: ClassSet,
+}
+
+fn scan(path: PathBuf, kind: Option<DatasetKind>) -> Result<DatasetInfo, String> {
+    let count = |split: &str| -> Result<(usize, usize, Dataset), String> {
+        let mut ds = Dataset::open(&path, kind, split).map_err(|e| e.to_string())?;
+        let listed = ds.len();
+        ds.retain_present();
+        Ok((ds.len(), listed, ds))
+    };
+    let (train, train_listed, ds) = count("train")?;
+    let (val, val_listed, _) = count("val")?;
+    Ok(DatasetInfo {
+        kind: ds.kind,
+        is_demo: crate::data::demo::is_demo(&ds.root),
+        root: ds.root.clone(),
+        classes: ds.classes().clone(),
+        train,
+        val,
+        train_listed,
+        val_listed,
+    })
+}
+
+/// The two weight files the app can fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsSlot {
+    Teacher,
+    Backbone,
+}
+
+impl WeightsSlot {
+    fn catalog(self) -> download::catalog::Weights {
+        match self {
+            Self::Teacher => download::WEIGHTS[0],
+            Self::Backbone => download::WEIGHTS[1],
+        }
+    }
+
+    fn approx_size(self) -> &'static str {
+        match self {
+            Self::Teacher => "135 MB",
+            Self::Backbone => "10 MB",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Teacher => "teacher",
+            Self::Backbone => "backbone",
+        }
+    }
+}
+
+/// A weights field with its Download button.
+#[derive(Default)]
+struct WeightsRow {
+    field: PathField,
+    task: Option<DownloadTask>,
+    outcome: Option<Outcome>,
+}
+
+impl WeightsRow {
+    fn ui(&mut self, ui: &mut Ui, slot: WeightsSlot, path: &mut String, settings: &DownloadSettings) {
+        let w = slot.catalog();
+        self.field.ui(ui, slot.label(), path, PickKind::WeightsFile, w.file_name);
+        if let Some(task) = &mut self.task {
+            if let Some(outcome) = task.ui(ui) {
+                if let Outcome::Done(p) = &outcome {
+                    *path = p.display().to_string();
+                }
+                self.outcome = Some(outcome);
+                self.task = None;
+            }
+            return;
+        }
+        let trimmed = path.trim();
+        let present = !trimmed.is_empty() && std::path::Path::new(trimmed).is_file();
+        ui.horizontal(|ui| {
+            if present {
+                ui.label("found");
+            } else if !trimmed.is_empty() {
+                error_text(ui, "no file at this path");
+            }
+            if !present && ui.button(format!("Download {} weights ({})", slot.label(), slot.approx_size())).clicked() {
+                let dir = settings.weights_dir.clone();
+                let base = Some(settings.weights_base_url.trim().to_string()).filter(|b| !b.is_empty());
+                let name = w.name.to_string();
+                self.outcome = None;
+                self.task = Some(DownloadTask::spawn(&format!("{} weights", slot.label()), ui.ctx(), move |obs| {
+                    let files =
+                        download::download_weights(&dir, &[name], base.as_deref(), &HttpOptions::default(), obs)?;
+                    Ok(files.into_iter().next().map(|f| f.path).unwrap_or_default())
+                }));
+            }
+        });
+        outcome_ui(ui, self.outcome.as_ref());
+    }
+}
+
+fn outcome_ui(ui: &mut Ui, outcome: Option<&Outcome>) {
+    match outcome {
+        Some(Outcome::Failed(e)) => error_text(ui, e.clone()),
+        Some(Outcome::Cancelled) => note(ui, "download cancelled; it resumes where it stopped next time"),
+        Some(Outcome::Done(p)) => note(ui, format!("downloaded to {}", p.display())),
+        None => {}
+    }
+}
+
+#[derive(Default)]
+pub struct DataPanel {
+    field: PathField,
+    voc_task: Option<DownloadTask>,
+    voc_outcome: Option<Outcome>,
+    teacher: WeightsRow,
+    backbone: WeightsRow,
+    scan: Option<Job<Result<DatasetInfo, String>>>,
+    demo: Option<Job<Result<PathBuf, String>>>,
+    /// The last scan's result, for the current path.
+    pub info: Option<Result<DatasetInfo, String>>,
+    scanned_for: Option<(String, Option<DatasetKind>)>,
+}
+
+impl DataPanel {
+    /// Starts a scan when the configured path changed; call once per frame.
+    pub fn update(&mut self, state: &AppState, ctx: &egui::Context) {
+        let key = (state.data_dir.clone(), state.dataset_kind);
+        if self.scanned_for.as_ref() != Some(&key) {
+            self.scanned_for = Some(key);
+            self.info = None;
+            self.scan = state.data_path().map(|p| {
+                let kind = state.dataset_kind;
+                Job::spawn("scan dataset", ctx, move |_| scan(p, kind))
+            });
+        }
+        if let Some(job) = &mut self.scan {
+            match job.poll() {
+                Poll::Running => {}
+                Poll::Done(r) => {
+                    self.info = Some(r);
+                    self.scan = None;
+                }
+                Poll::Failed => {
+                    self.info = Some(Err("the dataset scan crashed".into()));
+                    self.scan = None;
+                }
+            }
+        }
+    }
+
+    /// The dataset, if one is configured and usable.
+    pub fn usable(&self) -> Option<&DatasetInfo> {
+        match &self.info {
+            Some(Ok(i)) if i.train > 0 && i.val > 0 => Some(i),
+            _ => None,
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState) {
+        ui.label("Dataset folder (VOCdevkit, VOC2012 or a parent; or a Cityscapes root)");
+        if self.field.ui(ui, "data_dir", &mut state.data_dir, PickKind::Folder, "path to the dataset") {
+            self.scanned_for = None;
+        }
+        ui.horizontal(|ui| {
+            let label = ui.label("Layout");
+            egui::ComboBox::from_id_salt("dataset_kind")
+                .selected_text(state.dataset_kind.map_or("auto", |k| k.name()))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut state.dataset_kind, None, "auto");
+                    ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Voc), "voc");
+                    ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Cityscapes), "cityscapes");
+                })
+                .response
+                .labelled_by(label.id);
+        });
+        match (&self.info, &self.scan) {
+            (_, Some(_)) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("scanning…");
+                });
+            }
+            (Some(Ok(i)), None) => {
+                let demo = if i.is_demo { " (demo dataset)" } else { "" };
+                ui.label(format!("{}{demo}: {} train / {} val images", i.kind, i.train, i.val));
+                if i.train < i.train_listed || i.val < i.val_listed {
+                    note(
+                        ui,
+                        format!(
+                            "{} train and {} val ids have no image or mask and are skipped",
+                            i.train_listed - i.train,
+                            i.val_listed - i.val
+                        ),
+                    );
+                }
+                if i.train == 0 || i.val == 0 {
+                    error_text(ui, "no usable images in train or val: extract the images next to the masks");
+                }
+            }
+            (Some(Err(e)), None) => error_text(ui, e.clone()),
+            (None, None) => {
+                ui.label("No dataset configured.");
+            }
+        }
+        if let Some(task) = &mut self.voc_task {
+            if let Some(outcome) = task.ui(ui) {
+                if let Outcome::Done(root) = &outcome {
+                    state.data_dir = root.display().to_string();
+                    state.dataset_kind = Some(DatasetKind::Voc);
+                    self.scanned_for = None;
+                }
+                self.voc_outcome = Some(outcome);
+                self.voc_task = None;
+            }
+        } else {
+            ui.horizontal(|ui| {
+                if self.usable().is_none() {
+                    self.voc_download_button(ui, state);
+                }
+                self.demo_ui(ui, state);
+            });
+        }
+        outcome_ui(ui, self.voc_outcome.as_ref());
+    }
+
+    fn voc_download_button(&mut self, ui: &mut Ui, state: &AppState) {
+        let d = &state.downloads;
+        let hover = format!("PASCAL VOC 2012 train/val into {}", d.data_dir.join("VOCdevkit/VOC2012").display());
+        if ui.button("Download VOC 2012 (2.0 GB)").on_hover_text(hover).clicked() {
+            let dest = d.data_dir.clone();
+            let url = Some(d.voc_url.trim().to_string()).filter(|u| !u.is_empty());
+            let md5 = Checksum::md5(&d.voc_md5).ok();
+            self.voc_outcome = None;
+            self.voc_task = Some(DownloadTask::spawn("VOC 2012", ui.ctx(), move |obs| {
+                download::download_voc(&dest, url.as_deref(), md5, false, &HttpOptions::default(), obs).map(|f| f.path)
+            }));
+        }
+    }
+
+    /// How the last download of a weight file ended (while none runs).
+    pub fn weights_outcome(&self, slot: WeightsSlot) -> Option<&Outcome> {
+        match slot {
+            WeightsSlot::Teacher => self.teacher.outcome.as_ref(),
+            WeightsSlot::Backbone => self.backbone.outcome.as_ref(),
+        }
+    }
+
+    pub fn voc_outcome(&self) -> Option<&Outcome> {
+        self.voc_outcome.as_ref()
+    }
+
+    pub fn is_downloading(&self) -> bool {
+        self.voc_task.is_some() || self.teacher.task.is_some() || self.backbone.task.is_some()
+    }
+
+    /// The weights fields (teacher for distillation, optional ImageNet backbone) with downloads.
+    pub fn weights_ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool) {
+        ui.label("Teacher weights (FCN-ResNet50)");
+        self.teacher.ui(ui, WeightsSlot::Teacher, &mut state.train.teacher_weights, &state.downloads);
+        if teacher_needed && !state.train.teacher_path().is_some_and(|p| p.is_file()) {
+            note(ui, "distillation needs the teacher weights file");
+        }
+        ui.label("ImageNet backbone weights (optional)");
+        self.backbone.ui(ui, WeightsSlot::Backbone, &mut state.train.backbone_weights, &state.downloads);
+        egui::CollapsingHeader::new("Download settings").id_salt("download_settings").show(ui, |ui| {
+            settings_ui(ui, &mut state.downloads);
+        });
+    }
+}
+
+fn settings_ui(ui: &mut Ui, d: &mut DownloadSettings) {
+    let path_field = |ui: &mut Ui, label: &str, p: &mut std::path::PathBuf| {
+        let mut text = p.display().to_string();
+        ui.label(label);
+        if ui.text_edit_singleline(&mut text).changed() {
+            *p = text.into();
+        }
+        ui.end_row();
+    };
+    egui::Grid::new("download_settings_grid").num_columns(2).show(ui, |ui| {
+        path_field(ui, "datasets into", &mut d.data_dir);
+        path_field(ui, "weights into", &mut d.weights_dir);
+        let label = ui.label("VOC mirror");
+        ui.add(egui::TextEdit::singleline(&mut d.voc_url).hint_text("official address")).labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("its MD5");
+        ui.add(egui::TextEdit::singleline(&mut d.voc_md5).hint_text(download::VOC_TRAINVAL.md5.unwrap_or_default()))
+            .labelled_by(label.id);
+        ui.end_row();
+        let label = ui.label("weights mirror");
+        ui.add(egui::TextEdit::singleline(&mut d.weights_base_url).hint_text(download::catalog::TORCHVISION_BASE))
+            .labelled_by(label.id);
+        ui.end_row();
+    });
+    note(ui, "proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY; stall timeout: SEGDISTILL_TIMEOUT (s)");
+}
+
+impl DataPanel {
+    fn demo_ui(&mut self, ui: &mut Ui, state: &mut AppState) {
+        if let Some(job) = &mut self.demo {
+            match job.poll() {
+                Poll::Running => {
+                    let (done, total) = job.progress.counts();
+                    ui.add(
+                        egui::ProgressBar::new(job.progress.fraction().unwrap_or(0.0))
+                            .text(format!("drawing the demo dataset {done}/{total}")),
+                    );
+                    return;
+                }
+                Poll::Done(Ok(root)) => {
+                    state.data_dir = root.display().to_string();
+                    self.scanned_for = None;
+                    self.demo = None;
+                }
+                Poll::Done(Err(e)) => {
+                    self.demo = None;
+                    self.info = Some(Err(e));
+                }
+                Poll::Failed => self.demo = None,
+            }
+        }
+        let has_usable = self.usable().is_some();
+        if !has_usable {
+            let dir = state.demo_path();
+            let existing = crate::data::demo::voc_root(&dir);
+            let label =
+                if crate::data::demo::is_demo(&existing) { "Use the demo dataset" } else { "Create the demo dataset" };
+            if ui
+                .button(label)
+                .on_hover_text(format!("procedurally drawn scenes in VOC format, in {}", dir.display()))
+                .clicked()
+            {
+                if crate::data::demo::is_demo(&existing) {
+                    state.data_dir = existing.display().to_string();
+                    self.scanned_for = None;
+                } else {
+                    let ctx = ui.ctx().clone();
+                    self.demo = Some(Job::spawn("demo data", &ctx, move |p| {
+                        let cfg = DemoConfig::default();
+                        p.set_total((cfg.train + cfg.val) as u64);
+                        generate(&dir, &cfg, &|| p.inc()).map_err(|e| format!("{e:#}"))
+                    }));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Downloads started from the app: the work runs on its own thread through the same
+//! `data::download` code as the CLI; the panel shows a progress bar (bytes, speed, ETA) with a
+//! Cancel button, and hands back where the result landed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use egui::Ui;
+
+use super::jobs::{Job, Poll};
+use crate::data::download::{DownloadError, Observer, Stage, human_bytes};
+
+/// Progress shared between the download thread and the UI.
+struct Shared {
+    stage: Mutex<(String, Instant)>,
+    done: AtomicU64,
+    total: AtomicU64,
+    cancel: AtomicBool,
+    messages: Mutex<Vec<String>>,
+    ctx: egui::Context,
+}
+
+impl Observer for Shared {
+    fn stage(&self, stage: Stage, total: Option<u64>) {
+        if let Ok(mut s) = self.stage.lock() {
+            *s = (stage.label(), Instant::now());
+        }
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total.unwrap_or(0), Ordering::Relaxed);
+        self.ctx.request_repaint();
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn message(&self, text: &str) {
+        if let Ok(mut m) = self.messages.lock() {
+            m.push(text.to_string());
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// How a download ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Done(PathBuf),
+    Cancelled,
+    Failed(String),
+}
+
+/// One running download.
+pub struct DownloadTask {
+    shared: Arc<Shared>,
+    job: Job<Result<PathBuf, DownloadError>>,
+}
+
+impl DownloadTask {
+    pub fn spawn(
+        label: &str,
+        ctx: &egui::Context,
+        work: impl FnOnce(&dyn Observer) -> Result<PathBuf, DownloadError> + Send + 'static,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            stage: Mutex::new(("connecting".into(), Instant::now())),
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            cancel: AtomicBool::new(false),
+            messages: Mutex::new(Vec::new()),
+            ctx: ctx.clone(),
+        });
+        let s = shared.clone();
+        let job = Job::spawn(label, ctx, move |_| work(s.as_ref()));
+        Self { shared, job }
+    }
+
+    pub fn cancel(&self) {
+        self.shared.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Draws progress and a Cancel button; returns the outcome once, when the work ends.
+    pub fn ui(&mut self, ui: &mut Ui) -> Option<Outcome> {
+        match self.job.poll() {
+            Poll::Done(Ok(p)) => return Some(Outcome::Done(p)),
+            Poll::Done(Err(DownloadError::Cancelled)) => return Some(Outcome::Cancelled),
+            Poll::Done(Err(e)) => return Some(Outcome::Failed(e.to_string())),
+            Poll::Failed => return Some(Outcome::Failed("the download thread crashed".into())),
+            Poll::Running => {}
+        }
+        let (label, since) =
+            self.shared.stage.lock().map(|s| s.clone()).unwrap_or_else(|_| ("".into(), Instant::now()));
+        let done = self.shared.done.load(Ordering::Relaxed);
+        let total = self.shared.total.load(Ordering::Relaxed);
+        let row = egui::vec2(ui.available_width(), ui.spacing().interact_size.y);
+        let clicked = ui.allocate_ui_with_layout(row, egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            let cancel = ui.button("Cancel").clicked();
+            let text = progress_text(&label, done, total, since.elapsed());
+            let bar = match total {
+                0 => egui::ProgressBar::new(0.0).animate(true),
+                t => egui::ProgressBar::new(done as f32 / t as f32),
+            };
+            ui.add(bar.text(text).desired_width(ui.available_width()));
+            cancel
+        });
+        if clicked.inner {
+            self.cancel();
+        }
+        if self.shared.cancelled() {
+            // The worker stops at its next chunk (or its stall timeout); its `.part` file stays
+            // locked until then, so a new download of the same file waits rather than clobbers.
+            return Some(Outcome::Cancelled);
+        }
+        if let Ok(m) = self.shared.messages.lock()
+            && let Some(last) = m.last()
+        {
+            ui.small(last.as_str());
+        }
+        ui.ctx().request_repaint_after(Duration::from_millis(150));
+        None
+    }
+}
+
+/// `downloading x.tar — 120.0 MB / 2.0 GB, 11.2 MB/s, ETA 2m 51s`
+fn progress_text(label: &str, done: u64, total: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let rate = done as f64 / secs;
+    let mut s = format!("{label} — {}", human_bytes(done));
+    if total > 0 {
+        s += &format!(" / {}", human_bytes(total));
+    }
+    if elapsed > Duration::from_millis(500) && rate > 0.0 {
+        s += &format!(", {}/s", human_bytes(rate as u64));
+        if total > done {
+            let eta = (total - done) as f64 / rate;
+            s += &format!(", ETA {}", super::widgets::duration(eta));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_text_has_size_rate_and_eta() {
+        let t = progress_text("downloading a.tar", 50_000_000, 200_000_000, Duration::from_secs(10));
+        assert!(t.contains("50.0 MB / 200.0 MB") && t.contains("5.0 MB/s") && t.contains("ETA"), "{t}");
+        assert_eq!(progress_text("verifying", 0, 0, Duration::ZERO), "verifying — 0 B");
+    }
+}

@@ -1,0 +1,256 @@
+//! What the app remembers between starts (persisted through eframe's storage under
+//! `eframe::APP_KEY`). Runtime machinery (threads, channels, textures) lives in the panels.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetKind;
+use crate::distill::{DistillMode, KdForm};
+use crate::model::ModelKind;
+use crate::train::TrainConfig;
+use crate::train::config::{OptimizerKind, ScheduleKind};
+use crate::util::device::DeviceChoice;
+
+/// The tabs of the main window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Tab {
+    #[default]
+    Train,
+    Runs,
+    Browse,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 3] = [Tab::Train, Tab::Runs, Tab::Browse];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Tab::Train => "Train",
+            Tab::Runs => "Runs",
+            Tab::Browse => "Browse",
+        }
+    }
+}
+
+/// The Train tab's form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainForm {
+    pub name: String,
+    pub model: ModelKind,
+    pub mode: DistillMode,
+    pub alpha: f64,
+    pub beta: f64,
+    pub gamma: f64,
+    pub tau: f64,
+    pub kd_form: KdForm,
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch: usize,
+    pub size: u32,
+    pub schedule: ScheduleKind,
+    pub optimizer: OptimizerKind,
+    pub seed: u64,
+    pub device: DeviceChoice,
+    pub class_weights: bool,
+    pub teacher_weights: String,
+    pub backbone_weights: String,
+}
+
+impl Default for TrainForm {
+    fn default() -> Self {
+        let c = TrainConfig::default();
+        Self {
+            name: String::new(),
+            model: ModelKind::Mbv3sAspp,
+            mode: DistillMode::None,
+            alpha: c.loss.alpha,
+            beta: c.loss.beta,
+            gamma: c.loss.gamma,
+            tau: c.loss.tau,
+            kd_form: c.loss.kd_form,
+            lr: c.optimizer.lr,
+            epochs: 20,
+            batch: 8,
+            size: 128,
+            schedule: ScheduleKind::Poly,
+            optimizer: OptimizerKind::Adamw,
+            seed: 0,
+            device: DeviceChoice::Auto,
+            class_weights: false,
+            teacher_weights: String::new(),
+            backbone_weights: String::new(),
+        }
+    }
+}
+
+fn path_or_none(s: &str) -> Option<PathBuf> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| PathBuf::from(t))
+}
+
+impl TrainForm {
+    pub fn teacher_path(&self) -> Option<PathBuf> {
+        path_or_none(&self.teacher_weights)
+    }
+
+    pub fn backbone_path(&self) -> Option<PathBuf> {
+        path_or_none(&self.backbone_weights)
+    }
+
+    /// The run configuration this form describes.
+    pub fn to_config(
+        &self,
+        data: PathBuf,
+        dataset: Option<DatasetKind>,
+        runs_dir: PathBuf,
+        name: String,
+    ) -> TrainConfig {
+        let mut c = TrainConfig {
+            name,
+            runs_dir,
+            data,
+            dataset,
+            model: self.model,
+            distill: self.mode,
+            teacher_weights: self.mode.needs_teacher().then(|| self.teacher_path()).flatten(),
+            backbone_weights: self.backbone_path(),
+            epochs: self.epochs,
+            batch: self.batch,
+            size: self.size,
+            class_weights: self.class_weights,
+            seed: self.seed,
+            device: self.device,
+            ..Default::default()
+        };
+        c.loss.alpha = self.alpha;
+        c.loss.beta = self.beta;
+        c.loss.gamma = self.gamma;
+        c.loss.tau = self.tau;
+        c.loss.kd_form = self.kd_form;
+        c.optimizer.kind = self.optimizer;
+        c.optimizer.lr = self.lr;
+        c.schedule.kind = self.schedule;
+        c
+    }
+}
+
+/// Settings of the Browse tab.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrowseSettings {
+    /// The run whose student is browsed (a folder under the runs folder).
+    pub run: Option<PathBuf>,
+    pub split: String,
+    pub opacity: f32,
+}
+
+impl Default for BrowseSettings {
+    fn default() -> Self {
+        Self { run: None, split: "val".into(), opacity: 0.55 }
+    }
+}
+
+/// Where the app downloads data and weights, and from where (empty addresses: the official ones).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DownloadSettings {
+    /// VOC is unpacked into `<data_dir>/VOCdevkit/VOC2012`.
+    pub data_dir: PathBuf,
+    pub weights_dir: PathBuf,
+    /// A mirror of VOCtrainval_11-May-2012.tar.
+    pub voc_url: String,
+    /// Its MD5 when it differs from the published one (empty: the published one).
+    pub voc_md5: String,
+    /// A mirror of https://download.pytorch.org/models.
+    pub weights_base_url: String,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            weights_dir: PathBuf::from("weights"),
+            voc_url: String::new(),
+            voc_md5: String::new(),
+            weights_base_url: String::new(),
+        }
+    }
+}
+
+/// Everything persisted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppState {
+    pub tab: Tab,
+    /// Dataset folder as typed (empty: none configured).
+    pub data_dir: String,
+    pub dataset_kind: Option<DatasetKind>,
+    pub runs_dir: PathBuf,
+    /// Where the demo dataset is generated (default: next to the app's settings).
+    pub demo_dir: Option<PathBuf>,
+    pub train: TrainForm,
+    pub browse: BrowseSettings,
+    pub downloads: DownloadSettings,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self {
+            tab: Tab::Train,
+            data_dir: String::new(),
+            dataset_kind: None,
+            runs_dir: PathBuf::from("runs"),
+            demo_dir: None,
+            train: TrainForm::default(),
+            browse: BrowseSettings::default(),
+            downloads: DownloadSettings::default(),
+        }
+    }
+}
+
+impl AppState {
+    pub fn data_path(&self) -> Option<PathBuf> {
+        path_or_none(&self.data_dir)
+    }
+
+    pub fn demo_path(&self) -> PathBuf {
+        self.demo_dir.clone().unwrap_or_else(demo_data_dir)
+    }
+}
+
+/// Where the app keeps the demo dataset it generates (next to its settings).
+pub fn demo_data_dir() -> PathBuf {
+    eframe::storage_dir("segdistill").map(|d| d.join("demo-data")).unwrap_or_else(|| PathBuf::from("data/demo"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_json_and_tolerates_unknown_or_missing_fields() {
+        let mut s = AppState { data_dir: "/data/voc".into(), ..Default::default() };
+        s.train.mode = DistillMode::Feature;
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<AppState>(&json).unwrap(), s);
+        // Settings from an older/newer version decode to defaults where they differ.
+        let partial: AppState = serde_json::from_str(r#"{"data_dir": "/x", "future_field": 3}"#).unwrap();
+        assert_eq!(partial.data_dir, "/x");
+        assert_eq!(partial.train, TrainForm::default());
+    }
+
+    #[test]
+    fn form_maps_to_a_config() {
+        let mut f =
+            TrainForm { mode: DistillMode::Response, teacher_weights: " /w/t.pth ".into(), ..Default::default() };
+        f.beta = 0.7;
+        let c = f.to_config("/d".into(), None, "/runs".into(), "r1".into());
+        assert_eq!(c.teacher_weights, Some(PathBuf::from("/w/t.pth")));
+        assert_eq!(c.loss.beta, 0.7);
+        assert_eq!(c.run_dir(), PathBuf::from("/runs/r1"));
+        f.mode = DistillMode::None;
+        assert_eq!(f.to_config("/d".into(), None, "/runs".into(), "r".into()).teacher_weights, None);
+    }
+}

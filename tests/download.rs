@@ -1,0 +1,209 @@
+//! `segdistill download` against a local HTTP server: a full VOC download and extraction, a resume
+//! after a broken connection (a Range request), a checksum mismatch that leaves nothing behind, a
+//! stalled server timing out cleanly, and weight files checked by the hash in their name.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::http_server::{Behavior, TestServer};
+use common::*;
+use segdistill::data::download::NoProgress;
+use segdistill::data::download::checksum::{Checksum, digest_file};
+
+/// A small VOC 2012 archive in the official layout (`VOCdevkit/VOC2012/...`), from the demo generator.
+fn voc_tar() -> Vec<u8> {
+    let (_dir, root) = demo_dataset(6, 3, 48);
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all("VOCdevkit/VOC2012", &root).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn hash_of(bytes: &[u8], algo: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f");
+    std::fs::write(&p, bytes).unwrap();
+    let c = if algo == "md5" { Checksum::Md5("0".repeat(32)) } else { Checksum::Sha256Prefix("00000000".into()) };
+    digest_file(&p, &c, &NoProgress).unwrap()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map_or(vec![], |r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect());
+    v.sort();
+    v
+}
+
+fn download_voc(dest: &Path, url: &str, md5: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["download", "voc", "--dest", dest.to_str().unwrap(), "--url", url, "--md5", md5];
+    args.extend_from_slice(extra);
+    segdistill(&args)
+}
+
+fn assert_usable_voc(root: &Path) {
+    assert!(root.join("ImageSets/Segmentation/val.txt").is_file());
+    let out = segdistill(&["check-data", "--data", root.to_str().unwrap(), "--split", "train"]);
+    assert!(out.status.success(), "check-data on the extracted dataset: {}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn full_download_extracts_into_vocdevkit_and_cleans_up() {
+    let tar = voc_tar();
+    let md5 = hash_of(&tar, "md5");
+    let server = TestServer::start(vec![("VOCtrainval_11-May-2012.tar", tar, Behavior::Normal)]);
+    let dest = tempfile::tempdir().unwrap();
+    let out = download_voc(dest.path(), &server.url("VOCtrainval_11-May-2012.tar"), &md5, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("VOC 2012 ready"), "{}", stdout(&out));
+    assert_usable_voc(&dest.path().join("VOCdevkit/VOC2012"));
+    assert_eq!(names_in(dest.path()), ["VOCdevkit"], "archive, .part and staging folders are gone");
+    // A second run finds it and downloads nothing.
+    let again = download_voc(dest.path(), &server.url("VOCtrainval_11-May-2012.tar"), &md5, &[]);
+    assert!(again.status.success() && stdout(&again).contains("already present"), "{}", stdout(&again));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn interrupted_download_resumes_with_a_range_request() {
+    let tar = voc_tar();
+    let half = tar.len() / 2;
+    let md5 = hash_of(&tar, "md5");
+    let server = TestServer::start(vec![("voc.tar", tar.clone(), Behavior::CutOnceAfter(half))]);
+    let dest = tempfile::tempdir().unwrap();
+    let first = download_voc(dest.path(), &server.url("voc.tar"), &md5, &[]);
+    assert!(!first.status.success(), "a broken connection must fail");
+    let err = stderr(&first);
+    assert!(err.contains("run the same command again to resume"), "{err}");
+    let part = dest.path().join("VOCtrainval_11-May-2012.tar.part");
+    assert_eq!(std::fs::metadata(&part).unwrap().len() as usize, half, "the received half is kept");
+    assert!(!dest.path().join("VOCdevkit").exists());
+
+    let second = download_voc(dest.path(), &server.url("voc.tar"), &md5, &["--keep-archive"]);
+    assert!(second.status.success(), "{}{}", stdout(&second), stderr(&second));
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].range, None);
+    assert_eq!(reqs[1].range.as_deref(), Some(format!("bytes={half}-").as_str()));
+    assert_usable_voc(&dest.path().join("VOCdevkit/VOC2012"));
+    assert_eq!(
+        std::fs::read(dest.path().join("VOCtrainval_11-May-2012.tar")).unwrap(),
+        tar,
+        "--keep-archive keeps it, intact"
+    );
+}
+
+#[test]
+fn a_server_that_ignores_range_restarts_cleanly() {
+    let tar = voc_tar();
+    let md5 = hash_of(&tar, "md5");
+    let server = TestServer::start(vec![("voc.tar", tar.clone(), Behavior::IgnoreRange)]);
+    let dest = tempfile::tempdir().unwrap();
+    // A stale half-download from elsewhere: the server answers 200, so it must be overwritten.
+    std::fs::write(dest.path().join("VOCtrainval_11-May-2012.tar.part"), &tar[..100]).unwrap();
+    let out = download_voc(dest.path(), &server.url("voc.tar"), &md5, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_usable_voc(&dest.path().join("VOCdevkit/VOC2012"));
+}
+
+#[test]
+fn checksum_mismatch_is_rejected_and_leaves_nothing() {
+    let tar = voc_tar();
+    let server = TestServer::start(vec![("voc.tar", tar, Behavior::Normal)]);
+    let dest = tempfile::tempdir().unwrap();
+    let out = download_voc(dest.path(), &server.url("voc.tar"), "6cd6e144f989b92b3379bac3b3de84fd", &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("expected 6cd6e144f989b92b3379bac3b3de84fd") && err.contains("MD5"), "{err}");
+    assert_eq!(names_in(dest.path()), Vec::<String>::new(), "no archive, no .part, no half-extracted folder");
+}
+
+#[test]
+fn a_stalled_server_times_out_and_keeps_the_partial_file() {
+    let tar = voc_tar();
+    let md5 = hash_of(&tar, "md5");
+    let server = TestServer::start(vec![("voc.tar", tar, Behavior::Stall)]);
+    let dest = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let out = download_voc(dest.path(), &server.url("voc.tar"), &md5, &["--timeout", "1"]);
+    assert!(t0.elapsed() < Duration::from_secs(20), "the timeout must fire, took {:?}", t0.elapsed());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no data from") && err.contains("resume"), "{err}");
+    assert_eq!(std::fs::metadata(dest.path().join("VOCtrainval_11-May-2012.tar.part")).unwrap().len(), 16);
+}
+
+#[test]
+fn unreachable_host_says_offline() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dest = tempfile::tempdir().unwrap();
+    let out = download_voc(dest.path(), &format!("http://127.0.0.1:{port}/voc.tar"), &"0".repeat(32), &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot reach 127.0.0.1"), "{}", stderr(&out));
+}
+
+/// A real torch.save file from the fixtures, served under a torch-hub style name carrying its hash.
+fn weights_file() -> (Vec<u8>, String) {
+    let bytes = std::fs::read(shared_dir().join("fixtures/torchvision/mobilenet_v3_small_random.pth")).unwrap();
+    let sha = hash_of(&bytes, "sha256");
+    (bytes, format!("mobilenet_v3_small-{}.pth", &sha[..8]))
+}
+
+#[test]
+fn weights_are_verified_by_the_hash_in_their_name() {
+    let (bytes, name) = weights_file();
+    let server = TestServer::start(vec![
+        (name.as_str(), bytes.clone(), Behavior::CutOnceAfter(1_000_000)),
+        // Published name, wrong content: must be refused.
+        ("fcn_resnet50_coco-1167a1af.pth", b"not the published file".to_vec(), Behavior::Normal),
+    ]);
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path().to_str().unwrap();
+    let url = server.url(&name);
+    let first = segdistill(&["download", "weights", "--dest", d, "--url", &url]);
+    assert!(!first.status.success(), "the cut connection fails the first attempt");
+    let second = segdistill(&["download", "weights", "--dest", d, "--url", &url]);
+    assert!(second.status.success(), "{}{}", stdout(&second), stderr(&second));
+    let got: PathBuf = dest.path().join(&name);
+    assert_eq!(std::fs::read(&got).unwrap(), bytes);
+    // The downloaded file reads as the torch checkpoint it is.
+    let dict = segdistill::model::weights::StateDict::load(&got).unwrap();
+    assert!(dict.keys().any(|k| k.starts_with("features.0.0.weight")), "a MobileNetV3 state dict");
+
+    let bad = segdistill(&["download", "weights", "--dest", d, "--only", "fcn-resnet50", "--base-url", &server.base]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("expected 1167a1af"), "{}", stderr(&bad));
+    assert_eq!(names_in(dest.path()), [name], "the mismatching file is deleted");
+}
+
+#[test]
+fn sbd_masks_make_a_train_aug_split_without_val_ids() {
+    let (_d, root) = demo_dataset(6, 3, 48);
+    // An SBD-style archive: masks for every image (train and val ids) in SegmentationClassAug/.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for e in std::fs::read_dir(root.join("SegmentationClass")).unwrap().flatten() {
+        zip.start_file(format!("SegmentationClassAug/{}", e.file_name().to_string_lossy()), opts).unwrap();
+        std::io::Write::write_all(&mut zip, &std::fs::read(e.path()).unwrap()).unwrap();
+    }
+    let bytes = zip.finish().unwrap().into_inner();
+    let server = TestServer::start(vec![("aug.zip", bytes, Behavior::Normal)]);
+    let out = segdistill(&["download", "sbd", "--voc", root.to_str().unwrap(), "--url", &server.url("aug.zip")]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("SHA-256"), "the unpinned archive's hash is printed: {}", stderr(&out));
+    let list = std::fs::read_to_string(root.join("ImageSets/Segmentation/train_aug.txt")).unwrap();
+    let val = std::fs::read_to_string(root.join("ImageSets/Segmentation/val.txt")).unwrap();
+    assert_eq!(list.lines().count(), 6);
+    assert!(list.lines().all(|id| !val.lines().any(|v| v == id)));
+    let check = segdistill(&["check-data", "--data", root.to_str().unwrap(), "--split", "train_aug"]);
+    assert!(check.status.success(), "{}{}", stdout(&check), stderr(&check));
+}
+
+#[test]
+fn cityscapes_explains_how_to_get_it() {
+    let out = segdistill(&["download", "cityscapes", "--dest", "/data/cs"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("cityscapes-dataset.com") && text.contains("/data/cs/gtFine"), "{text}");
+}

@@ -1,0 +1,259 @@
+//! The desktop app driven through egui_kittest: the real `SegdistillApp`, clicked like a user.
+//! Snapshot tests render through wgpu (Mesa lavapipe on CI: `WGPU_BACKEND=vulkan`).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use segdistill::distill::DistillMode;
+use segdistill::model::ModelKind;
+use segdistill::train::config::ScheduleKind;
+use segdistill::ui::SegdistillApp;
+use segdistill::ui::state::{AppState, Tab};
+use segdistill::ui::train_tab::RunStatus;
+
+fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
+    Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| SegdistillApp::with_state(state))
+}
+
+/// Steps the app until `done` holds (the engine and workers run on their own threads).
+fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, done: impl Fn(&SegdistillApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+fn base_state(runs: &Path, demo: &Path) -> AppState {
+    let mut s = AppState { runs_dir: runs.to_path_buf(), demo_dir: Some(demo.to_path_buf()), ..Default::default() };
+    s.train.model = ModelKind::Mbv3sTiny;
+    s.train.epochs = 40;
+    s.train.batch = 4;
+    s.train.size = 64;
+    s.train.schedule = ScheduleKind::Constant;
+    s
+}
+
+#[test]
+fn pick_demo_data_start_pause_resume_stop() {
+    let demo = tempfile::tempdir().unwrap();
+    segdistill::data::demo::generate(
+        demo.path(),
+        &segdistill::data::demo::DemoConfig { train: 12, val: 4, size: 64, seed: 2 },
+        &|| {},
+    )
+    .unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(base_state(runs.path(), demo.path()));
+    h.run_steps(3);
+    // A first start without a dataset says so and offers the demo data.
+    h.get_by_label("No dataset configured.");
+    h.get_by_label("Use the demo dataset").click();
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    h.get_by_label_contains("12 train / 4 val images");
+    h.get_by_label("Start").click();
+    wait_until(&mut h, "training steps and an evaluation", 120, |a| {
+        !a.train.live.steps.is_empty() && !a.train.live.evals.is_empty()
+    });
+    assert_eq!(h.state().train.status, RunStatus::Running);
+    h.get_by_label("Pause").click();
+    wait_until(&mut h, "the pause", 30, |a| a.train.status == RunStatus::Paused);
+    let steps = h.state().train.live.steps.len();
+    std::thread::sleep(Duration::from_millis(300));
+    h.run_steps(3);
+    assert_eq!(h.state().train.live.steps.len(), steps, "no steps while paused");
+    h.get_by_label("Resume").click();
+    wait_until(&mut h, "steps after resuming", 60, |a| {
+        a.train.status == RunStatus::Running && a.train.live.steps.len() > steps
+    });
+    h.get_by_label("Stop").click();
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.status, RunStatus::Finished(_)));
+    let run_dir = h.state().train.live.info.as_ref().unwrap().run_dir.clone();
+    assert!(segdistill::train::checkpoint::last_path(&run_dir).is_file(), "Stop writes a checkpoint");
+}
+
+#[test]
+fn closing_the_window_during_training_stops_with_a_checkpoint() {
+    let demo = tempfile::tempdir().unwrap();
+    segdistill::data::demo::generate(
+        demo.path(),
+        &segdistill::data::demo::DemoConfig { train: 12, val: 4, size: 64, seed: 3 },
+        &|| {},
+    )
+    .unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    h.get_by_label("Start").click();
+    wait_until(&mut h, "a training step", 60, |a| !a.train.live.steps.is_empty());
+    let run_dir = h.state().train.live.info.as_ref().unwrap().run_dir.clone();
+    // What eframe calls when the window closes.
+    eframe::App::on_exit(h.state_mut(), None);
+    let ckpt = segdistill::train::checkpoint::load(&segdistill::train::checkpoint::last_path(&run_dir)).unwrap();
+    assert!(ckpt.state.step >= 1, "the stopped run kept its progress");
+}
+
+/// A finished run to browse, trained inline.
+fn trained_run(demo: &Path, runs: &Path) -> std::path::PathBuf {
+    let mut cfg = segdistill::train::TrainConfig {
+        name: "browse-me".into(),
+        runs_dir: runs.to_path_buf(),
+        data: segdistill::data::demo::voc_root(demo),
+        model: ModelKind::Mbv3sTiny,
+        distill: DistillMode::None,
+        epochs: 2,
+        batch: 4,
+        size: 64,
+        workers: 2,
+        ..Default::default()
+    };
+    cfg.optimizer.lr = 5e-3;
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    segdistill::train::run(cfg.clone(), false, &segdistill::train::Control::default(), &tx).unwrap();
+    cfg.run_dir()
+}
+
+/// A demo dataset, a finished run on it, and the app state that browses it (the temp folders
+/// live as long as the returned guards).
+fn browse_setup() -> (tempfile::TempDir, tempfile::TempDir, AppState) {
+    let demo = tempfile::tempdir().unwrap();
+    segdistill::data::demo::generate(
+        demo.path(),
+        &segdistill::data::demo::DemoConfig { train: 12, val: 6, size: 64, seed: 4 },
+        &|| {},
+    )
+    .unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let run = trained_run(demo.path(), runs.path());
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    state.tab = Tab::Browse;
+    state.browse.run = Some(run);
+    (demo, runs, state)
+}
+
+#[test]
+fn browse_sorts_by_iou_and_opens_the_detail_view() {
+    let (_demo, _runs, state) = browse_setup();
+    let mut h = harness(state);
+    wait_until(&mut h, "all predictions", 60, |a| a.browse.is_done() && a.browse.items.len() == 6);
+    // Sort: successes first.
+    for key in ["student IoU, failures first", "student IoU, successes first"] {
+        h.get_by_label("sort").click();
+        h.run_steps(2);
+        h.get_by_label(key).click();
+        h.run_steps(2);
+    }
+    let app = h.state();
+    let ids = app.browse.sorted_ids();
+    let score = |id: &str| app.browse.items.iter().find(|i| i.id == id).unwrap().student.as_ref().unwrap().miou;
+    assert!(ids.windows(2).all(|w| score(&w[0]) >= score(&w[1])), "sorted by student IoU, best first");
+    let first = ids[0].clone();
+    h.get_by_label_contains(&first).click();
+    h.run_steps(2);
+    assert_eq!(h.state().browse.detail_id(), Some(first.as_str()));
+    h.get_by_label("Back to the grid");
+    h.get_by_label("ground truth");
+}
+
+/// Snapshot harness: rendered by wgpu, which prefers a CPU Vulkan adapter (Mesa lavapipe, as
+/// installed by `.ci/run`). A small tolerance absorbs rasteriser differences; regenerate with
+/// `UPDATE_SNAPSHOTS=1 cargo test --test ui_app`.
+fn snapshot_harness(state: AppState) -> Harness<'static, SegdistillApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .wgpu()
+        .build_eframe(move |_cc| SegdistillApp::with_state(state))
+}
+
+fn options() -> egui_kittest::SnapshotOptions {
+    egui_kittest::SnapshotOptions::new().threshold(1.0).max_failed_pixels(800)
+}
+
+#[test]
+fn snapshot_first_start_offers_the_demo_dataset() {
+    let runs = tempfile::tempdir().unwrap();
+    let demo = tempfile::tempdir().unwrap();
+    let mut h = snapshot_harness(base_state(runs.path(), demo.path()));
+    wait_until(&mut h, "parameter counts", 60, |a| a.train.has_parameter_counts());
+    h.run_steps(8); // let panels settle to their final widths
+    h.snapshot_options("train_first_start", &options());
+}
+
+#[test]
+fn snapshot_finished_run_and_browse_grid() {
+    let (_demo, _runs, state) = browse_setup();
+    let mut h = snapshot_harness(state);
+    wait_until(&mut h, "all predictions", 60, |a| {
+        a.browse.is_done() && a.browse.items.len() == 6 && a.data.usable().is_some()
+    });
+    h.run_steps(4);
+    h.snapshot_options("browse_grid", &options());
+    let first = h.state().browse.sorted_ids()[0].clone();
+    h.get_by_label_contains(&first).click();
+    h.run_steps(4);
+    h.snapshot_options("browse_detail", &options());
+}
+
+/// A small VOC 2012 archive in the official layout, from the demo generator.
+fn voc_tar() -> Vec<u8> {
+    let (_dir, root) = demo_dataset(6, 3, 48);
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all("VOCdevkit/VOC2012", &root).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn data_panel_downloads_from_a_local_server_with_errors_and_cancel() {
+    use common::http_server::{Behavior, TestServer};
+    use segdistill::data::download::{Checksum, NoProgress, checksum::digest_file};
+    use segdistill::ui::data_panel::WeightsSlot;
+    use segdistill::ui::downloads::Outcome;
+
+    let tar = voc_tar();
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("voc.tar"), &tar).unwrap();
+    let md5 = digest_file(&scratch.path().join("voc.tar"), &Checksum::Md5("0".repeat(32)), &NoProgress).unwrap();
+    let server = TestServer::start(vec![
+        ("voc.tar", tar, Behavior::Normal),
+        ("fcn_resnet50_coco-1167a1af.pth", b"not the published teacher".to_vec(), Behavior::Normal),
+        ("mobilenet_v3_small-047dcff4.pth", vec![0u8; 100_000], Behavior::Stall),
+    ]);
+    let runs = tempfile::tempdir().unwrap();
+    let mut state = base_state(runs.path(), scratch.path());
+    state.downloads.data_dir = scratch.path().join("data");
+    state.downloads.weights_dir = scratch.path().join("weights");
+    state.downloads.voc_url = server.url("voc.tar");
+    state.downloads.voc_md5 = md5;
+    state.downloads.weights_base_url = server.base.clone();
+    let mut h = harness(state);
+    h.run_steps(3);
+
+    h.get_by_label("Download VOC 2012 (2.0 GB)").click();
+    wait_until(&mut h, "the VOC download and scan", 60, |a| a.data.usable().is_some());
+    assert!(matches!(h.state().data.voc_outcome(), Some(Outcome::Done(_))));
+    assert!(h.state().state.data_dir.ends_with("VOC2012"), "the dataset field points at the download");
+    h.get_by_label_contains("6 train / 3 val images");
+
+    h.get_by_label("Download teacher weights (135 MB)").click();
+    wait_until(&mut h, "the teacher download", 30, |a| a.data.weights_outcome(WeightsSlot::Teacher).is_some());
+    h.get_by_label_contains("expected 1167a1af");
+    assert!(h.state().state.train.teacher_weights.is_empty(), "a rejected file is not configured");
+
+    h.get_by_label("Download backbone weights (10 MB)").click();
+    wait_until(&mut h, "the stalled download to start", 30, |a| a.data.is_downloading());
+    h.run_steps(2);
+    h.get_by_label("Cancel").click();
+    wait_until(&mut h, "the cancel", 10, |a| !a.data.is_downloading());
+    assert_eq!(h.state().data.weights_outcome(WeightsSlot::Backbone), Some(&Outcome::Cancelled));
+    h.get_by_label_contains("download cancelled");
+}
