@@ -9,24 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::http_server::{Behavior, TestServer};
 use common::*;
-use segdistill::data::download::NoProgress;
-use segdistill::data::download::checksum::{Checksum, digest_file};
-
-/// A small VOC 2012 archive in the official layout (`VOCdevkit/VOC2012/...`), from the demo generator.
-fn voc_tar() -> Vec<u8> {
-    let (_dir, root) = demo_dataset(6, 3, 48);
-    let mut b = tar::Builder::new(Vec::new());
-    b.append_dir_all("VOCdevkit/VOC2012", &root).unwrap();
-    b.into_inner().unwrap()
-}
-
-fn hash_of(bytes: &[u8], algo: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("f");
-    std::fs::write(&p, bytes).unwrap();
-    let c = if algo == "md5" { Checksum::Md5("0".repeat(32)) } else { Checksum::Sha256Prefix("00000000".into()) };
-    digest_file(&p, &c, &NoProgress).unwrap()
-}
+use segdistill::data::download::checksum::Algorithm;
 
 fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -50,7 +33,7 @@ fn assert_usable_voc(root: &Path) {
 #[test]
 fn full_download_extracts_into_vocdevkit_and_cleans_up() {
     let tar = voc_tar();
-    let md5 = hash_of(&tar, "md5");
+    let md5 = digest_of(&tar, Algorithm::Md5);
     let server = TestServer::start(vec![("VOCtrainval_11-May-2012.tar", tar, Behavior::Normal)]);
     let dest = tempfile::tempdir().unwrap();
     let out = download_voc(dest.path(), &server.url("VOCtrainval_11-May-2012.tar"), &md5, &[]);
@@ -68,7 +51,7 @@ fn full_download_extracts_into_vocdevkit_and_cleans_up() {
 fn interrupted_download_resumes_with_a_range_request() {
     let tar = voc_tar();
     let half = tar.len() / 2;
-    let md5 = hash_of(&tar, "md5");
+    let md5 = digest_of(&tar, Algorithm::Md5);
     let server = TestServer::start(vec![("voc.tar", tar.clone(), Behavior::CutOnceAfter(half))]);
     let dest = tempfile::tempdir().unwrap();
     let first = download_voc(dest.path(), &server.url("voc.tar"), &md5, &[]);
@@ -96,7 +79,7 @@ fn interrupted_download_resumes_with_a_range_request() {
 #[test]
 fn a_server_that_ignores_range_restarts_cleanly() {
     let tar = voc_tar();
-    let md5 = hash_of(&tar, "md5");
+    let md5 = digest_of(&tar, Algorithm::Md5);
     let server = TestServer::start(vec![("voc.tar", tar.clone(), Behavior::IgnoreRange)]);
     let dest = tempfile::tempdir().unwrap();
     // A stale half-download from elsewhere: the server answers 200, so it must be overwritten.
@@ -121,7 +104,7 @@ fn checksum_mismatch_is_rejected_and_leaves_nothing() {
 #[test]
 fn a_stalled_server_times_out_and_keeps_the_partial_file() {
     let tar = voc_tar();
-    let md5 = hash_of(&tar, "md5");
+    let md5 = digest_of(&tar, Algorithm::Md5);
     let server = TestServer::start(vec![("voc.tar", tar, Behavior::Stall)]);
     let dest = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
@@ -146,7 +129,7 @@ fn unreachable_host_says_offline() {
 /// A real torch.save file from the fixtures, served under a torch-hub style name carrying its hash.
 fn weights_file() -> (Vec<u8>, String) {
     let bytes = std::fs::read(shared_dir().join("fixtures/torchvision/mobilenet_v3_small_random.pth")).unwrap();
-    let sha = hash_of(&bytes, "sha256");
+    let sha = digest_of(&bytes, Algorithm::Sha256);
     (bytes, format!("mobilenet_v3_small-{}.pth", &sha[..8]))
 }
 

@@ -204,25 +204,16 @@ fn snapshot_finished_run_and_browse_grid() {
     h.snapshot_options("browse_detail", &options());
 }
 
-/// A small VOC 2012 archive in the official layout, from the demo generator.
-fn voc_tar() -> Vec<u8> {
-    let (_dir, root) = demo_dataset(6, 3, 48);
-    let mut b = tar::Builder::new(Vec::new());
-    b.append_dir_all("VOCdevkit/VOC2012", &root).unwrap();
-    b.into_inner().unwrap()
-}
-
 #[test]
 fn data_panel_downloads_from_a_local_server_with_errors_and_cancel() {
     use common::http_server::{Behavior, TestServer};
-    use segdistill::data::download::{Checksum, NoProgress, checksum::digest_file};
+    use segdistill::data::download::checksum::Algorithm;
     use segdistill::ui::data_panel::WeightsSlot;
     use segdistill::ui::downloads::Outcome;
 
     let tar = voc_tar();
+    let md5 = digest_of(&tar, Algorithm::Md5);
     let scratch = tempfile::tempdir().unwrap();
-    std::fs::write(scratch.path().join("voc.tar"), &tar).unwrap();
-    let md5 = digest_file(&scratch.path().join("voc.tar"), &Checksum::Md5("0".repeat(32)), &NoProgress).unwrap();
     let server = TestServer::start(vec![
         ("voc.tar", tar, Behavior::Normal),
         ("fcn_resnet50_coco-1167a1af.pth", b"not the published teacher".to_vec(), Behavior::Normal),

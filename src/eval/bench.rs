@@ -117,14 +117,14 @@ fn random_labels(b: usize, size: usize, classes: usize, seed: u64) -> Vec<u8> {
     (0..b * size * size).map(|_| (rng.next_u64() % classes as u64) as u8).collect()
 }
 
-/// The teacher with constant (non-variable) weights, as the engine loads it from a file: no
-/// gradient flows into it.
-fn frozen_teacher(classes: usize, device: &Device) -> anyhow::Result<Model> {
+/// `kind` with seeded constant (non-variable) weights, as the engine loads a teacher and
+/// `predict` loads a model from a file: nothing is recorded for backward.
+fn frozen_model(kind: ModelKind, seed: u64, classes: usize, device: &Device) -> anyhow::Result<Model> {
     let varmap = VarMap::new();
-    Model::new(ModelKind::FcnResnet50, seeded_var_builder(&varmap, 7, device), classes, false)?;
+    Model::new(kind, seeded_var_builder(&varmap, seed, device), classes, false)?;
     let tensors = varmap_tensors(&varmap).into_iter().map(|(k, t)| (k, t.detach())).collect();
     let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
-    Ok(Model::new(ModelKind::FcnResnet50, vb, classes, false)?)
+    Ok(Model::new(kind, vb, classes, false)?)
 }
 
 /// Times one training step of `kind` in `mode`.
@@ -186,7 +186,8 @@ pub fn run(
     on_result: &mut dyn FnMut(&BenchResult),
 ) -> anyhow::Result<Vec<BenchResult>> {
     let needs_teacher = cfg.teacher || cfg.modes.iter().any(|m| m.needs_teacher());
-    let teacher = if needs_teacher { Some(frozen_teacher(cfg.num_classes, device)?) } else { None };
+    let teacher =
+        if needs_teacher { Some(frozen_model(ModelKind::FcnResnet50, 7, cfg.num_classes, device)?) } else { None };
     let mut results = Vec::new();
     let mut push = |r: BenchResult, results: &mut Vec<BenchResult>| {
         on_result(&r);
@@ -211,15 +212,7 @@ pub fn run(
     if cfg.infer {
         let x = random_input(1, cfg.size, 14, device)?;
         for &kind in &cfg.models {
-            let student = build_trainable(kind, cfg.num_classes, 0, device)?;
-            // Inference as `predict` runs it: constant weights, nothing recorded for backward.
-            let tensors = varmap_tensors(&student.varmap).into_iter().map(|(k, t)| (k, t.detach())).collect();
-            let model = Model::new(
-                kind,
-                candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device),
-                cfg.num_classes,
-                false,
-            )?;
+            let model = frozen_model(kind, 0, cfg.num_classes, device)?;
             let ms = time(device, cfg.warmup, cfg.repeats, || {
                 model.forward(&x, Mode::Eval)?;
                 Ok(())

@@ -3,47 +3,51 @@
 //! Cancel button, and hands back where the result landed.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui::Ui;
 
-use super::jobs::{Job, Poll};
+use super::jobs::{Job, Poll, Progress};
 use crate::data::download::{DownloadError, Observer, Stage, human_bytes};
 
-/// Progress shared between the download thread and the UI.
+/// What the download thread tells the UI besides the byte counts (which go through the job's
+/// [`Progress`]), and the UI's cancel request.
 struct Shared {
     stage: Mutex<(String, Instant)>,
-    done: AtomicU64,
-    total: AtomicU64,
     cancel: AtomicBool,
     messages: Mutex<Vec<String>>,
     ctx: egui::Context,
 }
 
-impl Observer for Shared {
+/// The observer the download thread reports to.
+struct TaskObserver<'a> {
+    shared: &'a Shared,
+    progress: &'a Progress,
+}
+
+impl Observer for TaskObserver<'_> {
     fn stage(&self, stage: Stage, total: Option<u64>) {
-        if let Ok(mut s) = self.stage.lock() {
+        if let Ok(mut s) = self.shared.stage.lock() {
             *s = (stage.label(), Instant::now());
         }
-        self.done.store(0, Ordering::Relaxed);
-        self.total.store(total.unwrap_or(0), Ordering::Relaxed);
-        self.ctx.request_repaint();
+        self.progress.restart(total.unwrap_or(0));
+        self.shared.ctx.request_repaint();
     }
 
     fn advance(&self, bytes: u64) {
-        self.done.fetch_add(bytes, Ordering::Relaxed);
+        self.progress.add(bytes);
     }
 
     fn message(&self, text: &str) {
-        if let Ok(mut m) = self.messages.lock() {
+        if let Ok(mut m) = self.shared.messages.lock() {
             m.push(text.to_string());
         }
     }
 
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.shared.cancel.load(Ordering::Relaxed)
     }
 }
 
@@ -69,14 +73,12 @@ impl DownloadTask {
     ) -> Self {
         let shared = Arc::new(Shared {
             stage: Mutex::new(("connecting".into(), Instant::now())),
-            done: AtomicU64::new(0),
-            total: AtomicU64::new(0),
             cancel: AtomicBool::new(false),
             messages: Mutex::new(Vec::new()),
             ctx: ctx.clone(),
         });
         let s = shared.clone();
-        let job = Job::spawn(label, ctx, move |_| work(s.as_ref()));
+        let job = Job::spawn(label, ctx, move |progress| work(&TaskObserver { shared: &s, progress }));
         Self { shared, job }
     }
 
@@ -95,8 +97,7 @@ impl DownloadTask {
         }
         let (label, since) =
             self.shared.stage.lock().map(|s| s.clone()).unwrap_or_else(|_| ("".into(), Instant::now()));
-        let done = self.shared.done.load(Ordering::Relaxed);
-        let total = self.shared.total.load(Ordering::Relaxed);
+        let (done, total) = self.job.progress.counts();
         let row = egui::vec2(ui.available_width(), ui.spacing().interact_size.y);
         let clicked = ui.allocate_ui_with_layout(row, egui::Layout::right_to_left(egui::Align::Center), |ui| {
             let cancel = ui.button("Cancel").clicked();
@@ -111,7 +112,7 @@ impl DownloadTask {
         if clicked.inner {
             self.cancel();
         }
-        if self.shared.cancelled() {
+        if self.shared.cancel.load(Ordering::Relaxed) {
             // The worker stops at its next chunk (or its stall timeout); its `.part` file stays
             // locked until then, so a new download of the same file waits rather than clobbers.
             return Some(Outcome::Cancelled);

@@ -20,7 +20,17 @@ impl Progress {
     }
 
     pub fn inc(&self) {
-        self.done.fetch_add(1, Ordering::Relaxed);
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Starts counting afresh towards `total` (a new stage of the same job).
+    pub fn restart(&self, total: u64) {
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
     }
 
     pub fn fraction(&self) -> Option<f32> {

@@ -59,3 +59,19 @@ pub fn demo_dataset(train: usize, val: usize, size: u32) -> (tempfile::TempDir, 
     let root = segdistill::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
     (dir, root)
 }
+
+/// A small VOC 2012 archive in the official layout (`VOCdevkit/VOC2012/...`), from the demo generator.
+pub fn voc_tar() -> Vec<u8> {
+    let (_dir, root) = demo_dataset(6, 3, 48);
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all("VOCdevkit/VOC2012", &root).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// The hex digest of `bytes`, through the code that verifies downloads.
+pub fn digest_of(bytes: &[u8], algorithm: segdistill::data::download::checksum::Algorithm) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f");
+    std::fs::write(&p, bytes).unwrap();
+    segdistill::data::download::checksum::digest_file(&p, algorithm, &segdistill::data::download::NoProgress).unwrap()
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::checksum::{Checksum, sha256_file};
+use super::checksum::{Algorithm, Checksum, digest_file};
 use super::extract::{move_into_place, untar_to_staging, unzip_to_staging};
 use super::http::{HttpOptions, fetch};
 use super::{DownloadError, Observer};
@@ -18,6 +18,16 @@ pub struct Remote {
     /// Approximate size, for the free-space check before the server answers.
     pub approx_bytes: u64,
     pub description: &'static str,
+}
+
+impl Remote {
+    /// `url` when the user gave one, else the official address and the mirrors.
+    fn urls_or(&self, url: Option<&str>) -> Vec<String> {
+        match url {
+            Some(u) => vec![u.to_string()],
+            None => self.urls.iter().map(|u| u.to_string()).collect(),
+        }
+    }
 }
 
 /// PASCAL VOC 2012 train+val (segmentation masks, images, split lists).
@@ -102,7 +112,7 @@ fn fetch_any(
     extra: u64,
     options: &HttpOptions,
     observer: &dyn Observer,
-) -> Result<PathBuf, DownloadError> {
+) -> Result<Fetched, DownloadError> {
     let mut last = None;
     for url in urls {
         match fetch(url, dest, checksum, extra, options, observer) {
@@ -138,15 +148,11 @@ pub fn download_voc(
             root.display()
         )));
     }
-    let urls: Vec<String> = match url {
-        Some(u) => vec![u.to_string()],
-        None => VOC_TRAINVAL.urls.iter().map(|u| u.to_string()).collect(),
-    };
     let checksum = md5.or_else(|| VOC_TRAINVAL.md5.map(|h| Checksum::Md5(h.into())));
     let archive = dest.join(VOC_TRAINVAL.file_name);
     // Extraction needs about the archive's size again.
     let extra = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(VOC_TRAINVAL.approx_bytes);
-    fetch_any(&urls, &archive, checksum.as_ref(), extra, options, observer)?;
+    fetch_any(&VOC_TRAINVAL.urls_or(url), &archive, checksum.as_ref(), extra, options, observer)?;
     let staging = untar_to_staging(&archive, dest, "VOCdevkit", observer)?;
     let extracted = staging.join("VOCdevkit").join("VOC2012");
     if !is_complete_voc(&extracted) {
@@ -185,11 +191,9 @@ pub fn download_weights(
     let mut out = Vec::new();
     for w in chosen {
         let path = dest.join(w.file_name);
-        let present = path.is_file();
         let checksum = Checksum::from_torch_file_name(w.file_name);
         let url = w.url(base.unwrap_or(TORCHVISION_BASE));
-        fetch(&url, &path, checksum.as_ref(), 0, options, observer)?;
-        out.push(Fetched { path, already_present: present });
+        out.push(fetch(&url, &path, checksum.as_ref(), 0, options, observer)?);
     }
     Ok(out)
 }
@@ -209,9 +213,7 @@ pub fn download_weight_url(
         )));
     };
     let path = dest.join(name);
-    let present = path.is_file();
-    fetch(url, &path, Some(&checksum), 0, options, observer)?;
-    Ok(Fetched { path, already_present: present })
+    fetch(url, &path, Some(&checksum), 0, options, observer)
 }
 
 /// Downloads SBD's augmented masks into `voc_root/SegmentationClassAug` and writes
@@ -224,7 +226,7 @@ pub fn download_sbd(
     options: &HttpOptions,
     observer: &dyn Observer,
 ) -> Result<Fetched, DownloadError> {
-    let val_list = voc_root.join("ImageSets/Segmentation/val.txt");
+    let val_list = crate::data::voc::split_file(voc_root, "val");
     if !val_list.is_file() {
         return Err(DownloadError::Invalid(format!(
             "{} is missing: SBD extends VOC 2012, download VOC first (`segdistill download voc`) and pass its VOC2012 folder",
@@ -232,19 +234,15 @@ pub fn download_sbd(
         )));
     }
     let aug = voc_root.join("SegmentationClassAug");
-    let list = voc_root.join("ImageSets/Segmentation/train_aug.txt");
+    let list = crate::data::voc::split_file(voc_root, "train_aug");
     if aug.is_dir() && list.is_file() {
         return Ok(Fetched { path: list, already_present: true });
     }
     if !aug.is_dir() {
-        let urls: Vec<String> = match url {
-            Some(u) => vec![u.to_string()],
-            None => SBD.urls.iter().map(|u| u.to_string()).collect(),
-        };
         let archive = voc_root.join(SBD.file_name);
-        fetch_any(&urls, &archive, sha256.as_ref(), SBD.approx_bytes * 2, options, observer)?;
+        fetch_any(&SBD.urls_or(url), &archive, sha256.as_ref(), SBD.approx_bytes * 2, options, observer)?;
         if sha256.is_none() {
-            let digest = sha256_file(&archive, observer)?;
+            let digest = digest_file(&archive, Algorithm::Sha256, observer)?;
             observer.message(&format!("{} has SHA-256 {digest} (pass --sha256 {digest} to pin it)", SBD.file_name));
         }
         let staging = unzip_to_staging(&archive, voc_root, "SegmentationClassAug", observer)?;
@@ -288,9 +286,10 @@ fn stems(dir: &Path, ext: &str) -> Result<BTreeSet<String>, DownloadError> {
 
 /// The `train_aug` ids: SBD masks that have a JPEG, minus VOC val (sorted).
 pub fn train_aug_ids(voc_root: &Path) -> Result<Vec<String>, DownloadError> {
-    let val_path = voc_root.join("ImageSets/Segmentation/val.txt");
-    let val_text = std::fs::read_to_string(&val_path).map_err(|e| DownloadError::io(&val_path, e))?;
-    let val: BTreeSet<String> = crate::data::voc::parse_split(&val_text).into_iter().collect();
+    let val: BTreeSet<String> = crate::data::voc::read_split(voc_root, "val")
+        .map_err(|e| DownloadError::Invalid(e.to_string()))?
+        .into_iter()
+        .collect();
     let masks = stems(&voc_root.join("SegmentationClassAug"), "png")?;
     let images = stems(&voc_root.join("JPEGImages"), "jpg")?;
     Ok(masks.into_iter().filter(|id| images.contains(id) && !val.contains(id)).collect())

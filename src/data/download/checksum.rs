@@ -4,7 +4,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use md5::{Digest, Md5};
+use md5::Md5;
+use md5::digest::DynDigest;
 use sha2::Sha256;
 
 use super::{DownloadError, Observer, Stage};
@@ -46,10 +47,10 @@ impl Checksum {
         Self::sha256(hash).ok()
     }
 
-    fn algorithm(&self) -> &'static str {
+    pub fn algorithm(&self) -> Algorithm {
         match self {
-            Self::Md5(_) => "MD5",
-            Self::Sha256Prefix(_) => "SHA-256",
+            Self::Md5(_) => Algorithm::Md5,
+            Self::Sha256Prefix(_) => Algorithm::Sha256,
         }
     }
 
@@ -68,18 +69,40 @@ impl Checksum {
     }
 }
 
+/// A hash function a [`Checksum`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Md5 => "MD5",
+            Self::Sha256 => "SHA-256",
+        }
+    }
+
+    fn hasher(self) -> Box<dyn DynDigest> {
+        match self {
+            Self::Md5 => Box::new(Md5::default()),
+            Self::Sha256 => Box::new(Sha256::default()),
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Hashes `path` with `checksum`'s algorithm, reporting progress; returns the full hex digest.
-pub fn digest_file(path: &Path, checksum: &Checksum, observer: &dyn Observer) -> Result<String, DownloadError> {
+/// Hashes `path` with `algorithm`, reporting progress; returns the full hex digest.
+pub fn digest_file(path: &Path, algorithm: Algorithm, observer: &dyn Observer) -> Result<String, DownloadError> {
     let io = |e| DownloadError::io(path, e);
     let mut file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     observer.stage(Stage::Verifying, Some(len));
-    let mut md5 = Md5::new();
-    let mut sha = Sha256::new();
+    let mut hasher = algorithm.hasher();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         if observer.cancelled() {
@@ -89,36 +112,25 @@ pub fn digest_file(path: &Path, checksum: &Checksum, observer: &dyn Observer) ->
         if n == 0 {
             break;
         }
-        match checksum {
-            Checksum::Md5(_) => md5.update(&buf[..n]),
-            Checksum::Sha256Prefix(_) => sha.update(&buf[..n]),
-        }
+        hasher.update(&buf[..n]);
         observer.advance(n as u64);
     }
-    Ok(match checksum {
-        Checksum::Md5(_) => hex(&md5.finalize()),
-        Checksum::Sha256Prefix(_) => hex(&sha.finalize()),
-    })
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Checks `path` against `checksum`. A mismatch is an error naming both digests.
 pub fn verify_file(path: &Path, checksum: &Checksum, observer: &dyn Observer) -> Result<(), DownloadError> {
-    let actual = digest_file(path, checksum, observer)?;
+    let actual = digest_file(path, checksum.algorithm(), observer)?;
     if checksum.matches(&actual) {
         Ok(())
     } else {
         Err(DownloadError::ChecksumMismatch {
             path: path.to_path_buf(),
-            algorithm: checksum.algorithm(),
+            algorithm: checksum.algorithm().name(),
             expected: checksum.expected().to_string(),
             actual,
         })
     }
-}
-
-/// The SHA-256 of a file, for pinning downloads that publish no checksum.
-pub fn sha256_file(path: &Path, observer: &dyn Observer) -> Result<String, DownloadError> {
-    digest_file(path, &Checksum::Sha256Prefix("00000000".into()), observer)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::catalog::Fetched;
 use super::checksum::{Checksum, verify_file};
 use super::{DownloadError, Observer, Stage, ensure_free_space};
 
@@ -90,7 +91,8 @@ pub fn part_path(dest: &Path) -> PathBuf {
 
 /// Downloads `url` to `dest`, resuming a previous `.part`, verifying `checksum` when given.
 /// `extra_space` is what the caller will need on the same disk afterwards (e.g. to extract).
-/// An existing `dest` that verifies is kept as is.
+/// An existing `dest` that verifies is kept as is (`already_present`); one that does not is
+/// downloaded again.
 pub fn fetch(
     url: &str,
     dest: &Path,
@@ -98,12 +100,12 @@ pub fn fetch(
     extra_space: u64,
     options: &HttpOptions,
     observer: &dyn Observer,
-) -> Result<PathBuf, DownloadError> {
+) -> Result<Fetched, DownloadError> {
     if dest.is_file() {
         match checksum.map(|c| verify_file(dest, c, observer)) {
             None | Some(Ok(())) => {
                 observer.message(&format!("{} is already here", dest.display()));
-                return Ok(dest.to_path_buf());
+                return Ok(Fetched { path: dest.to_path_buf(), already_present: true });
             }
             Some(Err(DownloadError::ChecksumMismatch { .. })) => {
                 observer.message(&format!("{} does not match its checksum: downloading it again", dest.display()));
@@ -127,7 +129,7 @@ pub fn fetch(
         return Err(e);
     }
     std::fs::rename(&part, dest).map_err(|e| DownloadError::io(dest, e))?;
-    Ok(dest.to_path_buf())
+    Ok(Fetched { path: dest.to_path_buf(), already_present: false })
 }
 
 /// Where the body of a response starts and how long the whole file is.
