@@ -7,5 +7,6 @@ fn main() -> std::process::ExitCode {
         // SAFETY: no other thread exists yet, so nothing can read the environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n) };
     }
+    segdistill::util::alloc::keep_freed_memory();
     segdistill::cli::main()
 }

@@ -42,6 +42,17 @@ pub struct BenchArgs {
     /// A PyTorch reference report (`bench/pytorch_reference.py --json`): print segdistill/PyTorch ratios.
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// Also time whole training epochs on this dataset through the real engine: `epoch/<model>/none`,
+    /// `epoch/<model>/<mode>` with the teacher cache (its one-off build as `teacher_cache_build/…`)
+    /// and `epoch/<model>/<mode>-live` without it. Needs --teacher-weights for distillation modes.
+    #[arg(long)]
+    pub epoch_data: Option<PathBuf>,
+    /// Teacher weights for the epoch measurements.
+    #[arg(long)]
+    pub teacher_weights: Option<PathBuf>,
+    /// Training images per measured epoch.
+    #[arg(long, default_value_t = 64)]
+    pub epoch_images: usize,
 }
 
 fn line(r: &BenchResult) -> String {
@@ -55,6 +66,54 @@ fn line(r: &BenchResult) -> String {
         r.max_ms,
         r.images_per_sec()
     )
+}
+
+/// The epoch measurements (`--epoch-data`), one run each.
+fn epochs(
+    args: &BenchArgs,
+    cfg: &BenchConfig,
+    data: &std::path::Path,
+    on_result: &mut dyn FnMut(&BenchResult),
+) -> anyhow::Result<Vec<BenchResult>> {
+    use crate::eval::bench::epoch;
+    use crate::train::TrainConfig;
+    let mut out = Vec::new();
+    let mut push = |name: String, secs: f64| {
+        let ms = secs * 1000.0;
+        let r = BenchResult { name, batch: cfg.batch, size: cfg.size, median_ms: ms, min_ms: ms, max_ms: ms };
+        on_result(&r);
+        out.push(r);
+    };
+    for &model in &cfg.models {
+        for &mode in &cfg.modes {
+            let variants: &[(bool, &str)] =
+                if mode.needs_teacher() { &[(true, ""), (false, "-live")] } else { &[(false, "")] };
+            for &(cache, suffix) in variants {
+                if mode.needs_teacher() && args.teacher_weights.is_none() {
+                    anyhow::bail!("--epoch-data with distillation mode `{}` needs --teacher-weights", mode.name());
+                }
+                let run = TrainConfig {
+                    name: format!("{}-{}{suffix}", model.name(), mode.name()),
+                    data: data.to_path_buf(),
+                    model,
+                    distill: mode,
+                    teacher_weights: args.teacher_weights.clone(),
+                    batch: cfg.batch,
+                    size: cfg.size as u32,
+                    train_limit: Some(args.epoch_images),
+                    device: args.device,
+                    teacher_cache: cache,
+                    ..Default::default()
+                };
+                let t = epoch(run)?;
+                if t.prepare_secs > 0.0 && cache {
+                    push(format!("teacher_cache_build/{}/{}-images", mode.name(), args.epoch_images), t.prepare_secs);
+                }
+                push(format!("epoch/{}/{}{suffix}", model.name(), mode.name()), t.train_secs);
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -78,7 +137,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let threads = crate::util::available_threads();
     eprintln!("segdistill bench on {}", describe(&device));
-    let results = run_bench(&cfg, &device, &mut |r| eprintln!("{}", line(r)))?;
+    let mut results = run_bench(&cfg, &device, &mut |r| eprintln!("{}", line(r)))?;
+    if let Some(data) = &args.epoch_data {
+        results.extend(epochs(&args, &cfg, data, &mut |r| eprintln!("{}", line(r)))?);
+    }
     let report = BenchReport { device: describe(&device), threads, results };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

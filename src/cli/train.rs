@@ -115,6 +115,15 @@ pub struct TrainArgs {
     /// Copy the best student weights to this file at the end (e.g. weights/student.safetensors).
     #[arg(long)]
     pub export: Option<PathBuf>,
+    /// Run the teacher at every step instead of caching its outputs once per image.
+    #[arg(long)]
+    pub no_teacher_cache: bool,
+    /// Folder for cached teacher outputs (default: <runs folder>/teacher-cache; shared by runs).
+    #[arg(long)]
+    pub teacher_cache_dir: Option<PathBuf>,
+    /// Largest teacher cache to build, in GB (feature maps of big datasets need the most).
+    #[arg(long, default_value_t = 16.0)]
+    pub teacher_cache_gb: f64,
     /// Print every event as a JSON line on stdout instead of the progress bar.
     #[arg(long)]
     pub events_json: bool,
@@ -156,6 +165,9 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             stop_after_epoch: self.stop_after_epoch,
             export: self.export.clone(),
+            teacher_cache: !self.no_teacher_cache,
+            teacher_cache_dir: self.teacher_cache_dir.clone(),
+            teacher_cache_gb: self.teacher_cache_gb,
             ..Default::default()
         };
         c.loss.alpha = self.alpha;
@@ -219,16 +231,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
 struct Printer {
     json: bool,
     bar: Option<indicatif::ProgressBar>,
+    /// Work before training (the teacher cache), while it runs; the training bar hides meanwhile.
+    prep: Option<indicatif::ProgressBar>,
     epochs: usize,
 }
 
 impl Printer {
     fn new(json: bool) -> Self {
-        Self { json, bar: None, epochs: 0 }
+        Self { json, bar: None, prep: None, epochs: 0 }
     }
 
     fn println(&self, line: String) {
-        match &self.bar {
+        match self.prep.as_ref().or(self.bar.as_ref()) {
             // A hidden bar (stderr is not a terminal) would swallow the line.
             Some(b) if !b.is_hidden() => b.println(line),
             _ => eprintln!("{line}"),
@@ -268,7 +282,9 @@ impl Printer {
                 self.bar = Some(bar);
             }
             TrainEvent::Message(m) => self.println(format!("note: {m}")),
+            TrainEvent::Preparing { what, done, total } => self.preparing(what, *done, *total),
             TrainEvent::Step(m) => {
+                self.end_preparing();
                 if let Some(b) = &self.bar {
                     b.set_position(m.step as u64);
                     let kd = m.kd.map(|v| format!(" kd {v:.3}")).unwrap_or_default();
@@ -298,6 +314,7 @@ impl Printer {
             TrainEvent::Paused => self.println("paused".into()),
             TrainEvent::Resumed => self.println("resumed".into()),
             TrainEvent::Finished(s) => {
+                self.end_preparing();
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
                 }
@@ -318,10 +335,38 @@ impl Printer {
                 );
             }
             TrainEvent::Failed { message, run_dir } => {
+                self.end_preparing();
                 if let Some(b) = self.bar.take() {
                     b.abandon();
                 }
                 eprintln!("error: {message}\n(run folder: {})", run_dir.display());
+            }
+        }
+    }
+}
+
+impl Printer {
+    fn preparing(&mut self, what: &str, done: usize, total: usize) {
+        let prep = self.prep.get_or_insert_with(|| {
+            if let Some(b) = &self.bar {
+                b.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let p = super::progress::bar(total as u64, what);
+            p.set_position(done as u64);
+            p.reset_eta();
+            p
+        });
+        prep.set_position(done as u64);
+        if done >= total {
+            self.end_preparing();
+        }
+    }
+
+    fn end_preparing(&mut self) {
+        if let Some(p) = self.prep.take() {
+            p.finish_and_clear();
+            if let Some(b) = &self.bar {
+                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             }
         }
     }

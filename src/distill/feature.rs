@@ -66,6 +66,11 @@ impl FeatureDistiller {
         Ok(Self { adapters })
     }
 
+    /// The teacher maps the pairs read.
+    pub fn teacher_maps(&self) -> Vec<&'static str> {
+        self.adapters.iter().map(|(_, t, _)| *t).collect()
+    }
+
     /// Mean over the pairs of the cosine loss.
     pub fn loss(&self, student: &SegOutput, teacher_features: &[(&'static str, Tensor)]) -> Result<Tensor> {
         let mut total: Option<Tensor> = None;

@@ -5,6 +5,7 @@ pub mod ce;
 pub mod feature;
 pub mod kd;
 mod target;
+pub mod teacher_cache;
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};

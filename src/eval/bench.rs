@@ -291,3 +291,50 @@ mod tests {
         assert_eq!(ratios(&ours, &theirs), vec![("a".to_string(), 30.0, 20.0, 1.5)]);
     }
 }
+
+/// What [`epoch`] measured for one training configuration.
+#[derive(Clone, Debug)]
+pub struct EpochTiming {
+    /// One epoch of training steps (data loading and teacher targets included; the evaluation
+    /// after it and any teacher-cache build before it excluded).
+    pub train_secs: f64,
+    /// Building the teacher cache before the first step (0 when none was built).
+    pub prepare_secs: f64,
+    pub steps: usize,
+}
+
+/// Runs one epoch of `cfg` through the real training engine (in a scratch runs folder that is
+/// removed afterwards) and times it from the event stream.
+pub fn epoch(mut cfg: crate::train::TrainConfig) -> anyhow::Result<EpochTiming> {
+    use crate::train::events::TrainEvent;
+    use std::time::Instant;
+    let scratch = std::env::temp_dir().join(format!("segdistill-bench-{}-{}", std::process::id(), cfg.name));
+    cfg.runs_dir = scratch.clone();
+    cfg.epochs = 1;
+    cfg.val_limit = Some(1);
+    if cfg.teacher_cache_dir.is_none() {
+        cfg.teacher_cache_dir = Some(scratch.join("teacher-cache"));
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    // Events are stamped as they arrive, on their own thread, so the clock follows the engine.
+    let stamps = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        rx.iter().map(|e| (t0.elapsed().as_secs_f64(), e)).collect::<Vec<(f64, TrainEvent)>>()
+    });
+    let outcome = crate::train::run(cfg, false, &crate::train::Control::default(), &tx);
+    drop(tx);
+    let events = stamps.join().map_err(|_| anyhow::anyhow!("event thread panicked"))?;
+    std::fs::remove_dir_all(&scratch).ok(); // scratch space; leftovers are harmless
+    outcome?;
+    let when = |f: &dyn Fn(&TrainEvent) -> bool| -> Vec<f64> {
+        events.iter().filter(|(_, e)| f(e)).map(|(t, _)| *t).collect()
+    };
+    let started = when(&|e| matches!(e, TrainEvent::Started(_))).first().copied().unwrap_or(0.0);
+    let prepared = when(&|e| matches!(e, TrainEvent::Preparing { .. })).last().copied();
+    // The cache build ends with the message that follows its last progress event.
+    let ready = when(&|e| matches!(e, TrainEvent::Message(m) if m.contains("teacher outputs cached"))).last().copied();
+    let first = ready.or(prepared).unwrap_or(started);
+    let steps = when(&|e| matches!(e, TrainEvent::Step(_)));
+    let last = steps.last().copied().ok_or_else(|| anyhow::anyhow!("the epoch ran no training step"))?;
+    Ok(EpochTiming { train_secs: last - first, prepare_secs: first - started, steps: steps.len() })
+}

@@ -1,10 +1,12 @@
 //! Building blocks shared by the architectures, laid out so that VarBuilder paths equal
 //! torchvision's `state_dict` keys (`Conv2dNormActivation` → `<p>.0` conv, `<p>.1` norm).
 
-use candle_core::{Module as _, Result, Tensor};
+use candle_core::{Module as _, Result, Tensor, Var};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{BatchNormConfig, Init, ModuleT as _, VarBuilder};
 
+use super::ops::batch_norm;
+use super::ops::conv::{self, ConvParams};
 use super::ops::{DepthwiseParams, depthwise_conv2d};
 use crate::util::Rng;
 
@@ -65,7 +67,7 @@ pub fn hardsigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 pub fn hardswish(x: &Tensor) -> Result<Tensor> {
-    x * hardsigmoid(x)?
+    super::ops::activation::hardswish(x)
 }
 
 impl Activation {
@@ -128,6 +130,9 @@ impl candle_core::Module for Conv2d {
         let y = if self.groups > 1 && self.groups == c && self.weight.dims()[1] == 1 {
             let p = DepthwiseParams { stride: self.stride, padding: self.padding, dilation: self.dilation };
             depthwise_conv2d(x, &self.weight, p)?
+        } else if self.groups == 1 && self.weight.dim(3)? == k && conv::supports(x) {
+            let p = ConvParams { k, stride: self.stride, padding: self.padding, dilation: self.dilation };
+            conv::conv2d_gemm(x, &self.weight, p)?
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, self.dilation, self.groups)?
         };
@@ -159,7 +164,27 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode.is_train()
+            && batch_norm::supports(x)
+            && let Some((weight, bias)) = self.0.weight_and_bias()
+        {
+            let (y, stats) = batch_norm::batch_norm_train(x, weight, bias, self.0.eps())?;
+            self.update_running_stats(&stats)?;
+            return Ok(y);
+        }
         self.0.forward_t(x, mode.is_train())
+    }
+
+    /// PyTorch's running averages: the variance enters unbiased (·M/(M − 1)).
+    fn update_running_stats(&self, s: &batch_norm::BatchStats) -> Result<()> {
+        let m = self.0.momentum();
+        let (mean_var, var_var) = (Var::from_tensor(self.0.running_mean())?, Var::from_tensor(self.0.running_var())?);
+        let dev = mean_var.device();
+        let mean = Tensor::from_slice(&s.mean, s.mean.len(), dev)?.to_dtype(mean_var.dtype())?;
+        let unbiased = s.count as f64 / (s.count as f64 - 1.0).max(1.0);
+        let var = (Tensor::from_slice(&s.var, s.var.len(), dev)?.to_dtype(var_var.dtype())? * unbiased)?;
+        mean_var.set(&((mean_var.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
+        var_var.set(&((var_var.as_tensor() * (1.0 - m))? + (var * m)?)?)
     }
 }
 

@@ -158,6 +158,26 @@ impl Model {
         }
     }
 
+    /// Evaluation-mode logits at the network's own low resolution (before the final resize to the
+    /// input), and its feature maps: what the teacher cache stores. FCN's classifier runs at stride
+    /// 8; the other networks are resized down to stride 4, where their decoders work.
+    pub fn forward_low_res(&self, x: &Tensor) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
+        match self {
+            Self::Fcn(m) => {
+                let (logits, _, f) = m.forward_low_res(x)?;
+                Ok((
+                    logits,
+                    vec![("layer1", f.layer1), ("layer2", f.layer2), ("layer3", f.layer3), ("layer4", f.layer4)],
+                ))
+            }
+            _ => {
+                let out = self.forward(x, Mode::Eval)?;
+                let (_, _, h, w) = x.dims4()?;
+                Ok((ops::resize_bilinear(&out.logits, h.div_ceil(4), w.div_ceil(4))?, out.features))
+            }
+        }
+    }
+
     pub fn feature_taps(&self) -> Vec<FeatureTap> {
         match self {
             Self::Fcn(_) => fcn::FcnResNet50::feature_taps(),

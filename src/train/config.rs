@@ -142,6 +142,14 @@ pub struct TrainConfig {
     pub stop_after_epoch: Option<usize>,
     /// Copy the best student weights here when the run ends.
     pub export: Option<PathBuf>,
+    /// Compute the teacher's outputs once per training image and reuse them every epoch (cut to
+    /// each augmented view) instead of running the teacher at every step.
+    pub teacher_cache: bool,
+    /// Where cached teacher outputs are kept (`None`: `<runs_dir>/teacher-cache`), shared by runs.
+    pub teacher_cache_dir: Option<PathBuf>,
+    /// Largest teacher cache to build, in GB; a larger one (feature maps of a big dataset) is not
+    /// built and the teacher runs live.
+    pub teacher_cache_gb: f64,
 }
 
 impl Default for TrainConfig {
@@ -177,6 +185,9 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             stop_after_epoch: None,
             export: None,
+            teacher_cache: true,
+            teacher_cache_dir: None,
+            teacher_cache_gb: 16.0,
         }
     }
 }
@@ -184,6 +195,10 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn run_dir(&self) -> PathBuf {
         self.runs_dir.join(&self.name)
+    }
+
+    pub fn teacher_cache_root(&self) -> PathBuf {
+        self.teacher_cache_dir.clone().unwrap_or_else(|| self.runs_dir.join("teacher-cache"))
     }
 
     /// Checks what can be checked before any file is read.

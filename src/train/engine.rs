@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use crossbeam_channel::Sender;
 
+use super::batches::{TrainBatch, TrainBatches};
 use super::checkpoint::{self, BestRecord, Checkpoint, CheckpointState, EpochRecord};
 use super::config::TrainConfig;
 use super::control::{Control, TrainHandle};
@@ -20,9 +21,10 @@ use super::events::*;
 use super::metrics_log::MetricsLog;
 use super::optim::{Optimizer, OptimizerState};
 use super::schedule::Schedule;
-use crate::data::loader::{Batch, Loader, LoaderConfig, SegmentationBatches, batches_per_epoch};
+use crate::data::loader::{Loader, LoaderConfig, SegmentationBatches, batches_per_epoch};
 use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
+use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
 use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
 use crate::eval::evaluate::{EvalOutcome, evaluate};
 use crate::model::weights::init::seeded_var_builder;
@@ -183,6 +185,9 @@ pub fn run(
         merged.workers = cfg.workers;
         merged.export = cfg.export.clone();
         merged.optimizer.lr = cfg.optimizer.lr;
+        merged.teacher_cache = cfg.teacher_cache;
+        merged.teacher_cache_dir = cfg.teacher_cache_dir.clone();
+        merged.teacher_cache_gb = cfg.teacher_cache_gb;
         cfg = merged;
         Some(ckpt)
     } else {
@@ -342,7 +347,7 @@ impl<'a> Session<'a> {
                 let vars = self.student_vars.data().lock().unwrap_or_else(|p| p.into_inner());
                 crate::model::count_params(vars.iter().map(|(k, v)| (k.as_str(), v.elem_count())))
             },
-            teacher: self.teacher.as_ref().map(|t| t.kind().name().to_string()),
+            teacher: self.cfg.distill.needs_teacher().then(|| self.cfg.teacher.name().to_string()),
             mode: self.cfg.distill.name().into(),
             device: describe(&self.device),
             train_images: self.data.train.len(),
@@ -353,7 +358,17 @@ impl<'a> Session<'a> {
             resumed_from,
         };
         self.emit(TrainEvent::Started(info));
-        let source = Arc::new(SegmentationBatches { dataset: self.data.train.clone(), augment: self.augment() });
+        let cache = match self.prepare_teacher_cache()? {
+            Some(Prepared::Stopped) => return Ok(self.summary(EndReason::Stopped)),
+            Some(Prepared::Ready(cache)) => Some(Arc::new(cache)),
+            Some(Prepared::Skipped(why)) => {
+                self.emit(TrainEvent::Message(why));
+                None
+            }
+            None => None,
+        };
+        let images = SegmentationBatches { dataset: self.data.train.clone(), augment: self.augment() };
+        let source = Arc::new(TrainBatches { images, cache });
         let loader_cfg = self.loader_config();
         let session_start = Instant::now();
         let seconds_before = self.state.train_seconds;
@@ -372,6 +387,7 @@ impl<'a> Session<'a> {
                 let batch = batch.map_err(|e: DataError| anyhow::anyhow!(e))?;
                 let t0 = Instant::now();
                 let metrics = self.train_step(&batch, epoch)?;
+                let batch = &batch.batch;
                 let dt = t0.elapsed().as_secs_f64();
                 let ema = step_time_ema.map_or(dt, |e| 0.9 * e + 0.1 * dt);
                 step_time_ema = Some(ema);
@@ -399,6 +415,56 @@ impl<'a> Session<'a> {
         Ok(self.summary(EndReason::Completed))
     }
 
+    /// Builds or opens the teacher cache when the run distils and the cache is on (`None`
+    /// otherwise). Once the cache is ready the teacher itself is dropped: it is not needed again.
+    fn prepare_teacher_cache(&mut self) -> anyhow::Result<Option<Prepared>> {
+        let (Some(teacher), Some(weights)) = (&self.teacher, &self.cfg.teacher_weights) else { return Ok(None) };
+        if !self.cfg.teacher_cache {
+            return Ok(None);
+        }
+        let features = match &self.distiller {
+            Some(d) => {
+                let taps = teacher.feature_taps();
+                d.teacher_maps()
+                    .iter()
+                    .filter_map(|n| taps.iter().find(|t| t.name == *n))
+                    .map(|t| (t.name, t.stride))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let spec =
+            CacheSpec { base: Resize::ShorterSide(self.cfg.size), logits: self.cfg.distill.uses_logits(), features };
+        let location = CacheLocation {
+            root: self.cfg.teacher_cache_root(),
+            budget_bytes: (self.cfg.teacher_cache_gb.max(0.0) * 1e9) as u64,
+        };
+        let what = "teacher cache".to_string();
+        let events = self.events;
+        let mut progress = |done, total| send(events, TrainEvent::Preparing { what: what.clone(), done, total });
+        let t0 = Instant::now();
+        let prepared = teacher_cache::prepare(
+            teacher,
+            weights,
+            &self.data.train,
+            spec,
+            &location,
+            &self.device,
+            &mut progress,
+            &|| self.wait_while_paused(),
+        )
+        .context("building the teacher cache")?;
+        if let Prepared::Ready(cache) = &prepared {
+            self.emit(TrainEvent::Message(format!(
+                "teacher outputs cached in {} ({:.0} s); the teacher no longer runs during training",
+                cache.dir().display(),
+                t0.elapsed().as_secs_f64()
+            )));
+            self.teacher = None;
+        }
+        Ok(Some(prepared))
+    }
+
     /// Blocks while paused; false if a stop was requested.
     fn wait_while_paused(&self) -> bool {
         if self.control.is_paused() && !self.control.stop_requested() {
@@ -419,15 +485,21 @@ impl<'a> Session<'a> {
         Ok(self.summary(EndReason::Stopped))
     }
 
-    fn train_step(&mut self, batch: &Batch, epoch: usize) -> anyhow::Result<StepMetrics> {
+    fn train_step(&mut self, train_batch: &TrainBatch, epoch: usize) -> anyhow::Result<StepMetrics> {
+        let batch = &train_batch.batch;
         let (b, h, w) = (batch.batch_size, batch.height, batch.width);
-        let x = Tensor::from_vec(batch.images.clone(), (b, 3, h, w), &self.device)?;
+        let x = Tensor::from_slice(&batch.images, (b, 3, h, w), &self.device)?;
         let target = Target::new(&batch.masks, (b, h, w), self.class_weights.as_deref(), &self.device)?;
-        let teacher_out = match &self.teacher {
-            Some(t) => Some(t.forward(&x, Mode::Eval)?),
-            None => None,
+        let cached = train_batch.teacher.as_ref().map(|t| t.to_tensors(&self.device)).transpose()?;
+        let teacher_out = match (&cached, &self.teacher) {
+            (None, Some(t)) => Some(t.forward(&x, Mode::Eval)?),
+            _ => None,
         };
-        let signal = teacher_out.as_ref().map(|o| TeacherSignal { logits: Some(&o.logits), features: &o.features });
+        let signal = match (&cached, &teacher_out) {
+            (Some(c), _) => Some(TeacherSignal { logits: c.logits.as_ref(), features: &c.features }),
+            (None, Some(o)) => Some(TeacherSignal { logits: Some(&o.logits), features: &o.features }),
+            (None, None) => None,
+        };
         let step = self.state.step;
         let seed = Rng::for_item(self.cfg.seed, 0x5EED, step as u64).next_u64();
         let out = self.student.forward(&x, Mode::Train { seed })?;

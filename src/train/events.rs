@@ -91,6 +91,12 @@ pub enum TrainEvent {
     Started(RunInfo),
     /// A note for the user (skipped samples, cached teacher, …).
     Message(String),
+    /// Work before the first step (building the teacher cache): `done` of `total` items.
+    Preparing {
+        what: String,
+        done: usize,
+        total: usize,
+    },
     Step(StepMetrics),
     Evaluated(EvalMetrics),
     CheckpointSaved {

@@ -1,6 +1,7 @@
 //! Training: configuration, the engine loop on its own thread, events, control, optimisers,
 //! schedules, checkpoints and the metrics log.
 
+pub mod batches;
 pub mod checkpoint;
 pub mod config;
 pub mod control;

@@ -56,6 +56,8 @@ pub struct TrainForm {
     pub class_weights: bool,
     pub teacher_weights: String,
     pub backbone_weights: String,
+    /// Cache the teacher's outputs once per image instead of running it every step.
+    pub teacher_cache: bool,
 }
 
 impl Default for TrainForm {
@@ -81,6 +83,7 @@ impl Default for TrainForm {
             class_weights: false,
             teacher_weights: String::new(),
             backbone_weights: String::new(),
+            teacher_cache: c.teacher_cache,
         }
     }
 }
@@ -122,6 +125,7 @@ impl TrainForm {
             class_weights: self.class_weights,
             seed: self.seed,
             device: self.device,
+            teacher_cache: self.teacher_cache,
             ..Default::default()
         };
         c.loss.alpha = self.alpha;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use egui::Ui;
 use egui_plot::{Bar, BarChart, Legend, Line, Plot};
@@ -39,6 +39,18 @@ pub struct LiveRun {
     pub steps: Vec<StepMetrics>,
     pub evals: Vec<EvalMetrics>,
     pub messages: Vec<String>,
+    /// Work before the first step (the teacher cache), while it runs.
+    pub preparing: Option<Preparing>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Preparing {
+    pub what: String,
+    pub done: usize,
+    pub total: usize,
+    pub started: Instant,
+    /// Items already done when this session began (a resumed cache build), left out of the ETA.
+    pub done_at_start: usize,
 }
 
 pub struct TrainTab {
@@ -109,6 +121,11 @@ impl TrainTab {
                     self.status = RunStatus::Running;
                 }
                 TrainEvent::Message(m) => self.live.messages.push(m),
+                TrainEvent::Preparing { what, done, total } => {
+                    let started = self.live.preparing.as_ref().map_or_else(Instant::now, |p| p.started);
+                    let done_at_start = self.live.preparing.as_ref().map_or(done, |p| p.done_at_start);
+                    self.live.preparing = Some(Preparing { what, done, total, started, done_at_start });
+                }
                 TrainEvent::Step(s) => self.live.steps.push(s),
                 TrainEvent::Evaluated(e) => self.live.evals.push(e),
                 TrainEvent::CheckpointSaved { .. } => {}
@@ -297,6 +314,12 @@ impl TrainTab {
                 ui.end_row();
             });
             ui.checkbox(&mut f.class_weights, "class-weighted cross-entropy");
+            if f.mode.needs_teacher() {
+                ui.checkbox(&mut f.teacher_cache, "cache teacher outputs").on_hover_text(
+                    "Run the teacher once per training image before the first step and reuse its outputs (cut to \
+                     each augmented crop) every epoch: distillation then costs about what training without it costs.",
+                );
+            }
             ui.horizontal(|ui| {
                 let label = ui.label("run name");
                 ui.add(egui::TextEdit::singleline(&mut f.name).hint_text("auto").desired_width(160.0))
@@ -379,6 +402,22 @@ impl TrainTab {
     }
 
     fn progress_ui(&self, ui: &mut Ui) {
+        if let Some(p) = &self.live.preparing
+            && self.live.steps.is_empty()
+            && self.is_running()
+        {
+            let fresh = p.done.saturating_sub(p.done_at_start);
+            let eta = (fresh > 0).then(|| p.started.elapsed().as_secs_f64() / fresh as f64 * (p.total - p.done) as f64);
+            let text = format!(
+                "building the {}: {}/{} images · ETA {}",
+                p.what,
+                p.done,
+                p.total,
+                eta.map_or_else(|| "…".into(), duration)
+            );
+            ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(text));
+            return;
+        }
         let Some(last) = self.live.steps.last() else {
             if self.status == RunStatus::Starting {
                 ui.horizontal(|ui| {

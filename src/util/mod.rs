@@ -1,5 +1,6 @@
 //! Small pieces used across the crate: random numbers, atomic file writes, thread counts.
 
+pub mod alloc;
 pub mod device;
 pub mod fs;
 pub mod par;

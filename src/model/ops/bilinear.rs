@@ -2,8 +2,9 @@
 //! differentiable.
 //!
 //! candle's `upsample_bilinear2d` has no backward. On the CPU a direct kernel (4 taps per output
-//! pixel, forward and backward) does the work; on other devices the resize is two matmuls with
-//! fixed interpolation matrices (`Mh · x · Mwᵀ`), which candle differentiates itself.
+//! pixel, forward and backward) does the work, on CUDA (`cuda` feature) the kernels of
+//! `kernels.cu`; otherwise the resize is two matmuls with fixed interpolation matrices
+//! (`Mh · x · Mwᵀ`), which candle differentiates itself.
 //! Source index rule (PyTorch): `src = (dst + ½)·in/out − ½`, clamped at 0; `i1 = min(i0 + 1, in − 1)`.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
@@ -40,7 +41,8 @@ pub fn resize_bilinear(x: &Tensor, height: usize, width: usize) -> Result<Tensor
     if height == 0 || width == 0 || h == 0 || w == 0 {
         bail!("bilinear resize of {:?} to {height}×{width}", x.shape());
     }
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    let own_kernel = x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda());
+    if own_kernel && x.dtype() == DType::F32 {
         x.contiguous()?.apply_op1(BilinearResize { height, width })
     } else {
         resize_by_matmul(x, height, width)
@@ -108,6 +110,14 @@ impl CustomOp1 for BilinearResize {
         Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let (oh, ow) = (self.height, self.width);
+        let out = super::cuda::bilinear((s, l), n * c, (h, w), (oh, ow), false)?;
+        Ok((out, Shape::from((n, c, oh, ow))))
+    }
+
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (_, _, h, w) = arg.dims4()?;
         Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&BilinearResizeGrad { height: h, width: w })?))
@@ -150,6 +160,14 @@ impl CustomOp1 for BilinearResizeGrad {
             }
         });
         Ok((CpuStorage::F32(gx), Shape::from((n, c, h, w))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, oh, ow) = l.shape().dims4()?;
+        let (h, w) = (self.height, self.width);
+        let gx = super::cuda::bilinear((s, l), n * c, (h, w), (oh, ow), true)?;
+        Ok((gx, Shape::from((n, c, h, w))))
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! candle runs `conv2d(groups = C)` as C separate convolutions (chunk → conv → cat), forward and
 //! backward, which makes MobileNets 9–17× slower than they need to be on a CPU (see
-//! `../shared/docs/stack-notes.md`). This CPU kernel works plane by plane on all cores. Other
-//! devices use candle's grouped convolution until their own kernel exists.
+//! `../shared/docs/stack-notes.md`). The CPU kernel works plane by plane on all cores; with the
+//! `cuda` feature, CUDA kernels (`kernels.cu`) do the same work on the GPU. Other dtypes and
+//! devices use candle's grouped convolution.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
@@ -31,7 +32,8 @@ pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Resu
     if wc != c || one != 1 || kh != kw {
         bail!("depthwise weight {:?} does not fit input {:?}", weight.shape(), x.shape());
     }
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    let own_kernel = x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda());
+    if own_kernel && x.dtype() == candle_core::DType::F32 {
         x.contiguous()?.apply_op2(&weight.contiguous()?, DepthwiseConv2d(p))
     } else {
         x.conv2d(weight, p.padding, p.stride, p.dilation, c)
@@ -54,6 +56,12 @@ impl Dims {
     fn new(x: &Shape, k: usize, p: DepthwiseParams) -> Result<Self> {
         let (n, c, h, w) = x.dims4()?;
         Ok(Self { n, c, h, w, k, oh: p.out_len(h, k), ow: p.out_len(w, k) })
+    }
+
+    /// The integer arguments of the CUDA kernels.
+    #[cfg(feature = "cuda")]
+    fn args(&self, p: DepthwiseParams) -> [usize; 10] {
+        [self.n, self.c, self.h, self.w, self.k, self.oh, self.ow, p.stride, p.padding, p.dilation]
     }
 }
 
@@ -134,6 +142,19 @@ impl CustomOp2 for DepthwiseConv2d {
         Ok((CpuStorage::F32(out), Shape::from((d.n, d.c, d.oh, d.ow))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let d = Dims::new(l1.shape(), l2.dims()[2], self.0)?;
+        let out = super::cuda::depthwise(super::cuda::DepthwiseKernel::Forward, (s1, l1), (s2, l2), d.args(self.0))?;
+        Ok((out, Shape::from((d.n, d.c, d.oh, d.ow))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -194,6 +215,21 @@ impl CustomOp2 for DepthwiseGradInput {
         });
         Ok((CpuStorage::F32(gx), Shape::from((n, c, d.h, d.w))))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, oh, ow) = l1.shape().dims4()?;
+        let d = Dims { n, c, h: self.h, w: self.w, k: l2.dims()[2], oh, ow };
+        let kernel = super::cuda::DepthwiseKernel::GradInput;
+        let gx = super::cuda::depthwise(kernel, (s1, l1), (s2, l2), d.args(self.p))?;
+        Ok((gx, Shape::from((n, c, d.h, d.w))))
+    }
 }
 
 /// ∂L/∂weight from the input (arg 1) and ∂L/∂y (arg 2).
@@ -241,6 +277,22 @@ impl CustomOp2 for DepthwiseGradWeight {
             }
         });
         Ok((CpuStorage::F32(gw), Shape::from((c, 1, k, k))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (_, _, oh, ow) = l2.shape().dims4()?;
+        let d = Dims { n, c, h, w, k: self.k, oh, ow };
+        let kernel = super::cuda::DepthwiseKernel::GradWeight;
+        let gw = super::cuda::depthwise(kernel, (s1, l1), (s2, l2), d.args(self.p))?;
+        Ok((gw, Shape::from((c, 1, self.k, self.k))))
     }
 }
 

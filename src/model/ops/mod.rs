@@ -1,6 +1,11 @@
 //! Operations candle lacks (or runs slowly), each with a backward pass.
 
+pub mod activation;
+pub mod batch_norm;
 pub mod bilinear;
+pub mod conv;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod depthwise;
 
 pub use bilinear::resize_bilinear;

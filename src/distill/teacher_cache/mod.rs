@@ -1,0 +1,314 @@
+//! The teacher cache: the frozen teacher's outputs computed once per training image, stored as f16
+//! at the teacher's own resolution (stride 8 for FCN-ResNet50), and cut to each student view with
+//! the same crop/flip/scale as the image — so a distillation step costs a file read and a bilinear
+//! lookup instead of a ResNet-50 forward pass.
+//!
+//! * What is cached: the low-resolution logits (response KD) and the feature maps the feature
+//!   distiller pairs with (feature KD), for the image resized so its shorter side is the training
+//!   size (the augmentation's scale 1).
+//! * Where: one file per image under `<dir>/<key>/`, the key hashing everything that determines the
+//!   teacher's output (teacher kind and weights file, size, maps, dataset folder), so runs share a
+//!   cache and a changed teacher never reads a stale one. Files are written atomically: a stopped
+//!   build resumes, a damaged file is rebuilt.
+//! * How the targets differ from the live teacher's: the live teacher sees the colour-jittered
+//!   crop and pads with zeros; the cache sees the whole clean image, so its targets carry context
+//!   beyond the crop borders and padding repeats the image edge. [`tests`] and
+//!   `tests/teacher_cache.rs` measure the agreement.
+
+pub mod format;
+pub mod sample;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use candle_core::{Device, Tensor};
+use sha2::Digest as _;
+
+use crate::data::transforms::{Geometry, Resize, normalize, resize_image};
+use crate::data::{DataError, Dataset};
+use crate::model::Model;
+pub use format::{CachedImage, CachedMap};
+
+/// The name of the logits map in cache files.
+pub const LOGITS: &str = "logits";
+
+/// What to cache for a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheSpec {
+    /// The image resize the teacher sees (the training augmentation's scale 1).
+    pub base: Resize,
+    pub logits: bool,
+    /// Teacher feature maps, with their strides relative to the input.
+    pub features: Vec<(&'static str, usize)>,
+}
+
+/// The student-view targets of one batch, host-side, row-major.
+#[derive(Clone, Debug, Default)]
+pub struct TeacherTargets {
+    /// (B, classes, H, W) at the batch's resolution.
+    pub logits: Option<(Vec<f32>, [usize; 4])>,
+    /// (B, C, ⌈H/stride⌉, ⌈W/stride⌉): the size the live teacher's map would have.
+    pub features: Vec<(&'static str, Vec<f32>, [usize; 4])>,
+}
+
+/// The targets as tensors on `device`, ready for the losses.
+pub struct TargetTensors {
+    pub logits: Option<Tensor>,
+    pub features: Vec<(&'static str, Tensor)>,
+}
+
+impl TeacherTargets {
+    pub fn to_tensors(&self, device: &Device) -> candle_core::Result<TargetTensors> {
+        let logits = match &self.logits {
+            Some((v, shape)) => Some(Tensor::from_slice(v, shape.to_vec(), device)?),
+            None => None,
+        };
+        let features = self
+            .features
+            .iter()
+            .map(|(name, v, shape)| Ok((*name, Tensor::from_slice(v, shape.to_vec(), device)?)))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(TargetTensors { logits, features })
+    }
+}
+
+/// A built cache for one dataset, read by the data loader's workers.
+#[derive(Clone, Debug)]
+pub struct TeacherCache {
+    dir: PathBuf,
+    spec: CacheSpec,
+    /// Sample id per dataset index.
+    ids: Vec<String>,
+}
+
+impl TeacherCache {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn entry_path(&self, index: usize) -> PathBuf {
+        entry_path(&self.dir, &self.ids[index])
+    }
+
+    /// Reads one image's entry, checking it belongs to an image of `size` (width, height).
+    pub fn read(&self, index: usize, size: Option<(u32, u32)>) -> Result<CachedImage, DataError> {
+        let path = self.entry_path(index);
+        let corrupt = |reason: String| DataError::Decode {
+            path: path.clone(),
+            reason: format!("teacher cache entry: {reason}; delete {} to rebuild the cache", self.dir.display()),
+        };
+        let img = CachedImage::read(&path).map_err(corrupt)?;
+        if let Some((w, h)) = size
+            && (img.src_width, img.src_height) != (w, h)
+        {
+            return Err(corrupt(format!(
+                "made for a {}×{} image, the image is {w}×{h}",
+                img.src_width, img.src_height
+            )));
+        }
+        for name in self.map_names() {
+            if img.map(name).is_none() {
+                return Err(corrupt(format!("no `{name}` map")));
+            }
+        }
+        Ok(img)
+    }
+
+    fn map_names(&self) -> impl Iterator<Item = &str> {
+        self.spec.logits.then_some(LOGITS).into_iter().chain(self.spec.features.iter().map(|(n, _)| *n))
+    }
+
+    /// The targets for a batch of `(index, geometry)` items collated to `batch_h`×`batch_w`.
+    pub fn targets(
+        &self,
+        items: &[(usize, Geometry)],
+        (batch_h, batch_w): (usize, usize),
+    ) -> Result<TeacherTargets, DataError> {
+        let b = items.len();
+        let entries = items
+            .iter()
+            .map(|(i, g)| self.read(*i, Some((g.src_width, g.src_height))))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Maps of stride s are cut to the grid the live teacher's map would have for the batch:
+        // ⌈H/s⌉×⌈W/s⌉ cells of s pixels (logits: full resolution).
+        let sample_all = |name: &str, stride: usize| {
+            let (out_h, out_w) = (batch_h.div_ceil(stride), batch_w.div_ceil(stride));
+            let channels = entries.first().and_then(|e| e.map(name)).map_or(0, |m| m.channels);
+            let per_item = channels * out_h * out_w;
+            let mut data = vec![0f32; b * per_item];
+            for ((entry, (_, g)), out) in entries.iter().zip(items).zip(data.chunks_mut(per_item.max(1))) {
+                if let Some(map) = entry.map(name).filter(|m| m.channels == channels) {
+                    let base = self.spec.base.size_for(g.src_width, g.src_height);
+                    let view = sample::View { base, out: (out_h, out_w), out_cell: stride as f32 };
+                    sample::sample_into(map, g, view, out);
+                }
+            }
+            (data, [b, channels, out_h, out_w])
+        };
+        let logits = self.spec.logits.then(|| sample_all(LOGITS, 1));
+        let features = self
+            .spec
+            .features
+            .iter()
+            .map(|&(name, stride)| {
+                let (data, shape) = sample_all(name, stride);
+                (name, data, shape)
+            })
+            .collect();
+        Ok(TeacherTargets { logits, features })
+    }
+}
+
+fn entry_path(dir: &Path, id: &str) -> PathBuf {
+    // Ids are file stems (VOC) or relative paths (Cityscapes): flatten them into one folder.
+    dir.join(format!("{}.tc", id.replace(['/', '\\'], "__")))
+}
+
+/// Where and how large a cache may be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheLocation {
+    /// The parent folder; each teacher/dataset combination gets its own subfolder.
+    pub root: PathBuf,
+    /// Largest cache to build, in bytes.
+    pub budget_bytes: u64,
+}
+
+/// How preparing the cache ended.
+pub enum Prepared {
+    Ready(TeacherCache),
+    /// Not built; the reason says why and what to change (the run uses the live teacher).
+    Skipped(String),
+    /// The user stopped the run while the cache was being built (finished entries are kept).
+    Stopped,
+}
+
+/// The key folder for a teacher, its weights, the spec and a dataset.
+pub fn cache_dir(root: &Path, teacher: &Model, weights: &Path, spec: &CacheSpec, dataset: &Dataset) -> PathBuf {
+    let meta = std::fs::metadata(weights).ok();
+    let modified =
+        meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let key = format!(
+        "v{}|{}|{}|{}|{:?}|{:?}|{:?}|{}|{}",
+        1,
+        teacher.kind().name(),
+        canonical(weights).display(),
+        meta.map_or(0, |m| m.len()),
+        modified.map(|d| d.as_nanos()),
+        spec.base,
+        spec.features,
+        spec.logits,
+        canonical(&dataset.root).display(),
+    );
+    let hash = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    root.join(format!("{}-{hex}", teacher.kind().name()))
+}
+
+/// Bytes of one entry for an image of `w`×`h` (logits of `classes` channels; features with
+/// `channels` from the teacher's taps).
+fn entry_bytes(spec: &CacheSpec, (w, h): (u32, u32), classes: usize, channels: &dyn Fn(&str) -> usize) -> u64 {
+    let (bw, bh) = spec.base.size_for(w, h);
+    let cells = |stride: usize| (bw as usize).div_ceil(stride) * (bh as usize).div_ceil(stride);
+    let logits = if spec.logits { classes * cells(8) } else { 0 };
+    let features: usize = spec.features.iter().map(|&(n, s)| channels(n) * cells(s)).sum();
+    2 * (logits + features) as u64 + 256
+}
+
+/// The teacher's maps for one normalised image (1, 3, H, W): low-resolution logits and features.
+fn teacher_maps(teacher: &Model, x: &Tensor, spec: &CacheSpec) -> anyhow::Result<Vec<CachedMap>> {
+    let (logits, features) = teacher.forward_low_res(x)?;
+    let mut maps = Vec::new();
+    let mut push = |name: &str, t: &Tensor| -> anyhow::Result<()> {
+        let (_, c, h, w) = t.dims4()?;
+        let values = t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        maps.push(CachedMap::from_f32(name, (c, h, w), &values));
+        Ok(())
+    };
+    if spec.logits {
+        push(LOGITS, &logits)?;
+    }
+    for (name, _) in &spec.features {
+        let t = features.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+        push(name, t.with_context(|| format!("the teacher has no `{name}` features"))?)?;
+    }
+    Ok(maps)
+}
+
+/// Builds (or completes) the cache for every image of `dataset`, reporting `(done, total)`.
+/// `keep_going` is polled between images; false stops the build.
+pub fn prepare(
+    teacher: &Model,
+    weights: &Path,
+    dataset: &Dataset,
+    spec: CacheSpec,
+    location: &CacheLocation,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+    keep_going: &dyn Fn() -> bool,
+) -> anyhow::Result<Prepared> {
+    let dir = cache_dir(&location.root, teacher, weights, &spec, dataset);
+    let ids: Vec<String> = dataset.samples.iter().map(|s| s.id.clone()).collect();
+    let cache = TeacherCache { dir: dir.clone(), spec: spec.clone(), ids };
+    let total = dataset.len();
+    let missing: Vec<usize> = (0..total).filter(|&i| cache.read(i, None).is_err()).collect();
+    if missing.is_empty() {
+        return Ok(Prepared::Ready(cache));
+    }
+    // Size: measured on the first image, scaled to the dataset (VOC images vary little in size).
+    let first = dataset.load_image(missing[0])?;
+    let taps = teacher.feature_taps();
+    let channels = |n: &str| taps.iter().find(|t| t.name == n).map_or(0, |t| t.channels);
+    let per_entry = entry_bytes(&spec, first.dimensions(), teacher.num_classes(), &channels);
+    let need = per_entry * total as u64;
+    let human = crate::data::download::human_bytes;
+    if need > location.budget_bytes {
+        return Ok(Prepared::Skipped(format!(
+            "the teacher cache would take about {} (over the {} budget); training runs the teacher live — raise \
+             the cache budget to cache it",
+            human(need),
+            human(location.budget_bytes)
+        )));
+    }
+    let to_write = per_entry * missing.len() as u64;
+    if let Err(e) = crate::data::download::ensure_free_space(&dir, to_write + to_write / 10) {
+        return Ok(Prepared::Skipped(format!("no teacher cache: {e}; training runs the teacher live")));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let done_before = total - missing.len();
+    progress(done_before, total);
+    for (k, &i) in missing.iter().enumerate() {
+        if !keep_going() {
+            return Ok(Prepared::Stopped);
+        }
+        let sample = dataset.load_image(i)?;
+        let (w, h) = sample.dimensions();
+        let (bw, bh) = spec.base.size_for(w, h);
+        let x = Tensor::from_vec(normalize(&resize_image(&sample, bw, bh)), (1, 3, bh as usize, bw as usize), device)?;
+        let entry = CachedImage { src_width: w, src_height: h, maps: teacher_maps(teacher, &x, &spec)? };
+        let path = cache.entry_path(i);
+        if let Err(e) = crate::util::fs::write_atomic(&path, &entry.encode()) {
+            return Ok(Prepared::Skipped(format!(
+                "cannot write the teacher cache entry {}: {e}; training runs the teacher live (free some space, or \
+                 turn the cache off)",
+                path.display()
+            )));
+        }
+        progress(done_before + k + 1, total);
+    }
+    Ok(Prepared::Ready(cache))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_size_counts_logits_and_features_at_their_strides() {
+        let spec =
+            CacheSpec { base: Resize::ShorterSide(256), logits: true, features: vec![("layer1", 4), ("layer4", 8)] };
+        // 500×375 → 341×256 → stride 8: 43×32 cells, stride 4: 86×64.
+        let bytes = entry_bytes(&spec, (500, 375), 21, &|n| if n == "layer1" { 256 } else { 2048 });
+        assert_eq!(bytes, 2 * (21 * 43 * 32 + 256 * 86 * 64 + 2048 * 43 * 32) as u64 + 256);
+    }
+}

@@ -1,0 +1,140 @@
+// CUDA kernels for the custom ops in src/model/ops (compiled to PTX by build.rs with the `cuda`
+// feature). f32, NCHW, contiguous. Index math mirrors the CPU kernels in depthwise.rs and
+// bilinear.rs, which the tests check against candle and finite differences.
+
+#include <stdint.h>
+
+// ---- depthwise convolution (groups = channels, square K×K kernel) ----
+
+extern "C" __global__ void depthwise_fwd_f32(
+    const float* x, const float* w, float* y,
+    int n, int c, int h, int wd, int k, int oh, int ow, int stride, int pad, int dil) {
+    int64_t total = (int64_t)n * c * oh * ow;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int ox = i % ow;
+        int oy = (i / ow) % oh;
+        int64_t plane = i / ((int64_t)oh * ow);
+        int ch = plane % c;
+        const float* xp = x + plane * h * wd;
+        const float* wk = w + (int64_t)ch * k * k;
+        float acc = 0.f;
+        for (int ky = 0; ky < k; ++ky) {
+            int iy = oy * stride - pad + ky * dil;
+            if (iy < 0 || iy >= h) continue;
+            for (int kx = 0; kx < k; ++kx) {
+                int ix = ox * stride - pad + kx * dil;
+                if (ix < 0 || ix >= wd) continue;
+                acc += xp[iy * wd + ix] * wk[ky * k + kx];
+            }
+        }
+        y[i] = acc;
+    }
+}
+
+// One thread per input element gathers from the outputs it fed: no atomics.
+extern "C" __global__ void depthwise_grad_input_f32(
+    const float* g, const float* w, float* gx,
+    int n, int c, int h, int wd, int k, int oh, int ow, int stride, int pad, int dil) {
+    int64_t total = (int64_t)n * c * h * wd;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int ix = i % wd;
+        int iy = (i / wd) % h;
+        int64_t plane = i / ((int64_t)h * wd);
+        int ch = plane % c;
+        const float* gp = g + plane * oh * ow;
+        const float* wk = w + (int64_t)ch * k * k;
+        float acc = 0.f;
+        for (int ky = 0; ky < k; ++ky) {
+            int ty = iy + pad - ky * dil;
+            if (ty < 0 || ty % stride != 0) continue;
+            int oy = ty / stride;
+            if (oy >= oh) continue;
+            for (int kx = 0; kx < k; ++kx) {
+                int tx = ix + pad - kx * dil;
+                if (tx < 0 || tx % stride != 0) continue;
+                int ox = tx / stride;
+                if (ox >= ow) continue;
+                acc += gp[oy * ow + ox] * wk[ky * k + kx];
+            }
+        }
+        gx[i] = acc;
+    }
+}
+
+// One block per (channel, tap): a block-wide reduction over batch and output positions.
+extern "C" __global__ void depthwise_grad_weight_f32(
+    const float* x, const float* g, float* gw,
+    int n, int c, int h, int wd, int k, int oh, int ow, int stride, int pad, int dil) {
+    int ch = blockIdx.x / (k * k);
+    int tap = blockIdx.x % (k * k);
+    int ky = tap / k, kx = tap % k;
+    int64_t per_plane = (int64_t)oh * ow;
+    float acc = 0.f;
+    for (int64_t j = threadIdx.x; j < (int64_t)n * per_plane; j += blockDim.x) {
+        int b = j / per_plane;
+        int64_t r = j % per_plane;
+        int oy = r / ow, ox = r % ow;
+        int iy = oy * stride - pad + ky * dil;
+        int ix = ox * stride - pad + kx * dil;
+        if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+        int64_t plane = (int64_t)b * c + ch;
+        acc += g[plane * per_plane + r] * x[plane * h * wd + (int64_t)iy * wd + ix];
+    }
+    __shared__ float partial[256];
+    partial[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) gw[blockIdx.x] = partial[0];
+}
+
+// ---- bilinear resize, align_corners = false (PyTorch's source-index rule) ----
+
+__device__ __forceinline__ void bilinear_tap(int o, int in_len, float scale, int* i0, int* i1, float* w1) {
+    float src = fmaxf(((float)o + 0.5f) * scale - 0.5f, 0.f);
+    int a = min((int)src, in_len - 1);
+    *i0 = a;
+    *i1 = min(a + 1, in_len - 1);
+    *w1 = src - (float)a;
+}
+
+extern "C" __global__ void bilinear_fwd_f32(
+    const float* x, float* y, int planes, int h, int w, int oh, int ow, float scale_h, float scale_w) {
+    int64_t total = (int64_t)planes * oh * ow;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int ox = i % ow;
+        int oy = (i / ow) % oh;
+        int64_t plane = i / ((int64_t)oh * ow);
+        int y0, y1, x0, x1;
+        float wy, wx;
+        bilinear_tap(oy, h, scale_h, &y0, &y1, &wy);
+        bilinear_tap(ox, w, scale_w, &x0, &x1, &wx);
+        const float* p = x + plane * h * w;
+        float top = (1.f - wx) * p[y0 * w + x0] + wx * p[y0 * w + x1];
+        float bottom = (1.f - wx) * p[y1 * w + x0] + wx * p[y1 * w + x1];
+        y[i] = (1.f - wy) * top + wy * bottom;
+    }
+}
+
+// Scatter of the output gradient onto the (zeroed) input gradient.
+extern "C" __global__ void bilinear_bwd_f32(
+    const float* g, float* gx, int planes, int h, int w, int oh, int ow, float scale_h, float scale_w) {
+    int64_t total = (int64_t)planes * oh * ow;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int ox = i % ow;
+        int oy = (i / ow) % oh;
+        int64_t plane = i / ((int64_t)oh * ow);
+        int y0, y1, x0, x1;
+        float wy, wx;
+        bilinear_tap(oy, h, scale_h, &y0, &y1, &wy);
+        bilinear_tap(ox, w, scale_w, &x0, &x1, &wx);
+        float v = g[i];
+        float* p = gx + plane * h * w;
+        atomicAdd(p + y0 * w + x0, (1.f - wy) * (1.f - wx) * v);
+        atomicAdd(p + y0 * w + x1, (1.f - wy) * wx * v);
+        atomicAdd(p + y1 * w + x0, wy * (1.f - wx) * v);
+        atomicAdd(p + y1 * w + x1, wy * wx * v);
+    }
+}
