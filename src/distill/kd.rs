@@ -8,6 +8,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
+
+use crate::model::ops::cpu_f32;
 use serde::{Deserialize, Serialize};
 
 use super::Target;
@@ -85,14 +87,6 @@ struct FusedKd {
     form: KdForm,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { bail!("KD: {what} must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("KD: {what} must be contiguous"),
-    }
-}
-
 /// Per pixel of one row (W pixels, classes C planes apart): log-sum-exp of `z/τ`.
 fn row_lse(z: &[f32], c: usize, hw: usize, off: usize, w: usize, tau: f32, max: &mut [f32], lse: &mut [f32]) {
     max.iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
@@ -122,7 +116,7 @@ impl CustomOp2 for FusedKd {
         if l2.shape() != l1.shape() {
             bail!("KD: student {:?} vs teacher {:?}", l1.shape(), l2.shape());
         }
-        let (zs, zt) = (f32_slice(s1, l1, "student logits")?, f32_slice(s2, l2, "teacher logits")?);
+        let (zs, zt) = (cpu_f32(s1, l1, "KD student logits")?, cpu_f32(s2, l2, "KD teacher logits")?);
         let (hw, tau, form) = (h * w, self.tau, self.form);
         let mut out = vec![0f32; n * hw];
         out.par_chunks_mut(w).enumerate().for_each(|(row, o)| {
@@ -175,13 +169,13 @@ impl candle_core::CustomOp1 for FusedKdGrad {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, c, h, w) = l.shape().dims4()?;
-        let zs = f32_slice(s, l, "student logits")?;
+        let zs = cpu_f32(s, l, "KD student logits")?;
         let (t_storage, t_layout) = self.teacher.storage_and_layout();
         let (g_storage, g_layout) = self.grad.storage_and_layout();
         let (candle_core::Storage::Cpu(ts), candle_core::Storage::Cpu(gs)) = (&*t_storage, &*g_storage) else {
             bail!("KD gradient: tensors must be on the CPU")
         };
-        let (zt, g) = (f32_slice(ts, t_layout, "teacher logits")?, f32_slice(gs, g_layout, "gradient")?);
+        let (zt, g) = (cpu_f32(ts, t_layout, "KD teacher logits")?, cpu_f32(gs, g_layout, "KD gradient")?);
         let (hw, tau) = (h * w, self.tau);
         let scale = match self.form {
             KdForm::SoftCrossEntropy => 1.0 / tau,

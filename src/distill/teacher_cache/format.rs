@@ -80,6 +80,38 @@ impl CachedImage {
     /// Parses a file's bytes; the error says what is wrong (the caller names the file).
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let mut r = Reader { bytes, pos: 0 };
+        let header = Header::parse(&mut r)?;
+        header.check_len(bytes.len())?;
+        let mut maps = Vec::with_capacity(header.maps.len());
+        for (name, channels, height, width) in header.maps {
+            let raw = r.take(2 * channels * height * width)?;
+            let data = raw.chunks_exact(2).map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]]))).collect();
+            maps.push(CachedMap { name, channels, height, width, data });
+        }
+        Ok(Self { src_width: header.src_width, src_height: header.src_height, maps })
+    }
+
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        Self::decode(&bytes)
+    }
+}
+
+/// What a file's header says: the image size and each map's (name, channels, height, width).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    pub src_width: u32,
+    pub src_height: u32,
+    pub maps: Vec<(String, usize, usize, usize)>,
+    /// Bytes the header itself takes.
+    len: usize,
+}
+
+/// Headers are small (names and 12 bytes per map); more than this is a damaged file.
+const MAX_HEADER: u64 = 64 << 10;
+
+impl Header {
+    fn parse(r: &mut Reader) -> Result<Self, String> {
         if r.take(8)? != MAGIC {
             return Err("not a segdistill teacher-cache file".into());
         }
@@ -91,29 +123,42 @@ impl CachedImage {
         if count > 64 {
             return Err(format!("{count} maps in the header"));
         }
-        let mut shapes = Vec::with_capacity(count);
+        let mut maps = Vec::with_capacity(count);
         for _ in 0..count {
             let len = r.u32()? as usize;
             let name = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| "map name is not UTF-8".to_string())?;
             let (c, h, w) = (r.u32()? as usize, r.u32()? as usize, r.u32()? as usize);
-            shapes.push((name, c, h, w));
+            c.checked_mul(h)
+                .and_then(|v| v.checked_mul(w))
+                .and_then(|v| v.checked_mul(2))
+                .ok_or("map size overflows")?;
+            maps.push((name, c, h, w));
         }
-        let mut maps = Vec::with_capacity(count);
-        for (name, channels, height, width) in shapes {
-            let n = channels.checked_mul(height).and_then(|v| v.checked_mul(width)).ok_or("map size overflows")?;
-            let raw = r.take(n.checked_mul(2).ok_or("map size overflows")?)?;
-            let data = raw.chunks_exact(2).map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]]))).collect();
-            maps.push(CachedMap { name, channels, height, width, data });
-        }
-        if r.pos != bytes.len() {
-            return Err(format!("{} bytes of trailing data", bytes.len() - r.pos));
-        }
-        Ok(Self { src_width, src_height, maps })
+        Ok(Self { src_width, src_height, maps, len: r.pos })
     }
 
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        Self::decode(&bytes)
+    /// Checks that a file of `file_len` bytes holds exactly the maps the header announces.
+    fn check_len(&self, file_len: usize) -> Result<(), String> {
+        let data = self.maps.iter().try_fold(0usize, |acc, (_, c, h, w)| acc.checked_add(2 * c * h * w));
+        let expected = data.and_then(|d| d.checked_add(self.len)).ok_or("map size overflows")?;
+        match file_len.cmp(&expected) {
+            std::cmp::Ordering::Less => Err(format!("truncated ({file_len} bytes, {expected} expected)")),
+            std::cmp::Ordering::Greater => Err(format!("{} bytes of trailing data", file_len - expected)),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    /// Reads and checks only the header and the file's length: whether an entry is complete,
+    /// without reading its maps.
+    pub fn read_checked(path: &Path) -> Result<Self, String> {
+        use std::io::Read as _;
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut head = Vec::new();
+        file.take(MAX_HEADER).read_to_end(&mut head).map_err(|e| e.to_string())?;
+        let header = Self::parse(&mut Reader { bytes: &head, pos: 0 })?;
+        header.check_len(usize::try_from(file_len).map_err(|_| "file too large".to_string())?)?;
+        Ok(header)
     }
 }
 
@@ -162,6 +207,13 @@ mod tests {
         assert_eq!(CachedImage::decode(&bytes).unwrap(), img);
         let truncated = CachedImage::decode(&bytes[..bytes.len() - 1]).unwrap_err();
         assert!(truncated.contains("truncated"), "{truncated}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.tc");
+        std::fs::write(&path, &bytes).unwrap();
+        let header = Header::read_checked(&path).unwrap();
+        assert_eq!((header.src_width, header.maps.len()), (31, 2));
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(Header::read_checked(&path).unwrap_err().contains("truncated"));
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(CachedImage::decode(&longer).unwrap_err().contains("trailing"));

@@ -98,20 +98,31 @@ impl TeacherCache {
             reason: format!("teacher cache entry: {reason}; delete {} to rebuild the cache", self.dir.display()),
         };
         let img = CachedImage::read(&path).map_err(corrupt)?;
-        if let Some((w, h)) = size
-            && (img.src_width, img.src_height) != (w, h)
-        {
-            return Err(corrupt(format!(
-                "made for a {}×{} image, the image is {w}×{h}",
-                img.src_width, img.src_height
-            )));
-        }
-        for name in self.map_names() {
-            if img.map(name).is_none() {
-                return Err(corrupt(format!("no `{name}` map")));
-            }
-        }
+        let names: Vec<&str> = img.maps.iter().map(|m| m.name.as_str()).collect();
+        self.check_entry((img.src_width, img.src_height), &names, size).map_err(corrupt)?;
         Ok(img)
+    }
+
+    /// Whether entry `index` is complete (header and length only; the maps are not read).
+    fn is_complete(&self, index: usize) -> bool {
+        format::Header::read_checked(&self.entry_path(index)).is_ok_and(|h| {
+            let names: Vec<&str> = h.maps.iter().map(|m| m.0.as_str()).collect();
+            self.check_entry((h.src_width, h.src_height), &names, None).is_ok()
+        })
+    }
+
+    /// An entry made for an image of `made_for` holding maps `names` fits this cache (and the
+    /// image of `size`, when given).
+    fn check_entry(&self, made_for: (u32, u32), names: &[&str], size: Option<(u32, u32)>) -> Result<(), String> {
+        if let Some((w, h)) = size
+            && made_for != (w, h)
+        {
+            return Err(format!("made for a {}×{} image, the image is {w}×{h}", made_for.0, made_for.1));
+        }
+        match self.map_names().find(|n| !names.contains(n)) {
+            Some(name) => Err(format!("no `{name}` map")),
+            None => Ok(()),
+        }
     }
 
     fn map_names(&self) -> impl Iterator<Item = &str> {
@@ -251,7 +262,8 @@ pub fn prepare(
     let ids: Vec<String> = dataset.samples.iter().map(|s| s.id.clone()).collect();
     let cache = TeacherCache { dir: dir.clone(), spec: spec.clone(), ids };
     let total = dataset.len();
-    let missing: Vec<usize> = (0..total).filter(|&i| cache.read(i, None).is_err()).collect();
+    // Only headers are read here: a feature cache can be gigabytes.
+    let missing: Vec<usize> = (0..total).filter(|&i| !cache.is_complete(i)).collect();
     if missing.is_empty() {
         return Ok(Prepared::Ready(cache));
     }

@@ -3,7 +3,7 @@
 //! Composed from tensor operations it costs five passes forward and about a dozen backward; it
 //! follows most convolutions of MobileNetV3, so on the CPU it is fused.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// PyTorch's `F.hardswish`.
@@ -16,14 +16,6 @@ pub fn hardswish(x: &Tensor) -> Result<Tensor> {
 }
 
 const CHUNK: usize = 1 << 14;
-
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { bail!("hardswish: input must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("hardswish: input must be contiguous"),
-    }
-}
 
 fn value(x: f32) -> f32 {
     x * (x + 3.0).clamp(0.0, 6.0) / 6.0
@@ -48,7 +40,7 @@ impl CustomOp1 for HardSwish {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l)?;
+        let x = super::cpu_f32(s, l, "hardswish input")?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| {
             for (o, &v) in o.iter_mut().zip(i) {
@@ -72,7 +64,7 @@ impl candle_core::CustomOp2 for HardSwishGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, g) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?);
+        let (x, g) = (super::cpu_f32(s1, l1, "hardswish input")?, super::cpu_f32(s2, l2, "hardswish gradient")?);
         let mut gx = vec![0f32; x.len()];
         gx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(o, (xs, gs))| {
             for ((o, &v), &d) in o.iter_mut().zip(xs).zip(gs) {

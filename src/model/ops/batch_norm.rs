@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::cpu_f32;
+
 /// Per-channel batch statistics: mean and biased variance over (N, H, W).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BatchStats {
@@ -41,15 +43,7 @@ struct BatchNormTrain {
     stats: Arc<Mutex<BatchStats>>,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { bail!("batch norm: {what} must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("batch norm: {what} must be contiguous"),
-    }
-}
-
-/// Sums over the planes of channel `c` of `f(plane_index, plane_slice)`'s result, in f64.
+/// The index ranges of channel `ch`'s planes, one per image.
 fn channel_planes(n: usize, c: usize, hw: usize, ch: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..n).map(move |b| (b * c + ch) * hw..(b * c + ch + 1) * hw)
 }
@@ -104,8 +98,8 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l1.shape().dims4()?;
         let hw = h * w;
-        let x = f32_slice(s1, l1, "input")?;
-        let (gamma, beta) = (f32_slice(s2, l2, "weight")?, f32_slice(s3, l3, "bias")?);
+        let x = cpu_f32(s1, l1, "batch norm input")?;
+        let (gamma, beta) = (cpu_f32(s2, l2, "batch norm weight")?, cpu_f32(s3, l3, "batch norm bias")?);
         if gamma.len() != c || beta.len() != c {
             bail!("batch norm over {c} channels with {} weights and {} biases", gamma.len(), beta.len());
         }
@@ -167,8 +161,11 @@ impl CustomOp3 for BatchNormGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l1.shape().dims4()?;
         let hw = h * w;
-        let (x, gamma, dy) =
-            (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?, f32_slice(s3, l3, "gradient")?);
+        let (x, gamma, dy) = (
+            cpu_f32(s1, l1, "batch norm input")?,
+            cpu_f32(s2, l2, "batch norm weight")?,
+            cpu_f32(s3, l3, "batch norm gradient")?,
+        );
         let st = &self.stats;
         if st.mean.len() != c {
             bail!("batch norm backward without the forward statistics");

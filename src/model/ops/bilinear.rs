@@ -77,14 +77,6 @@ struct BilinearResize {
     width: usize,
 }
 
-fn f32_input<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { bail!("bilinear resize: input must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("bilinear resize: input must be contiguous"),
-    }
-}
-
 impl CustomOp1 for BilinearResize {
     fn name(&self) -> &'static str {
         "bilinear-resize"
@@ -93,7 +85,7 @@ impl CustomOp1 for BilinearResize {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l.shape().dims4()?;
         let (oh, ow) = (self.height, self.width);
-        let x = f32_input(s, l)?;
+        let x = super::cpu_f32(s, l, "bilinear resize input")?;
         let (ty, tx) = (taps(h, oh), taps(w, ow));
         let mut out = vec![0f32; n * c * oh * ow];
         out.par_chunks_mut(oh * ow).enumerate().for_each(|(plane, o)| {
@@ -138,7 +130,7 @@ impl CustomOp1 for BilinearResizeGrad {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, oh, ow) = l.shape().dims4()?;
         let (h, w) = (self.height, self.width);
-        let g = f32_input(s, l)?;
+        let g = super::cpu_f32(s, l, "bilinear resize gradient")?;
         let (ty, tx) = (taps(h, oh), taps(w, ow));
         let mut gx = vec![0f32; n * c * h * w];
         gx.par_chunks_mut(h * w).enumerate().for_each(|(plane, gxp)| {

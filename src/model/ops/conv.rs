@@ -10,6 +10,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::{cpu_f32, valid_outputs};
+
 /// Geometry of a square-kernel convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvParams {
@@ -51,23 +53,6 @@ pub fn conv2d_gemm(x: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
 /// every output position (0 in the padding).
 struct Im2Col(ConvParams);
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { bail!("{what} must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("{what} must be contiguous"),
-    }
-}
-
-/// For tap offset `off` (ky·dilation): the output range whose input index `o·stride + off − pad`
-/// is inside `0..in_len`.
-fn valid(in_len: usize, out_len: usize, p: ConvParams, off: usize) -> std::ops::Range<usize> {
-    let (s, pad, off) = (p.stride as i64, p.padding as i64, off as i64);
-    let lo = if pad > off { (pad - off + s - 1) / s } else { 0 };
-    let hi = ((in_len as i64 - 1 + pad - off).div_euclid(s) + 1).clamp(0, out_len as i64);
-    (lo.min(hi) as usize)..(hi as usize)
-}
-
 impl CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
         "im2col"
@@ -77,15 +62,15 @@ impl CustomOp1 for Im2Col {
         let p = self.0;
         let (n, c, h, w) = l.shape().dims4()?;
         let (oh, ow, kk) = (p.out_len(h), p.out_len(w), p.k * p.k);
-        let x = f32_slice(s, l, "im2col input")?;
+        let x = cpu_f32(s, l, "im2col input")?;
         let mut cols = vec![0f32; n * c * kk * oh * ow];
         // One (image, channel) plane of the input fills K·K rows of the output.
         cols.par_chunks_mut(kk * oh * ow).enumerate().for_each(|(plane, rows)| {
             let xp = &x[plane * h * w..(plane + 1) * h * w];
             for ky in 0..p.k {
-                let ys = valid(h, oh, p, ky * p.dilation);
+                let ys = valid_outputs(h, oh, p.stride, p.padding, ky * p.dilation);
                 for kx in 0..p.k {
-                    let xs = valid(w, ow, p, kx * p.dilation);
+                    let xs = valid_outputs(w, ow, p.stride, p.padding, kx * p.dilation);
                     let row = &mut rows[(ky * p.k + kx) * oh * ow..(ky * p.k + kx + 1) * oh * ow];
                     for oy in ys.clone() {
                         let iy = oy * p.stride + ky * p.dilation - p.padding;
@@ -130,14 +115,14 @@ impl CustomOp1 for Col2Im {
         let (n, ckk, _) = l.shape().dims3()?;
         let (oh, ow, kk) = (p.out_len(h), p.out_len(w), p.k * p.k);
         let c = ckk / kk;
-        let g = f32_slice(s, l, "col2im input")?;
+        let g = cpu_f32(s, l, "col2im input")?;
         let mut gx = vec![0f32; n * c * h * w];
         gx.par_chunks_mut(h * w).enumerate().for_each(|(plane, gxp)| {
             let rows = &g[plane * kk * oh * ow..(plane + 1) * kk * oh * ow];
             for ky in 0..p.k {
-                let ys = valid(h, oh, p, ky * p.dilation);
+                let ys = valid_outputs(h, oh, p.stride, p.padding, ky * p.dilation);
                 for kx in 0..p.k {
-                    let xs = valid(w, ow, p, kx * p.dilation);
+                    let xs = valid_outputs(w, ow, p.stride, p.padding, kx * p.dilation);
                     let row = &rows[(ky * p.k + kx) * oh * ow..(ky * p.k + kx + 1) * oh * ow];
                     for oy in ys.clone() {
                         let iy = oy * p.stride + ky * p.dilation - p.padding;

@@ -65,21 +65,9 @@ impl Dims {
     }
 }
 
-/// Output positions `o` in `0..out_len` whose input position `o·stride + offset − padding` lies in
-/// `0..in_len`.
+/// Output positions whose input position `o·stride + offset − padding` lies in `0..in_len`.
 fn valid_range(in_len: usize, out_len: usize, p: DepthwiseParams, offset: usize) -> std::ops::Range<usize> {
-    let (s, pad, off) = (p.stride as i64, p.padding as i64, offset as i64);
-    let lo = if pad > off { (pad - off + s - 1) / s } else { 0 };
-    let hi = ((in_len as i64 - 1 + pad - off).div_euclid(s) + 1).clamp(0, out_len as i64);
-    (lo.min(hi) as usize)..(hi as usize)
-}
-
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { bail!("depthwise conv: {what} must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => bail!("depthwise conv: {what} must be contiguous"),
-    }
+    super::valid_outputs(in_len, out_len, p.stride, p.padding, offset)
 }
 
 /// For each kernel tap (ky, kx): the valid output window and the input offset of its origin.
@@ -114,7 +102,8 @@ impl CustomOp2 for DepthwiseConv2d {
         let p = self.0;
         let k = l2.dims()[2];
         let d = Dims::new(l1.shape(), k, p)?;
-        let (x, wt) = (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?);
+        let (x, wt) =
+            (super::cpu_f32(s1, l1, "depthwise conv input")?, super::cpu_f32(s2, l2, "depthwise conv weight")?);
         let mut out = vec![0f32; d.n * d.c * d.oh * d.ow];
         out.par_chunks_mut(d.oh * d.ow).enumerate().for_each(|(plane, o)| {
             let xin = &x[plane * d.h * d.w..(plane + 1) * d.h * d.w];
@@ -187,7 +176,8 @@ impl CustomOp2 for DepthwiseGradInput {
         let (n, c, oh, ow) = l1.shape().dims4()?;
         let k = l2.dims()[2];
         let d = Dims { n, c, h: self.h, w: self.w, k, oh, ow };
-        let (g, wt) = (f32_slice(s1, l1, "gradient")?, f32_slice(s2, l2, "weight")?);
+        let (g, wt) =
+            (super::cpu_f32(s1, l1, "depthwise conv gradient")?, super::cpu_f32(s2, l2, "depthwise conv weight")?);
         let mut gx = vec![0f32; n * c * d.h * d.w];
         gx.par_chunks_mut(d.h * d.w).enumerate().for_each(|(plane, gxp)| {
             let gp = &g[plane * oh * ow..(plane + 1) * oh * ow];
@@ -248,7 +238,8 @@ impl CustomOp2 for DepthwiseGradWeight {
         let (n, c, h, w) = l1.shape().dims4()?;
         let (_, _, oh, ow) = l2.shape().dims4()?;
         let d = Dims { n, c, h, w, k, oh, ow };
-        let (x, g) = (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "gradient")?);
+        let (x, g) =
+            (super::cpu_f32(s1, l1, "depthwise conv input")?, super::cpu_f32(s2, l2, "depthwise conv gradient")?);
         let mut gw = vec![0f32; c * k * k];
         gw.par_chunks_mut(k * k).enumerate().for_each(|(ch, gwk)| {
             for b in 0..n {
