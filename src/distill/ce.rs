@@ -2,19 +2,136 @@
 //! `F.cross_entropy(logits, target, weight=w, ignore_index=255)` computes it:
 //! Σ w[yᵢ]·(−log softmax(zᵢ)[yᵢ]) / Σ w[yᵢ] over labelled pixels.
 
-use candle_core::{Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
 
 use super::Target;
+use super::kd::row_lse;
+use super::target::HostTarget;
+use crate::model::ops::cpu_f32;
 
 /// Mean (class-weighted) cross-entropy; 0 when a batch has no labelled pixel (PyTorch gives NaN,
 /// which would stop a run over a batch of padding).
 pub fn cross_entropy(logits: &Tensor, target: &Target) -> Result<Tensor> {
+    let weighted = per_pixel(logits, target)?;
+    if target.weight_sum <= 0.0 {
+        return (weighted * 0.0)?.sum_all();
+    }
+    weighted.sum_all()? * (1.0 / target.weight_sum)
+}
+
+/// w[yᵢ]·(−log softmax(zᵢ)[yᵢ]) per pixel, (B, H, W).
+fn per_pixel(logits: &Tensor, target: &Target) -> Result<Tensor> {
+    let (b, _, h, w) = logits.dims4()?;
+    if target.host.dims != (b, h, w) {
+        bail!("cross-entropy: logits {:?} for a target of {:?} pixels", logits.shape(), target.host.dims);
+    }
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        return logits.contiguous()?.apply_op1(FusedCe { target: target.host.clone() });
+    }
+    per_pixel_composed(logits, target)
+}
+
+/// The same term from tensor operations (any device and dtype).
+fn per_pixel_composed(logits: &Tensor, target: &Target) -> Result<Tensor> {
     let log_p = candle_nn::ops::log_softmax(logits, 1)?;
     let picked = log_p.gather(&target.indices, 1)?.squeeze(1)?;
-    if target.weight_sum <= 0.0 {
-        return (picked * 0.0)?.sum_all();
+    (picked * &target.weight)?.neg()
+}
+
+/// The per-pixel cross-entropy in one pass over the logits (and one more for its gradient),
+/// instead of a log-softmax, a gather and their backward passes (a dozen passes over the
+/// largest tensor of the step, several of them strided reductions over the class dimension).
+struct FusedCe {
+    target: Arc<HostTarget>,
+}
+
+/// Checks the class indices of the labelled pixels against the number of classes.
+fn check_classes(t: &HostTarget, c: usize) -> Result<()> {
+    match t.indices.iter().zip(&t.weight).find(|&(&i, &w)| w != 0.0 && i as usize >= c) {
+        Some((&i, _)) => bail!("cross-entropy: label {i} but the model predicts {c} classes"),
+        None => Ok(()),
     }
-    (picked * &target.weight)?.sum_all()? * (-1.0 / target.weight_sum)
+}
+
+impl CustomOp1 for FusedCe {
+    fn name(&self) -> &'static str {
+        "cross-entropy-per-pixel"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let z = cpu_f32(s, l, "cross-entropy logits")?;
+        check_classes(&self.target, c)?;
+        let (idx, weight, hw) = (&self.target.indices, &self.target.weight, h * w);
+        let mut out = vec![0f32; n * hw];
+        out.par_chunks_mut(w).enumerate().for_each(|(row, o)| {
+            let (b, y) = (row / h, row % h);
+            let z = &z[b * c * hw..(b + 1) * c * hw];
+            let (mut m, mut lse) = (vec![0f32; w], vec![0f32; w]);
+            row_lse(z, c, hw, y * w, w, 1.0, &mut m, &mut lse);
+            let p0 = b * hw + y * w;
+            for (i, v) in o.iter_mut().enumerate() {
+                let wt = weight[p0 + i];
+                if wt != 0.0 {
+                    *v = wt * (lse[i] - z[idx[p0 + i] as usize * hw + y * w + i]);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, h, w))))
+    }
+
+    fn bwd(&self, logits: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = FusedCeGrad { target: self.target.clone(), grad: grad.contiguous()? };
+        Ok(Some(logits.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// ∂/∂z of the per-pixel term times its upstream gradient g: g·w·(softmax(z) − onehot(y)).
+struct FusedCeGrad {
+    target: Arc<HostTarget>,
+    grad: Tensor,
+}
+
+impl CustomOp1 for FusedCeGrad {
+    fn name(&self) -> &'static str {
+        "cross-entropy-per-pixel-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = l.shape().dims4()?;
+        let z = cpu_f32(s, l, "cross-entropy logits")?;
+        let (g_storage, g_layout) = self.grad.storage_and_layout();
+        let candle_core::Storage::Cpu(gs) = &*g_storage else { bail!("cross-entropy gradient must be on the CPU") };
+        let g = cpu_f32(gs, g_layout, "cross-entropy gradient")?;
+        let (idx, weight, hw) = (&self.target.indices, &self.target.weight, h * w);
+        let mut out = vec![0f32; z.len()];
+        out.par_chunks_mut(c * hw).enumerate().for_each(|(b, o)| {
+            let z = &z[b * c * hw..(b + 1) * c * hw];
+            let (mut m, mut lse, mut scale) = (vec![0f32; w], vec![0f32; w], vec![0f32; w]);
+            for y in 0..h {
+                let (off, p0) = (y * w, b * hw + y * w);
+                row_lse(z, c, hw, off, w, 1.0, &mut m, &mut lse);
+                for (i, sc) in scale.iter_mut().enumerate() {
+                    *sc = g[p0 + i] * weight[p0 + i];
+                }
+                for k in 0..c {
+                    let r = k * hw + off..k * hw + off + w;
+                    for ((d, &v), (&sc, &l)) in o[r.clone()].iter_mut().zip(&z[r]).zip(scale.iter().zip(&lse)) {
+                        *d = if sc != 0.0 { sc * (v - l).exp() } else { 0.0 };
+                    }
+                }
+                for (i, &sc) in scale.iter().enumerate() {
+                    if sc != 0.0 {
+                        o[idx[p0 + i] as usize * hw + off + i] -= sc;
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
 }
 
 /// Class weights from training-mask pixel counts: median frequency balancing
@@ -54,6 +171,39 @@ mod tests {
         assert!((loss as f64 - expect).abs() < 1e-6);
         let all_void = Target::new(&[255, 255, 255], (1, 1, 3), None, &dev).unwrap();
         assert_eq!(cross_entropy(&logits, &all_void).unwrap().to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn fused_loss_and_gradient_match_the_composed_formula() {
+        let dev = Device::Cpu;
+        let (b, c, h, w) = (2, 5, 3, 7);
+        let mut rng = crate::util::Rng::new(7);
+        let labels: Vec<u8> = (0..b * h * w)
+            .map(|_| if rng.next_f32() < 0.2 { 255 } else { (rng.next_f32() * c as f32) as u8 })
+            .collect();
+        let t = Target::new(&labels, (b, h, w), Some(&[0.5, 2.0, 1.0, 1.5, 0.7]), &dev).unwrap();
+        let z = candle_core::Var::from_tensor(&Tensor::randn(0f32, 3.0, (b, c, h, w), &dev).unwrap()).unwrap();
+        let fused = per_pixel(&z, &t).unwrap();
+        let composed = per_pixel_composed(&z, &t).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
+        };
+        assert!(diff(&fused, &composed) < 1e-5, "forward");
+        let mix = Tensor::randn(0f32, 1.0, fused.shape(), &dev).unwrap();
+        let g1 = (&fused * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&composed * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+        let d = diff(g1.get(&z).unwrap(), g2.get(&z).unwrap());
+        assert!(d < 1e-5, "gradient: {d}");
+    }
+
+    #[test]
+    fn labels_beyond_the_classes_are_an_error() {
+        let dev = Device::Cpu;
+        let logits = Tensor::zeros((1, 2, 1, 2), candle_core::DType::F32, &dev).unwrap();
+        let t = Target::new(&[1, 4], (1, 1, 2), None, &dev).unwrap();
+        let err = cross_entropy(&logits, &t).unwrap_err().to_string();
+        assert!(err.contains("label 4") && err.contains("2 classes"), "{err}");
     }
 
     #[test]

@@ -88,7 +88,16 @@ struct FusedKd {
 }
 
 /// Per pixel of one row (W pixels, classes C planes apart): log-sum-exp of `z/τ`.
-fn row_lse(z: &[f32], c: usize, hw: usize, off: usize, w: usize, tau: f32, max: &mut [f32], lse: &mut [f32]) {
+pub(super) fn row_lse(
+    z: &[f32],
+    c: usize,
+    hw: usize,
+    off: usize,
+    w: usize,
+    tau: f32,
+    max: &mut [f32],
+    lse: &mut [f32],
+) {
     max.iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
     for k in 0..c {
         for (m, &v) in max.iter_mut().zip(&z[k * hw + off..k * hw + off + w]) {

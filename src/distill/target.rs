@@ -1,5 +1,7 @@
 //! Ground-truth labels of a batch, prepared once for every loss that needs them.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Tensor};
 
 use crate::data::VOID;
@@ -18,6 +20,16 @@ pub struct Target {
     /// Number of labelled pixels.
     pub num_valid: usize,
     pub num_pixels: usize,
+    /// Host copies of `indices` and `weight` for the CPU loss kernels (no device round trip).
+    pub host: Arc<HostTarget>,
+}
+
+/// A target's per-pixel class index and weight on the host, (B, H, W) row-major.
+#[derive(Debug, Default)]
+pub struct HostTarget {
+    pub indices: Vec<u32>,
+    pub weight: Vec<f32>,
+    pub dims: (usize, usize, usize),
 }
 
 impl Target {
@@ -41,12 +53,13 @@ impl Target {
         let weight_sum = weight.iter().map(|&v| v as f64).sum();
         let num_valid = valid.iter().filter(|&&v| v > 0.0).count();
         Ok(Self {
-            indices: Tensor::from_vec(indices, (b, 1, h, w), device)?,
-            weight: Tensor::from_vec(weight, (b, h, w), device)?,
+            indices: Tensor::from_slice(&indices, (b, 1, h, w), device)?,
+            weight: Tensor::from_slice(&weight, (b, h, w), device)?,
             valid: Tensor::from_vec(valid, (b, h, w), device)?,
             weight_sum,
             num_valid,
             num_pixels: b * h * w,
+            host: Arc::new(HostTarget { indices, weight, dims }),
         })
     }
 

@@ -8,6 +8,8 @@ use candle_nn::{BatchNormConfig, Init, ModuleT as _, VarBuilder};
 use super::ops::batch_norm;
 use super::ops::conv::{self, ConvParams};
 use super::ops::{DepthwiseParams, depthwise_conv2d};
+use rayon::prelude::*;
+
 use crate::util::Rng;
 
 /// Whether a forward pass trains (batch statistics, dropout) or evaluates.
@@ -164,15 +166,27 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_act(x, mode, Activation::None)
+    }
+
+    /// `act(bn(x))`; in training on the CPU one fused operation (see `ops::batch_norm`).
+    pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Activation) -> Result<Tensor> {
+        let fused = match act {
+            Activation::None => Some(batch_norm::FusedActivation::Identity),
+            Activation::Relu => Some(batch_norm::FusedActivation::Relu),
+            Activation::Hardswish => Some(batch_norm::FusedActivation::Hardswish),
+            Activation::Hardsigmoid | Activation::Sigmoid => None,
+        };
         if mode.is_train()
             && batch_norm::supports(x)
+            && let Some(fused) = fused
             && let Some((weight, bias)) = self.0.weight_and_bias()
         {
-            let (y, stats) = batch_norm::batch_norm_train(x, weight, bias, self.0.eps())?;
+            let (y, stats) = batch_norm::batch_norm_train(x, weight, bias, self.0.eps(), fused)?;
             self.update_running_stats(&stats)?;
             return Ok(y);
         }
-        self.0.forward_t(x, mode.is_train())
+        act.apply(&self.0.forward_t(x, mode.is_train())?)
     }
 
     /// PyTorch's running averages: the variance enters unbiased (·M/(M − 1)).
@@ -214,7 +228,7 @@ impl ConvBnAct {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.act.apply(&self.bn.forward(&self.conv.forward(x)?, mode)?)
+        self.bn.forward_act(&self.conv.forward(x)?, mode, self.act)
     }
 
     pub fn out_channels(&self) -> usize {
@@ -242,9 +256,15 @@ impl Dropout {
         if self.p <= 0.0 {
             return Ok(x.clone());
         }
-        let mut rng = Rng::for_item(seed, 0x000D_8090_u64 ^ self.id, 0);
-        let keep = 1.0 / (1.0 - self.p);
-        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.next_f32() < self.p { 0.0 } else { keep }).collect();
+        // One generator per chunk, so the mask is drawn in parallel and still depends only on the
+        // seed (not on how rayon splits the work).
+        const CHUNK: usize = 1 << 16;
+        let (p, keep) = (self.p, 1.0 / (1.0 - self.p));
+        let mut mask = vec![0f32; x.elem_count()];
+        mask.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| {
+            let mut rng = Rng::for_item(seed, 0x000D_8090_u64 ^ self.id, i as u64);
+            chunk.iter_mut().for_each(|m| *m = if rng.next_f32() < p { 0.0 } else { keep });
+        });
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
     }

@@ -17,12 +17,12 @@ pub fn hardswish(x: &Tensor) -> Result<Tensor> {
 
 const CHUNK: usize = 1 << 14;
 
-fn value(x: f32) -> f32 {
+pub(crate) fn hardswish_value(x: f32) -> f32 {
     x * (x + 3.0).clamp(0.0, 6.0) / 6.0
 }
 
 /// d/dx: 0 below −3, 1 above 3, (2x + 3)/6 between (PyTorch's choice at the kinks).
-fn slope(x: f32) -> f32 {
+pub(crate) fn hardswish_slope(x: f32) -> f32 {
     if x < -3.0 {
         0.0
     } else if x > 3.0 {
@@ -44,7 +44,7 @@ impl CustomOp1 for HardSwish {
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| {
             for (o, &v) in o.iter_mut().zip(i) {
-                *o = value(v);
+                *o = hardswish_value(v);
             }
         });
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -68,7 +68,7 @@ impl candle_core::CustomOp2 for HardSwishGrad {
         let mut gx = vec![0f32; x.len()];
         gx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(o, (xs, gs))| {
             for ((o, &v), &d) in o.iter_mut().zip(xs).zip(gs) {
-                *o = d * slope(v);
+                *o = d * hardswish_slope(v);
             }
         });
         Ok((CpuStorage::F32(gx), l1.shape().clone()))

@@ -4,7 +4,9 @@
 //! subtraction, a division, the affine pair, and the transpose back), each a pass over the
 //! activations, and its backward pass twice as many. The fused CPU kernel reads the input twice
 //! forward (statistics, then output) and three times backward, with the textbook gradient
-//! `∂x = γ·σ⁻¹/M · (M·∂y − Σ∂y − x̂·Σ(∂y·x̂))`.
+//! `∂x = γ·σ⁻¹/M · (M·∂y − Σ∂y − x̂·Σ(∂y·x̂))`. The activation that follows (ReLU, hard-swish)
+//! is applied in the same pass, and its derivative taken from the recomputed normalised value in
+//! the backward pass, so the activation adds no tensor and no gradient of its own to the graph.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,16 +24,57 @@ pub struct BatchStats {
     pub count: usize,
 }
 
+/// The activation applied to the normalised values inside the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusedActivation {
+    Identity,
+    Relu,
+    Hardswish,
+}
+
+impl FusedActivation {
+    #[inline]
+    fn value(self, u: f32) -> f32 {
+        match self {
+            Self::Identity => u,
+            Self::Relu => u.max(0.0),
+            Self::Hardswish => super::activation::hardswish_value(u),
+        }
+    }
+
+    /// The derivative, with PyTorch's choices at the kinks (ReLU: 0 at 0).
+    #[inline]
+    fn slope(self, u: f32) -> f32 {
+        match self {
+            Self::Identity => 1.0,
+            Self::Relu => {
+                if u > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Self::Hardswish => super::activation::hardswish_slope(u),
+        }
+    }
+}
+
 /// Whether [`batch_norm_train`] handles this input (f32 on the CPU).
 pub fn supports(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4
 }
 
-/// `γ·(x − μ)/√(σ² + ε) + β` with the batch's μ and σ²; returns the statistics too (for the
-/// running averages).
-pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, BatchStats)> {
+/// `act(γ·(x − μ)/√(σ² + ε) + β)` with the batch's μ and σ²; returns the statistics too (for
+/// the running averages).
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<(Tensor, BatchStats)> {
     let stats = Arc::new(Mutex::new(BatchStats::default()));
-    let op = BatchNormTrain { eps: eps as f32, stats: stats.clone() };
+    let op = BatchNormTrain { eps: eps as f32, act, stats: stats.clone() };
     let y = x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
     let stats = stats.lock().map(|s| s.clone()).unwrap_or_default();
     Ok((y, stats))
@@ -39,6 +82,7 @@ pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) ->
 
 struct BatchNormTrain {
     eps: f32,
+    act: FusedActivation,
     /// Written by the forward pass, read by the backward pass and the caller.
     stats: Arc<Mutex<BatchStats>>,
 }
@@ -109,8 +153,9 @@ impl CustomOp3 for BatchNormTrain {
             let ch = plane % c;
             let scale = gamma[ch] / (stats.var[ch] + self.eps).sqrt();
             let shift = beta[ch] - stats.mean[ch] * scale;
+            let act = self.act;
             for (o, &v) in out.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
-                *o = v * scale + shift;
+                *o = act.value(v * scale + shift);
             }
         });
         if let Ok(mut s) = self.stats.lock() {
@@ -123,13 +168,15 @@ impl CustomOp3 for BatchNormTrain {
         &self,
         x: &Tensor,
         weight: &Tensor,
-        _bias: &Tensor,
+        bias: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let stats = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
         let c = weight.elem_count();
-        let op = BatchNormGrad { eps: self.eps, stats };
+        // β only enters through the activation's derivative (C values).
+        let beta = if self.act == FusedActivation::Identity { vec![0.0; c] } else { bias.to_vec1::<f32>()? };
+        let op = BatchNormGrad { eps: self.eps, act: self.act, beta, stats };
         // One buffer: ∂x (N·C·H·W values), then ∂γ and ∂β (C each).
         let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
         let nx = x.elem_count();
@@ -142,6 +189,8 @@ impl CustomOp3 for BatchNormTrain {
 
 struct BatchNormGrad {
     eps: f32,
+    act: FusedActivation,
+    beta: Vec<f32>,
     stats: BatchStats,
 }
 
@@ -170,8 +219,20 @@ impl CustomOp3 for BatchNormGrad {
         if st.mean.len() != c {
             bail!("batch norm backward without the forward statistics");
         }
+        if gamma.len() != c || self.beta.len() != c {
+            bail!("batch norm backward over {c} channels with {} weights", gamma.len());
+        }
         let inv_std: Vec<f32> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        // Σ∂y and Σ∂y·x̂ per channel.
+        let act = self.act;
+        // ∂L/∂u for the normalised value u = γ·x̂ + β, from ∂L/∂y through the activation.
+        let du = |ch: usize, g: f32, v: f32| -> f32 {
+            if act == FusedActivation::Identity {
+                g
+            } else {
+                g * act.slope((v - st.mean[ch]) * inv_std[ch] * gamma[ch] + self.beta[ch])
+            }
+        };
+        // Σ∂u and Σ∂u·x̂ per channel.
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
@@ -180,6 +241,7 @@ impl CustomOp3 for BatchNormGrad {
                 for r in channel_planes(n, c, hw, ch) {
                     let (mut a, mut b) = (0f32, 0f32);
                     for (&g, &v) in dy[r.clone()].iter().zip(&x[r]) {
+                        let g = du(ch, g, v);
                         a += g;
                         b += g * (v - m);
                     }
@@ -200,7 +262,7 @@ impl CustomOp3 for BatchNormGrad {
             let r = plane * hw..(plane + 1) * hw;
             for ((o, &g), &v) in gxp.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
                 let xhat = (v - m) * is;
-                *o = k * (count * g - sdy - xhat * sdyx);
+                *o = k * (count * du(ch, g, v) - sdy - xhat * sdyx);
             }
         });
         for ch in 0..c {
@@ -242,7 +304,7 @@ mod tests {
             let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (n, c, h, w), &dev).unwrap() + 30.0).unwrap()).unwrap();
             let wt = Var::from_tensor(&Tensor::randn(1f32, 0.3, c, &dev).unwrap()).unwrap();
             let b = Var::from_tensor(&Tensor::randn(0f32, 0.3, c, &dev).unwrap()).unwrap();
-            let (ours, stats) = batch_norm_train(&x, &wt, &b, 1e-5).unwrap();
+            let (ours, stats) = batch_norm_train(&x, &wt, &b, 1e-5, FusedActivation::Identity).unwrap();
             let reference = composed(&x, &wt, &b, 1e-5);
             assert!(max_rel_diff(&ours, &reference) < 1e-4, "forward {n}×{c}×{h}×{w}");
             let mean =
@@ -255,6 +317,32 @@ mod tests {
             for (what, v) in [("input", &x), ("weight", &wt), ("bias", &b)] {
                 let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
                 assert!(d < 2e-3, "{what} gradient {n}×{c}×{h}×{w}: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn fused_activations_match_the_composed_formula_forward_and_backward() {
+        let dev = Device::Cpu;
+        let (n, c, h, w) = (2, 3, 6, 5);
+        for act in [FusedActivation::Relu, FusedActivation::Hardswish] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (n, c, h, w), &dev).unwrap()).unwrap();
+            let wt = Var::from_tensor(&Tensor::randn(1f32, 0.5, c, &dev).unwrap()).unwrap();
+            // Biases that shift part of each channel across the activations' kinks.
+            let b = Var::from_tensor(&Tensor::new(&[0.5f32, -1.0, 2.0], &dev).unwrap()).unwrap();
+            let (ours, _) = batch_norm_train(&x, &wt, &b, 1e-5, act).unwrap();
+            let normalised = composed(&x, &wt, &b, 1e-5);
+            let reference = match act {
+                FusedActivation::Relu => normalised.relu().unwrap(),
+                _ => super::super::activation::hardswish(&normalised).unwrap(),
+            };
+            assert!(max_rel_diff(&ours, &reference) < 1e-4, "{act:?} forward");
+            let mix = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+            let g1 = (&ours * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (&reference * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+            for (what, v) in [("input", &x), ("weight", &wt), ("bias", &b)] {
+                let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(d < 2e-3, "{act:?} {what} gradient: {d}");
             }
         }
     }
