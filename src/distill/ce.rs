@@ -2,13 +2,13 @@
 //! `F.cross_entropy(logits, target, weight=w, ignore_index=255)` computes it:
 //! Σ w[yᵢ]·(−log softmax(zᵢ)[yᵢ]) / Σ w[yᵢ] over labelled pixels.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::Target;
-use super::kd::row_lse;
+use super::softmax::{self, ClassPlanes};
 use super::target::HostTarget;
 use crate::model::ops::cpu_f32;
 
@@ -29,7 +29,7 @@ fn per_pixel(logits: &Tensor, target: &Target) -> Result<Tensor> {
         bail!("cross-entropy: logits {:?} for a target of {:?} pixels", logits.shape(), target.host.dims);
     }
     if logits.device().is_cpu() && logits.dtype() == DType::F32 {
-        return logits.contiguous()?.apply_op1(FusedCe { target: target.host.clone() });
+        return logits.contiguous()?.apply_op1(FusedCe::new(target.host.clone()));
     }
     per_pixel_composed(logits, target)
 }
@@ -46,6 +46,14 @@ fn per_pixel_composed(logits: &Tensor, target: &Target) -> Result<Tensor> {
 /// largest tensor of the step, several of them strided reductions over the class dimension).
 struct FusedCe {
     target: Arc<HostTarget>,
+    /// log Σ e^z per pixel, kept by the forward pass for the backward pass.
+    lse: Arc<Mutex<Vec<f32>>>,
+}
+
+impl FusedCe {
+    fn new(target: Arc<HostTarget>) -> Self {
+        Self { target, lse: Arc::default() }
+    }
 }
 
 /// Checks the class indices of the labelled pixels against the number of classes.
@@ -67,24 +75,28 @@ impl CustomOp1 for FusedCe {
         check_classes(&self.target, c)?;
         let (idx, weight, hw) = (&self.target.indices, &self.target.weight, h * w);
         let mut out = vec![0f32; n * hw];
-        out.par_chunks_mut(w).enumerate().for_each(|(row, o)| {
-            let (b, y) = (row / h, row % h);
-            let z = &z[b * c * hw..(b + 1) * c * hw];
-            let (mut m, mut lse) = (vec![0f32; w], vec![0f32; w]);
-            row_lse(z, c, hw, y * w, w, 1.0, &mut m, &mut lse);
-            let p0 = b * hw + y * w;
+        let mut lse = vec![0f32; n * hw];
+        out.par_chunks_mut(w).zip(lse.par_chunks_mut(w)).enumerate().for_each(|(row, (o, lse))| {
+            let (b, off) = (row / h, (row % h) * w);
+            let planes = ClassPlanes::of_image(z, b, c, hw);
+            planes.row_lse(off, 1.0, &mut vec![0f32; w], lse);
+            let p0 = b * hw + off;
             for (i, v) in o.iter_mut().enumerate() {
                 let wt = weight[p0 + i];
                 if wt != 0.0 {
-                    *v = wt * (lse[i] - z[idx[p0 + i] as usize * hw + y * w + i]);
+                    *v = wt * (lse[i] - planes.z[idx[p0 + i] as usize * hw + off + i]);
                 }
             }
         });
+        if let Ok(mut saved) = self.lse.lock() {
+            *saved = lse;
+        }
         Ok((CpuStorage::F32(out), Shape::from((n, h, w))))
     }
 
     fn bwd(&self, logits: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let op = FusedCeGrad { target: self.target.clone(), grad: grad.contiguous()? };
+        let lse = self.lse.lock().map(|l| l.clone()).unwrap_or_default();
+        let op = FusedCeGrad { target: self.target.clone(), lse, grad: grad.contiguous()? };
         Ok(Some(logits.apply_op1_no_bwd(&op)?))
     }
 }
@@ -92,6 +104,7 @@ impl CustomOp1 for FusedCe {
 /// ∂/∂z of the per-pixel term times its upstream gradient g: g·w·(softmax(z) − onehot(y)).
 struct FusedCeGrad {
     target: Arc<HostTarget>,
+    lse: Vec<f32>,
     grad: Tensor,
 }
 
@@ -101,26 +114,29 @@ impl CustomOp1 for FusedCeGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, c, h, w) = l.shape().dims4()?;
+        let (n, c, h, w) = l.shape().dims4()?;
         let z = cpu_f32(s, l, "cross-entropy logits")?;
         let (g_storage, g_layout) = self.grad.storage_and_layout();
         let candle_core::Storage::Cpu(gs) = &*g_storage else { bail!("cross-entropy gradient must be on the CPU") };
         let g = cpu_f32(gs, g_layout, "cross-entropy gradient")?;
         let (idx, weight, hw) = (&self.target.indices, &self.target.weight, h * w);
+        if self.lse.len() != n * hw || g.len() != n * hw {
+            bail!("cross-entropy backward without the forward pass's values");
+        }
         let mut out = vec![0f32; z.len()];
         out.par_chunks_mut(c * hw).enumerate().for_each(|(b, o)| {
-            let z = &z[b * c * hw..(b + 1) * c * hw];
-            let (mut m, mut lse, mut scale) = (vec![0f32; w], vec![0f32; w], vec![0f32; w]);
+            let planes = ClassPlanes::of_image(z, b, c, hw);
+            let mut scale = vec![0f32; w];
             for y in 0..h {
                 let (off, p0) = (y * w, b * hw + y * w);
-                row_lse(z, c, hw, off, w, 1.0, &mut m, &mut lse);
+                let lse = &self.lse[p0..p0 + w];
                 for (i, sc) in scale.iter_mut().enumerate() {
                     *sc = g[p0 + i] * weight[p0 + i];
                 }
                 for k in 0..c {
-                    let r = k * hw + off..k * hw + off + w;
-                    for ((d, &v), (&sc, &l)) in o[r.clone()].iter_mut().zip(&z[r]).zip(scale.iter().zip(&lse)) {
-                        *d = if sc != 0.0 { sc * (v - l).exp() } else { 0.0 };
+                    let dst = &mut o[k * hw + off..k * hw + off + w];
+                    for ((d, &v), (&sc, &l)) in dst.iter_mut().zip(planes.row(k, off, w)).zip(scale.iter().zip(lse)) {
+                        *d = sc * softmax::exp(v - l);
                     }
                 }
                 for (i, &sc) in scale.iter().enumerate() {

@@ -6,6 +6,8 @@
 //!
 //! Averaged over every pixel, or over labelled pixels only. The teacher receives no gradient.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
@@ -13,6 +15,7 @@ use crate::model::ops::cpu_f32;
 use serde::{Deserialize, Serialize};
 
 use super::Target;
+use super::softmax::{self, ClassPlanes};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -41,7 +44,8 @@ fn per_pixel(student: &Tensor, teacher: &Tensor, tau: f64, form: KdForm) -> Resu
         && teacher.dtype() == DType::F32
         && student.rank() == 4
     {
-        return student.contiguous()?.apply_op2(&teacher.detach().contiguous()?, FusedKd { tau: tau as f32, form });
+        let op = FusedKd { tau: tau as f32, form, lse: Arc::default() };
+        return student.contiguous()?.apply_op2(&teacher.detach().contiguous()?, op);
     }
     per_pixel_composed(student, teacher, tau, form)
 }
@@ -85,34 +89,8 @@ pub fn response_kd(
 struct FusedKd {
     tau: f32,
     form: KdForm,
-}
-
-/// Per pixel of one row (W pixels, classes C planes apart): log-sum-exp of `z/τ`.
-pub(super) fn row_lse(
-    z: &[f32],
-    c: usize,
-    hw: usize,
-    off: usize,
-    w: usize,
-    tau: f32,
-    max: &mut [f32],
-    lse: &mut [f32],
-) {
-    max.iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
-    for k in 0..c {
-        for (m, &v) in max.iter_mut().zip(&z[k * hw + off..k * hw + off + w]) {
-            *m = m.max(v / tau);
-        }
-    }
-    lse.iter_mut().for_each(|s| *s = 0.0);
-    for k in 0..c {
-        for ((s, &v), &m) in lse.iter_mut().zip(&z[k * hw + off..k * hw + off + w]).zip(max.iter()) {
-            *s += (v / tau - m).exp();
-        }
-    }
-    for (s, &m) in lse.iter_mut().zip(max.iter()) {
-        *s = s.ln() + m;
-    }
+    /// log Σ e^(z/τ) per pixel of the student and the teacher, kept for the backward pass.
+    lse: Arc<Mutex<(Vec<f32>, Vec<f32>)>>,
 }
 
 impl CustomOp2 for FusedKd {
@@ -127,26 +105,33 @@ impl CustomOp2 for FusedKd {
         }
         let (zs, zt) = (cpu_f32(s1, l1, "KD student logits")?, cpu_f32(s2, l2, "KD teacher logits")?);
         let (hw, tau, form) = (h * w, self.tau, self.form);
+        let inv_tau = 1.0 / tau;
         let mut out = vec![0f32; n * hw];
-        out.par_chunks_mut(w).enumerate().for_each(|(row, o)| {
-            let (b, y) = (row / h, row % h);
-            let (zs, zt) = (&zs[b * c * hw..(b + 1) * c * hw], &zt[b * c * hw..(b + 1) * c * hw]);
-            let off = y * w;
-            let (mut m, mut lse_s, mut lse_t) = (vec![0f32; w], vec![0f32; w], vec![0f32; w]);
-            row_lse(zs, c, hw, off, w, tau, &mut m, &mut lse_s);
-            row_lse(zt, c, hw, off, w, tau, &mut m, &mut lse_t);
-            for k in 0..c {
-                let (a, t) = (&zs[k * hw + off..k * hw + off + w], &zt[k * hw + off..k * hw + off + w]);
-                for (i, v) in o.iter_mut().enumerate() {
-                    let log_pt = t[i] / tau - lse_t[i];
-                    let log_ps = a[i] / tau - lse_s[i];
-                    *v += match form {
-                        KdForm::SoftCrossEntropy => -log_pt.exp() * log_ps,
-                        KdForm::KlDivergence => tau * tau * log_pt.exp() * (log_pt - log_ps),
-                    };
+        let (mut lse_s, mut lse_t) = (vec![0f32; n * hw], vec![0f32; n * hw]);
+        out.par_chunks_mut(w).zip(lse_s.par_chunks_mut(w).zip(lse_t.par_chunks_mut(w))).enumerate().for_each(
+            |(row, (o, (ls, lt)))| {
+                let (b, off) = (row / h, (row % h) * w);
+                let (ps, pt) = (ClassPlanes::of_image(zs, b, c, hw), ClassPlanes::of_image(zt, b, c, hw));
+                let mut max = vec![0f32; w];
+                ps.row_lse(off, tau, &mut max, ls);
+                pt.row_lse(off, tau, &mut max, lt);
+                for k in 0..c {
+                    for (i, (v, (&a, &t))) in
+                        o.iter_mut().zip(ps.row(k, off, w).iter().zip(pt.row(k, off, w))).enumerate()
+                    {
+                        let log_pt = t * inv_tau - lt[i];
+                        let log_ps = a * inv_tau - ls[i];
+                        *v += match form {
+                            KdForm::SoftCrossEntropy => -softmax::exp(log_pt) * log_ps,
+                            KdForm::KlDivergence => tau * tau * softmax::exp(log_pt) * (log_pt - log_ps),
+                        };
+                    }
                 }
-            }
-        });
+            },
+        );
+        if let Ok(mut saved) = self.lse.lock() {
+            *saved = (lse_s, lse_t);
+        }
         Ok((CpuStorage::F32(out), Shape::from((n, h, w))))
     }
 
@@ -157,7 +142,15 @@ impl CustomOp2 for FusedKd {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = FusedKdGrad { tau: self.tau, form: self.form, teacher: teacher.clone(), grad: grad.contiguous()? };
+        let (lse_s, lse_t) = self.lse.lock().map(|l| l.clone()).unwrap_or_default();
+        let op = FusedKdGrad {
+            tau: self.tau,
+            form: self.form,
+            teacher: teacher.clone(),
+            lse_s,
+            lse_t,
+            grad: grad.contiguous()?,
+        };
         Ok((Some(student.apply_op1_no_bwd(&op)?), None))
     }
 }
@@ -168,6 +161,8 @@ struct FusedKdGrad {
     tau: f32,
     form: KdForm,
     teacher: Tensor,
+    lse_s: Vec<f32>,
+    lse_t: Vec<f32>,
     grad: Tensor,
 }
 
@@ -177,7 +172,7 @@ impl candle_core::CustomOp1 for FusedKdGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, c, h, w) = l.shape().dims4()?;
+        let (n, c, h, w) = l.shape().dims4()?;
         let zs = cpu_f32(s, l, "KD student logits")?;
         let (t_storage, t_layout) = self.teacher.storage_and_layout();
         let (g_storage, g_layout) = self.grad.storage_and_layout();
@@ -185,28 +180,29 @@ impl candle_core::CustomOp1 for FusedKdGrad {
             bail!("KD gradient: tensors must be on the CPU")
         };
         let (zt, g) = (cpu_f32(ts, t_layout, "KD teacher logits")?, cpu_f32(gs, g_layout, "KD gradient")?);
-        let (hw, tau) = (h * w, self.tau);
+        let hw = h * w;
+        if self.lse_s.len() != n * hw || self.lse_t.len() != n * hw || g.len() != n * hw {
+            bail!("KD backward without the forward pass's values");
+        }
+        let inv_tau = 1.0 / self.tau;
         let scale = match self.form {
-            KdForm::SoftCrossEntropy => 1.0 / tau,
-            KdForm::KlDivergence => tau,
+            KdForm::SoftCrossEntropy => inv_tau,
+            KdForm::KlDivergence => self.tau,
         };
         let mut out = vec![0f32; zs.len()];
         // Parallel over images; within an image, rows of pixels.
         out.par_chunks_mut(c * hw).enumerate().for_each(|(b, o)| {
-            let (zs, zt) = (&zs[b * c * hw..(b + 1) * c * hw], &zt[b * c * hw..(b + 1) * c * hw]);
-            let g = &g[b * hw..(b + 1) * hw];
-            let (mut m, mut lse_s, mut lse_t) = (vec![0f32; w], vec![0f32; w], vec![0f32; w]);
+            let (ps, pt) = (ClassPlanes::of_image(zs, b, c, hw), ClassPlanes::of_image(zt, b, c, hw));
             for y in 0..h {
-                let off = y * w;
-                row_lse(zs, c, hw, off, w, tau, &mut m, &mut lse_s);
-                row_lse(zt, c, hw, off, w, tau, &mut m, &mut lse_t);
+                let (off, p0) = (y * w, b * hw + y * w);
+                let (ls, lt, g) = (&self.lse_s[p0..p0 + w], &self.lse_t[p0..p0 + w], &g[p0..p0 + w]);
                 for k in 0..c {
-                    let r = k * hw + off..k * hw + off + w;
-                    let (a, t, dst) = (&zs[r.clone()], &zt[r.clone()], &mut o[r]);
+                    let (a, t) = (ps.row(k, off, w), pt.row(k, off, w));
+                    let dst = &mut o[k * hw + off..k * hw + off + w];
                     for i in 0..w {
-                        let ps = (a[i] / tau - lse_s[i]).exp();
-                        let pt = (t[i] / tau - lse_t[i]).exp();
-                        dst[i] = g[off + i] * scale * (ps - pt);
+                        let p_s = softmax::exp(a[i] * inv_tau - ls[i]);
+                        let p_t = softmax::exp(t[i] * inv_tau - lt[i]);
+                        dst[i] = g[i] * scale * (p_s - p_t);
                     }
                 }
             }

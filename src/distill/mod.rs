@@ -4,6 +4,7 @@
 pub mod ce;
 pub mod feature;
 pub mod kd;
+mod softmax;
 mod target;
 pub mod teacher_cache;
 

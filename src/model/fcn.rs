@@ -7,7 +7,7 @@
 use candle_core::{Module as _, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{BatchNorm2d, Conv2d, ConvOpts, Dropout, Mode, bn_default};
+use super::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, Dropout, Mode, bn_default};
 use super::ops::resize_bilinear;
 use super::resnet::ResNet50;
 use super::{FeatureTap, SegOutput};
@@ -33,7 +33,7 @@ impl FcnHead {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.bn.forward(&self.conv.forward(x)?, mode)?.relu()?;
+        let y = self.bn.forward_act(&self.conv.forward(x)?, mode, Activation::Relu)?;
         self.classifier.forward(&self.dropout.forward(&y, mode)?)
     }
 }

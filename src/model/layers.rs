@@ -1,7 +1,7 @@
 //! Building blocks shared by the architectures, laid out so that VarBuilder paths equal
 //! torchvision's `state_dict` keys (`Conv2dNormActivation` → `<p>.0` conv, `<p>.1` norm).
 
-use candle_core::{Module as _, Result, Tensor, Var};
+use candle_core::{DType, Module as _, Result, Tensor, Var};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{BatchNormConfig, Init, ModuleT as _, VarBuilder};
 
@@ -169,7 +169,7 @@ impl BatchNorm2d {
         self.forward_act(x, mode, Activation::None)
     }
 
-    /// `act(bn(x))`; in training on the CPU one fused operation (see `ops::batch_norm`).
+    /// `act(bn(x))`; on the CPU one fused operation (see `ops::batch_norm`).
     pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Activation) -> Result<Tensor> {
         let fused = match act {
             Activation::None => Some(batch_norm::FusedActivation::Identity),
@@ -177,14 +177,21 @@ impl BatchNorm2d {
             Activation::Hardswish => Some(batch_norm::FusedActivation::Hardswish),
             Activation::Hardsigmoid | Activation::Sigmoid => None,
         };
-        if mode.is_train()
-            && batch_norm::supports(x)
+        if batch_norm::supports(x)
             && let Some(fused) = fused
             && let Some((weight, bias)) = self.0.weight_and_bias()
         {
-            let (y, stats) = batch_norm::batch_norm_train(x, weight, bias, self.0.eps(), fused)?;
-            self.update_running_stats(&stats)?;
-            return Ok(y);
+            if mode.is_train() {
+                let (y, stats) = batch_norm::batch_norm_train(x, weight, bias, self.0.eps(), fused)?;
+                self.update_running_stats(&stats)?;
+                return Ok(y);
+            }
+            let running = batch_norm::BatchStats {
+                mean: self.0.running_mean().to_dtype(DType::F32)?.to_vec1()?,
+                var: self.0.running_var().to_dtype(DType::F32)?.to_vec1()?,
+                count: 0,
+            };
+            return batch_norm::batch_norm_eval(x, weight, bias, running, self.0.eps(), fused);
         }
         act.apply(&self.0.forward_t(x, mode.is_train())?)
     }

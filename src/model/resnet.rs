@@ -7,7 +7,7 @@
 use candle_core::{Module as _, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{BatchNorm2d, Conv2d, ConvOpts, Mode, bn_default};
+use super::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, Mode, bn_default};
 
 const EXPANSION: usize = 4;
 
@@ -54,8 +54,8 @@ impl Bottleneck {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.bn1.forward(&self.conv1.forward(x)?, mode)?.relu()?;
-        let y = self.bn2.forward(&self.conv2.forward(&y)?, mode)?.relu()?;
+        let y = self.bn1.forward_act(&self.conv1.forward(x)?, mode, Activation::Relu)?;
+        let y = self.bn2.forward_act(&self.conv2.forward(&y)?, mode, Activation::Relu)?;
         let y = self.bn3.forward(&self.conv3.forward(&y)?, mode)?;
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, mode)?,
@@ -120,7 +120,7 @@ impl ResNet50 {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<ResNetFeatures> {
-        let x = self.bn1.forward(&self.conv1.forward(x)?, mode)?.relu()?;
+        let x = self.bn1.forward_act(&self.conv1.forward(x)?, mode, Activation::Relu)?;
         // 3×3/2 max-pool with padding 1: after a ReLU every value is ≥ 0, so zero padding equals
         // PyTorch's −∞ padding (candle's pooling has no padding argument).
         let x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;

@@ -74,16 +74,32 @@ pub fn batch_norm_train(
     act: FusedActivation,
 ) -> Result<(Tensor, BatchStats)> {
     let stats = Arc::new(Mutex::new(BatchStats::default()));
-    let op = BatchNormTrain { eps: eps as f32, act, stats: stats.clone() };
+    let op = BatchNormFused { eps: eps as f32, act, running: None, stats: stats.clone() };
     let y = x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
     let stats = stats.lock().map(|s| s.clone()).unwrap_or_default();
     Ok((y, stats))
 }
 
-struct BatchNormTrain {
+/// `act(γ·(x − μ)/√(σ² + ε) + β)` with given (running) statistics, as evaluation computes it: one
+/// pass instead of candle-nn's four broadcast operations and the activation's pass.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running: BatchStats,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    let op = BatchNormFused { eps: eps as f32, act, running: Some(running), stats: Arc::default() };
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+struct BatchNormFused {
     eps: f32,
     act: FusedActivation,
-    /// Written by the forward pass, read by the backward pass and the caller.
+    /// Fixed statistics (evaluation); `None` normalises with the batch's own (training).
+    running: Option<BatchStats>,
+    /// The statistics used, written by the forward pass, read by the backward pass and the caller.
     stats: Arc<Mutex<BatchStats>>,
 }
 
@@ -126,9 +142,9 @@ fn compute_stats(x: &[f32], n: usize, c: usize, hw: usize) -> BatchStats {
     }
 }
 
-impl CustomOp3 for BatchNormTrain {
+impl CustomOp3 for BatchNormFused {
     fn name(&self) -> &'static str {
-        "batch-norm-train"
+        "batch-norm"
     }
 
     fn cpu_fwd(
@@ -147,7 +163,11 @@ impl CustomOp3 for BatchNormTrain {
         if gamma.len() != c || beta.len() != c {
             bail!("batch norm over {c} channels with {} weights and {} biases", gamma.len(), beta.len());
         }
-        let stats = compute_stats(x, n, c, hw);
+        let stats = match &self.running {
+            Some(r) if r.mean.len() == c && r.var.len() == c => r.clone(),
+            Some(r) => bail!("batch norm over {c} channels with {} running means", r.mean.len()),
+            None => compute_stats(x, n, c, hw),
+        };
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
             let ch = plane % c;
@@ -176,7 +196,7 @@ impl CustomOp3 for BatchNormTrain {
         let c = weight.elem_count();
         // β only enters through the activation's derivative (C values).
         let beta = if self.act == FusedActivation::Identity { vec![0.0; c] } else { bias.to_vec1::<f32>()? };
-        let op = BatchNormGrad { eps: self.eps, act: self.act, beta, stats };
+        let op = BatchNormGrad { eps: self.eps, act: self.act, beta, fixed_stats: self.running.is_some(), stats };
         // One buffer: ∂x (N·C·H·W values), then ∂γ and ∂β (C each).
         let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
         let nx = x.elem_count();
@@ -191,6 +211,8 @@ struct BatchNormGrad {
     eps: f32,
     act: FusedActivation,
     beta: Vec<f32>,
+    /// The statistics were constants (evaluation), not functions of the batch.
+    fixed_stats: bool,
     stats: BatchStats,
 }
 
@@ -260,6 +282,13 @@ impl CustomOp3 for BatchNormGrad {
             let (sdy, sdyx) = sums[ch];
             let k = gamma[ch] * is / count;
             let r = plane * hw..(plane + 1) * hw;
+            if self.fixed_stats {
+                // ∂x = γ·σ⁻¹·∂u: the statistics do not depend on x.
+                for ((o, &g), &v) in gxp.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
+                    *o = gamma[ch] * is * du(ch, g, v);
+                }
+                return;
+            }
             for ((o, &g), &v) in gxp.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
                 let xhat = (v - m) * is;
                 *o = k * (count * du(ch, g, v) - sdy - xhat * sdyx);
@@ -318,6 +347,39 @@ mod tests {
                 let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
                 assert!(d < 2e-3, "{what} gradient {n}×{c}×{h}×{w}: {d}");
             }
+        }
+    }
+
+    #[test]
+    fn evaluation_with_running_statistics_matches_the_composed_formula() {
+        let dev = Device::Cpu;
+        let (n, c, h, w) = (2, 3, 4, 5);
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (n, c, h, w), &dev).unwrap()).unwrap();
+        let wt = Var::from_tensor(&Tensor::randn(1f32, 0.5, c, &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::new(&[0.5f32, -1.0, 2.0], &dev).unwrap()).unwrap();
+        let running = BatchStats { mean: vec![0.3, -0.2, 1.0], var: vec![2.0, 0.5, 4.0], count: 0 };
+        let ours = batch_norm_eval(&x, &wt, &b, running.clone(), 1e-3, FusedActivation::Relu).unwrap();
+        let shape = (1, c, 1, 1);
+        let mean = Tensor::new(running.mean.as_slice(), &dev).unwrap().reshape(shape).unwrap();
+        let std = (Tensor::new(running.var.as_slice(), &dev).unwrap() + 1e-3).unwrap().sqrt().unwrap();
+        let reference = x
+            .broadcast_sub(&mean)
+            .unwrap()
+            .broadcast_div(&std.reshape(shape).unwrap())
+            .unwrap()
+            .broadcast_mul(&wt.reshape(shape).unwrap())
+            .unwrap()
+            .broadcast_add(&b.reshape(shape).unwrap())
+            .unwrap()
+            .relu()
+            .unwrap();
+        assert!(max_rel_diff(&ours, &reference) < 1e-5, "forward");
+        let mix = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
+        let g1 = (&ours * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&reference * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+        for (what, v) in [("input", &x), ("weight", &wt), ("bias", &b)] {
+            let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(d < 1e-4, "{what} gradient: {d}");
         }
     }
 
