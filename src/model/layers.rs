@@ -4,12 +4,11 @@
 use candle_core::{DType, Module as _, Result, Tensor, Var};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{BatchNormConfig, Init, ModuleT as _, VarBuilder};
+use rayon::prelude::*;
 
 use super::ops::batch_norm;
 use super::ops::conv::{self, ConvParams};
 use super::ops::{DepthwiseParams, depthwise_conv2d};
-use rayon::prelude::*;
-
 use crate::util::Rng;
 
 /// Whether a forward pass trains (batch statistics, dropout) or evaluates.
@@ -171,28 +170,32 @@ impl BatchNorm2d {
 
     /// `act(bn(x))`; on the CPU one fused operation (see `ops::batch_norm`).
     pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Activation) -> Result<Tensor> {
-        let fused = match act {
-            Activation::None => Some(batch_norm::FusedActivation::Identity),
-            Activation::Relu => Some(batch_norm::FusedActivation::Relu),
-            Activation::Hardswish => Some(batch_norm::FusedActivation::Hardswish),
-            Activation::Hardsigmoid | Activation::Sigmoid => None,
+        // Activations the kernel does not know are applied after it.
+        let (fused, after) = match act {
+            Activation::None => (batch_norm::FusedActivation::Identity, Activation::None),
+            Activation::Relu => (batch_norm::FusedActivation::Relu, Activation::None),
+            Activation::Hardswish => (batch_norm::FusedActivation::Hardswish, Activation::None),
+            Activation::Hardsigmoid | Activation::Sigmoid => (batch_norm::FusedActivation::Identity, act),
         };
         if batch_norm::supports(x)
-            && let Some(fused) = fused
             && let Some((weight, bias)) = self.0.weight_and_bias()
         {
-            if mode.is_train() {
+            let y = if mode.is_train() {
                 let (y, stats) = batch_norm::batch_norm_train(x, weight, bias, self.0.eps(), fused)?;
                 self.update_running_stats(&stats)?;
-                return Ok(y);
-            }
-            let running = batch_norm::BatchStats {
-                mean: self.0.running_mean().to_dtype(DType::F32)?.to_vec1()?,
-                var: self.0.running_var().to_dtype(DType::F32)?.to_vec1()?,
-                count: 0,
+                y
+            } else {
+                let running = batch_norm::BatchStats {
+                    mean: self.0.running_mean().to_dtype(DType::F32)?.to_vec1()?,
+                    var: self.0.running_var().to_dtype(DType::F32)?.to_vec1()?,
+                    count: 0,
+                };
+                batch_norm::batch_norm_eval(x, weight, bias, running, self.0.eps(), fused)?
             };
-            return batch_norm::batch_norm_eval(x, weight, bias, running, self.0.eps(), fused);
+            return after.apply(&y);
         }
+        // Elsewhere (GPU, other dtypes) candle-nn's batch norm; note candle's ReLU derivative is 1
+        // at exactly 0 where PyTorch's (and the fused kernel's) is 0.
         act.apply(&self.0.forward_t(x, mode.is_train())?)
     }
 

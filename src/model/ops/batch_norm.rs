@@ -1,4 +1,6 @@
-//! Training-mode batch normalisation of NCHW tensors in one fused operation per direction.
+//! Batch normalisation of NCHW tensors in one fused operation per direction: in training with the
+//! batch's statistics, in evaluation with the running ones (one multiply-add per value instead of
+//! candle-nn's four broadcast operations).
 //!
 //! candle-nn composes it from about ten tensor operations (a transposed copy, two means, a
 //! subtraction, a division, the affine pair, and the transpose back), each a pass over the
@@ -59,7 +61,7 @@ impl FusedActivation {
     }
 }
 
-/// Whether [`batch_norm_train`] handles this input (f32 on the CPU).
+/// Whether [`batch_norm_train`] and [`batch_norm_eval`] handle this input (f32 on the CPU).
 pub fn supports(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4
 }
@@ -101,6 +103,12 @@ struct BatchNormFused {
     running: Option<BatchStats>,
     /// The statistics used, written by the forward pass, read by the backward pass and the caller.
     stats: Arc<Mutex<BatchStats>>,
+}
+
+/// Normalisation as one multiply-add per value: `u = x·scale + shift`.
+fn plane_affine(gamma: f32, beta: f32, mean: f32, var: f32, eps: f32) -> (f32, f32) {
+    let scale = gamma / (var + eps).sqrt();
+    (scale, beta - mean * scale)
 }
 
 /// The index ranges of channel `ch`'s planes, one per image.
@@ -171,8 +179,7 @@ impl CustomOp3 for BatchNormFused {
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
             let ch = plane % c;
-            let scale = gamma[ch] / (stats.var[ch] + self.eps).sqrt();
-            let shift = beta[ch] - stats.mean[ch] * scale;
+            let (scale, shift) = plane_affine(gamma[ch], beta[ch], stats.mean[ch], stats.var[ch], self.eps);
             let act = self.act;
             for (o, &v) in out.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
                 *o = act.value(v * scale + shift);
@@ -201,8 +208,9 @@ impl CustomOp3 for BatchNormFused {
         let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
         let nx = x.elem_count();
         let gx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let gw = packed.narrow(0, nx, c)?;
-        let gb = packed.narrow(0, nx + c, c)?;
+        // Copies: views would keep the activation-sized buffer alive with the parameters' gradients.
+        let gw = packed.narrow(0, nx, c)?.copy()?;
+        let gb = packed.narrow(0, nx + c, c)?.copy()?;
         Ok((Some(gx), Some(gw), Some(gb)))
     }
 }
@@ -218,7 +226,7 @@ struct BatchNormGrad {
 
 impl CustomOp3 for BatchNormGrad {
     fn name(&self) -> &'static str {
-        "batch-norm-train-grad"
+        "batch-norm-grad"
     }
 
     fn cpu_fwd(
@@ -245,13 +253,17 @@ impl CustomOp3 for BatchNormGrad {
             bail!("batch norm backward over {c} channels with {} weights", gamma.len());
         }
         let inv_std: Vec<f32> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let affine: Vec<(f32, f32)> =
+            (0..c).map(|ch| plane_affine(gamma[ch], self.beta[ch], st.mean[ch], st.var[ch], self.eps)).collect();
         let act = self.act;
-        // ∂L/∂u for the normalised value u = γ·x̂ + β, from ∂L/∂y through the activation.
+        // ∂L/∂u for the normalised value u = γ·x̂ + β, from ∂L/∂y through the activation; u is
+        // recomputed exactly as the forward pass computed it, so the activation's mask agrees.
         let du = |ch: usize, g: f32, v: f32| -> f32 {
             if act == FusedActivation::Identity {
                 g
             } else {
-                g * act.slope((v - st.mean[ch]) * inv_std[ch] * gamma[ch] + self.beta[ch])
+                let (scale, shift) = affine[ch];
+                g * act.slope(v * scale + shift)
             }
         };
         // Σ∂u and Σ∂u·x̂ per channel.

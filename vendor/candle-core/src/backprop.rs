@@ -664,6 +664,17 @@ impl Tensor {
     }
 }
 
+/// A gradient must have its tensor's shape and dtype (segdistill patch, see `accumulate`).
+fn check_same(tensor: &Tensor, grad: &Tensor) -> Result<()> {
+    if tensor.shape() != grad.shape() {
+        Err(Error::ShapeMismatchBinaryOp { lhs: tensor.shape().clone(), rhs: grad.shape().clone(), op: "backward" }.bt())?
+    }
+    if tensor.dtype() != grad.dtype() {
+        Err(Error::DTypeMismatchBinaryOp { lhs: tensor.dtype(), rhs: grad.dtype(), op: "backward" }.bt())?
+    }
+    Ok(())
+}
+
 /// A store for gradients, associating a tensor id to the corresponding gradient tensor, used for back propagation.
 #[derive(Default, Debug)]
 pub struct GradStore(HashMap<TensorId, Tensor>);
@@ -709,6 +720,8 @@ impl GradStore {
                 *entry.get_mut() = sum;
             }
             Entry::Vacant(entry) => {
+                // The checks `zeros_like(tensor).add(grad)` used to make.
+                check_same(tensor, grad)?;
                 entry.insert(grad.contiguous()?);
             }
         }
@@ -723,6 +736,7 @@ impl GradStore {
                 *entry.get_mut() = sum;
             }
             Entry::Vacant(entry) => {
+                check_same(tensor, grad)?;
                 entry.insert(grad.neg()?);
             }
         }
