@@ -192,4 +192,16 @@ mod tests {
         let err = load(&p).err().unwrap().to_string();
         assert!(err.contains("c.safetensors") && err.contains("damaged"), "{err}");
     }
+
+    #[test]
+    fn any_f64_parses_back_bit_exactly_from_the_state_json() {
+        // serde_json's default float parser may miss by an ulp; the state's loss sum must not
+        // (a resumed run's epoch loss would differ from an uninterrupted one's).
+        let mut rng = crate::util::Rng::new(11);
+        for _ in 0..20_000 {
+            let v = f64::from_bits(rng.next_u64() >> 2) * if rng.next_f32() < 0.5 { 1.0 } else { -1.0 };
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{v:e}");
+        }
+    }
 }
