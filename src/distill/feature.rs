@@ -228,6 +228,7 @@ impl FeatureDistiller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::testing::{max_rel_diff, mixed_gradients};
     use candle_core::{Device, Var};
 
     #[test]
@@ -246,17 +247,10 @@ mod tests {
         let t = Tensor::randn(0f32, 2.0, dims, &dev).unwrap();
         let fused = s.as_tensor().contiguous().unwrap().apply_op2(&t, FusedCosine { saved: Arc::default() }).unwrap();
         let composed = cosine_composed(&s, &t).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
-            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
-        };
-        assert!(diff(&fused, &composed) < 1e-5, "forward");
-        let mix = Tensor::randn(0f32, 1.0, fused.shape(), &dev).unwrap();
-        let g1 = (&fused * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (&composed * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-        let (g1, g2) = (g1.get(&s).unwrap(), g2.get(&s).unwrap());
+        assert!(max_rel_diff(&fused, &composed) < 1e-5, "forward");
+        let [(g1, g2)] = mixed_gradients(&fused, &composed, [&s]);
         for (what, mask) in [("regular pixels", &regular), ("clamped pixel", &clamped)] {
-            let d = diff(&(g1 * mask).unwrap(), &(g2 * mask).unwrap());
+            let d = max_rel_diff(&(&g1 * mask).unwrap(), &(&g2 * mask).unwrap());
             assert!(d < 1e-4, "{what} gradient: {d}");
         }
     }

@@ -214,6 +214,7 @@ impl candle_core::CustomOp1 for FusedKdGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::testing::{max_rel_diff, mixed_gradients};
     use candle_core::{Device, Var};
 
     #[test]
@@ -224,15 +225,9 @@ mod tests {
             let t = Tensor::randn(0f32, 3.0, (2, 5, 4, 7), &dev).unwrap();
             let fused = per_pixel(&s, &t, 4.0, form).unwrap();
             let composed = per_pixel_composed(&s, &t, 4.0, form).unwrap();
-            let diff = |a: &Tensor, b: &Tensor| {
-                let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
-                (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
-            };
-            assert!(diff(&fused, &composed) < 1e-5, "{form:?} forward");
-            let mix = Tensor::randn(0f32, 1.0, fused.shape(), &dev).unwrap();
-            let g1 = (&fused * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            let g2 = (&composed * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            let d = diff(g1.get(&s).unwrap(), g2.get(&s).unwrap());
+            assert!(max_rel_diff(&fused, &composed) < 1e-5, "{form:?} forward");
+            let [(g1, g2)] = mixed_gradients(&fused, &composed, [&s]);
+            let d = max_rel_diff(&g1, &g2);
             assert!(d < 1e-4, "{form:?} gradient: {d}");
         }
     }

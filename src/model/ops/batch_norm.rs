@@ -317,12 +317,8 @@ impl CustomOp3 for BatchNormGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::testing::{max_rel_diff, mixed_gradients};
     use candle_core::{Device, Var};
-
-    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
-    }
 
     /// The textbook composition, differentiated by candle.
     fn composed(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Tensor {
@@ -352,11 +348,9 @@ mod tests {
                 x.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap().mean_keepdim(0).unwrap().flatten_all().unwrap();
             assert!(max_rel_diff(&Tensor::new(stats.mean.as_slice(), &dev).unwrap(), &mean) < 1e-5);
             assert_eq!(stats.count, n * h * w);
-            let mix = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
-            let g1 = (&ours * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            let g2 = (&reference * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            for (what, v) in [("input", &x), ("weight", &wt), ("bias", &b)] {
-                let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            let grads = mixed_gradients(&ours, &reference, [&x, &wt, &b]);
+            for (what, (g1, g2)) in ["input", "weight", "bias"].into_iter().zip(grads) {
+                let d = max_rel_diff(&g1, &g2);
                 assert!(d < 2e-3, "{what} gradient {n}×{c}×{h}×{w}: {d}");
             }
         }
@@ -386,11 +380,9 @@ mod tests {
             .relu()
             .unwrap();
         assert!(max_rel_diff(&ours, &reference) < 1e-5, "forward");
-        let mix = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
-        let g1 = (&ours * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (&reference * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-        for (what, v) in [("input", &x), ("weight", &wt), ("bias", &b)] {
-            let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+        let grads = mixed_gradients(&ours, &reference, [&x, &wt, &b]);
+        for (what, (g1, g2)) in ["input", "weight", "bias"].into_iter().zip(grads) {
+            let d = max_rel_diff(&g1, &g2);
             assert!(d < 1e-4, "{what} gradient: {d}");
         }
     }
@@ -411,11 +403,9 @@ mod tests {
                 _ => super::super::activation::hardswish(&normalised).unwrap(),
             };
             assert!(max_rel_diff(&ours, &reference) < 1e-4, "{act:?} forward");
-            let mix = Tensor::randn(0f32, 1.0, ours.shape(), &dev).unwrap();
-            let g1 = (&ours * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            let g2 = (&reference * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-            for (what, v) in [("input", &x), ("weight", &wt), ("bias", &b)] {
-                let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            let grads = mixed_gradients(&ours, &reference, [&x, &wt, &b]);
+            for (what, (g1, g2)) in ["input", "weight", "bias"].into_iter().zip(grads) {
+                let d = max_rel_diff(&g1, &g2);
                 assert!(d < 2e-3, "{act:?} {what} gradient: {d}");
             }
         }

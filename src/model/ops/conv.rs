@@ -349,12 +349,8 @@ fn col2im_image(cols: &[f32], g: &Geometry, gx: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::testing::max_rel_diff;
     use candle_core::{Device, Var};
-
-    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() / scale
-    }
 
     #[test]
     fn forward_and_both_gradients_match_candles_convolution() {

@@ -8,6 +8,9 @@ pub mod conv;
 mod cuda;
 pub mod depthwise;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 pub use bilinear::resize_bilinear;
 pub use depthwise::{DepthwiseParams, depthwise_conv2d};
 
