@@ -177,12 +177,31 @@ fn a_second_build_reuses_entries_and_rebuilds_damaged_ones() {
     std::fs::write(cache.entry_path(1), &truncated[..truncated.len() / 2]).unwrap();
     let err = cache.read(1, None).unwrap_err().to_string();
     assert!(err.contains("truncated") && err.contains(&cache.entry_path(1).display().to_string()), "{err}");
+    // One flipped bit in the data of entry 3: same length, a valid header; only the checksum knows.
+    let mut flipped = std::fs::read(cache.entry_path(3)).unwrap();
+    let at = flipped.len() - 5;
+    flipped[at] ^= 0x04;
+    std::fs::write(cache.entry_path(3), &flipped).unwrap();
+    // Image 4 replaced in place by another picture of the same size: its entry is stale.
+    let image4 = &ds.samples[4].image;
+    let mut replaced = segdistill::data::image::read_rgb(image4).unwrap();
+    replaced.pixels_mut().for_each(|p| p.0 = [255 - p.0[0], p.0[2], p.0[1]]);
+    replaced.save_with_format(image4, image::ImageFormat::Jpeg).unwrap();
+    let entry4 = std::fs::read(cache.entry_path(4)).unwrap();
 
     let (_, second) = build(&teacher, &ds, root.path());
-    assert_eq!(second.first(), Some(&(3, 5)), "only the missing and the damaged entry are recomputed");
+    assert_eq!(second.first(), Some(&(1, 5)), "the missing, damaged and stale entries are recomputed, no other");
     assert_eq!(second.last(), Some(&(5, 5)));
     assert_eq!(std::fs::read(cache.entry_path(2)).unwrap(), intact, "intact entries are kept");
+    assert_ne!(std::fs::read(cache.entry_path(4)).unwrap(), entry4, "the replaced image got a new entry");
     cache.read(1, None).unwrap();
+    cache.read(3, None).unwrap();
+    // A touched but unchanged image (new time, same bytes) keeps its entry.
+    let bytes = std::fs::read(image4).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(image4, &bytes).unwrap();
+    let (_, third) = build(&teacher, &ds, root.path());
+    assert!(third.is_empty(), "nothing to rebuild: {third:?}");
 }
 
 fn run_config(data: &Path, runs: &Path, name: &str) -> TrainConfig {

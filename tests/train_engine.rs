@@ -272,9 +272,12 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let good = std::fs::read(checkpoint::last_path(&run_dir)).unwrap();
     cfg.stop_after_epoch = None;
     cfg.optimizer.lr = 1e30;
+    cfg.optimizer.grad_clip = None;
     let (result, events) = run_inline(cfg, true);
     let err = format!("{:#}", result.expect_err("the run must fail"));
-    assert!(err.contains("loss became") && err.contains("last good checkpoint"), "{err}");
+    let last = checkpoint::last_path(&run_dir).display().to_string();
+    assert!(err.contains("loss became") && err.contains(&last) && err.contains("(epoch 1,"), "{err}");
+    assert!(err.contains("turn gradient clipping on"), "clipping was off: {err}");
     assert!(!events.iter().any(|e| matches!(e, TrainEvent::CheckpointSaved { .. })), "nothing saved after the NaN");
     assert_eq!(
         std::fs::read(checkpoint::last_path(&run_dir)).unwrap(),
@@ -284,6 +287,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     // The engine thread reports it as a Failed event.
     let mut c2 = config(&data, runs.path(), "nan", ModelKind::Mbv3sTiny, DistillMode::None);
     c2.optimizer.lr = 1e30;
+    c2.optimizer.grad_clip = None;
     let handle = start(c2, true);
     let last = handle.events.iter().last().unwrap();
     assert!(matches!(last, TrainEvent::Failed { ref message, .. } if message.contains("loss became")), "{last:?}");

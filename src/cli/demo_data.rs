@@ -22,9 +22,20 @@ pub struct DemoDataArgs {
     /// Random seed: the same seed writes the same dataset.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Replace a dataset that is already in --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
+    let root = crate::data::demo::voc_root(&args.out);
+    if !args.force && (root.join("JPEGImages").is_dir() || root.join("ImageSets").is_dir()) {
+        anyhow::bail!(
+            "{} already holds a dataset ({}); pass --force to replace it, or choose another --out",
+            args.out.display(),
+            root.display()
+        );
+    }
     let config = DemoConfig { train: args.train, val: args.val, size: args.size, seed: args.seed };
     let pb = super::progress::bar((config.train + config.val) as u64, "drawing");
     let root = generate(&args.out, &config, &|| pb.inc(1))?;

@@ -41,6 +41,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
+    check_paths(&args)?;
     let device = args.device.resolve()?;
     let loaded = load_for_inference(args.model, &args.weights, &device)?;
     let img = read_rgb(&args.image)?;
@@ -73,4 +74,17 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
         present.join(", ")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Outputs never replace an input (or each other), and each goes by its format's extension.
+fn check_paths(args: &PredictArgs) -> anyhow::Result<()> {
+    use crate::util::fs::{Output, check_outputs};
+    let mut outputs = vec![Output { flag: "--out", path: &args.out, extensions: &["png"] }];
+    if let Some(p) = &args.overlay {
+        outputs.push(Output { flag: "--overlay", path: p, extensions: &["png"] });
+    }
+    if let Some(p) = &args.logits {
+        outputs.push(Output { flag: "--logits", path: p, extensions: &["safetensors"] });
+    }
+    check_outputs(&[("--image", &args.image), ("--weights", &args.weights)], &outputs)
 }

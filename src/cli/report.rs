@@ -42,6 +42,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .join("\n")
     );
     println!();
+    for w in &files.warnings {
+        eprintln!("warning: {w}");
+    }
     eprintln!("wrote {} and {} images", files.markdown.display(), files.images.len());
     Ok(ExitCode::SUCCESS)
 }

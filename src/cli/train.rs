@@ -11,104 +11,123 @@ use crate::train::events::{EndReason, TrainEvent};
 use crate::train::{TrainConfig, start};
 use crate::util::device::DeviceChoice;
 
+/// Flags left out take their value from [`TrainConfig::default`] for a new run, and from the
+/// run's saved configuration with `--resume`; that is why every setting here is optional.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Dataset folder (VOCdevkit / VOC2012 / a parent, or a Cityscapes root).
+    /// Dataset folder (VOCdevkit / VOC2012 / a parent, or a Cityscapes root). Required for a new run.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
-    #[arg(long, value_enum, default_value_t = ModelKind::Mbv3sAspp)]
-    pub model: ModelKind,
-    #[arg(long, value_enum, default_value_t = DistillMode::None)]
-    pub distill: DistillMode,
+    /// Student model [default: mbv3s-aspp].
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Distillation mode [default: none].
+    #[arg(long, value_enum)]
+    pub distill: Option<DistillMode>,
     /// Teacher weights (torchvision's fcn_resnet50_coco-1167a1af.pth or a trained student).
     #[arg(long)]
     pub teacher_weights: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = ModelKind::FcnResnet50)]
-    pub teacher_model: ModelKind,
+    /// Teacher architecture [default: fcn-resnet50].
+    #[arg(long, value_enum)]
+    pub teacher_model: Option<ModelKind>,
     /// ImageNet MobileNetV3 weights for the student's backbone (mobilenet_v3_small-047dcff4.pth).
     #[arg(long)]
     pub backbone_weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 30)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Learning rate (on --resume: overrides the saved one, e.g. after a divergence).
+    /// Epochs in all [default: 30]; on --resume, extends or shortens the schedule.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size [default: 8].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Learning rate [default: 1e-3 for AdamW, 0.01 for SGD]; on --resume, overrides the saved one
+    /// (e.g. after a divergence).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Training crop size in pixels (square).
-    #[arg(long, default_value_t = 256)]
-    pub size: u32,
-    /// Shorter side of validation images (default: --size).
+    /// Training crop size in pixels (square) [default: 256].
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// Shorter side of validation images [default: --size].
     #[arg(long)]
     pub val_size: Option<u32>,
-    #[arg(long, default_value_t = 0.5)]
-    pub scale_min: f32,
-    #[arg(long, default_value_t = 2.0)]
-    pub scale_max: f32,
+    /// Smallest random scale factor [default: 0.5].
+    #[arg(long)]
+    pub scale_min: Option<f32>,
+    /// Largest random scale factor [default: 2].
+    #[arg(long)]
+    pub scale_max: Option<f32>,
     #[arg(long)]
     pub no_flip: bool,
     #[arg(long)]
     pub no_jitter: bool,
-    /// CE weight α.
-    #[arg(long, default_value_t = 1.0)]
-    pub alpha: f64,
-    /// KD weight β.
-    #[arg(long, default_value_t = 0.5)]
-    pub beta: f64,
-    /// Feature-KD weight γ.
-    #[arg(long, default_value_t = 0.3)]
-    pub gamma: f64,
-    /// KD temperature τ.
-    #[arg(long, default_value_t = 4.0)]
-    pub tau: f64,
-    /// KD form: the lab's soft cross-entropy or Hinton's τ²·KL.
-    #[arg(long, value_enum, default_value_t = KdForm::SoftCrossEntropy)]
-    pub kd_form: KdForm,
+    /// CE weight α [default: 1].
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// KD weight β [default: 0.5].
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Feature-KD weight γ [default: 0.3].
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// KD temperature τ [default: 4].
+    #[arg(long)]
+    pub tau: Option<f64>,
+    /// KD form: the lab's soft cross-entropy or Hinton's τ²·KL [default: soft-cross-entropy].
+    #[arg(long, value_enum)]
+    pub kd_form: Option<KdForm>,
     /// Average the KD term over labelled pixels only (default: all pixels).
     #[arg(long)]
     pub kd_labelled_only: bool,
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adamw)]
-    pub optimizer: OptimizerKind,
-    #[arg(long, default_value_t = 1e-4)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Poly)]
-    pub schedule: ScheduleKind,
-    #[arg(long, default_value_t = 0)]
-    pub warmup_steps: usize,
-    /// Clip the global gradient norm (0 disables).
-    #[arg(long, default_value_t = 5.0)]
-    pub grad_clip: f64,
+    /// Optimiser [default: adamw].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Weight decay on conv/linear weights [default: 1e-4].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Learning-rate schedule [default: poly].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Linear warm-up steps [default: 0].
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Clip the global gradient norm; 0 disables [default: 5].
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
     /// Weight the cross-entropy by median-frequency class weights from the training masks.
     #[arg(long)]
     pub class_weights: bool,
-    #[arg(long, default_value = "train")]
-    pub train_split: String,
-    #[arg(long, default_value = "val")]
-    pub val_split: String,
+    /// Training split [default: train].
+    #[arg(long)]
+    pub train_split: Option<String>,
+    /// Validation split [default: val].
+    #[arg(long)]
+    pub val_split: Option<String>,
     #[arg(long)]
     pub train_limit: Option<usize>,
     #[arg(long)]
     pub val_limit: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    /// Data-loading threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub workers: usize,
+    /// Seed of data order, augmentation, dropout and initialisation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Device [default: auto].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// Data-loading threads; 0: one per core [default: 0].
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Run folder (default: runs/<model>-<distill>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint.
+    /// Continue the run in --out from its last checkpoint, with its saved settings.
     #[arg(long)]
     pub resume: bool,
-    /// Keep a checkpoint every N epochs besides `last` and `best`.
-    #[arg(long, default_value_t = 0)]
-    pub checkpoint_every: usize,
+    /// Keep a checkpoint every N epochs besides `last` and `best` [default: 0, none].
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
     /// Stop cleanly after N epochs of this session (resume later with --resume).
     #[arg(long)]
     pub stop_after_epoch: Option<usize>,
@@ -121,83 +140,166 @@ pub struct TrainArgs {
     /// Folder for cached teacher outputs (default: <runs folder>/teacher-cache; shared by runs).
     #[arg(long)]
     pub teacher_cache_dir: Option<PathBuf>,
-    /// Largest teacher cache to build, in GB (feature maps of big datasets need the most).
-    #[arg(long, default_value_t = 16.0)]
-    pub teacher_cache_gb: f64,
+    /// Largest teacher cache to build, in GB [default: 16].
+    #[arg(long)]
+    pub teacher_cache_gb: Option<f64>,
     /// Print every event as a JSON line on stdout instead of the progress bar.
     #[arg(long)]
     pub events_json: bool,
 }
 
+/// Applies `value` when the flag was given; whether it was.
+fn given<T>(value: &Option<T>, apply: impl FnOnce(&T)) -> bool {
+    value.as_ref().map(apply).is_some()
+}
+
+/// Applies one flag to a configuration if it was given; returns whether it was.
+type Setter = fn(&TrainArgs, &mut TrainConfig) -> bool;
+
+/// The one mapping from flags onto [`TrainConfig`], used for new runs and resumed ones alike.
+const FLAGS: &[(&str, Setter)] = &[
+    ("--data", |a, c| given(&a.data, |v| c.data = v.clone())),
+    ("--dataset", |a, c| given(&a.dataset, |v| c.dataset = Some(*v))),
+    ("--model", |a, c| given(&a.model, |v| c.model = *v)),
+    ("--distill", |a, c| given(&a.distill, |v| c.distill = *v)),
+    ("--teacher-weights", |a, c| given(&a.teacher_weights, |v| c.teacher_weights = Some(v.clone()))),
+    ("--teacher-model", |a, c| given(&a.teacher_model, |v| c.teacher = *v)),
+    ("--backbone-weights", |a, c| given(&a.backbone_weights, |v| c.backbone_weights = Some(v.clone()))),
+    ("--epochs", |a, c| given(&a.epochs, |v| c.epochs = *v)),
+    ("--batch", |a, c| given(&a.batch, |v| c.batch = *v)),
+    ("--optimizer", |a, c| given(&a.optimizer, |v| c.optimizer.kind = *v)),
+    ("--lr", |a, c| given(&a.lr, |v| c.optimizer.lr = *v)),
+    ("--size", |a, c| given(&a.size, |v| c.size = *v)),
+    ("--val-size", |a, c| given(&a.val_size, |v| c.val_size = Some(*v))),
+    ("--scale-min", |a, c| given(&a.scale_min, |v| c.scale.0 = *v)),
+    ("--scale-max", |a, c| given(&a.scale_max, |v| c.scale.1 = *v)),
+    ("--no-flip", |a, c| {
+        a.no_flip && {
+            c.hflip = false;
+            true
+        }
+    }),
+    ("--no-jitter", |a, c| {
+        a.no_jitter && {
+            c.color_jitter = false;
+            true
+        }
+    }),
+    ("--alpha", |a, c| given(&a.alpha, |v| c.loss.alpha = *v)),
+    ("--beta", |a, c| given(&a.beta, |v| c.loss.beta = *v)),
+    ("--gamma", |a, c| given(&a.gamma, |v| c.loss.gamma = *v)),
+    ("--tau", |a, c| given(&a.tau, |v| c.loss.tau = *v)),
+    ("--kd-form", |a, c| given(&a.kd_form, |v| c.loss.kd_form = *v)),
+    ("--kd-labelled-only", |a, c| {
+        a.kd_labelled_only && {
+            c.loss.kd_average = PixelAverage::Labelled;
+            true
+        }
+    }),
+    ("--weight-decay", |a, c| given(&a.weight_decay, |v| c.optimizer.weight_decay = *v)),
+    ("--momentum", |a, c| given(&a.momentum, |v| c.optimizer.momentum = *v)),
+    ("--schedule", |a, c| given(&a.schedule, |v| c.schedule.kind = *v)),
+    ("--warmup-steps", |a, c| given(&a.warmup_steps, |v| c.schedule.warmup_steps = *v)),
+    // 0 turns clipping off; NaN is kept so that validation rejects it by name.
+    ("--grad-clip", |a, c| given(&a.grad_clip, |v| c.optimizer.grad_clip = (*v != 0.0).then_some(*v))),
+    ("--class-weights", |a, c| {
+        a.class_weights && {
+            c.class_weights = true;
+            true
+        }
+    }),
+    ("--train-split", |a, c| given(&a.train_split, |v| c.train_split = v.clone())),
+    ("--val-split", |a, c| given(&a.val_split, |v| c.val_split = v.clone())),
+    ("--train-limit", |a, c| given(&a.train_limit, |v| c.train_limit = Some(*v))),
+    ("--val-limit", |a, c| given(&a.val_limit, |v| c.val_limit = Some(*v))),
+    ("--seed", |a, c| given(&a.seed, |v| c.seed = *v)),
+    ("--device", |a, c| given(&a.device, |v| c.device = *v)),
+    ("--workers", |a, c| given(&a.workers, |v| c.workers = *v)),
+    ("--checkpoint-every", |a, c| given(&a.checkpoint_every, |v| c.checkpoint_every = *v)),
+    ("--stop-after-epoch", |a, c| given(&a.stop_after_epoch, |v| c.stop_after_epoch = Some(*v))),
+    ("--export", |a, c| given(&a.export, |v| c.export = Some(v.clone()))),
+    ("--no-teacher-cache", |a, c| {
+        a.no_teacher_cache && {
+            c.teacher_cache = false;
+            true
+        }
+    }),
+    ("--teacher-cache-dir", |a, c| given(&a.teacher_cache_dir, |v| c.teacher_cache_dir = Some(v.clone()))),
+    ("--teacher-cache-gb", |a, c| given(&a.teacher_cache_gb, |v| c.teacher_cache_gb = *v)),
+];
+
 impl TrainArgs {
-    fn config(&self) -> TrainConfig {
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-{}", self.model, self.distill.name())));
-        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-        let runs_dir = out.parent().map(PathBuf::from).unwrap_or_default();
-        let mut c = TrainConfig {
-            name,
-            runs_dir,
-            data: self.data.clone(),
-            dataset: self.dataset,
-            train_split: self.train_split.clone(),
-            val_split: self.val_split.clone(),
-            train_limit: self.train_limit,
-            val_limit: self.val_limit,
-            model: self.model,
-            distill: self.distill,
-            teacher: self.teacher_model,
-            teacher_weights: self.teacher_weights.clone(),
-            backbone_weights: self.backbone_weights.clone(),
-            epochs: self.epochs,
-            batch: self.batch,
-            size: self.size,
-            scale: (self.scale_min, self.scale_max),
-            val_size: self.val_size,
-            hflip: !self.no_flip,
-            color_jitter: !self.no_jitter,
-            class_weights: self.class_weights,
-            seed: self.seed,
-            device: self.device,
-            workers: self.workers,
-            checkpoint_every: self.checkpoint_every,
-            stop_after_epoch: self.stop_after_epoch,
-            export: self.export.clone(),
-            teacher_cache: !self.no_teacher_cache,
-            teacher_cache_dir: self.teacher_cache_dir.clone(),
-            teacher_cache_gb: self.teacher_cache_gb,
-            ..Default::default()
-        };
-        c.loss.alpha = self.alpha;
-        c.loss.beta = self.beta;
-        c.loss.gamma = self.gamma;
-        c.loss.tau = self.tau;
-        c.loss.kd_form = self.kd_form;
-        c.loss.kd_average = if self.kd_labelled_only { PixelAverage::Labelled } else { PixelAverage::All };
-        c.optimizer.kind = self.optimizer;
-        c.optimizer.lr = self.lr.unwrap_or(match self.optimizer {
-            OptimizerKind::Adamw => 1e-3,
-            OptimizerKind::Sgd => 0.01,
-        });
-        c.optimizer.weight_decay = self.weight_decay;
-        c.optimizer.momentum = self.momentum;
-        c.optimizer.grad_clip = (self.grad_clip > 0.0).then_some(self.grad_clip);
-        c.schedule.kind = self.schedule;
-        c.schedule.warmup_steps = self.warmup_steps;
-        c
+    /// The run folder: `--out`, else `runs/<model>-<distill>`.
+    fn run_dir(&self) -> PathBuf {
+        let defaults = TrainConfig::default();
+        self.out.clone().unwrap_or_else(|| {
+            let (model, distill) = (self.model.unwrap_or(defaults.model), self.distill.unwrap_or(defaults.distill));
+            PathBuf::from("runs").join(format!("{model}-{}", distill.name()))
+        })
+    }
+
+    /// Points `c` at the run folder (absolute, so the run works from any directory).
+    fn place(&self, c: &mut TrainConfig) {
+        let out = crate::util::fs::absolute(&self.run_dir());
+        c.name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+        c.runs_dir = out.parent().map(PathBuf::from).unwrap_or_default();
+    }
+
+    /// A new run: the defaults with every given flag.
+    fn new_config(&self) -> anyhow::Result<TrainConfig> {
+        anyhow::ensure!(self.data.is_some(), "--data is required for a new run (the dataset folder)");
+        let mut c = TrainConfig::default();
+        for (_, set) in FLAGS {
+            set(self, &mut c);
+        }
+        if self.lr.is_none() {
+            c.optimizer.lr = c.optimizer.kind.default_lr();
+        }
+        self.place(&mut c);
+        Ok(c.with_absolute_paths())
+    }
+
+    /// A resumed run: its saved configuration with the given flags. A flag that would change a
+    /// setting a run keeps is an error naming the flag and both values.
+    fn resume_config(&self, saved: TrainConfig) -> anyhow::Result<TrainConfig> {
+        let mut c = saved.with_absolute_paths();
+        self.place(&mut c);
+        // Where a session stops is the session's own, not the run's.
+        c.stop_after_epoch = None;
+        for (flag, set) in FLAGS {
+            let before = c.clone();
+            if !set(self, &mut c) {
+                continue;
+            }
+            c = c.with_absolute_paths();
+            if let Some(change) = before.changes_to(&c).into_iter().find(|ch| !ch.resumable()) {
+                anyhow::bail!(
+                    "{flag} {} differs from the run's {} {}: a resumed run keeps its data, model and training settings \
+                     (only --epochs, --lr, --device, --workers, --export, --stop-after-epoch, --checkpoint-every and the \
+                     teacher-cache flags can change); leave {flag} out, or start a new run with another --out",
+                    change.new,
+                    change.setting,
+                    change.old
+                );
+            }
+        }
+        Ok(c)
+    }
+
+    fn config(&self) -> anyhow::Result<TrainConfig> {
+        if !self.resume {
+            return self.new_config();
+        }
+        let run_dir = crate::util::fs::absolute(&self.run_dir());
+        match crate::train::engine::saved_config(&run_dir)? {
+            Some(saved) => self.resume_config(saved),
+            None => anyhow::bail!("nothing to resume: {} holds no run (start one without --resume)", run_dir.display()),
+        }
     }
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let mut config = args.config();
-    if args.resume && args.lr.is_none() {
-        // Keep the saved learning rate unless one was given.
-        if let Ok(ckpt) = crate::train::checkpoint::load(&crate::train::checkpoint::last_path(&config.run_dir())) {
-            config.optimizer.lr = ckpt.state.config.optimizer.lr;
-        }
-    }
+    let config = args.config()?;
     let mut handle = start(config, args.resume);
     let control = handle.control.clone();
     let interrupts = std::sync::atomic::AtomicUsize::new(0);
@@ -333,13 +435,24 @@ impl Printer {
                     format_duration(s.train_seconds),
                     s.run_dir.display()
                 );
+                if !s.skipped_samples.is_empty() {
+                    eprintln!(
+                        "{} sample(s) were skipped because their files could not be used (listed above; \
+                         `segdistill check-data` checks a whole split)",
+                        s.skipped_samples.len()
+                    );
+                }
             }
             TrainEvent::Failed { message, run_dir } => {
                 self.end_preparing();
                 if let Some(b) = self.bar.take() {
                     b.abandon();
                 }
-                eprintln!("error: {message}\n(run folder: {})", run_dir.display());
+                eprintln!("error: {message}");
+                // Only a folder the run actually made is worth pointing at.
+                if crate::train::run_folder::holds_run(run_dir) {
+                    eprintln!("(run folder: {})", run_dir.display());
+                }
             }
         }
     }

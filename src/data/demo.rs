@@ -261,9 +261,23 @@ pub fn voc_root(out: &Path) -> PathBuf {
 
 /// Writes the demo dataset under `out/VOCdevkit/VOC2012`; `on_image` is called after each
 /// image (progress). Returns the `VOC2012` folder.
+/// Largest image width the generator draws (beyond this, memory rather than a message would stop it).
+pub const MAX_SIZE: u32 = 4096;
+const MAX_IMAGES: usize = 1_000_000;
+
+/// Generates the demo dataset under `out` (`out/VOCdevkit/VOC2012`), replacing one that is there.
 pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(config.size >= 32, "--size must be at least 32 pixels (got {})", config.size);
+    anyhow::ensure!(
+        (32..=MAX_SIZE).contains(&config.size),
+        "--size must be 32 to {MAX_SIZE} pixels (got {})",
+        config.size
+    );
     anyhow::ensure!(config.train + config.val > 0, "nothing to generate: --train and --val are both 0");
+    anyhow::ensure!(
+        config.train.saturating_add(config.val) <= MAX_IMAGES,
+        "{} images asked for; the demo dataset holds at most {MAX_IMAGES}",
+        config.train.saturating_add(config.val)
+    );
     let root = voc_root(out);
     for dir in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
         let d = root.join(dir);

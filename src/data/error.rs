@@ -4,12 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS error is part of the message and deliberately not the error's `source()`: chains
+    /// printed with `{:#}` would show it twice.
+    #[error("cannot read {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
 
     #[error("{what} for id '{id}' not found: {path} (re-extract the dataset, or remove the id from the split list)")]
     MissingFile { what: &'static str, id: String, path: PathBuf },
@@ -51,7 +49,7 @@ fn available_hint(available: &[String]) -> String {
 
 impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io { path: path.into(), cause: source }
     }
 
     pub fn decode(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
@@ -76,3 +74,15 @@ impl DataError {
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_is_printed_once_in_a_chain() {
+        let e = DataError::io("/x/y.jpg", std::io::Error::from(std::io::ErrorKind::NotFound));
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches("not found").count(), 1, "{chain}");
+    }
+}

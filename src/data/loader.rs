@@ -33,6 +33,9 @@ pub struct Batch {
     pub ids: Vec<String>,
     /// How each item was cut from its source image.
     pub geometries: Vec<Geometry>,
+    /// Samples of this batch left out because their files could not be used: (dataset index,
+    /// message naming the file). The batch holds the others (possibly none).
+    pub skipped: Vec<(usize, String)>,
 }
 
 /// Builds one batch from dataset indices. Implemented by [`SegmentationBatches`]; other sources
@@ -57,14 +60,25 @@ impl BatchSource for SegmentationBatches {
         self.dataset.len()
     }
 
+    /// A sample whose files cannot be used is left out of the batch and listed in
+    /// [`Batch::skipped`]: one bad file costs one sample, not the run. (Each sample's randomness
+    /// depends on its own index only, so the others are augmented exactly as before.)
     fn make_batch(&self, indices: &[usize], epoch: u64, seed: u64) -> Result<Batch> {
         let mut items = Vec::with_capacity(indices.len());
+        let (mut used, mut skipped) = (Vec::with_capacity(indices.len()), Vec::new());
         for &i in indices {
-            let sample = self.dataset.load(i)?;
-            let mut rng = Rng::for_item(seed, epoch, i as u64);
-            items.push(self.augment.apply(sample, &mut rng));
+            match self.dataset.load(i) {
+                Ok(sample) => {
+                    let mut rng = Rng::for_item(seed, epoch, i as u64);
+                    items.push(self.augment.apply(sample, &mut rng));
+                    used.push(i);
+                }
+                Err(e) => skipped.push((i, e.to_string())),
+            }
         }
-        Ok(collate(indices, items))
+        let mut batch = collate(&used, items);
+        batch.skipped = skipped;
+        Ok(batch)
     }
 }
 
@@ -98,7 +112,17 @@ pub fn collate(indices: &[usize], items: Vec<(super::dataset::Sample, Geometry)>
         ids.push(sample.id);
         geometries.push(geom);
     }
-    Batch { images, masks, batch_size: b, height, width, indices: indices.to_vec(), ids, geometries }
+    Batch {
+        images,
+        masks,
+        batch_size: b,
+        height,
+        width,
+        indices: indices.to_vec(),
+        ids,
+        geometries,
+        skipped: Vec::new(),
+    }
 }
 
 /// How a loader walks the data.

@@ -30,6 +30,8 @@ pub struct ReportFiles {
     pub markdown: PathBuf,
     pub images: Vec<PathBuf>,
     pub rows: Vec<Row>,
+    /// What the report had to leave out, and why (one line each).
+    pub warnings: Vec<String>,
 }
 
 /// Builds the report for `run_dirs`; `progress` receives one-line status messages.
@@ -60,8 +62,13 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     progress("drawing curves");
     images.extend(plots::curves(&runs, teacher.as_ref().map(|t| t.miou), &opts.out)?);
     progress("rendering overlays");
+    let mut warnings: Vec<String> = runs.iter().flat_map(|r| r.warnings.iter().cloned()).collect();
     for run in &runs {
-        images.extend(overlays::render(run, teacher_weights.as_deref(), opts.overlays, &opts.out, &opts.device)?);
+        // Overlays need the run's dataset; without it the report is still written, and says so.
+        match overlays::render(run, teacher_weights.as_deref(), opts.overlays, &opts.out, &opts.device) {
+            Ok(drawn) => images.extend(drawn),
+            Err(e) => warnings.push(format!("no overlays for run {}: {e:#}", run.name)),
+        }
     }
     let md = table::markdown(&rows, teacher.as_ref(), &runs, &images, &opts.device);
     let markdown = opts.out.join("report.md");
@@ -70,7 +77,7 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     if let Some(t) = teacher {
         rows.insert(0, t);
     }
-    Ok(ReportFiles { markdown, images, rows })
+    Ok(ReportFiles { markdown, images, rows, warnings })
 }
 
 /// A file name made of a run's name (safe characters only).

@@ -22,6 +22,9 @@ pub struct RunData {
     pub images: Vec<ImageScore>,
     /// (global step, training loss).
     pub steps: Vec<(usize, f64)>,
+    /// What could not be read (a damaged metrics.csv, …): the report says so instead of drawing
+    /// empty curves silently.
+    pub warnings: Vec<String>,
 }
 
 impl RunData {
@@ -37,7 +40,8 @@ impl RunData {
 
 pub fn load(dir: &Path) -> anyhow::Result<RunData> {
     let last = checkpoint::last_path(dir);
-    let ckpt = checkpoint::load(&last).with_context(|| format!("{} is not a finished run folder", dir.display()))?;
+    let state =
+        checkpoint::load_state(&last).with_context(|| format!("{} is not a finished run folder", dir.display()))?;
     let student = checkpoint::student_path(dir);
     anyhow::ensure!(
         student.is_file(),
@@ -50,20 +54,31 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
         Ok(t) => serde_json::from_str(&t).with_context(|| format!("cannot parse {}", images_path.display()))?,
         Err(_) => Vec::new(),
     };
-    let steps = metrics_log::read(&dir.join("metrics.csv"))
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.get("kind").is_some_and(|k| k == "step"))
-        .filter_map(|r| Some((r.get("step")?.parse().ok()?, r.get("loss")?.parse().ok()?)))
-        .collect();
+    let (steps, warnings) = step_losses(&dir.join("metrics.csv"), state.step);
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-    Ok(RunData {
-        dir: dir.to_path_buf(),
-        name,
-        config: ckpt.state.config.clone(),
-        state: ckpt.state,
-        student,
-        images,
-        steps,
-    })
+    Ok(RunData { dir: dir.to_path_buf(), name, config: state.config.clone(), state, student, images, steps, warnings })
+}
+
+/// (step, loss) of every step row of a metrics.csv, and a warning when rows the run should have
+/// are missing or unreadable (the loss curve would otherwise be empty without a word).
+fn step_losses(path: &Path, steps_done: usize) -> (Vec<(usize, f64)>, Vec<String>) {
+    let rows = match metrics_log::read(path) {
+        Ok(rows) => rows,
+        Err(e) => return (Vec::new(), vec![format!("{e:#}; the training-loss curve is left out")]),
+    };
+    let step_rows: Vec<_> = rows.iter().filter(|r| r.get("kind").is_some_and(|k| k == "step")).collect();
+    let steps: Vec<(usize, f64)> =
+        step_rows.iter().filter_map(|r| Some((r.get("step")?.parse().ok()?, r.get("loss")?.parse().ok()?))).collect();
+    let unreadable = step_rows.len() - steps.len();
+    let mut warnings = Vec::new();
+    if unreadable > 0 || (steps.is_empty() && steps_done > 0) {
+        warnings.push(format!(
+            "{} is damaged ({} readable step rows of {} steps trained{}); the training-loss curve is incomplete",
+            path.display(),
+            steps.len(),
+            steps_done,
+            if unreadable > 0 { format!(", {unreadable} unreadable") } else { String::new() }
+        ));
+    }
+    (steps, warnings)
 }

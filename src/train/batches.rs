@@ -25,15 +25,30 @@ impl BatchSource for TrainBatches {
         self.images.num_items()
     }
 
+    /// Samples whose image or cache entry cannot be used are left out (listed in
+    /// [`Batch::skipped`](crate::data::loader::Batch)); the entries are read before the images
+    /// so a damaged one costs no decoding.
     fn make_batch(&self, indices: &[usize], epoch: u64, seed: u64) -> Result<TrainBatch, DataError> {
-        let batch = self.images.make_batch(indices, epoch, seed)?;
-        let teacher = match &self.cache {
-            Some(cache) => {
-                let items: Vec<_> = batch.indices.iter().copied().zip(batch.geometries.iter().copied()).collect();
-                Some(cache.targets(&items, (batch.height, batch.width))?)
-            }
-            None => None,
+        let Some(cache) = &self.cache else {
+            return Ok(TrainBatch { batch: self.images.make_batch(indices, epoch, seed)?, teacher: None });
         };
-        Ok(TrainBatch { batch, teacher })
+        let (mut entries, mut usable, mut unusable) = (Vec::new(), Vec::new(), Vec::new());
+        for &i in indices {
+            match cache.read(i, None) {
+                Ok(entry) => {
+                    entries.push((i, entry));
+                    usable.push(i);
+                }
+                Err(e) => unusable.push((i, cache.unusable_reason(i).map_or_else(|| e.to_string(), String::from))),
+            }
+        }
+        let mut batch = self.images.make_batch(&usable, epoch, seed)?;
+        batch.skipped.extend(unusable);
+        // Entries of the samples whose images loaded, in batch order.
+        entries.retain(|(i, _)| batch.indices.contains(i));
+        let entries: Vec<_> = entries.into_iter().map(|(_, e)| e).collect();
+        let items: Vec<_> = batch.indices.iter().copied().zip(batch.geometries.iter().copied()).collect();
+        let teacher = cache.targets_from(&entries, &items, (batch.height, batch.width))?;
+        Ok(TrainBatch { batch, teacher: Some(teacher) })
     }
 }

@@ -110,6 +110,46 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write checkpoint {} (disk full?)", path.display()))
 }
 
+/// Reads only a checkpoint's state (its safetensors header), not its tensors: what a run is,
+/// how far it got, cheaply.
+pub fn load_state(path: &Path) -> anyhow::Result<CheckpointState> {
+    use std::io::Read as _;
+    let damaged = |what: &str| anyhow::anyhow!("checkpoint {} is damaged: {what}", path.display());
+    let mut file =
+        std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot read checkpoint {}: {e}", path.display()))?;
+    let file_len = file.metadata().map_or(0, |m| m.len());
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| damaged("shorter than a header"))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > file_len.saturating_sub(8) || header_len > MAX_HEADER {
+        return Err(damaged("its header length is out of range"));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|_| damaged("truncated header"))?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| damaged(&e.to_string()))?;
+    let state_json = json
+        .get("__metadata__")
+        .and_then(|m| m.get(STATE_KEY))
+        .and_then(|s| s.as_str())
+        .with_context(|| format!("{} is not a segdistill checkpoint (no training state)", path.display()))?;
+    parse_state(path, state_json)
+}
+
+/// safetensors caps headers at 100 MB; a state with a long history is a few hundred kB.
+const MAX_HEADER: u64 = 100 << 20;
+
+fn parse_state(path: &Path, state_json: &str) -> anyhow::Result<CheckpointState> {
+    let state: CheckpointState = serde_json::from_str(state_json)
+        .with_context(|| format!("checkpoint {} has an unreadable state", path.display()))?;
+    anyhow::ensure!(
+        state.version == FORMAT_VERSION,
+        "checkpoint {} has format version {} (this segdistill reads {FORMAT_VERSION})",
+        path.display(),
+        state.version
+    );
+    Ok(state)
+}
+
 /// Reads a checkpoint, checking it is complete and of a known version.
 pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
@@ -120,14 +160,7 @@ pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
         .as_ref()
         .and_then(|m| m.get(STATE_KEY))
         .with_context(|| format!("{} is not a segdistill checkpoint (no training state)", path.display()))?;
-    let state: CheckpointState = serde_json::from_str(state_json)
-        .with_context(|| format!("checkpoint {} has an unreadable state", path.display()))?;
-    anyhow::ensure!(
-        state.version == FORMAT_VERSION,
-        "checkpoint {} has format version {} (this segdistill reads {FORMAT_VERSION})",
-        path.display(),
-        state.version
-    );
+    let state = parse_state(path, state_json)?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| anyhow::anyhow!("checkpoint {} is damaged: {e}", path.display()))?;
     let (mut model, mut adapters, mut moments) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
@@ -184,12 +217,16 @@ mod tests {
         save(&p, &Checkpoint { state: state.clone(), model, adapters: BTreeMap::new(), moments }).unwrap();
         let back = load(&p).unwrap();
         assert_eq!(back.state, state, "floats round-trip exactly through JSON");
+        assert_eq!(load_state(&p).unwrap(), state, "the header alone gives the same state");
         assert_eq!(back.model["a.weight"].to_vec2::<f32>().unwrap(), [[0., 1., 2.], [3., 4., 5.]]);
         assert!(back.moments.contains_key("a.weight.m"));
         // A truncated checkpoint is an error naming the file.
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         let err = load(&p).err().unwrap().to_string();
+        assert!(err.contains("c.safetensors") && err.contains("damaged"), "{err}");
+        std::fs::write(&p, &bytes[..12]).unwrap();
+        let err = load_state(&p).err().unwrap().to_string();
         assert!(err.contains("c.safetensors") && err.contains("damaged"), "{err}");
     }
 

@@ -18,6 +18,16 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+impl OptimizerKind {
+    /// The learning rate a run gets when none is given.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            Self::Adamw => 1e-3,
+            Self::Sgd => 0.01,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OptimizerConfig {
@@ -38,7 +48,7 @@ impl Default for OptimizerConfig {
     fn default() -> Self {
         Self {
             kind: OptimizerKind::Adamw,
-            lr: 1e-3,
+            lr: OptimizerKind::Adamw.default_lr(),
             weight_decay: 1e-4,
             momentum: 0.9,
             beta1: 0.9,
@@ -192,6 +202,44 @@ impl Default for TrainConfig {
     }
 }
 
+/// Largest training or validation size accepted (pixels of the shorter side / crop).
+pub const MAX_SIZE: u32 = 4096;
+/// Largest input batch accepted, in bytes of f32 (batch × 3 × size²): beyond this no machine
+/// here trains, and the allocation would abort the process instead of saying why.
+const MAX_BATCH_BYTES: u64 = 16 << 30;
+
+/// Settings a resumed run may change (paths into the JSON form of [`TrainConfig`]); every other
+/// setting is the run's own and stays as it was saved.
+pub const RESUMABLE: &[&str] = &[
+    "name",
+    "runs_dir",
+    "epochs",
+    "stop_after_epoch",
+    "device",
+    "workers",
+    "export",
+    "checkpoint_every",
+    "optimizer.lr",
+    "teacher_cache",
+    "teacher_cache_dir",
+    "teacher_cache_gb",
+];
+
+/// One setting that differs between two configurations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SettingChange {
+    /// Path into the JSON form (`model`, `optimizer.lr`, …).
+    pub setting: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl SettingChange {
+    pub fn resumable(&self) -> bool {
+        RESUMABLE.contains(&self.setting.as_str())
+    }
+}
+
 impl TrainConfig {
     pub fn run_dir(&self) -> PathBuf {
         self.runs_dir.join(&self.name)
@@ -201,15 +249,78 @@ impl TrainConfig {
         self.teacher_cache_dir.clone().unwrap_or_else(|| self.runs_dir.join("teacher-cache"))
     }
 
+    /// The same configuration with every path absolute (and canonical where the file exists),
+    /// so the run folder works from any directory: `test`, `report`, `--resume`, the app.
+    pub fn with_absolute_paths(mut self) -> Self {
+        use crate::util::fs::absolute;
+        let abs_opt = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p.as_mut() {
+                *path = absolute(path);
+            }
+        };
+        self.runs_dir = absolute(&self.runs_dir);
+        if !self.data.as_os_str().is_empty() {
+            self.data = absolute(&self.data);
+        }
+        abs_opt(&mut self.teacher_weights);
+        abs_opt(&mut self.backbone_weights);
+        abs_opt(&mut self.export);
+        abs_opt(&mut self.teacher_cache_dir);
+        self
+    }
+
+    /// Every setting whose value differs from `other`'s (`self` old, `other` new).
+    pub fn changes_to(&self, other: &TrainConfig) -> Vec<SettingChange> {
+        let (a, b) = (serde_json::to_value(self).unwrap_or_default(), serde_json::to_value(other).unwrap_or_default());
+        let mut out = Vec::new();
+        diff_values("", &a, &b, &mut out);
+        out
+    }
+
     /// Checks what can be checked before any file is read.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.epochs > 0, "epochs must be at least 1");
         anyhow::ensure!(self.batch > 0, "batch must be at least 1");
-        anyhow::ensure!(self.size >= 32, "size must be at least 32 pixels");
+        for (what, size) in [("size", Some(self.size)), ("val size", self.val_size)] {
+            if let Some(size) = size {
+                anyhow::ensure!(
+                    (32..=MAX_SIZE).contains(&size),
+                    "{what} {size} is out of range: use 32 to {MAX_SIZE} pixels"
+                );
+            }
+        }
+        let batch_bytes = self.batch as u64 * 3 * 4 * u64::from(self.size).pow(2);
+        anyhow::ensure!(
+            batch_bytes <= MAX_BATCH_BYTES,
+            "batch {} of {}×{} crops needs {} for the input alone; lower --batch or --size",
+            self.batch,
+            self.size,
+            self.size,
+            crate::data::download::human_bytes(batch_bytes)
+        );
         anyhow::ensure!(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite(), "lr must be a positive number");
-        anyhow::ensure!(self.scale.0 > 0.0 && self.scale.1 >= self.scale.0, "scale range must be 0 < min ≤ max");
+        anyhow::ensure!(
+            self.scale.0 > 0.0 && self.scale.1 >= self.scale.0 && self.scale.1.is_finite(),
+            "scale range must be 0 < min ≤ max"
+        );
         anyhow::ensure!(self.model != ModelKind::FcnResnet50, "fcn-resnet50 is the teacher; pick a student model");
-        anyhow::ensure!(self.loss.tau > 0.0, "tau must be positive");
+        anyhow::ensure!(self.loss.tau > 0.0 && self.loss.tau.is_finite(), "tau must be a positive number");
+        for (what, v) in [
+            ("alpha", self.loss.alpha),
+            ("beta", self.loss.beta),
+            ("gamma", self.loss.gamma),
+            ("weight decay", self.optimizer.weight_decay),
+            ("momentum", self.optimizer.momentum),
+            ("teacher cache budget (GB)", self.teacher_cache_gb),
+        ] {
+            anyhow::ensure!(v.is_finite() && v >= 0.0, "{what} must be a number ≥ 0, got {v}");
+        }
+        if let Some(clip) = self.optimizer.grad_clip {
+            anyhow::ensure!(
+                clip.is_finite() && clip > 0.0,
+                "gradient clipping norm must be a positive number, got {clip}"
+            );
+        }
         anyhow::ensure!(
             !self.name.is_empty() && !self.name.contains(['/', '\\']) && self.name != "." && self.name != "..",
             "run name `{}` must be a plain folder name",
@@ -224,5 +335,66 @@ impl TrainConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// Collects the leaves (objects are walked; arrays and scalars compared whole) that differ.
+fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<SettingChange>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                diff_values(&path, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+            }
+        }
+        _ if a != b => out.push(SettingChange { setting: prefix.to_string(), old: show(a), new: show(b) }),
+        _ => {}
+    }
+}
+
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_name_the_setting_and_both_values() {
+        let a = TrainConfig::default();
+        let mut b = a.clone();
+        b.model = ModelKind::Mbv3sTiny;
+        b.optimizer.lr = 0.5;
+        let changes = a.changes_to(&b);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let model = changes.iter().find(|c| c.setting == "model").unwrap();
+        assert_eq!((model.old.as_str(), model.new.as_str(), model.resumable()), ("mbv3s-aspp", "mbv3s-tiny", false));
+        assert!(changes.iter().any(|c| c.setting == "optimizer.lr" && c.resumable()));
+    }
+
+    #[test]
+    fn absurd_or_non_finite_settings_are_refused() {
+        let bad: [fn(&mut TrainConfig); 5] = [
+            |c| c.size = 100_000,
+            |c| c.teacher_cache_gb = f64::NAN,
+            |c| c.loss.beta = f64::INFINITY,
+            |c| c.val_size = Some(8),
+            |c| c.batch = 1_000_000,
+        ];
+        for (i, f) in bad.iter().enumerate() {
+            let mut c = TrainConfig::default();
+            f(&mut c);
+            assert!(c.validate().is_err(), "case {i} accepted");
+        }
+        TrainConfig::default().validate().unwrap();
     }
 }

@@ -20,6 +20,7 @@ use super::control::{Control, TrainHandle};
 use super::events::*;
 use super::metrics_log::MetricsLog;
 use super::optim::{Optimizer, OptimizerState};
+use super::run_folder::{self, RunFolder};
 use super::schedule::Schedule;
 use crate::data::loader::{Loader, LoaderConfig, SegmentationBatches, batches_per_epoch};
 use crate::data::transforms::{Augment, ColorJitter, Resize};
@@ -59,17 +60,44 @@ pub fn start(config: TrainConfig, resume: bool) -> TrainHandle {
     TrainHandle::new(control, rx, thread)
 }
 
-/// A loss that is NaN or infinite: the run stops, keeping its last good checkpoint.
+/// A loss that is NaN or infinite: the run stops; the message says exactly what was kept.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the loss became {value} at epoch {epoch}, step {step} (learning rate {lr:.3e}); training stopped and the last good \
-     checkpoint was kept: lower the learning rate (or enable gradient clipping) and resume"
+    "the loss became {value} at epoch {epoch}, step {step} (learning rate {lr:.3e}); training stopped. {kept} {advice}"
 )]
 pub struct NonFiniteLoss {
     pub value: f64,
+    /// 1-based, as shown to the user.
     pub epoch: usize,
     pub step: usize,
     pub lr: f64,
+    /// What of the run is kept (the last checkpoint and its epoch, or that none was written yet).
+    pub kept: String,
+    /// What to change: depends on whether gradient clipping is already on.
+    pub advice: String,
+}
+
+impl NonFiniteLoss {
+    fn new(value: f64, step: usize, lr: f64, session: &Session) -> Self {
+        let last = checkpoint::last_path(&session.run_dir);
+        let kept = match checkpoint::load_state(&last) {
+            Ok(state) => format!(
+                "The last checkpoint, {} (epoch {}, step {}), is kept.",
+                last.display(),
+                state.epoch,
+                state.step
+            ),
+            Err(_) => "No checkpoint had been written yet (the first is written at the end of epoch 1).".into(),
+        };
+        let advice = match session.cfg.optimizer.grad_clip {
+            Some(max) => format!(
+                "Lower the learning rate (--lr; gradient clipping is already on at norm {max}, --grad-clip lowers it) \
+                 and resume."
+            ),
+            None => "Lower the learning rate (--lr) or turn gradient clipping on (--grad-clip 5), and resume.".into(),
+        };
+        Self { value, epoch: session.state.epoch + 1, step, lr, kept, advice }
+    }
 }
 
 struct Datasets {
@@ -106,17 +134,17 @@ fn send(events: &Sender<TrainEvent>, e: TrainEvent) {
     events.send(e).ok(); // a consumer that went away does not stop training
 }
 
-/// Median-frequency class weights from the training masks (decoded on all cores).
-fn class_weights(ds: &Dataset) -> anyhow::Result<Vec<f32>> {
+/// Median-frequency class weights from the training masks (decoded on all cores). Masks that
+/// cannot be read are left out (training skips their samples and says so).
+fn class_weights(ds: &Dataset) -> Vec<f32> {
     let hists = crate::util::par::par_map(ds.len(), |i| ds.load_mask(i).map(|m| m.histogram()));
     let mut counts = vec![0u64; ds.num_classes()];
-    for h in hists {
-        let h = h?;
+    for h in hists.into_iter().flatten() {
         for (c, n) in counts.iter_mut().enumerate() {
             *n += h[c];
         }
     }
-    Ok(distill::ce::class_weights_from_counts(&counts))
+    distill::ce::class_weights_from_counts(&counts)
 }
 
 /// The variables an optimiser updates: everything but batch-norm running statistics.
@@ -160,54 +188,153 @@ struct Session<'a> {
     total_steps: usize,
     state: CheckpointState,
     log: MetricsLog,
+    /// Samples left out because their files could not be used: training (dataset index →
+    /// message) and validation (messages), each reported once.
+    skipped_train: BTreeMap<usize, String>,
+    skipped_val: Vec<String>,
 }
 
-/// Runs a whole training session on the calling thread.
-pub fn run(
-    mut cfg: TrainConfig,
-    resume: bool,
-    control: &Control,
-    events: &Sender<TrainEvent>,
-) -> anyhow::Result<Summary> {
+/// Runs a whole training session on the calling thread. The run folder is locked for the whole
+/// session (one writer per folder), and claimed (its `config.json`) before any long work. A start
+/// that fails before training leaves nothing behind.
+pub fn run(cfg: TrainConfig, resume: bool, control: &Control, events: &Sender<TrainEvent>) -> anyhow::Result<Summary> {
+    let cfg = cfg.with_absolute_paths();
+    cfg.validate()?;
     let run_dir = cfg.run_dir();
-    let resumed = if resume {
-        let path = checkpoint::last_path(&run_dir);
-        anyhow::ensure!(path.is_file(), "nothing to resume: {} does not exist", path.display());
-        let ckpt = checkpoint::load(&path)?;
-        // The saved configuration is authoritative (the same data, model and seed); a resume may
-        // extend the schedule, change where it stops, the device, the loader threads, the export
-        // target, and the learning rate (to recover from a diverged run).
-        let saved = &ckpt.state.config;
-        let mut merged = saved.clone();
-        merged.epochs = cfg.epochs;
-        merged.stop_after_epoch = cfg.stop_after_epoch;
-        merged.device = cfg.device;
-        merged.workers = cfg.workers;
-        merged.export = cfg.export.clone();
-        merged.optimizer.lr = cfg.optimizer.lr;
-        merged.teacher_cache = cfg.teacher_cache;
-        merged.teacher_cache_dir = cfg.teacher_cache_dir.clone();
-        merged.teacher_cache_gb = cfg.teacher_cache_gb;
-        cfg = merged;
-        Some(ckpt)
-    } else {
-        anyhow::ensure!(
-            !checkpoint::last_path(&run_dir).exists(),
-            "run folder {} already holds a run: pass --resume to continue it, or choose another --name",
+    let folder = RunFolder::claim(&run_dir)?;
+    let started = start_session(cfg, &run_dir, resume, control, events);
+    let mut session = match started {
+        Ok(s) => s,
+        Err(e) => {
+            if !resume {
+                folder.abandon_untrained();
+            }
+            return Err(e);
+        }
+    };
+    session.train()
+}
+
+/// Everything before the first step: the configuration to train with (on resume: the run's own,
+/// with what may change), the claim written, the session built.
+fn start_session<'a>(
+    cfg: TrainConfig,
+    run_dir: &Path,
+    resume: bool,
+    control: &'a Control,
+    events: &'a Sender<TrainEvent>,
+) -> anyhow::Result<Session<'a>> {
+    let (cfg, resumed) = if resume { resume_point(cfg, run_dir, events)? } else { (fresh_start(cfg, run_dir)?, None) };
+    check_export(&cfg)?;
+    std::fs::create_dir_all(checkpoint::checkpoints_dir(run_dir))
+        .with_context(|| format!("cannot create {}", checkpoint::checkpoints_dir(run_dir).display()))?;
+    checkpoint::remove_stale_temp_files(&checkpoint::checkpoints_dir(run_dir));
+    checkpoint::remove_stale_temp_files(run_dir);
+    let config_path = run_folder::config_path(run_dir);
+    crate::util::fs::write_atomic(&config_path, serde_json::to_string_pretty(&cfg)?.as_bytes())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    Session::new(cfg, run_dir.to_path_buf(), resumed, control, events)
+}
+
+/// A new run needs a folder that is new, empty, or holds nothing but an unfinished claim of no run.
+fn fresh_start(cfg: TrainConfig, run_dir: &Path) -> anyhow::Result<TrainConfig> {
+    let last = checkpoint::last_path(run_dir);
+    if let Ok(state) = checkpoint::load_state(&last) {
+        anyhow::bail!(
+            "run folder {} already holds a run ({} of {} epochs done): pass --resume to continue it, or choose \
+             another --out",
+            run_dir.display(),
+            state.epoch,
+            state.config.epochs
+        );
+    }
+    if last.exists() || run_folder::holds_run(run_dir) {
+        anyhow::bail!(
+            "run folder {} already holds a run that has not finished an epoch yet: pass --resume to continue it \
+             with its saved settings, or choose another --out",
             run_dir.display()
         );
-        None
-    };
-    cfg.validate()?;
-    std::fs::create_dir_all(checkpoint::checkpoints_dir(&run_dir))
-        .with_context(|| format!("cannot create {}", run_dir.display()))?;
-    checkpoint::remove_stale_temp_files(&checkpoint::checkpoints_dir(&run_dir));
-    checkpoint::remove_stale_temp_files(&run_dir);
-    crate::util::fs::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())
-        .with_context(|| format!("cannot write {}", run_dir.join("config.json").display()))?;
+    }
+    let foreign = run_folder::foreign_entries(run_dir);
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "{} is not empty and not a run folder (it holds {}{}); choose a new or empty folder for --out",
+            run_dir.display(),
+            foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if foreign.len() > 3 { format!(" and {} more", foreign.len() - 3) } else { String::new() }
+        );
+    }
+    Ok(cfg)
+}
 
-    let mut session = Session::new(cfg, run_dir, resumed, control, events)?;
-    session.train()
+/// The saved configuration of the run in `run_dir` (its last checkpoint's, else its `config.json`).
+pub fn saved_config(run_dir: &Path) -> anyhow::Result<Option<TrainConfig>> {
+    let last = checkpoint::last_path(run_dir);
+    if last.exists() {
+        return Ok(Some(checkpoint::load_state(&last)?.config));
+    }
+    let path = run_folder::config_path(run_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a readable run configuration", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Where a resumed run continues from, and with which configuration: the run's own, where
+/// `requested` may only change the settings in [`RESUMABLE`](super::config::RESUMABLE).
+fn resume_point(
+    requested: TrainConfig,
+    run_dir: &Path,
+    events: &Sender<TrainEvent>,
+) -> anyhow::Result<(TrainConfig, Option<Checkpoint>)> {
+    let last = checkpoint::last_path(run_dir);
+    let (saved, ckpt) = if last.exists() {
+        let ckpt = checkpoint::load(&last)?;
+        (ckpt.state.config.clone(), Some(ckpt))
+    } else {
+        let saved = saved_config(run_dir)?.with_context(|| {
+            format!("nothing to resume: {} holds no run (start one without --resume)", run_dir.display())
+        })?;
+        send(
+            events,
+            TrainEvent::Message("no checkpoint yet: the run starts from its beginning with its saved settings".into()),
+        );
+        (saved, None)
+    };
+    let changes = saved.changes_to(&requested);
+    if let Some(c) = changes.iter().find(|c| !c.resumable()) {
+        anyhow::bail!(
+            "cannot resume {} with {} = {}: the run was made with {} (only the number of epochs, the learning rate, \
+             the device, the loader threads, the export path and the teacher-cache settings can change on resume)",
+            run_dir.display(),
+            c.setting,
+            c.new,
+            c.old
+        );
+    }
+    for c in changes.iter().filter(|c| c.setting != "name" && c.setting != "runs_dir") {
+        send(events, TrainEvent::Message(format!("resuming with {} {} (was {})", c.setting, c.new, c.old)));
+    }
+    Ok((requested, ckpt))
+}
+
+/// The export target is checked before training, not after hours of it.
+fn check_export(cfg: &TrainConfig) -> anyhow::Result<()> {
+    let Some(export) = &cfg.export else { return Ok(()) };
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    if let Some(p) = &cfg.teacher_weights {
+        inputs.push(("--teacher-weights", p));
+    }
+    if let Some(p) = &cfg.backbone_weights {
+        inputs.push(("--backbone-weights", p));
+    }
+    let output = crate::util::fs::Output { flag: "--export", path: export, extensions: &["safetensors"] };
+    crate::util::fs::check_outputs(&inputs, &[output])?;
+    crate::util::fs::check_writable("--export", export)
 }
 
 impl<'a> Session<'a> {
@@ -247,7 +374,7 @@ impl<'a> Session<'a> {
             }
             _ => None,
         };
-        let class_weights = if cfg.class_weights { Some(class_weights(&data.train)?) } else { None };
+        let class_weights = cfg.class_weights.then(|| class_weights(&data.train));
         let drop_last = data.train.len() >= cfg.batch;
         let steps_per_epoch = batches_per_epoch(data.train.len(), cfg.batch, drop_last);
         let total_steps = steps_per_epoch * cfg.epochs;
@@ -309,6 +436,8 @@ impl<'a> Session<'a> {
             total_steps,
             state,
             log,
+            skipped_train: BTreeMap::new(),
+            skipped_val: Vec::new(),
         })
     }
 
@@ -360,7 +489,15 @@ impl<'a> Session<'a> {
         self.emit(TrainEvent::Started(info));
         let cache = match self.prepare_teacher_cache()? {
             Some(Prepared::Stopped) => return Ok(self.summary(EndReason::Stopped)),
-            Some(Prepared::Ready(cache)) => Some(Arc::new(cache)),
+            Some(Prepared::Ready(cache)) => {
+                if !cache.unusable().is_empty() {
+                    self.emit(TrainEvent::Message(format!(
+                        "{} training image(s) could not be decoded for the teacher cache; training skips them",
+                        cache.unusable().len()
+                    )));
+                }
+                Some(Arc::new(cache))
+            }
             Some(Prepared::Skipped(why)) => {
                 self.emit(TrainEvent::Message(why));
                 None
@@ -385,6 +522,13 @@ impl<'a> Session<'a> {
                     return self.stop(session_start, seconds_before);
                 }
                 let batch = batch.map_err(|e: DataError| anyhow::anyhow!(e))?;
+                self.note_skipped(&batch.batch.skipped)?;
+                if batch.batch.batch_size == 0 {
+                    // Every sample of this batch was skipped: nothing to learn from, but the batch
+                    // counts, so a resume skips the same batches.
+                    self.state.batch_in_epoch += 1;
+                    continue;
+                }
                 let t0 = Instant::now();
                 let metrics = self.train_step(&batch, epoch)?;
                 let batch = &batch.batch;
@@ -465,6 +609,26 @@ impl<'a> Session<'a> {
         Ok(Some(prepared))
     }
 
+    /// Reports each newly skipped training sample once; fails only when no sample is left.
+    fn note_skipped(&mut self, skipped: &[(usize, String)]) -> anyhow::Result<()> {
+        for (index, message) in skipped {
+            if self.skipped_train.insert(*index, message.clone()).is_none() {
+                self.emit(TrainEvent::Message(format!("skipped training sample: {message}")));
+            }
+        }
+        let total = self.data.train.len();
+        if self.skipped_train.len() >= total {
+            let first = self.skipped_train.values().next().cloned().unwrap_or_default();
+            anyhow::bail!(
+                "no usable sample left in split '{}' of {}: all {total} were skipped (first: {first}); \
+                 `segdistill check-data` lists every problem",
+                self.data.train.split,
+                self.data.train.root.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Blocks while paused; false if a stop was requested.
     fn wait_while_paused(&self) -> bool {
         if self.control.is_paused() && !self.control.stop_requested() {
@@ -516,14 +680,14 @@ impl<'a> Session<'a> {
         let loss = scalar(&parts.total)?;
         let lr = self.schedule.lr(step);
         if !loss.is_finite() {
-            return Err(NonFiniteLoss { value: loss, epoch, step: step + 1, lr }.into());
+            return Err(NonFiniteLoss::new(loss, step + 1, lr, self).into());
         }
         let grads = parts.total.backward()?;
         let scale = match self.cfg.optimizer.grad_clip {
             Some(max) => {
                 let norm = self.optimizer.grad_norm(&grads)?;
                 if !norm.is_finite() {
-                    return Err(NonFiniteLoss { value: norm, epoch, step: step + 1, lr }.into());
+                    return Err(NonFiniteLoss::new(norm, step + 1, lr, self).into());
                 }
                 if norm > max { max / (norm + 1e-6) } else { 1.0 }
             }
@@ -553,9 +717,25 @@ impl<'a> Session<'a> {
         Resize::ShorterSide(self.cfg.val_size.unwrap_or(self.cfg.size))
     }
 
+    /// Evaluates the finished epoch and writes its checkpoints: `last` first (the epoch is never
+    /// lost, whatever happens after), then the best weights when they improved.
     fn end_epoch(&mut self, epoch: usize, elapsed: f64) -> anyhow::Result<()> {
-        let outcome: EvalOutcome =
-            evaluate(&self.student, self.data.val.clone(), self.val_resize(), &self.device, &|_, _| {})?;
+        let evaluated = evaluate(&self.student, self.data.val.clone(), self.val_resize(), &self.device, &|_, _| {});
+        let outcome: EvalOutcome = match evaluated {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The checkpoint still says "every batch of this epoch done": a resume goes straight
+                // to this evaluation again.
+                self.state.train_seconds = elapsed;
+                let last = checkpoint::last_path(&self.run_dir);
+                self.save(last.clone(), CheckpointKind::Last)?;
+                return Err(e.context(format!(
+                    "evaluating after epoch {} failed; the epoch's training is saved in {} and --resume evaluates it again",
+                    epoch + 1,
+                    last.display()
+                )));
+            }
+        };
         let scores = outcome.confusion.scores();
         let lr = self.schedule.lr(self.state.step.saturating_sub(1));
         let train_loss = self.state.epoch_loss_sum / self.state.epoch_loss_count.max(1) as f64;
@@ -592,15 +772,21 @@ impl<'a> Session<'a> {
         let improved = scores.miou.is_finite() && self.state.best.as_ref().is_none_or(|b| scores.miou > b.miou);
         if improved {
             self.state.best = Some(BestRecord { miou: scores.miou, epoch });
+        }
+        self.save(checkpoint::last_path(&self.run_dir), CheckpointKind::Last)?;
+        if improved {
             self.save(checkpoint::best_path(&self.run_dir), CheckpointKind::Best)?;
-            save_safetensors(&varmap_tensors(&self.student_vars), &checkpoint::student_path(&self.run_dir))?;
-            let images = serde_json::to_string(&outcome.images)?;
-            crate::util::fs::write_atomic(&self.run_dir.join("best_images.json"), images.as_bytes())?;
+            let student = checkpoint::student_path(&self.run_dir);
+            save_safetensors(&varmap_tensors(&self.student_vars), &student)
+                .with_context(|| format!("cannot write the best student weights {} (disk full?)", student.display()))?;
+            let images_path = self.run_dir.join("best_images.json");
+            crate::util::fs::write_atomic(&images_path, serde_json::to_string(&outcome.images)?.as_bytes())
+                .with_context(|| format!("cannot write {} (disk full?)", images_path.display()))?;
         }
         if self.cfg.checkpoint_every > 0 && (epoch + 1).is_multiple_of(self.cfg.checkpoint_every) {
             self.save(checkpoint::periodic_path(&self.run_dir, epoch + 1), CheckpointKind::Periodic)?;
         }
-        self.save(checkpoint::last_path(&self.run_dir), CheckpointKind::Last)
+        Ok(())
     }
 
     fn save(&self, path: PathBuf, kind: CheckpointKind) -> anyhow::Result<()> {
@@ -634,6 +820,7 @@ impl<'a> Session<'a> {
             best_miou: self.state.best.as_ref().map(|b| b.miou),
             best_epoch: self.state.best.as_ref().map(|b| b.epoch),
             train_seconds: self.state.train_seconds,
+            skipped_samples: self.skipped_train.values().chain(&self.skipped_val).cloned().collect(),
         }
     }
 }

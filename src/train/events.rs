@@ -66,6 +66,10 @@ pub struct Summary {
     pub best_miou: Option<f64>,
     pub best_epoch: Option<usize>,
     pub train_seconds: f64,
+    /// Samples left out of this session because their files could not be used (one message
+    /// each, naming the file; training and validation).
+    #[serde(default)]
+    pub skipped_samples: Vec<String>,
 }
 
 /// Facts about the run, sent once when it starts.

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod metrics_log;
 pub mod optim;
+pub mod run_folder;
 pub mod schedule;
 
 pub use config::TrainConfig;

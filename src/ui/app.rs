@@ -34,7 +34,8 @@ impl SegdistillApp {
                     None
                 }
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .with_absolute_paths();
         Self::with_state(state)
     }
 
@@ -87,7 +88,9 @@ impl eframe::App for SegdistillApp {
             Tab::Train => self.train.ui(ui, &mut self.state, &mut self.data),
             Tab::Runs => {
                 let live = live_run_dir(&self.train).filter(|_| self.train.is_running());
-                self.runs.ui(ui, &self.state, live.as_deref());
+                if self.runs.ui(ui, &mut self.state, live.as_deref()) {
+                    self.rescan_runs = true;
+                }
             }
             Tab::Browse => self.browse.ui(ui, &mut self.state, &self.data, &self.runs.entries),
         });

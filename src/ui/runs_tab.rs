@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use egui::Ui;
 use egui_plot::{Legend, Line, Plot};
 
+use super::file_dialog::PickKind;
 use super::jobs::{Job, Poll};
 use super::state::AppState;
-use super::widgets::{duration, error_text, note};
+use super::widgets::{PathField, duration, error_text, note};
 use crate::model::{format_params, load_for_inference};
 use crate::report::table::{Row, fill_deltas, format_macs, measure};
 use crate::train::TrainConfig;
@@ -103,6 +104,9 @@ pub struct RunsTab {
     report_result: Option<Result<PathBuf, String>>,
     /// Whether the first non-empty scan chose the initial selection.
     preselected: bool,
+    /// The runs folder as typed or picked (applied when it changes).
+    runs_dir_text: Option<String>,
+    runs_dir_field: PathField,
 }
 
 /// How many runs the first scan selects.
@@ -147,9 +151,10 @@ impl RunsTab {
         }
     }
 
-    pub fn ui(&mut self, ui: &mut Ui, state: &AppState, live_run: Option<&Path>) {
+    /// Draws the tab; true when the runs folder changed (the caller rescans).
+    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, live_run: Option<&Path>) -> bool {
+        let changed = self.runs_dir_ui(ui, state);
         ui.horizontal(|ui| {
-            ui.label(format!("Runs in {}", state.runs_dir.display()));
             if ui.add_enabled(self.scan.is_none(), egui::Button::new("Refresh")).clicked() {
                 self.last_scan = None;
             }
@@ -177,11 +182,31 @@ impl RunsTab {
         }
         if self.entries.is_empty() {
             note(ui, "No runs yet: start one in the Train tab.");
-            return;
+            return changed;
         }
         self.table_ui(ui, live_run);
         ui.separator();
         self.curves_ui(ui);
+        changed
+    }
+
+    /// The runs folder, shown whole and changeable; stored absolute.
+    fn runs_dir_ui(&mut self, ui: &mut Ui, state: &mut AppState) -> bool {
+        let text = self.runs_dir_text.get_or_insert_with(|| state.runs_dir.display().to_string());
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            ui.label("Runs folder");
+            if self.runs_dir_field.ui(ui, "runs_dir", text, PickKind::Folder, "folder holding the run folders")
+                && !text.trim().is_empty()
+            {
+                state.runs_dir = crate::util::fs::absolute(Path::new(text.trim()));
+                self.entries.clear();
+                self.selected.clear();
+                self.last_scan = None;
+                changed = true;
+            }
+        });
+        changed
     }
 
     fn export(&mut self, ctx: &egui::Context, state: &AppState) {

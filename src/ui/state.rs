@@ -61,26 +61,27 @@ pub struct TrainForm {
 }
 
 impl Default for TrainForm {
+    /// Every value from [`TrainConfig::default`]: the CLI and the app start from the same run.
     fn default() -> Self {
         let c = TrainConfig::default();
         Self {
             name: String::new(),
-            model: ModelKind::Mbv3sAspp,
-            mode: DistillMode::None,
+            model: c.model,
+            mode: c.distill,
             alpha: c.loss.alpha,
             beta: c.loss.beta,
             gamma: c.loss.gamma,
             tau: c.loss.tau,
             kd_form: c.loss.kd_form,
             lr: c.optimizer.lr,
-            epochs: 20,
-            batch: 8,
-            size: 128,
-            schedule: ScheduleKind::Poly,
-            optimizer: OptimizerKind::Adamw,
-            seed: 0,
-            device: DeviceChoice::Auto,
-            class_weights: false,
+            epochs: c.epochs,
+            batch: c.batch,
+            size: c.size,
+            schedule: c.schedule.kind,
+            optimizer: c.optimizer.kind,
+            seed: c.seed,
+            device: c.device,
+            class_weights: c.class_weights,
             teacher_weights: String::new(),
             backbone_weights: String::new(),
             teacher_cache: c.teacher_cache,
@@ -205,7 +206,7 @@ impl Default for AppState {
             tab: Tab::Train,
             data_dir: String::new(),
             dataset_kind: None,
-            runs_dir: PathBuf::from("runs"),
+            runs_dir: app_data_dir().join("runs"),
             demo_dir: None,
             train: TrainForm::default(),
             browse: BrowseSettings::default(),
@@ -222,11 +223,32 @@ impl AppState {
     pub fn demo_path(&self) -> PathBuf {
         self.demo_dir.clone().unwrap_or_else(demo_data_dir)
     }
+
+    /// The settings with every stored folder absolute. Settings of older versions held folders
+    /// relative to wherever the app happened to start; they are pinned to this start's directory
+    /// once, and saved absolute from then on, so the app works the same from any directory.
+    pub fn with_absolute_paths(mut self) -> Self {
+        use crate::util::fs::absolute;
+        for dir in [&mut self.runs_dir, &mut self.downloads.data_dir, &mut self.downloads.weights_dir] {
+            if dir.as_os_str().is_empty() {
+                continue;
+            }
+            *dir = absolute(dir);
+        }
+        self
+    }
+}
+
+/// The app's own folder for what it makes (runs, the demo dataset): the per-user data folder
+/// (`~/.local/share/segdistill` on Linux), else `segdistill-data` in the current directory.
+pub fn app_data_dir() -> PathBuf {
+    eframe::storage_dir("segdistill")
+        .unwrap_or_else(|| crate::util::fs::absolute(std::path::Path::new("segdistill-data")))
 }
 
 /// Where the app keeps the demo dataset it generates (next to its settings).
 pub fn demo_data_dir() -> PathBuf {
-    eframe::storage_dir("segdistill").map(|d| d.join("demo-data")).unwrap_or_else(|| PathBuf::from("data/demo"))
+    app_data_dir().join("demo-data")
 }
 
 #[cfg(test)]
@@ -243,6 +265,20 @@ mod tests {
         let partial: AppState = serde_json::from_str(r#"{"data_dir": "/x", "future_field": 3}"#).unwrap();
         assert_eq!(partial.data_dir, "/x");
         assert_eq!(partial.train, TrainForm::default());
+    }
+
+    #[test]
+    fn defaults_are_the_engines_and_folders_are_absolute() {
+        let form = TrainForm::default();
+        let config = form.to_config("/d".into(), None, "/runs".into(), "r".into());
+        let defaults =
+            TrainConfig { data: "/d".into(), runs_dir: "/runs".into(), name: "r".into(), ..Default::default() };
+        assert_eq!(config, defaults, "the app's form starts from TrainConfig::default");
+        let state = AppState::default();
+        assert!(state.runs_dir.is_absolute(), "{}", state.runs_dir.display());
+        let old = AppState { runs_dir: "runs".into(), ..Default::default() }.with_absolute_paths();
+        assert_eq!(old.runs_dir, std::env::current_dir().unwrap().join("runs"));
+        assert!(old.downloads.weights_dir.is_absolute());
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!   size (the augmentation's scale 1).
 //! * Where: one file per image under `<dir>/<key>/`, the key hashing everything that determines the
 //!   teacher's output (teacher kind and weights file, size, maps, dataset folder), so runs share a
-//!   cache and a changed teacher never reads a stale one. Files are written atomically: a stopped
-//!   build resumes, a damaged file is rebuilt.
+//!   cache and a changed teacher never reads a stale one. Each entry also carries a stamp of the
+//!   image file it was made from (length, time, hash of the bytes) and a checksum of its data: an
+//!   image replaced in place, or a damaged entry, is rebuilt, never used. Files are written
+//!   atomically: a stopped build resumes.
 //! * How the targets differ from the live teacher's: the live teacher sees the colour-jittered
 //!   crop and pads with zeros; the cache sees the whole clean image, so its targets carry context
 //!   beyond the crop borders and padding repeats the image edge. [`tests`] and
@@ -27,7 +29,7 @@ use sha2::Digest as _;
 use crate::data::transforms::{Geometry, Resize, normalize, resize_image};
 use crate::data::{DataError, Dataset};
 use crate::model::Model;
-pub use format::{CachedImage, CachedMap};
+pub use format::{CachedImage, CachedMap, SourceStamp};
 
 /// The name of the logits map in cache files.
 pub const LOGITS: &str = "logits";
@@ -79,6 +81,8 @@ pub struct TeacherCache {
     spec: CacheSpec,
     /// Sample id per dataset index.
     ids: Vec<String>,
+    /// Images that could not be cached (undecodable): (dataset index, message). Training skips them.
+    unusable: Vec<(usize, String)>,
 }
 
 impl TeacherCache {
@@ -90,24 +94,43 @@ impl TeacherCache {
         entry_path(&self.dir, &self.ids[index])
     }
 
-    /// Reads one image's entry, checking it belongs to an image of `size` (width, height).
+    /// The images that could not be cached, as (dataset index, message); training skips them.
+    pub fn unusable(&self) -> &[(usize, String)] {
+        &self.unusable
+    }
+
+    /// Why sample `index` has no entry, when its image could not be cached.
+    pub fn unusable_reason(&self, index: usize) -> Option<&str> {
+        self.unusable.iter().find(|(i, _)| *i == index).map(|(_, m)| m.as_str())
+    }
+
+    /// Reads one image's entry, checking its checksum and that it belongs to an image of `size`
+    /// (width, height). A damaged entry is deleted, so the next cache build makes it again.
     pub fn read(&self, index: usize, size: Option<(u32, u32)>) -> Result<CachedImage, DataError> {
         let path = self.entry_path(index);
-        let corrupt = |reason: String| DataError::Decode {
-            path: path.clone(),
-            reason: format!("teacher cache entry: {reason}; delete {} to rebuild the cache", self.dir.display()),
-        };
-        let img = CachedImage::read(&path).map_err(corrupt)?;
+        let img = CachedImage::read(&path).map_err(|reason| {
+            std::fs::remove_file(&path).ok(); // rebuilt at the next start; gone is as good as damaged
+            DataError::Decode {
+                path: path.clone(),
+                reason: format!(
+                    "teacher cache entry: {reason}; it was deleted and is rebuilt when the run next starts"
+                ),
+            }
+        })?;
         let names: Vec<&str> = img.maps.iter().map(|m| m.name.as_str()).collect();
-        self.check_entry((img.src_width, img.src_height), &names, size).map_err(corrupt)?;
+        self.check_entry((img.src_width, img.src_height), &names, size).map_err(|reason| DataError::Decode {
+            path: path.clone(),
+            reason: format!("teacher cache entry: {reason}; the run's next start rebuilds it"),
+        })?;
         Ok(img)
     }
 
-    /// Whether entry `index` is complete (header and length only; the maps are not read).
-    fn is_complete(&self, index: usize) -> bool {
-        format::Header::read_checked(&self.entry_path(index)).is_ok_and(|h| {
+    /// Whether entry `index` is whole (length and checksum), holds this cache's maps and was
+    /// made from the current bytes of `image`.
+    fn is_current(&self, index: usize, image: &Path) -> bool {
+        format::Header::read_verified(&self.entry_path(index)).is_ok_and(|h| {
             let names: Vec<&str> = h.maps.iter().map(|m| m.0.as_str()).collect();
-            self.check_entry((h.src_width, h.src_height), &names, None).is_ok()
+            self.check_entry((h.src_width, h.src_height), &names, None).is_ok() && h.source.matches_file(image)
         })
     }
 
@@ -130,16 +153,28 @@ impl TeacherCache {
     }
 
     /// The targets for a batch of `(index, geometry)` items collated to `batch_h`×`batch_w`.
-    pub fn targets(
+    pub fn targets(&self, items: &[(usize, Geometry)], batch_hw: (usize, usize)) -> Result<TeacherTargets, DataError> {
+        let entries = items.iter().map(|(i, _)| self.read(*i, None)).collect::<Result<Vec<_>, _>>()?;
+        self.targets_from(&entries, items, batch_hw)
+    }
+
+    /// Like [`TeacherCache::targets`], from entries already read (one per item, in order).
+    pub fn targets_from(
         &self,
+        entries: &[CachedImage],
         items: &[(usize, Geometry)],
         (batch_h, batch_w): (usize, usize),
     ) -> Result<TeacherTargets, DataError> {
         let b = items.len();
-        let entries = items
-            .iter()
-            .map(|(i, g)| self.read(*i, Some((g.src_width, g.src_height))))
-            .collect::<Result<Vec<_>, _>>()?;
+        for (entry, (i, g)) in entries.iter().zip(items) {
+            let names: Vec<&str> = entry.maps.iter().map(|m| m.name.as_str()).collect();
+            self.check_entry((entry.src_width, entry.src_height), &names, Some((g.src_width, g.src_height))).map_err(
+                |reason| DataError::Decode {
+                    path: self.entry_path(*i),
+                    reason: format!("teacher cache entry: {reason}; the run's next start rebuilds it"),
+                },
+            )?;
+        }
         // Maps of stride s are cut to the grid the live teacher's map would have for the batch:
         // ⌈H/s⌉×⌈W/s⌉ cells of s pixels (logits: full resolution).
         let sample_all = |name: &str, stride: usize| {
@@ -247,7 +282,10 @@ fn teacher_maps(teacher: &Model, x: &Tensor, spec: &CacheSpec) -> anyhow::Result
 }
 
 /// Builds (or completes) the cache for every image of `dataset`, reporting `(done, total)`.
+/// Entries that are missing, damaged, or made from other bytes than the image now holds are
+/// (re)built; images that cannot be decoded are left out and listed in [`TeacherCache::unusable`].
 /// `keep_going` is polled between images; false stops the build.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     teacher: &Model,
     weights: &Path,
@@ -260,15 +298,19 @@ pub fn prepare(
 ) -> anyhow::Result<Prepared> {
     let dir = cache_dir(&location.root, teacher, weights, &spec, dataset);
     let ids: Vec<String> = dataset.samples.iter().map(|s| s.id.clone()).collect();
-    let cache = TeacherCache { dir: dir.clone(), spec: spec.clone(), ids };
+    let mut cache = TeacherCache { dir: dir.clone(), spec: spec.clone(), ids, unusable: Vec::new() };
     let total = dataset.len();
-    // Only headers are read here: a feature cache can be gigabytes.
-    let missing: Vec<usize> = (0..total).filter(|&i| !cache.is_complete(i)).collect();
+    // Every entry is read once to verify its checksum (no f16 decoding), on all cores.
+    let current = crate::util::par::par_map(total, |i| cache.is_current(i, &dataset.samples[i].image));
+    let missing: Vec<usize> = (0..total).filter(|&i| !current[i]).collect();
     if missing.is_empty() {
         return Ok(Prepared::Ready(cache));
     }
-    // Size: measured on the first image, scaled to the dataset (VOC images vary little in size).
-    let first = dataset.load_image(missing[0])?;
+    // Size: measured on the first decodable image, scaled to the dataset (VOC images vary little).
+    let Some(first) = missing.iter().find_map(|&i| dataset.load_image(i).ok()) else {
+        cache.unusable = missing.iter().filter_map(|&i| Some((i, dataset.load_image(i).err()?.to_string()))).collect();
+        return Ok(Prepared::Ready(cache));
+    };
     let taps = teacher.feature_taps();
     let channels = |n: &str| taps.iter().find(|t| t.name == n).map_or(0, |t| t.channels);
     let per_entry = entry_bytes(&spec, first.dimensions(), teacher.num_classes(), &channels);
@@ -293,11 +335,23 @@ pub fn prepare(
         if !keep_going() {
             return Ok(Prepared::Stopped);
         }
-        let sample = dataset.load_image(i)?;
+        let image_path = &dataset.samples[i].image;
+        let decoded = dataset.load_image(i).and_then(|img| {
+            let stamp = SourceStamp::of_file(image_path).map_err(|e| DataError::io(image_path, e))?;
+            Ok((img, stamp))
+        });
+        let (sample, source) = match decoded {
+            Ok(v) => v,
+            Err(e) => {
+                cache.unusable.push((i, e.to_string()));
+                progress(done_before + k + 1, total);
+                continue;
+            }
+        };
         let (w, h) = sample.dimensions();
         let (bw, bh) = spec.base.size_for(w, h);
         let x = Tensor::from_vec(normalize(&resize_image(&sample, bw, bh)), (1, 3, bh as usize, bw as usize), device)?;
-        let entry = CachedImage { src_width: w, src_height: h, maps: teacher_maps(teacher, &x, &spec)? };
+        let entry = CachedImage { src_width: w, src_height: h, source, maps: teacher_maps(teacher, &x, &spec)? };
         let path = cache.entry_path(i);
         if let Err(e) = crate::util::fs::write_atomic(&path, &entry.encode()) {
             return Ok(Prepared::Skipped(format!(
