@@ -15,8 +15,21 @@ use segdistill::train::checkpoint;
 /// A quick training command line: the tiny student at 64 px on the demo data.
 fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "--data", data, "--model", "mbv3s-tiny", "--epochs", epochs, "--batch", "4", "--size", "64",
-        "--workers", "1", "--out", out,
+        "train",
+        "--data",
+        data,
+        "--model",
+        "mbv3s-tiny",
+        "--epochs",
+        epochs,
+        "--batch",
+        "4",
+        "--size",
+        "64",
+        "--workers",
+        "1",
+        "--out",
+        out,
     ]
 }
 
@@ -60,10 +73,13 @@ fn a_second_writer_is_refused_and_the_first_run_completes_intact() {
     for (what, out) in [("a second run", &second), ("a resume", &resumed)] {
         let err = stderr(out);
         assert_eq!(out.status.code(), Some(2), "{what} was accepted: {err}");
-        assert!(err.contains("in use by another training") && err.contains(s(&run)) && err.contains("process"), "{err}");
+        assert!(
+            err.contains("in use by another training") && err.contains(s(&run)) && err.contains("process"),
+            "{err}"
+        );
     }
     let state = checkpoint::load_state(&checkpoint::last_path(&run)).unwrap();
-XX
+    assert_eq!((state.epoch, state.config.epochs), (40, 40), "the first run's checkpoint is its own, complete");
     assert!(checkpoint::student_path(&run).is_file());
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().filter(|l| l.starts_with("epoch,")).count(), 40, "one epoch row per epoch");
@@ -106,7 +122,13 @@ fn resume_refuses_flags_it_cannot_apply_and_applies_the_others() {
     let run = tmp.path().join("r");
     assert!(segdistill(&train_args(s(&data), s(&run), "1")).status.success());
     let before = std::fs::read(checkpoint::last_path(&run)).unwrap();
-    for (flag, value, saved) in [("--model", "mbv3s-aspp", "mbv3s-tiny"), ("--batch", "2", "4"), ("--size", "96", "64"), ("--seed", "3", "0"), ("--distill", "response", "none")] {
+    for (flag, value, saved) in [
+        ("--model", "mbv3s-aspp", "mbv3s-tiny"),
+        ("--batch", "2", "4"),
+        ("--size", "96", "64"),
+        ("--seed", "3", "0"),
+        ("--distill", "response", "none"),
+    ] {
         let out = segdistill(&["train", "--resume", "--out", s(&run), "--epochs", "2", flag, value]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{flag} was accepted: {err}");
@@ -117,7 +139,20 @@ fn resume_refuses_flags_it_cannot_apply_and_applies_the_others() {
     assert!(stderr(&out).contains("--data"), "{}", stderr(&out));
     assert_eq!(std::fs::read(checkpoint::last_path(&run)).unwrap(), before, "refused resumes change nothing");
     // Same values as the run's are fine; what may change is applied.
-    let out = segdistill(&["train", "--resume", "--out", s(&run), "--model", "mbv3s-tiny", "--batch", "4", "--epochs", "2", "--lr", "0.002"]);
+    let out = segdistill(&[
+        "train",
+        "--resume",
+        "--out",
+        s(&run),
+        "--model",
+        "mbv3s-tiny",
+        "--batch",
+        "4",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.002",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let state = checkpoint::load_state(&checkpoint::last_path(&run)).unwrap();
     assert_eq!((state.epoch, state.config.optimizer.lr), (2, 0.002));
@@ -148,7 +183,17 @@ fn predict_never_writes_over_its_inputs_or_under_another_format() {
         assert_eq!(out.status.code(), Some(2), "{flag} {}: accepted", path.display());
         assert!(stderr(&out).contains("refusing to overwrite an input"), "{}", stderr(&out));
     }
-    let out = segdistill(&["predict", "--model", "mbv3s-tiny", "--weights", s(&weights), "--image", s(&image), "--out", s(&tmp.path().join("mask.jpg"))]);
+    let out = segdistill(&[
+        "predict",
+        "--model",
+        "mbv3s-tiny",
+        "--weights",
+        s(&weights),
+        "--image",
+        s(&image),
+        "--out",
+        s(&tmp.path().join("mask.jpg")),
+    ]);
     assert!(stderr(&out).contains(".png"), "PNG bytes under a .jpg name: {}", stderr(&out));
     assert_eq!(std::fs::read(&image).unwrap(), b"precious jpeg");
     assert_eq!(std::fs::read(&weights).unwrap(), b"precious weights");
@@ -158,7 +203,11 @@ fn predict_never_writes_over_its_inputs_or_under_another_format() {
 fn one_bad_file_costs_one_sample_not_the_run() {
     let (_d, data) = demo_dataset(8, 3, 64);
     let ids = |split: &str| -> Vec<String> {
-        std::fs::read_to_string(data.join(format!("ImageSets/Segmentation/{split}.txt"))).unwrap().lines().map(String::from).collect()
+        std::fs::read_to_string(data.join(format!("ImageSets/Segmentation/{split}.txt")))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
     };
     let broken_train = data.join(format!("JPEGImages/{}.jpg", ids("train")[2]));
     let broken_val = data.join(format!("JPEGImages/{}.jpg", ids("val")[0]));
@@ -202,7 +251,12 @@ fn absurd_sizes_and_numbers_are_errors_not_aborts() {
     let (_d, data) = demo_dataset(4, 1, 48);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    for (flag, value, says) in [("--size", "100000", "out of range"), ("--teacher-cache-gb", "NaN", "teacher cache budget"), ("--beta", "inf", "beta"), ("--batch", "100000000", "lower --batch")] {
+    for (flag, value, says) in [
+        ("--size", "100000", "out of range"),
+        ("--teacher-cache-gb", "NaN", "teacher cache budget"),
+        ("--beta", "inf", "beta"),
+        ("--batch", "100000000", "lower --batch"),
+    ] {
         let mut args = train_args(s(&data), s(&run), "1");
         args.retain(|a| *a != "--size" && *a != "64" && *a != "--batch" && *a != "4");
         args.extend([flag, value]);
