@@ -332,3 +332,18 @@ fn a_report_on_a_damaged_metrics_log_warns() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("warning") && stderr(&out).contains("metrics.csv"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_io_error_names_its_path_and_the_finished_epoch_is_kept() {
+    let (_d, data) = demo_dataset(8, 2, 64);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    // The best student weights cannot be written (a folder stands where the file goes), as on a
+    // full disk: the error names the file, and the epoch's `last` checkpoint is already saved.
+    std::fs::create_dir_all(checkpoint::student_path(&run)).unwrap();
+    let out = segdistill(&train_args(s(&data), s(&run), "2"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(s(&checkpoint::student_path(&run))), "the path is named: {err}");
+    assert_eq!(checkpoint::load_state(&checkpoint::last_path(&run)).unwrap().epoch, 1, "epoch 1 is kept");
+}

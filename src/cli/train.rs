@@ -73,7 +73,7 @@ pub struct TrainArgs {
     /// KD temperature τ [default: 4].
     #[arg(long)]
     pub tau: Option<f64>,
-    /// KD form: the lab's soft cross-entropy or Hinton's τ²·KL [default: soft-cross-entropy].
+    /// KD form: the lab's soft cross-entropy or Hinton's τ²·KL [default: soft-ce].
     #[arg(long, value_enum)]
     pub kd_form: Option<KdForm>,
     /// Average the KD term over labelled pixels only (default: all pixels).
@@ -491,4 +491,62 @@ pub fn format_duration(secs: f64) -> String {
     }
     let s = secs.round() as u64;
     if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn config(flags: &[&str]) -> TrainConfig {
+        let mut argv = vec!["train", "--data", "/d", "--out", "/runs/x"];
+        argv.extend(flags);
+        Cli::parse_from(argv).args.new_config().unwrap()
+    }
+
+    /// The help's "[default: …]" notes are documentation of `TrainConfig::default`; passing each
+    /// documented value must give exactly the configuration that leaving the flag out gives.
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let base = config(&[]);
+        let mut checked = 0;
+        for arg in Cli::command().get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let Some(note) = help.split("[default: ").nth(1) else { continue };
+            let value = note.split([' ', ',', ']']).next().unwrap_or_default();
+            let Some(long) = arg.get_long() else { continue };
+            if value.starts_with("--") {
+                continue; // "default: --size": another flag's value
+            }
+            let flag = format!("--{long}");
+            assert_eq!(config(&[&flag, value]), base, "{flag}: the help says the default is {value}");
+            checked += 1;
+        }
+        assert!(checked >= 20, "only {checked} documented defaults found");
+    }
+
+    #[test]
+    fn resume_applies_what_may_change_and_names_what_may_not() {
+        let saved = config(&["--model", "mbv3s-tiny", "--batch", "4", "--stop-after-epoch", "1"]);
+        let args = |flags: &[&str]| {
+            let mut argv = vec!["train", "--resume", "--out", "/runs/x"];
+            argv.extend(flags);
+            Cli::parse_from(argv).args
+        };
+        let resumed = args(&["--epochs", "50", "--lr", "0.01"]).resume_config(saved.clone()).unwrap();
+        assert_eq!((resumed.epochs, resumed.optimizer.lr, resumed.batch), (50, 0.01, 4));
+        assert_eq!(resumed.model, ModelKind::Mbv3sTiny, "left-out flags keep the run's values, not the defaults");
+        assert_eq!(resumed.stop_after_epoch, None, "where a session stops is not carried over");
+        let err = args(&["--model", "mbv3s-aspp"]).resume_config(saved.clone()).unwrap_err().to_string();
+        assert!(err.contains("--model mbv3s-aspp") && err.contains("mbv3s-tiny"), "{err}");
+        let err = args(&["--no-flip"]).resume_config(saved).unwrap_err().to_string();
+        assert!(err.contains("--no-flip") && err.contains("hflip"), "{err}");
+    }
 }
