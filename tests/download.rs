@@ -1,6 +1,9 @@
 //! `segdistill download` against a local HTTP server: a full VOC download and extraction, a resume
 //! after a broken connection (a Range request), a checksum mismatch that leaves nothing behind, a
-//! stalled server timing out cleanly, and weight files checked by the hash in their name.
+//! stalled server timing out cleanly, and weight files checked by the hash in their name. Each
+//! failure says what happened: a bad address, a silent server, an HTTP error (and whether retrying
+//! helps), resume advice only when a `.part` holds bytes, and an archive with the right checksum
+//! that is no tar (described, never its bytes printed).
 
 mod common;
 
@@ -112,8 +115,172 @@ fn a_stalled_server_times_out_and_keeps_the_partial_file() {
     assert!(t0.elapsed() < Duration::from_secs(20), "the timeout must fire, took {:?}", t0.elapsed());
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("no data from") && err.contains("resume"), "{err}");
-    assert_eq!(std::fs::metadata(dest.path().join("VOCtrainval_11-May-2012.tar.part")).unwrap().len(), 16);
+    let part = dest.path().join("VOCtrainval_11-May-2012.tar.part");
+    assert!(err.contains("stopped sending: no data for 1 s"), "{err}");
+    assert!(
+        err.contains(&format!("the 16 bytes received so far are kept in {}", part.display()))
+            && err.contains("run the same command again to resume"),
+        "{err}"
+    );
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 16);
+}
+
+/// Says nothing about a `.part` file or resuming: there is nothing to resume.
+fn assert_no_resume_advice(err: &str, dest: &Path) {
+    assert!(!err.contains(".part") && !err.contains("resume"), "no .part exists, none may be promised: {err}");
+    assert!(!dest.join("VOCtrainval_11-May-2012.tar.part").exists(), "no empty .part is left behind");
+}
+
+#[test]
+fn bad_addresses_are_refused_before_anything_is_written() {
+    // (address, what the message must say about it)
+    let cases = [
+        ("ftp://127.0.0.1/voc.tar", "`ftp://` addresses are not supported"),
+        ("file:///tmp/voc.tar", "`file://` addresses are not supported"),
+        ("FTP://mirror.example/voc.tar", "`ftp://` addresses are not supported"),
+        ("host.robots.ox.ac.uk/voc.tar", "does not start with http:// or https://"),
+        ("", "does not start with http:// or https://"),
+        ("http://", "not a valid http:// or https:// address"),
+        ("https://exa mple.org/voc.tar", "not a valid http:// or https:// address"),
+        ("http://[::1/voc.tar", "not a valid http:// or https:// address"),
+    ];
+    for (url, says) in cases {
+        let dest = tempfile::tempdir().unwrap();
+        let target = dest.path().join("new");
+        let out = download_voc(&target, url, &"0".repeat(32), &[]);
+        assert!(!out.status.success(), "{url:?} must fail");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("`{url}` is not a valid http:// or https:// address")), "{url:?}: {err}");
+        assert!(err.contains(says), "{url:?} should say {says:?}: {err}");
+        assert!(!err.contains("retry") && !err.contains("try again"), "retrying cannot help {url:?}: {err}");
+        assert_no_resume_advice(&err, &target);
+        assert!(!target.exists(), "{url:?}: nothing may be created");
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path().to_str().unwrap();
+    let out = segdistill(&["download", "weights", "--dest", d, "--url", "ftp://h/mobilenet_v3_small-047dcff4.pth"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("`ftp://` addresses are not supported"), "{}", stderr(&out));
+    assert_eq!(names_in(dest.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_server_that_sends_nothing_says_so_without_promising_a_resume() {
+    let tar = voc_tar();
+    let md5 = digest_of(&tar, Algorithm::Md5);
+    // Silent: not even the status line. StallAfterHeaders: headers, then no byte of the body.
+    for behavior in [Behavior::Silent, Behavior::StallAfterHeaders] {
+        let server = TestServer::start(vec![("voc.tar", tar.clone(), behavior)]);
+        let dest = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let out = download_voc(dest.path(), &server.url("voc.tar"), &md5, &["--timeout", "1"]);
+        assert!(t0.elapsed() < Duration::from_secs(20), "{behavior:?}: the timeout must fire, took {:?}", t0.elapsed());
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("stopped sending: no data for 1 s") && err.contains("--timeout"), "{behavior:?}: {err}");
+        assert!(err.contains("nothing was received: try again later"), "{behavior:?}: {err}");
+        assert_no_resume_advice(&err, dest.path());
+        assert_eq!(names_in(dest.path()), Vec::<String>::new(), "{behavior:?}");
+    }
+}
+
+#[test]
+fn a_connection_cut_before_any_byte_leaves_no_part_file() {
+    let tar = voc_tar();
+    let md5 = digest_of(&tar, Algorithm::Md5);
+    let server = TestServer::start(vec![("voc.tar", tar.clone(), Behavior::CutOnceAfter(0))]);
+    let dest = tempfile::tempdir().unwrap();
+    let out = download_voc(dest.path(), &server.url("voc.tar"), &md5, &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("broke after 0 of {} bytes", tar.len())), "{err}");
+    assert!(err.contains("retrying may help"), "{err}");
+    assert_no_resume_advice(&err, dest.path());
+    // The cut happens once: running again works.
+    let again = download_voc(dest.path(), &server.url("voc.tar"), &md5, &[]);
+    assert!(again.status.success(), "{}{}", stdout(&again), stderr(&again));
+}
+
+#[test]
+fn http_errors_say_whether_retrying_helps() {
+    let server = TestServer::start(vec![
+        ("forbidden.tar", vec![], Behavior::Status(403)),
+        ("gone.tar", vec![], Behavior::Status(410)),
+        ("busy.tar", vec![], Behavior::Status(503)),
+        ("broken.tar", vec![], Behavior::Status(500)),
+    ]);
+    // (file, what the message must say); "missing.tar" is not served: a 404.
+    let cases = [
+        ("missing.tar", "HTTP 404", "the file is not at that address, so retrying will not help"),
+        ("gone.tar", "HTTP 410", "the file is not at that address, so retrying will not help"),
+        ("forbidden.tar", "HTTP 403", "the server refuses to give out this file, so retrying will not help"),
+        ("busy.tar", "HTTP 503", "a problem on the server's side: retrying later may help"),
+        ("broken.tar", "HTTP 500", "a problem on the server's side: retrying later may help"),
+    ];
+    for (file, status, says) in cases {
+        let dest = tempfile::tempdir().unwrap();
+        let out = download_voc(dest.path(), &server.url(file), &"0".repeat(32), &[]);
+        assert!(!out.status.success(), "{file}");
+        let err = stderr(&out);
+        assert!(err.contains(status) && err.contains(says), "{file} should say {says:?}: {err}");
+        assert!(err.contains("--url"), "{file}: another address is the way out: {err}");
+        assert_no_resume_advice(&err, dest.path());
+    }
+    // A server error while a resumable `.part` exists: the bytes are kept, and the message says so.
+    let dest = tempfile::tempdir().unwrap();
+    let part = dest.path().join("VOCtrainval_11-May-2012.tar.part");
+    std::fs::write(&part, [7u8; 100]).unwrap();
+    let out = download_voc(dest.path(), &server.url("busy.tar"), &"0".repeat(32), &[]);
+    let err = stderr(&out);
+    assert!(err.contains("retrying later may help"), "{err}");
+    assert!(err.contains(&format!("the 100 bytes received so far are kept in {}", part.display())), "{err}");
+    assert_eq!(std::fs::read(&part).unwrap(), [7u8; 100], "nothing lost");
+    let reqs = server.requests();
+    assert_eq!(reqs.last().and_then(|r| r.range.clone()).as_deref(), Some("bytes=100-"));
+}
+
+/// Every character of `text` is printable (or a line break): nothing from a binary file.
+fn assert_printable(text: &str) {
+    let bad: Vec<char> =
+        text.chars().filter(|&c| (c.is_control() && c != '\n') || c == char::REPLACEMENT_CHARACTER).collect();
+    assert!(bad.is_empty(), "raw bytes reached the terminal ({bad:?}): {text}");
+}
+
+#[test]
+fn an_archive_with_the_right_checksum_that_is_no_tar_is_described_not_printed() {
+    let jpeg = std::fs::read(shared_voc().join("JPEGImages/2011_000003.jpg")).unwrap();
+    let html = b"<!DOCTYPE html>\n<html><body>Please log in</body></html>\n".to_vec();
+    let mut gzip = vec![0x1f, 0x8b, 8, 0];
+    gzip.extend((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    // A real tar whose second header is damaged: escape sequences in its name, junk in its checksum
+    // field (the tar reader quotes both in its error).
+    let tar = voc_tar();
+    let second = tar::Archive::new(&tar[..]).entries().unwrap().nth(1).unwrap().unwrap().raw_header_position() as usize;
+    let mut damaged = tar.clone();
+    damaged[second..second + 12].copy_from_slice(b"\x1b[2J\x1b[31mevi");
+    damaged[second + 148..second + 156].copy_from_slice(&[0xff, 0xfe, 0x1b, b'[', b'0', b'm', 0x07, 0x80]);
+    let cut = tar[..tar.len() / 2 + 100].to_vec(); // inside a block: an entry or header is cut
+    // (served bytes, what the message must say)
+    let cases: [(&[u8], &str); 5] = [
+        (&jpeg, "it is not a tar archive but a JPEG image"),
+        (&html, "it is not a tar archive but an HTML page"),
+        (&gzip, "it is not a tar archive but a gzip-compressed file"),
+        (&damaged, "the tar archive is corrupt: an entry header is damaged"),
+        (&cut, "the tar archive is corrupt: it is cut short"),
+    ];
+    for (bytes, says) in cases {
+        let md5 = digest_of(bytes, Algorithm::Md5);
+        let server = TestServer::start(vec![("voc.tar", bytes.to_vec(), Behavior::Normal)]);
+        let dest = tempfile::tempdir().unwrap();
+        let out = download_voc(dest.path(), &server.url("voc.tar"), &md5, &[]);
+        assert!(!out.status.success(), "{says}");
+        let err = stderr(&out);
+        let archive = dest.path().join("VOCtrainval_11-May-2012.tar");
+        assert!(err.contains(&format!("cannot extract {}: {says}", archive.display())), "{says}: {err}");
+        assert_printable(&err);
+        assert_eq!(std::fs::read(&archive).unwrap(), bytes, "{says}: the verified archive is kept");
+        assert_eq!(names_in(dest.path()), ["VOCtrainval_11-May-2012.tar"], "{says}: nothing half-extracted");
+    }
 }
 
 #[test]

@@ -17,8 +17,8 @@ use crate::data::download::{
 pub struct DownloadArgs {
     #[command(subcommand)]
     pub what: What,
-    /// Give up after this many seconds without data (default 30, or SEGDISTILL_TIMEOUT); the
-    /// partial file is kept and the next run resumes it.
+    /// Give up after this many seconds without data (default 30, or SEGDISTILL_TIMEOUT); what
+    /// arrived is kept in a .part file and the next run resumes it.
     #[arg(long, global = true)]
     pub timeout: Option<u64>,
 }

@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 file server on 127.0.0.1 for download tests: honours `Range: bytes=N-`, and can
-//! misbehave on purpose (cut the connection once, stall, ignore ranges). Every request is logged.
+//! misbehave on purpose (cut the connection once, stall, say nothing at all, ignore ranges, answer
+//! an error status). Every request is logged.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -17,6 +18,12 @@ pub enum Behavior {
     Stall,
     /// Always answers 200 with the whole file, whatever the Range header says.
     IgnoreRange,
+    /// Accepts the connection and reads the request, then sends nothing (not even headers) for a minute.
+    Silent,
+    /// Sends the headers (announcing the full length), then nothing for a minute.
+    StallAfterHeaders,
+    /// Answers this status (e.g. 403, 503) with an empty body.
+    Status(u16),
 }
 
 struct Served {
@@ -98,6 +105,17 @@ fn serve(stream: TcpStream, files: &HashMap<String, Served>, log: &Mutex<Vec<Log
     let Some(file) = files.get(&path) else {
         return out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     };
+    match file.behavior {
+        Behavior::Silent => {
+            std::thread::sleep(Duration::from_secs(60));
+            return Ok(());
+        }
+        Behavior::Status(code) => {
+            let head = format!("HTTP/1.1 {code} Test Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return out.write_all(head.as_bytes());
+        }
+        _ => {}
+    }
     let len = file.bytes.len();
     let start = range
         .as_deref()
@@ -127,8 +145,9 @@ fn serve(stream: TcpStream, files: &HashMap<String, Served>, log: &Mutex<Vec<Log
             out.flush()?;
             out.shutdown(std::net::Shutdown::Both)
         }
-        Behavior::Stall => {
-            out.write_all(&body[..16.min(body.len())])?;
+        Behavior::Stall | Behavior::StallAfterHeaders => {
+            let n = if file.behavior == Behavior::Stall { 16 } else { 0 };
+            out.write_all(&body[..n.min(body.len())])?;
             out.flush()?;
             std::thread::sleep(Duration::from_secs(60));
             Ok(())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::checksum::{Algorithm, Checksum, digest_file};
 use super::extract::{move_into_place, untar_to_staging, unzip_to_staging};
-use super::http::{HttpOptions, fetch};
+use super::http::{HttpOptions, check_url, fetch};
 use super::{DownloadError, Observer};
 
 /// One downloadable file.
@@ -206,6 +206,7 @@ pub fn download_weight_url(
     options: &HttpOptions,
     observer: &dyn Observer,
 ) -> Result<Fetched, DownloadError> {
+    check_url(url)?;
     let name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or_default();
     let Some(checksum) = Checksum::from_torch_file_name(name) else {
         return Err(DownloadError::Invalid(format!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::catalog::Fetched;
 use super::checksum::{Checksum, verify_file};
-use super::{DownloadError, Observer, Stage, ensure_free_space};
+use super::{DownloadError, Kept, Observer, Stage, ensure_free_space};
 
 /// Network settings. Proxies come from the standard `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY`
 /// variables (either case) and `NO_PROXY`; the stall timeout from `SEGDISTILL_TIMEOUT` (seconds)
@@ -114,6 +114,7 @@ pub fn fetch(
             Some(Err(e)) => return Err(e),
         }
     }
+    check_url(url)?;
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| DownloadError::io(dir, e))?;
     }
@@ -146,25 +147,48 @@ fn parse_content_range(value: &str) -> Option<Span> {
     Some(Span { start: start.trim().parse().ok()?, total: total.trim().parse().ok() })
 }
 
-fn transport_error(url: &str, part: &Path, kept: u64, options: &HttpOptions, t: ureq::Transport) -> DownloadError {
+/// Refuses what is not an http(s) address before anything touches the disk or the network:
+/// retrying cannot help such a download, and there is nothing to resume.
+pub fn check_url(url: &str) -> Result<(), DownloadError> {
+    let bad = |reason: String| Err(DownloadError::BadUrl { url: url.into(), reason });
+    let scheme = url.trim().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        None => return bad("it does not start with http:// or https://".into()),
+        Some("http" | "https") => {}
+        Some(s) => return bad(format!("`{s}://` addresses are not supported")),
+    }
+    // The same parser the request will use (the `url` crate, through ureq).
+    let agent = ureq::AgentBuilder::new().try_proxy_from_env(false).build();
+    match agent.get(url).request_url() {
+        Ok(u) if u.host().is_empty() => bad("it names no host".into()),
+        Ok(_) => Ok(()),
+        Err(e) => bad(transport_reason(&e)),
+    }
+}
+
+/// ureq's explanation without its "Bad URL: " style prefix.
+fn transport_reason(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Transport(t) => t.message().map_or_else(|| t.to_string(), str::to_string),
+        ureq::Error::Status(code, _) => format!("HTTP {code}"),
+    }
+}
+
+fn transport_error(url: &str, part: &Path, got: u64, options: &HttpOptions, t: ureq::Transport) -> DownloadError {
     use ureq::ErrorKind as K;
     let timed_out = std::error::Error::source(&t)
         .and_then(|s| s.downcast_ref::<std::io::Error>())
         .is_some_and(|e| matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock));
+    let kept = Kept::on_disk(part);
     match t.kind() {
-        _ if timed_out => {
-            DownloadError::Stalled { url: url.into(), secs: options.stall_timeout.as_secs(), part: part.into(), kept }
+        _ if timed_out => DownloadError::Stalled { url: url.into(), secs: options.stall_timeout.as_secs(), kept },
+        K::InvalidUrl | K::UnknownScheme => {
+            DownloadError::BadUrl { url: url.into(), reason: t.message().map_or_else(|| t.to_string(), str::to_string) }
         }
         K::Dns | K::ConnectionFailed | K::ProxyConnect => {
             DownloadError::Offline { host: url_host(url).into(), reason: t.to_string() }
         }
-        _ => DownloadError::Interrupted {
-            url: url.into(),
-            part: part.into(),
-            kept,
-            total: "?".into(),
-            reason: t.to_string(),
-        },
+        _ => DownloadError::Interrupted { url: url.into(), got, total: "?".into(), reason: t.to_string(), kept },
     }
 }
 
@@ -196,7 +220,12 @@ fn receive(
             return receive(url, part, extra_space, options, observer);
         }
         Err(ureq::Error::Status(status, r)) => {
-            return Err(DownloadError::Http { url: url.into(), status, text: r.status_text().to_string() });
+            return Err(DownloadError::Http {
+                url: url.into(),
+                status,
+                text: r.status_text().to_string(),
+                kept: Kept::on_disk(part),
+            });
         }
         Err(ureq::Error::Transport(t)) => return Err(transport_error(url, part, have, options, t)),
     };
@@ -235,45 +264,70 @@ fn receive(
     let name = part.file_name().map(|n| n.to_string_lossy().trim_end_matches(".part").to_string()).unwrap_or_default();
     observer.stage(Stage::Downloading { file: name, resumed_from: have }, total);
     observer.advance(have);
-    let mut body = response.into_reader();
-    let mut buf = vec![0u8; 256 * 1024];
     let mut got = have;
-    let broke = |got: u64, reason: String| DownloadError::Interrupted {
-        url: url.into(),
-        part: part.into(),
-        kept: got,
-        total: total.map_or("?".into(), |t| t.to_string()),
-        reason,
-    };
+    let result = copy_body(response.into_reader(), &mut file, &mut got, observer).and_then(|()| {
+        file.sync_all().map_err(Body::Write)?;
+        match total {
+            Some(t) if got != t => Err(Body::Read(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection early",
+            ))),
+            _ => Ok(()),
+        }
+    });
+    let Err(e) = result else { return Ok(()) };
+    if got == 0 {
+        // Nothing arrived: an empty `.part` would only suggest there is something to resume. Still
+        // ours (locked), so no other download is using it.
+        std::fs::remove_file(part).ok(); // the error below is what matters
+    }
+    Err(match e {
+        Body::Cancelled => DownloadError::Cancelled,
+        Body::Write(e) => DownloadError::io(part, e),
+        Body::Read(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+            DownloadError::Stalled { url: url.into(), secs: options.stall_timeout.as_secs(), kept: Kept::on_disk(part) }
+        }
+        Body::Read(e) => DownloadError::Interrupted {
+            url: url.into(),
+            got,
+            total: total.map_or("?".into(), |t| t.to_string()),
+            reason: e.to_string(),
+            kept: Kept::on_disk(part),
+        },
+    })
+}
+
+/// Why copying a response body stopped early.
+enum Body {
+    Cancelled,
+    /// Receiving failed (timeout, broken connection, early end).
+    Read(std::io::Error),
+    /// Writing the `.part` file failed (full disk…).
+    Write(std::io::Error),
+}
+
+/// Appends the body to `file`, counting into `got`, until the body ends or fails.
+fn copy_body(
+    mut body: impl Read,
+    file: &mut std::fs::File,
+    got: &mut u64,
+    observer: &dyn Observer,
+) -> Result<(), Body> {
+    let mut buf = vec![0u8; 256 * 1024];
     loop {
         if observer.cancelled() {
             file.flush().ok(); // what was written stays for the resume
-            return Err(DownloadError::Cancelled);
+            return Err(Body::Cancelled);
         }
         let n = match body.read(&mut buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
-                return Err(DownloadError::Stalled {
-                    url: url.into(),
-                    secs: options.stall_timeout.as_secs(),
-                    part: part.into(),
-                    kept: got,
-                });
-            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(broke(got, e.to_string())),
+            Err(e) => return Err(Body::Read(e)),
         };
-        if n == 0 {
-            break;
-        }
-        file.write_all(&buf[..n]).map_err(|e| DownloadError::io(part, e))?;
-        got += n as u64;
+        file.write_all(&buf[..n]).map_err(Body::Write)?;
+        *got += n as u64;
         observer.advance(n as u64);
-    }
-    file.sync_all().map_err(|e| DownloadError::io(part, e))?;
-    match total {
-        Some(t) if got != t => Err(broke(got, "the server closed the connection early".into())),
-        _ => Ok(()),
     }
 }
 
@@ -306,6 +360,30 @@ mod tests {
             Some("socks5://s:1")
         );
         assert_eq!(proxy_for("https://a.b/x", &env_of(&[])), None);
+    }
+
+    #[test]
+    fn only_http_and_https_addresses_pass() {
+        for ok in ["http://127.0.0.1:8/a.tar", "https://download.pytorch.org/models/x.pth", "HTTPS://H/x?dl=1"] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        // (address, what the reason must say)
+        let cases = [
+            ("ftp://h/a.tar", "`ftp://` addresses are not supported"),
+            ("file:///a.tar", "`file://` addresses are not supported"),
+            ("h/a.tar", "does not start with http"),
+            ("", "does not start with http"),
+            ("http://", ""),
+            ("http://exa mple.org/a", ""),
+        ];
+        for (url, says) in cases {
+            match check_url(url) {
+                Err(DownloadError::BadUrl { url: u, reason }) => {
+                    assert!(u == url && reason.contains(says), "{url:?}: {reason}");
+                }
+                other => panic!("{url:?} must be refused, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -64,26 +64,31 @@ impl Observer for NoProgress {
     fn advance(&self, _bytes: u64) {}
 }
 
-/// Everything that can go wrong getting data; each message says what to do next.
+/// Everything that can go wrong getting data; each message says what happened and what to do
+/// next. Resuming is offered only when a `.part` file with bytes exists ([`Kept`]), and retrying
+/// only when it can help (not for a bad address or a file the server does not have).
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
+    #[error("`{url}` is not a valid http:// or https:// address ({reason}); check the address you passed")]
+    BadUrl { url: String, reason: String },
     #[error(
         "cannot reach {host} ({reason}). Check the internet connection; behind a proxy set HTTPS_PROXY / \
          HTTP_PROXY; or pass --url with a mirror"
     )]
     Offline { host: String, reason: String },
-    #[error("{url} answered HTTP {status} {text}; try again later or pass --url with a mirror")]
-    Http { url: String, status: u16, text: String },
+    #[error("{url} answered HTTP {status} {text}: {}", http_advice(*.status, .kept))]
+    Http { url: String, status: u16, text: String, kept: Option<Kept> },
     #[error(
-        "no data from {url} for {secs} s (timeout; raise it with --timeout or SEGDISTILL_TIMEOUT). \
-         {kept} bytes are kept in {part}: run the same command again to resume"
+        "the server at {url} stopped sending: no data for {secs} s (the stall timeout; raise it with --timeout or \
+         SEGDISTILL_TIMEOUT); {}",
+        resume_or(.kept, "nothing was received: try again later, or pass --url with a mirror")
     )]
-    Stalled { url: String, secs: u64, part: PathBuf, kept: u64 },
+    Stalled { url: String, secs: u64, kept: Option<Kept> },
     #[error(
-        "the connection to {url} broke after {kept} of {total} bytes ({reason}); they are kept in {part}: \
-         run the same command again to resume"
+        "the connection to {url} broke after {got} of {total} bytes ({reason}); {}",
+        resume_or(.kept, "nothing was received: try again (retrying may help), or pass --url with a mirror")
     )]
-    Interrupted { url: String, part: PathBuf, kept: u64, total: String, reason: String },
+    Interrupted { url: String, got: u64, total: String, reason: String, kept: Option<Kept> },
     #[error(
         "{algorithm} of {path} is {actual}, expected {expected}: the file is corrupt or not the published one; \
          it was deleted, run the command again to download it afresh"
@@ -106,6 +111,54 @@ pub enum DownloadError {
     Cancelled,
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The `.part` file of an unfinished download and how many bytes it holds: the next run of the
+/// same command asks the server for the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub part: PathBuf,
+    pub bytes: u64,
+}
+
+impl Kept {
+    /// What `part` holds now; `None` when it is missing or empty (nothing to resume).
+    pub fn on_disk(part: &Path) -> Option<Self> {
+        let bytes = std::fs::metadata(part).ok().filter(|m| m.is_file())?.len();
+        (bytes > 0).then(|| Self { part: part.to_path_buf(), bytes })
+    }
+}
+
+/// The resume advice when a `.part` with bytes exists, else `otherwise`.
+fn resume_or(kept: &Option<Kept>, otherwise: &str) -> String {
+    match kept {
+        Some(k) => format!(
+            "the {} bytes received so far are kept in {}: run the same command again to resume",
+            k.bytes,
+            k.part.display()
+        ),
+        None => otherwise.to_string(),
+    }
+}
+
+/// What an HTTP error status means for the user: whether retrying can help, and what else to try.
+fn http_advice(status: u16, kept: &Option<Kept>) -> String {
+    let elsewhere = "check the address, or pass --url with a mirror";
+    let later = |why: &str| match kept {
+        Some(_) => format!("{why}: retrying later may help; {}", resume_or(kept, "")),
+        None => format!("{why}: retrying later may help, or pass --url with a mirror"),
+    };
+    match status {
+        404 | 410 => format!("the file is not at that address, so retrying will not help; {elsewhere}"),
+        401 | 403 => format!("the server refuses to give out this file, so retrying will not help; {elsewhere}"),
+        407 => "the proxy wants a user name and password: put them in HTTPS_PROXY / HTTP_PROXY \
+                (http://user:password@host:port)"
+            .into(),
+        408 | 429 => later("the server is busy"),
+        400..=499 => format!("the server rejected the request, so retrying will not help; {elsewhere}"),
+        500..=599 => later("a problem on the server's side"),
+        _ => format!("an answer a download cannot use; {elsewhere}"),
+    }
 }
 
 impl DownloadError {
@@ -163,6 +216,39 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_999_639_040), "2.0 GB");
         assert_eq!(human_bytes(1_500_000), "1.5 MB");
+    }
+
+    #[test]
+    fn http_statuses_say_whether_retrying_helps() {
+        let kept = Some(Kept { part: PathBuf::from("/d/v.tar.part"), bytes: 42 });
+        // (status, kept part, what the advice must say, what it must not)
+        let cases: [(u16, &Option<Kept>, &str, &str); 7] = [
+            (404, &None, "not at that address, so retrying will not help", "resume"),
+            (404, &kept, "not at that address, so retrying will not help", "resume"),
+            (403, &None, "refuses to give out this file, so retrying will not help", "resume"),
+            (503, &None, "retrying later may help, or pass --url", "resume"),
+            (500, &kept, "the 42 bytes received so far are kept in /d/v.tar.part", "will not help"),
+            (429, &None, "busy: retrying later may help", "will not help"),
+            (407, &None, "HTTPS_PROXY", "retrying"),
+        ];
+        for (status, kept, says, not) in cases {
+            let advice = http_advice(status, kept);
+            assert!(advice.contains(says) && !advice.contains(not), "HTTP {status} ({kept:?}): {advice}");
+        }
+    }
+
+    #[test]
+    fn resume_is_offered_only_for_a_part_with_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("a.part");
+        assert_eq!(Kept::on_disk(&part), None, "missing");
+        std::fs::write(&part, b"").unwrap();
+        assert_eq!(Kept::on_disk(&part), None, "empty");
+        std::fs::write(&part, b"abc").unwrap();
+        assert_eq!(Kept::on_disk(&part), Some(Kept { part: part.clone(), bytes: 3 }));
+        assert_eq!(Kept::on_disk(dir.path()), None, "a folder is no part file");
+        let err = DownloadError::Stalled { url: "http://h/a".into(), secs: 3, kept: None };
+        assert!(!err.to_string().contains("resume"), "{err}");
     }
 
     #[test]
