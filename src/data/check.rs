@@ -2,16 +2,30 @@
 //! statistics a user wants before training (sizes, class pixel histogram).
 
 use super::classes::VOID;
-use super::dataset::Dataset;
+use super::dataset::{Dataset, DatasetKind};
 use super::error::DataError;
 use super::image::read_rgb;
 use super::mask::read_mask;
+use super::voc::{self, DuplicateId};
 
-/// A problem with one sample.
+/// A problem with one sample, or with the split list itself (`id` is then the listed id the
+/// problem is about, e.g. a repeated one).
 #[derive(Debug)]
 pub struct Problem {
     pub id: String,
     pub error: DataError,
+}
+
+impl Problem {
+    /// A repeated id: the split uses it once, but the file should be fixed, and a user who
+    /// meant two different images must hear about it.
+    // DataError has no variant for this yet; `Decode` on the split file is the closest (a repeated
+    // line is a defect of that file), though it groups these with undecodable images.
+    fn duplicate(d: &DuplicateId) -> Self {
+        let reason =
+            format!("it lists id '{}' {} times; the id is used once (delete the repeated lines)", d.id, d.times);
+        Self { id: d.id.clone(), error: DataError::decode(&d.file, reason) }
+    }
 }
 
 /// The outcome of checking every sample of a split.
@@ -112,6 +126,19 @@ fn check_sample(ds: &Dataset, index: usize, report: &mut CheckReport) {
     }
 }
 
+/// Problems of the split list itself, before any sample's: ids its file repeats (VOC lists;
+/// Cityscapes splits are folders, which cannot repeat a frame).
+fn split_list_problems(ds: &Dataset) -> Vec<Problem> {
+    if ds.kind != DatasetKind::Voc {
+        return Vec::new();
+    }
+    match voc::read_split_list(&ds.root, &ds.split) {
+        Ok(list) => list.duplicates.iter().map(Problem::duplicate).collect(),
+        // Read when the dataset was opened; failing now means it changed since: say so.
+        Err(error) => vec![Problem { id: ds.split.clone(), error }],
+    }
+}
+
 /// Checks every sample of `ds` on all cores; `on_sample` is called after each one (progress).
 pub fn check_dataset(ds: &Dataset, on_sample: &(dyn Fn() + Sync)) -> CheckReport {
     let empty = || CheckReport { class_pixels: vec![0; ds.num_classes()], ..Default::default() };
@@ -121,7 +148,7 @@ pub fn check_dataset(ds: &Dataset, on_sample: &(dyn Fn() + Sync)) -> CheckReport
         on_sample();
         r
     });
-    let mut report = CheckReport { listed: ds.len(), ..empty() };
+    let mut report = CheckReport { listed: ds.len(), problems: split_list_problems(ds), ..empty() };
     for r in parts {
         report.absorb(r);
     }

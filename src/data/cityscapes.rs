@@ -9,6 +9,8 @@ use super::error::{DataError, Result};
 
 const IMAGE_SUFFIX: &str = "_leftImg8bit.png";
 const MASK_SUFFIX: &str = "_gtFine_labelIds.png";
+/// What to pass as `--data` for Cityscapes, for messages.
+const ROOT_HINT: &str = "the Cityscapes root (the folder holding leftImg8bit/ and gtFine/)";
 
 fn is_root(dir: &Path) -> bool {
     dir.join("leftImg8bit").is_dir()
@@ -17,6 +19,9 @@ fn is_root(dir: &Path) -> bool {
 /// Finds the folder holding `leftImg8bit/` and `gtFine/`: the folder itself or a descendant
 /// (two levels at most).
 pub fn find_root(path: &Path) -> Result<PathBuf> {
+    if let Some(e) = super::voc::not_a_folder(path, "Cityscapes", ROOT_HINT) {
+        return Err(e);
+    }
     let mut level = vec![path.to_path_buf()];
     for _ in 0..=2 {
         if let Some(found) = level.iter().find(|d| is_root(d)) {
@@ -83,4 +88,26 @@ pub fn samples(root: &Path, split: &str) -> Result<Vec<SampleFiles>> {
         return Err(DataError::EmptySplit { split: split.into(), path: split_dir });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_folder_and_a_file_are_told_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let msg = find_root(&tmp.path().join("absent")).unwrap_err().to_string();
+        assert!(msg.contains("absent") && msg.contains("no such file or folder"), "{msg}");
+        let zip = tmp.path().join("leftImg8bit_trainvaltest.zip");
+        std::fs::write(&zip, "PK").unwrap();
+        let msg = find_root(&zip).unwrap_err().to_string();
+        assert!(msg.contains("is an archive, not a folder") && msg.contains("the Cityscapes root"), "{msg}");
+        let file = tmp.path().join("frame_leftImg8bit.png");
+        std::fs::write(&file, "png").unwrap();
+        let msg = find_root(&file).unwrap_err().to_string();
+        assert!(msg.contains("is a file, not a folder: pass the Cityscapes root"), "{msg}");
+        std::fs::create_dir_all(tmp.path().join("cs/leftImg8bit")).unwrap();
+        assert_eq!(find_root(tmp.path()).unwrap(), tmp.path().join("cs"));
+    }
 }

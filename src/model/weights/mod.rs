@@ -1,17 +1,19 @@
 //! Loading weights into models whose parameter names equal torchvision's `state_dict` keys.
 //!
 //! Formats: `torch.save` zip and legacy files (see [`torch`]) and safetensors (what segdistill
-//! writes). Every key and shape is checked against what the model asks for; non-float entries
+//! writes). Every key, shape and element type is checked against what the model asks for, and
+//! every float value must be finite; non-float entries the model does not ask for
 //! (`num_batches_tracked`) are tolerated. Two ways in:
 //! * [`StateDict::var_builder`]: a `VarBuilder` over plain (non-trainable) tensors, for the frozen
 //!   teacher and for inference;
 //! * [`load_into_varmap`]: copies values into a trainable model's `VarMap` (students, resume).
 
 pub mod error;
+mod finite;
 pub mod init;
 pub mod torch;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +38,9 @@ pub struct StateDict {
     tensors: BTreeMap<String, Tensor>,
     /// Entries skipped because they are not floats (e.g. `num_batches_tracked`).
     pub skipped: Vec<String>,
+    /// The element type of each skipped entry, so a model asking for one hears "wrong dtype",
+    /// not "missing".
+    skipped_dtypes: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for StateDict {
@@ -72,7 +77,22 @@ fn detect_format(path: &Path) -> Result<WeightsFormat, WeightsError> {
     Err(WeightsError::NotWeights { path: path.into(), reason })
 }
 
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
+/// What a reader found in a file: the float tensors (as f32), and the other entries with the name
+/// of their element type.
+#[derive(Default)]
+struct FileEntries {
+    tensors: BTreeMap<String, Tensor>,
+    skipped: Vec<(String, String)>,
+}
+
+impl From<torch::LoadedTensors> for FileEntries {
+    fn from(loaded: torch::LoadedTensors) -> Self {
+        let skipped = loaded.skipped.into_iter().map(|(name, ty)| (name, ty.name().to_string())).collect();
+        Self { tensors: loaded.tensors, skipped }
+    }
+}
+
+fn read_safetensors(path: &Path) -> Result<FileEntries, WeightsError> {
     use candle_core::safetensors::Load as _;
     let bytes = std::fs::read(path).map_err(|e| WeightsError::io(path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
@@ -84,38 +104,63 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsErro
             e => WeightsError::malformed(path, e.to_string()),
         }
     })?;
-    let mut out = BTreeMap::new();
+    let mut entries = FileEntries::default();
     for (name, view) in st.tensors() {
-        let t = view.load(&Device::Cpu).map_err(|e| WeightsError::malformed(path, format!("tensor `{name}`: {e}")))?;
-        if t.dtype().is_float() {
-            let t = t.to_dtype(DType::F32).map_err(|e| WeightsError::malformed(path, e))?;
-            out.insert(name, t);
+        use safetensors::Dtype as D;
+        // Decided on the header's type: candle cannot load some integer types (bool, i8) at all.
+        if !matches!(view.dtype(), D::F16 | D::BF16 | D::F32 | D::F64) {
+            entries.skipped.push((name, view.dtype().to_string().to_lowercase()));
+            continue;
         }
+        let t = view.load(&Device::Cpu).map_err(|e| WeightsError::malformed(path, format!("tensor `{name}`: {e}")))?;
+        let t = t.to_dtype(DType::F32).map_err(|e| WeightsError::malformed(path, format!("tensor `{name}`: {e}")))?;
+        entries.tensors.insert(name, t);
     }
-    Ok(out)
+    Ok(entries)
 }
 
 impl StateDict {
-    /// Reads a weights file, detecting its format from the content (not the extension).
+    /// Reads a weights file, detecting its format from the content (not the extension). Every
+    /// format ends here, so this is where NaN and infinite values are rejected.
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
         let format = detect_format(path)?;
-        let (tensors, skipped) = match format {
-            WeightsFormat::TorchZip => {
-                let t = torch::read_zip(path)?;
-                (t.tensors, t.skipped)
-            }
-            WeightsFormat::TorchLegacy => {
-                let t = torch::read_legacy(path)?;
-                (t.tensors, t.skipped)
-            }
-            WeightsFormat::Safetensors => (read_safetensors(path)?, Vec::new()),
+        let entries = match format {
+            WeightsFormat::TorchZip => torch::read_zip(path)?.into(),
+            WeightsFormat::TorchLegacy => torch::read_legacy(path)?.into(),
+            WeightsFormat::Safetensors => read_safetensors(path)?,
         };
-        Ok(Self { path: path.to_path_buf(), format, tensors, skipped })
+        finite::check_finite(path, &entries.tensors)?;
+        Ok(Self::with_entries(path.to_path_buf(), format, entries))
     }
 
     /// A state dict built in memory (tests, conversions).
     pub fn from_tensors(path: impl Into<PathBuf>, tensors: BTreeMap<String, Tensor>) -> Self {
-        Self { path: path.into(), format: WeightsFormat::Safetensors, tensors, skipped: Vec::new() }
+        Self::with_entries(path.into(), WeightsFormat::Safetensors, FileEntries { tensors, skipped: Vec::new() })
+    }
+
+    fn with_entries(path: PathBuf, format: WeightsFormat, entries: FileEntries) -> Self {
+        let FileEntries { tensors, skipped } = entries;
+        let names = skipped.iter().map(|(name, _)| name.clone()).collect();
+        Self { path, format, tensors, skipped: names, skipped_dtypes: skipped.into_iter().collect() }
+    }
+
+    /// The element type of a non-float entry the loader skipped (`None` for floats and absent keys).
+    pub fn skipped_dtype(&self, key: &str) -> Option<&str> {
+        self.skipped_dtypes.get(key).map(String::as_str)
+    }
+
+    /// The error for a key the file has no float tensor for: wrong dtype if it holds a non-float
+    /// one under that name, missing otherwise.
+    fn absent_key_error(&self, key: &str, expected: DType) -> WeightsError {
+        match self.skipped_dtype(key) {
+            Some(found) => WeightsError::WrongDtype {
+                path: self.path.clone(),
+                key: key.to_string(),
+                found: found.to_string(),
+                expected: expected.as_str().to_string(),
+            },
+            None => WeightsError::missing_keys(&self.path, vec![key.to_string()]),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Tensor> {
@@ -139,48 +184,76 @@ impl StateDict {
         self.tensors.values().map(|t| t.elem_count()).sum()
     }
 
-    /// Keeps the entries `rename` maps to a new name (dropping those it maps to `None`).
+    /// Keeps the entries `rename` maps to a new name (dropping those it maps to `None`); skipped
+    /// non-float entries are renamed alike.
     pub fn renamed(self, rename: impl Fn(&str) -> Option<String>) -> Self {
         let tensors = self.tensors.into_iter().filter_map(|(k, v)| rename(&k).map(|k| (k, v))).collect();
-        Self { tensors, ..self }
+        let mut skipped: Vec<(String, String)> =
+            self.skipped_dtypes.into_iter().filter_map(|(k, dtype)| rename(&k).map(|k| (k, dtype))).collect();
+        skipped.sort();
+        Self::with_entries(self.path, self.format, FileEntries { tensors, skipped })
     }
 
     /// A `VarBuilder` that hands out this file's tensors (non-trainable) on `device`, checking
-    /// each requested name and shape. Call [`UsedKeys::check_all_used`] after building the model
-    /// to reject files with extra weights.
+    /// each requested name, shape and element type. A missing weight does not stop the model's
+    /// construction (it gets a NaN placeholder) so that every missing name is known: always call
+    /// [`UsedKeys::check_all_used`] after building the model, which reports them and rejects
+    /// files with extra weights.
     pub fn var_builder(self: &Arc<Self>, device: &Device) -> (VarBuilder<'static>, UsedKeys) {
-        let used = UsedKeys {
-            dict: self.clone(),
-            used: Arc::new(Mutex::new(HashSet::new())),
-            error: Arc::new(Mutex::new(None)),
-        };
-        let backend = CheckedBackend { dict: self.clone(), used: used.used.clone(), error: used.error.clone() };
-        (VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()), used)
+        let requests = Arc::new(Mutex::new(Requests::default()));
+        let backend = CheckedBackend { dict: self.clone(), requests: requests.clone() };
+        (
+            VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()),
+            UsedKeys { dict: self.clone(), requests },
+        )
     }
 }
 
-/// Which keys of a state dict a model asked for, and the first loading error.
+/// What a model asked a [`StateDict`] for while it was built.
+#[derive(Default)]
+struct Requests {
+    used: HashSet<String>,
+    /// Names the model asked for and the file lacks.
+    missing: BTreeSet<String>,
+    /// The first error that stopped the construction.
+    error: Option<WeightsError>,
+}
+
+/// Which keys of a state dict a model asked for, which were missing, and the first loading error.
 pub struct UsedKeys {
     dict: Arc<StateDict>,
-    used: Arc<Mutex<HashSet<String>>>,
-    error: Arc<Mutex<Option<WeightsError>>>,
+    requests: Arc<Mutex<Requests>>,
 }
 
 impl UsedKeys {
-    /// The typed error behind a failed model construction (candle's error type only keeps the
-    /// message), if the failure came from the weights.
-    pub fn take_error(&self) -> Option<WeightsError> {
-        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    fn requests(&self) -> std::sync::MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Errors if the file holds weights the model did not ask for, except names starting with
-    /// one of `ignored_prefixes` (e.g. an ImageNet classifier when loading a backbone).
+    /// The typed error behind a failed model construction (candle's error type only keeps the
+    /// message): the error that stopped it, else every missing weight, if any.
+    pub fn take_error(&self) -> Option<WeightsError> {
+        let mut requests = self.requests();
+        requests.error.take().or_else(|| self.missing_error(&requests))
+    }
+
+    fn missing_error(&self, requests: &Requests) -> Option<WeightsError> {
+        let missing: Vec<String> = requests.missing.iter().cloned().collect();
+        (!missing.is_empty()).then(|| WeightsError::missing_keys(&self.dict.path, missing))
+    }
+
+    /// Errors if the model asked for weights the file lacks (naming all of them), or if the file
+    /// holds weights the model did not ask for, except names starting with one of
+    /// `ignored_prefixes` (e.g. an ImageNet classifier when loading a backbone).
     pub fn check_all_used(&self, ignored_prefixes: &[&str]) -> Result<(), WeightsError> {
-        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let requests = self.requests();
+        if let Some(e) = self.missing_error(&requests) {
+            return Err(e);
+        }
         let extra: Vec<String> = self
             .dict
             .keys()
-            .filter(|k| !used.contains(*k) && !ignored_prefixes.iter().any(|p| k.starts_with(p)))
+            .filter(|k| !requests.used.contains(*k) && !ignored_prefixes.iter().any(|p| k.starts_with(p)))
             .map(String::from)
             .collect();
         if extra.is_empty() { Ok(()) } else { Err(WeightsError::unexpected_keys(&self.dict.path, extra)) }
@@ -189,33 +262,44 @@ impl UsedKeys {
 
 struct CheckedBackend {
     dict: Arc<StateDict>,
-    used: Arc<Mutex<HashSet<String>>>,
-    error: Arc<Mutex<Option<WeightsError>>>,
+    requests: Arc<Mutex<Requests>>,
 }
 
 impl CheckedBackend {
+    fn requests(&self) -> std::sync::MutexGuard<'_, Requests> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Records the first error for [`UsedKeys::take_error`] and turns it into a candle error.
     fn fail(&self, e: WeightsError) -> candle_core::Error {
         let msg = e.to_string();
-        self.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+        self.requests().error.get_or_insert(e);
         candle_core::Error::Msg(msg)
     }
 
-    fn fetch(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self
-            .dict
-            .get(name)
-            .ok_or_else(|| self.fail(WeightsError::missing_keys(&self.dict.path, vec![name.to_string()])))?;
-        self.used.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string());
+    fn fetch(&self, t: &Tensor, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.requests().used.insert(name.to_string());
         t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    /// A weight the file lacks: noted, and replaced by NaN so that construction goes on to find
+    /// the other missing ones, while a model used despite the error computes NaN, not plausible
+    /// numbers.
+    fn placeholder(&self, s: Shape, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.requests().missing.insert(name.to_string());
+        Tensor::full(f32::NAN, s, dev)?.to_dtype(dtype)
     }
 }
 
 impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        if let Some(t) = self.dict.get(name)
-            && t.shape() != &s
-        {
+        let Some(t) = self.dict.get(name) else {
+            if self.dict.skipped_dtype(name).is_some() {
+                return Err(self.fail(self.dict.absent_key_error(name, dtype)));
+            }
+            return self.placeholder(s, name, dtype, dev);
+        };
+        if t.shape() != &s {
             return Err(self.fail(WeightsError::ShapeMismatch {
                 path: self.dict.path.clone(),
                 key: name.to_string(),
@@ -223,11 +307,24 @@ impl candle_nn::var_builder::SimpleBackend for CheckedBackend {
                 found: t.dims().to_vec(),
             }));
         }
-        self.fetch(name, dtype, dev)
+        self.fetch(t, name, dtype, dev)
     }
 
+    /// Without a shape there is no placeholder: the construction stops here, naming this weight
+    /// and those found missing before it.
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.fetch(name, dtype, dev)
+        let Some(t) = self.dict.get(name) else {
+            let e = match self.dict.absent_key_error(name, dtype) {
+                WeightsError::MissingKeys { all, .. } => {
+                    let mut keys: Vec<String> = self.requests().missing.iter().cloned().collect();
+                    keys.extend(all);
+                    WeightsError::missing_keys(&self.dict.path, keys)
+                }
+                e => e,
+            };
+            return Err(self.fail(e));
+        };
+        self.fetch(t, name, dtype, dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -252,6 +349,9 @@ pub fn load_into_varmap(varmap: &candle_nn::VarMap, dict: &StateDict) -> Result<
     let mut report = LoadReport::default();
     for (name, var) in vars.iter() {
         let Some(t) = dict.get(name) else {
+            if dict.skipped_dtype(name).is_some() {
+                return Err(dict.absent_key_error(name, var.dtype()));
+            }
             report.missing.push(name.clone());
             continue;
         };
@@ -288,4 +388,64 @@ pub fn save_safetensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> anyh
 pub fn varmap_tensors(varmap: &candle_nn::VarMap) -> BTreeMap<String, Tensor> {
     let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
     vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dict(floats: &[(&str, usize)], integers: &[(&str, &str)]) -> Arc<StateDict> {
+        let tensors = floats
+            .iter()
+            .map(|&(name, n)| (name.to_string(), Tensor::ones(n, DType::F32, &Device::Cpu).unwrap()))
+            .collect();
+        let skipped = integers.iter().map(|&(name, dtype)| (name.to_string(), dtype.to_string())).collect();
+        Arc::new(StateDict::with_entries("w.pth".into(), WeightsFormat::TorchZip, FileEntries { tensors, skipped }))
+    }
+
+    #[test]
+    fn every_missing_weight_is_reported_not_just_the_first() {
+        let dict = dict(&[("fc1.bias", 2)], &[]);
+        let (vb, used) = dict.var_builder(&Device::Cpu);
+        // Construction goes on past the first missing weight so that all of them are found.
+        let layers = candle_nn::linear(3, 2, vb.pp("fc1")).and_then(|_| candle_nn::linear(2, 4, vb.pp("fc2")));
+        assert!(layers.is_ok());
+        let e = used.check_all_used(&[]).unwrap_err();
+        let WeightsError::MissingKeys { count, all, .. } = &e else { panic!("{e}") };
+        assert_eq!(*count, 3);
+        assert_eq!(all, &["fc1.weight", "fc2.bias", "fc2.weight"]);
+        assert!(e.to_string().contains("lacks 3 weight(s)"), "{e}");
+        assert!(matches!(used.take_error(), Some(WeightsError::MissingKeys { count: 3, .. })));
+    }
+
+    #[test]
+    fn an_integer_entry_where_a_float_weight_is_expected_is_a_wrong_dtype() {
+        let dict = dict(&[("fc.bias", 2)], &[("fc.weight", "i64")]);
+        let (vb, used) = dict.var_builder(&Device::Cpu);
+        assert!(candle_nn::linear(3, 2, vb.pp("fc")).is_err());
+        let e = used.take_error().unwrap();
+        assert!(
+            matches!(&e, WeightsError::WrongDtype { key, found, expected, .. }
+                if key == "fc.weight" && found == "i64" && expected == "f32"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("w.pth: `fc.weight` is stored as i64"), "{e}");
+    }
+
+    #[test]
+    fn loading_into_a_varmap_reports_wrong_dtypes_too() {
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        candle_nn::linear(3, 2, vb.pp("fc")).unwrap();
+        let dict = dict(&[("fc.bias", 2)], &[("fc.weight", "u8")]);
+        let e = load_into_varmap(&varmap, &dict).unwrap_err();
+        assert!(
+            matches!(&e, WeightsError::WrongDtype { key, found, .. } if key == "fc.weight" && found == "u8"),
+            "{e}"
+        );
+        // Renaming keeps the element type of skipped entries.
+        let renamed = (*dict).clone().renamed(|k| Some(format!("head.{k}")));
+        assert_eq!(renamed.skipped_dtype("head.fc.weight"), Some("u8"));
+        assert_eq!(renamed.skipped, ["head.fc.weight"]);
+    }
 }

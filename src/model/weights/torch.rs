@@ -65,6 +65,22 @@ impl StorageType {
         matches!(self, Self::F32 | Self::F64 | Self::F16 | Self::BF16)
     }
 
+    /// The element type as messages name it (candle's names: `f32`, `i64`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F64 => "f64",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+            Self::I64 => "i64",
+            Self::I32 => "i32",
+            Self::I16 => "i16",
+            Self::I8 => "i8",
+            Self::U8 => "u8",
+            Self::Bool => "bool",
+        }
+    }
+
     /// Decodes little-endian bytes as f32 (floating types only).
     fn to_f32(self, bytes: &[u8]) -> Vec<f32> {
         match self {
@@ -91,11 +107,11 @@ struct TensorRecord {
     stride: Vec<usize>,
 }
 
-/// The float tensors of a state dict (as f32 on the CPU) and the names of entries skipped because
-/// they are not floats (`num_batches_tracked` and the like).
+/// The float tensors of a state dict (as f32 on the CPU) and the entries skipped because they are
+/// not floats (`num_batches_tracked` and the like), with their element type.
 pub struct LoadedTensors {
     pub tensors: BTreeMap<String, Tensor>,
-    pub skipped: Vec<String>,
+    pub skipped: Vec<(String, StorageType)>,
 }
 
 const LEGACY_MAGIC_PICKLE: [u8; 15] =
@@ -367,7 +383,7 @@ fn build_tensors(
     let mut skipped = Vec::new();
     for r in &records {
         if !r.storage_type.is_float() {
-            skipped.push(r.name.clone());
+            skipped.push((r.name.clone(), r.storage_type));
             continue;
         }
         if !decoded.contains_key(r.storage_key.as_str()) {
@@ -426,5 +442,30 @@ mod tests {
         assert_eq!(gather_strided(&data, 0, &[3, 2], &[1, 3]), [0., 3., 1., 4., 2., 5.]);
         assert_eq!(gather_strided(&data, 6, &[2, 3], &[3, 1]), [6., 7., 8., 9., 10., 11.]);
         assert_eq!(gather_strided(&data, 2, &[], &[]), [2.]);
+    }
+
+    fn record(name: &str, storage_key: &str, storage_type: StorageType, size: Vec<usize>) -> TensorRecord {
+        let numel = size.iter().product();
+        let stride = (0..size.len()).map(|d| size[d + 1..].iter().product()).collect();
+        let storage_key = storage_key.to_string();
+        TensorRecord { name: name.into(), storage_key, storage_type, storage_numel: numel, offset: 0, size, stride }
+    }
+
+    #[test]
+    fn integer_tensors_are_skipped_with_their_element_type() {
+        let records = vec![
+            record("conv.weight", "0", StorageType::F32, vec![2]),
+            record("bn.num_batches_tracked", "1", StorageType::I64, vec![]),
+            record("mask", "2", StorageType::Bool, vec![3]),
+        ];
+        let storages = HashMap::from([
+            ("0".to_string(), [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect()),
+            ("1".to_string(), 7i64.to_le_bytes().to_vec()),
+            ("2".to_string(), vec![1, 0, 1]),
+        ]);
+        let loaded = build_tensors(records, &storages, Path::new("w.pth")).unwrap();
+        assert_eq!(loaded.tensors["conv.weight"].to_vec1::<f32>().unwrap(), [1.5, -2.0]);
+        let skipped: Vec<(&str, &str)> = loaded.skipped.iter().map(|(n, t)| (n.as_str(), t.name())).collect();
+        assert_eq!(skipped, [("bn.num_batches_tracked", "i64"), ("mask", "bool")]);
     }
 }
