@@ -214,6 +214,10 @@ fn one_bad_file_costs_one_sample_not_the_run() {
     std::fs::write(&broken_train, b"").unwrap();
     let bytes = std::fs::read(&broken_val).unwrap();
     std::fs::write(&broken_val, &bytes[..bytes.len() / 3]).unwrap();
+    // A split file with a BOM and a repeated id: used once, with a warning.
+    let list = data.join("ImageSets/Segmentation/train.txt");
+    let text = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&list, format!("\u{feff}{text}{}\n", ids("train")[1])).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
     let out = segdistill(&train_args(s(&data), s(&run), "2"));
@@ -222,6 +226,8 @@ fn one_bad_file_costs_one_sample_not_the_run() {
     assert!(err.contains(s(&broken_train)), "the skipped training image is named: {err}");
     assert!(err.contains(s(&broken_val)), "the skipped validation image is named: {err}");
     assert_eq!(err.matches(s(&broken_train)).count(), 1, "reported once, not every epoch: {err}");
+    assert!(err.contains(&format!("lists id '{}' 2 times", ids("train")[1])), "{err}");
+    assert!(err.contains("8 train"), "the repeated id is used once, the BOM'd one is found: {err}");
     assert_eq!(checkpoint::load_state(&checkpoint::last_path(&run)).unwrap().epoch, 2);
 }
 
@@ -299,9 +305,10 @@ fn failed_starts_leave_nothing_and_say_only_what_exists() {
     assert!(stderr(&out).contains("--export"), "{}", stderr(&out));
     assert!(!checkpoint::last_path(&export_run).exists(), "no training happened ({:?})", t0.elapsed());
     // An OS error is printed once.
-    let out = segdistill(&["check-data", "--data", s(&tmp.path().join("missing"))]);
+    let missing = tmp.path().join("missing.safetensors");
+    let out = segdistill(&["eval", "--model", "mbv3s-tiny", "--weights", s(&missing), "--data", s(&data)]);
     let err = stderr(&out);
-    assert!(err.matches("os error").count() <= 1, "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
 }
 
 #[test]

@@ -19,12 +19,8 @@ pub struct Problem {
 impl Problem {
     /// A repeated id: the split uses it once, but the file should be fixed, and a user who
     /// meant two different images must hear about it.
-    // DataError has no variant for this yet; `Decode` on the split file is the closest (a repeated
-    // line is a defect of that file), though it groups these with undecodable images.
     fn duplicate(d: &DuplicateId) -> Self {
-        let reason =
-            format!("it lists id '{}' {} times; the id is used once (delete the repeated lines)", d.id, d.times);
-        Self { id: d.id.clone(), error: DataError::decode(&d.file, reason) }
+        Self { id: d.id.clone(), error: d.to_error() }
     }
 }
 

@@ -39,6 +39,9 @@ pub enum DataError {
     #[error("split '{split}' in {path} lists no images")]
     EmptySplit { split: String, path: PathBuf },
 
+    #[error("split file {path} lists id '{id}' {times} times; the id is used once (delete the repeated lines)")]
+    DuplicateId { path: PathBuf, id: String, times: usize },
+
     #[error("{path} is not a {kind} dataset: {reason}")]
     NotADataset { path: PathBuf, kind: &'static str, reason: String },
 }
@@ -68,6 +71,7 @@ impl DataError {
             Self::UnknownLabel { .. } | Self::UnknownColor { .. } => "unknown label value",
             Self::MissingSplit { .. } => "missing split file",
             Self::EmptySplit { .. } => "empty split",
+            Self::DuplicateId { .. } => "repeated id in the split file",
             Self::NotADataset { .. } => "not a dataset",
         }
     }

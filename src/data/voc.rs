@@ -124,6 +124,12 @@ pub struct DuplicateId {
     pub file: PathBuf,
 }
 
+impl DuplicateId {
+    pub fn to_error(&self) -> DataError {
+        DataError::DuplicateId { path: self.file.clone(), id: self.id.clone(), times: self.times }
+    }
+}
+
 /// The ids of a split, each once in first-seen order, and those its file repeats, so that callers
 /// can warn: a repeated id would otherwise weigh twice in training and evaluation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

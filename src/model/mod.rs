@@ -210,10 +210,9 @@ pub struct LoadedModel {
 pub fn load_for_inference(kind: ModelKind, path: &Path, device: &Device) -> anyhow::Result<LoadedModel> {
     let dict = Arc::new(StateDict::load(path)?);
     let key = kind.classifier_key();
-    let num_classes = match dict.get(key) {
-        Some(t) => t.dims()[0],
-        None => return Err(WeightsError::missing_keys(path, vec![key.to_string()]).into()),
-    };
+    // Without its classifier the file is still built (with VOC's 21 classes) so that the error
+    // lists every weight it lacks, not only the first.
+    let num_classes = dict.get(key).map_or(21, |t| t.dims()[0]);
     let aux = kind == ModelKind::FcnResnet50 && dict.get("aux_classifier.4.weight").is_some();
     let (vb, used) = dict.var_builder(device);
     let model = Model::new(kind, vb, num_classes, aux).map_err(|e| match used.take_error() {

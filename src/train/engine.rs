@@ -112,6 +112,13 @@ fn open_split(
     events: &Sender<TrainEvent>,
 ) -> anyhow::Result<Arc<Dataset>> {
     let mut ds = Dataset::open(&cfg.data, cfg.dataset, split)?;
+    if ds.kind == crate::data::DatasetKind::Voc
+        && let Ok(list) = crate::data::voc::read_split_list(&ds.root, split)
+    {
+        for d in &list.duplicates {
+            send(events, TrainEvent::Message(d.to_error().to_string()));
+        }
+    }
     let dropped = ds.retain_present();
     if !dropped.is_empty() {
         send(

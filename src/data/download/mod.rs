@@ -96,8 +96,10 @@ pub enum DownloadError {
     ChecksumMismatch { path: PathBuf, algorithm: &'static str, expected: String, actual: String },
     #[error("not enough free space in {dir}: {need} needed, {have} free; free some space or pass --dest elsewhere")]
     DiskSpace { dir: PathBuf, need: String, have: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// `cause`, not `source`: the OS error is in the message already, and a chain printed with
+    /// `{:#}` would repeat it.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error(
         "cannot extract {archive}: {reason}; nothing was extracted (the archive is kept; delete it to download again)"
     )]
@@ -168,7 +170,7 @@ impl DownloadError {
         } else {
             source
         };
-        Self::Io { path: path.to_path_buf(), source }
+        Self::Io { path: path.to_path_buf(), cause: source }
     }
 }
 

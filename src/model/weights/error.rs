@@ -7,12 +7,9 @@ const NAMES_SHOWN: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("cannot read weights file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// `cause`, not `source`: the OS error is in the message, and `{:#}` chains would repeat it.
+    #[error("cannot read weights file {path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
 
     #[error(
         "{path} is not a weights file: {reason} (expected a PyTorch .pth/.pt written by torch.save, or .safetensors)"
@@ -73,7 +70,7 @@ fn others_note(other_keys: &[String]) -> String {
 
 impl WeightsError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io { path: path.into(), cause: source }
     }
 
     pub fn malformed(path: impl Into<PathBuf>, detail: impl ToString) -> Self {
