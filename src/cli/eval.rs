@@ -74,11 +74,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let pb = super::progress::bar(ds.len() as u64, "evaluating");
     let outcome = evaluate(&loaded.model, Arc::new(ds), args.resize.0, &device, &|_, _| pb.inc(1))?;
     pb.finish_and_clear();
+    warn_skipped(&outcome.skipped);
     let scores = outcome.confusion.scores();
     if args.json {
         let v = serde_json::json!({
             "miou": scores.miou, "pixel_acc": scores.pixel_acc, "iou": scores.iou,
             "images": outcome.images.len(), "ms_per_image": outcome.ms_per_image,
+            "skipped": outcome.skipped,
         });
         println!("{v}");
     } else {
@@ -86,4 +88,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         println!("model time    {:.1} ms/image", outcome.ms_per_image);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Samples listed by name on stderr before the rest are counted.
+const SKIPPED_SHOWN: usize = 10;
+
+/// Warns on stderr about the samples left out of the scores: each problem for the first few,
+/// then a count.
+pub(super) fn warn_skipped(skipped: &[String]) {
+    if skipped.is_empty() {
+        return;
+    }
+    eprintln!("warning: {} sample(s) could not be used and are not in the scores:", skipped.len());
+    for problem in skipped.iter().take(SKIPPED_SHOWN) {
+        eprintln!("  {problem}");
+    }
+    if skipped.len() > SKIPPED_SHOWN {
+        eprintln!("  … and {} more (run `segdistill check-data` for the full list)", skipped.len() - SKIPPED_SHOWN);
+    }
 }

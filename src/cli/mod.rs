@@ -57,6 +57,10 @@ pub enum Command {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ResizeArg(pub crate::data::transforms::Resize);
 
+/// The largest `--resize`: a 8192-pixel shorter side already makes 64-megapixel model inputs
+/// (tens of GB of activations); larger values are typos, refused before any work.
+pub const MAX_RESIZE: u32 = 8192;
+
 impl std::str::FromStr for ResizeArg {
     type Err = String;
 
@@ -66,8 +70,11 @@ impl std::str::FromStr for ResizeArg {
             return Ok(Self(Resize::None));
         }
         match s.parse::<u32>() {
-            Ok(n) if n >= 8 => Ok(Self(Resize::ShorterSide(n))),
-            _ => Err(format!("expected `none` or a shorter-side length ≥ 8, got `{s}`")),
+            Ok(n) if (8..=MAX_RESIZE).contains(&n) => Ok(Self(Resize::ShorterSide(n))),
+            Ok(n) if n > MAX_RESIZE => Err(format!(
+                "a shorter side of {n} pixels is too large (at most {MAX_RESIZE}); use a smaller `--resize`"
+            )),
+            _ => Err(format!("expected `none` or a shorter-side length from 8 to {MAX_RESIZE}, got `{s}`")),
         }
     }
 }
@@ -98,6 +105,24 @@ pub fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::transforms::Resize;
+
+    #[test]
+    fn resize_argument_is_bounded() {
+        assert_eq!("none".parse::<ResizeArg>(), Ok(ResizeArg(Resize::None)));
+        assert_eq!("520".parse::<ResizeArg>(), Ok(ResizeArg(Resize::ShorterSide(520))));
+        assert_eq!("8192".parse::<ResizeArg>(), Ok(ResizeArg(Resize::ShorterSide(8192))));
+        let too_large = "100000".parse::<ResizeArg>().unwrap_err();
+        assert!(too_large.contains("100000") && too_large.contains("8192"), "{too_large}");
+        for bad in ["4", "-3", "big", "99999999999"] {
+            assert!(bad.parse::<ResizeArg>().is_err(), "{bad}");
         }
     }
 }

@@ -45,7 +45,8 @@ pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
     let device = args.device.resolve()?;
     let loaded = load_for_inference(args.model, &args.weights, &device)?;
     let img = read_rgb(&args.image)?;
-    let pred = predict(&loaded.model, &img, args.resize.0, &device)?;
+    let pred = predict(&loaded.model, &img, args.resize.0, &device)
+        .with_context(|| format!("cannot predict {}", args.image.display()))?;
     let classes = ClassSet::for_num_classes(loaded.model.num_classes());
     let png = encode_palette_png(&pred.mask, &palette_for(&classes))?;
     write_atomic(&args.out, &png).with_context(|| format!("cannot write {}", args.out.display()))?;

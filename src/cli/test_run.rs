@@ -67,10 +67,12 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let resize = Resize::ShorterSide(cfg.val_size.unwrap_or(cfg.size));
     let outcome = evaluate(&loaded.model, Arc::new(ds), resize, &device, &|_, _| pb.inc(1))?;
     pb.finish_and_clear();
+    super::eval::warn_skipped(&outcome.skipped);
     let scores = outcome.confusion.scores();
     if args.json {
         let v = serde_json::json!({"miou": scores.miou, "pixel_acc": scores.pixel_acc, "iou": scores.iou,
-            "val_loss": outcome.val_loss, "ms_per_image": outcome.ms_per_image, "params": loaded.num_params});
+            "val_loss": outcome.val_loss, "ms_per_image": outcome.ms_per_image, "params": loaded.num_params,
+            "skipped": outcome.skipped});
         println!("{v}");
     } else {
         super::score::print_table(&scores, &classes, outcome.images.len());

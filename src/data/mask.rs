@@ -10,6 +10,7 @@ use std::path::Path;
 
 use super::classes::{VOID, voc_palette};
 use super::error::{DataError, Result};
+use super::image::check_decoded_size;
 
 /// A label mask: one byte per pixel, row-major; 255 = void.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +96,8 @@ pub fn decode_label_png(bytes: &[u8], path: &Path) -> Result<LabelImage> {
     let mut decoder = png::Decoder::new(BufReader::new(Cursor::new(bytes)));
     decoder.set_transformations(png::Transformations::IDENTITY);
     let mut reader = decoder.read_info().map_err(|e| DataError::decode(path, e))?;
+    let (width, height) = (reader.info().width, reader.info().height);
+    check_decoded_size(width as u64, height as u64, path)?;
     let size = reader.output_buffer_size().ok_or_else(|| DataError::decode(path, "image too large"))?;
     let mut buf = vec![0u8; size];
     let out = reader.next_frame(&mut buf).map_err(|e| DataError::decode(path, e))?;
@@ -347,6 +350,17 @@ mod tests {
         let good = gray_png(8, 8, &[1; 64]);
         let e = decode_label_png(&good[..good.len() / 2], Path::new("b.png")).unwrap_err();
         assert!(e.to_string().contains("b.png"), "{e}");
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_decoding() {
+        use crate::data::image::tests::png_claiming;
+        for (name, (w, h)) in [("wide.png", (40_000, 2)), ("huge.png", (12_000, 9_000))] {
+            let err = decode_label_png(&png_claiming(w, h), Path::new(name)).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, DataError::Decode { .. }), "{name}: {msg}");
+            assert!(msg.contains(name) && msg.contains("megapixels"), "{name}: {msg}");
+        }
     }
 
     #[test]

@@ -10,12 +10,13 @@ use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use image::RgbImage;
 
+use super::evaluate::{DecodedSamples, usable_sample};
 use super::metrics::{ConfusionMatrix, score_image};
 use super::predict::predict;
-use crate::data::loader::{BatchSource, Loader, LoaderConfig};
+use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::mask::{LabelEncoding, decode_label_png, encode_palette_png, labels_to_mask};
 use crate::data::transforms::{Resize, resize_image};
-use crate::data::{DataError, Dataset, Mask, Sample};
+use crate::data::{Dataset, Mask, Sample};
 use crate::model::{Model, ModelKind, load_for_inference};
 
 /// A mask stored PNG-compressed.
@@ -92,20 +93,6 @@ impl Drop for BrowseJob {
     }
 }
 
-struct Decode(Arc<Dataset>);
-
-impl BatchSource for Decode {
-    type Item = Sample;
-
-    fn num_items(&self) -> usize {
-        self.0.len()
-    }
-
-    fn make_batch(&self, indices: &[usize], _: u64, _: u64) -> Result<Sample, DataError> {
-        self.0.load(indices[0])
-    }
-}
-
 fn view(model: &Model, sample: &Sample, resize: Resize, device: &Device, classes: usize) -> anyhow::Result<ModelView> {
     let pred = predict(model, &sample.image, resize, device)?;
     let (score, cm) = score_image(&sample.id, &pred.mask.data, &sample.mask.data, classes);
@@ -156,15 +143,15 @@ fn run(req: &BrowseRequest, stop: &AtomicBool, tx: &Sender<BrowseMsg>, wake: &dy
     };
     tx.send(BrowseMsg::Started { total: req.dataset.len() }).ok();
     wake();
-    let loader = Loader::new(Arc::new(Decode(req.dataset.clone())), &LoaderConfig::eval(1), 0);
+    let loader = Loader::new(Arc::new(DecodedSamples(req.dataset.clone())), &LoaderConfig::eval(1), 0);
     for (index, sample) in loader.enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let sample = match sample {
+        let sample = match usable_sample(sample, &req.dataset, index, req.resize) {
             Ok(s) => s,
-            Err(e) => {
-                tx.send(BrowseMsg::Error(e.to_string())).ok();
+            Err(problem) => {
+                tx.send(BrowseMsg::Error(problem)).ok();
                 wake();
                 continue;
             }

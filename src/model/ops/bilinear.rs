@@ -12,14 +12,15 @@ use rayon::prelude::*;
 
 /// Interpolation taps of one output coordinate.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Tap {
+pub(crate) struct Tap {
     i0: usize,
     i1: usize,
     w0: f32,
     w1: f32,
 }
 
-fn taps(in_len: usize, out_len: usize) -> Vec<Tap> {
+/// The taps of every output coordinate of an axis resized from `in_len` to `out_len`.
+pub(crate) fn taps(in_len: usize, out_len: usize) -> Vec<Tap> {
     let scale = in_len as f32 / out_len as f32;
     (0..out_len)
         .map(|o| {
@@ -72,6 +73,18 @@ pub fn resize_by_matmul(x: &Tensor, height: usize, width: usize) -> Result<Tenso
     mh.matmul(&xw)?.reshape((n, c, height, width))
 }
 
+/// One output row of a (H, W) plane: row tap `t`, column taps `tx` (one per output value).
+/// Shared with the evaluation's banded resize, whose values must be this kernel's bit for bit.
+#[inline]
+pub(crate) fn interpolate_row(plane: &[f32], w: usize, t: &Tap, tx: &[Tap], out: &mut [f32]) {
+    let (r0, r1) = (&plane[t.i0 * w..(t.i0 + 1) * w], &plane[t.i1 * w..(t.i1 + 1) * w]);
+    for (v, u) in out.iter_mut().zip(tx) {
+        let top = u.w0 * r0[u.i0] + u.w1 * r0[u.i1];
+        let bottom = u.w0 * r1[u.i0] + u.w1 * r1[u.i1];
+        *v = t.w0 * top + t.w1 * bottom;
+    }
+}
+
 struct BilinearResize {
     height: usize,
     width: usize,
@@ -91,12 +104,7 @@ impl CustomOp1 for BilinearResize {
         out.par_chunks_mut(oh * ow).enumerate().for_each(|(plane, o)| {
             let xp = &x[plane * h * w..(plane + 1) * h * w];
             for (oy, t) in ty.iter().enumerate() {
-                let (r0, r1) = (&xp[t.i0 * w..(t.i0 + 1) * w], &xp[t.i1 * w..(t.i1 + 1) * w]);
-                for (v, u) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&tx) {
-                    let top = u.w0 * r0[u.i0] + u.w1 * r0[u.i1];
-                    let bottom = u.w0 * r1[u.i0] + u.w1 * r1[u.i1];
-                    *v = t.w0 * top + t.w1 * bottom;
-                }
+                interpolate_row(xp, w, t, &tx, &mut o[oy * ow..(oy + 1) * ow]);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
