@@ -743,6 +743,12 @@ impl<'a> Session<'a> {
                 )));
             }
         };
+        for message in &outcome.skipped {
+            if !self.skipped_val.contains(message) {
+                self.emit(TrainEvent::Message(format!("skipped validation sample: {message}")));
+                self.skipped_val.push(message.clone());
+            }
+        }
         let scores = outcome.confusion.scores();
         let lr = self.schedule.lr(self.state.step.saturating_sub(1));
         let train_loss = self.state.epoch_loss_sum / self.state.epoch_loss_count.max(1) as f64;

@@ -4,7 +4,7 @@
 use crate::{Context, DType, Error as E, Layout, Result, Tensor};
 use byteorder::{LittleEndian, ReadBytesExt};
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read as _};
 
 const VERBOSE: bool = false;
 
@@ -481,8 +481,13 @@ impl Stack {
             }
             OpCode::BinUnicode => {
                 let len = r.read_u32::<LittleEndian>()?;
-                let mut data = vec![0u8; len as usize];
-                r.read_exact(&mut data)?;
+                // segdistill patch: grow with the bytes actually present instead of trusting the
+                // length field (a damaged file announcing 4 GB made the allocation abort).
+                let mut data = Vec::new();
+                r.by_ref().take(u64::from(len)).read_to_end(&mut data)?;
+                if data.len() != len as usize {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                }
                 let data = String::from_utf8(data).map_err(E::wrap)?;
                 self.push(Object::Unicode(data))
             }
