@@ -106,10 +106,15 @@ pub fn foreign_entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = rd
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !RUN_FILES.contains(&n.as_str()) && !(n.starts_with('.') && n.contains(".tmp-")))
+        .filter(|n| !is_run_file(n))
         .collect();
     v.sort();
     v
+}
+
+/// Whether `name` is something a run writes (its files, or a temporary file of an atomic write).
+fn is_run_file(name: &str) -> bool {
+    RUN_FILES.contains(&name) || (name.starts_with('.') && name.contains(".tmp-"))
 }
 
 /// "process 1234, started 5 min ago" from a lock note (`<pid> <unix seconds>`).
