@@ -248,3 +248,30 @@ fn data_panel_downloads_from_a_local_server_with_errors_and_cancel() {
     assert_eq!(h.state().data.weights_outcome(WeightsSlot::Backbone), Some(&Outcome::Cancelled));
     h.get_by_label_contains("download cancelled");
 }
+
+#[test]
+fn the_runs_folder_is_shown_whole_and_can_be_changed() {
+    let (_demo, runs, mut state) = browse_setup();
+    let empty = tempfile::tempdir().unwrap();
+    state.runs_dir = empty.path().to_path_buf();
+    state.tab = segdistill::ui::state::Tab::Runs;
+    let mut h = harness(state);
+    h.run_steps(4);
+    let shown = empty.path().display().to_string();
+    assert!(text_input(&h, &shown).is_some(), "the runs folder is shown whole in its field");
+    assert!(h.state().runs.entries.is_empty());
+    // Typing another folder switches to it (stored absolute) and lists its runs.
+    text_input(&h, &shown).unwrap().focus();
+    h.run_steps(1);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    text_input(&h, &shown).unwrap().type_text(&runs.path().display().to_string());
+    h.run_steps(2);
+    assert_eq!(h.state().state.runs_dir, std::fs::canonicalize(runs.path()).unwrap());
+    wait_until(&mut h, "the runs of the new folder", 30, |a| !a.runs.entries.is_empty());
+}
+
+/// The text field showing `value` (its label node shows the same value).
+fn text_input<'a>(h: &'a Harness<'static, SegdistillApp>, value: &'a str) -> Option<egui_kittest::Node<'a>> {
+    use egui_kittest::kittest::NodeT as _;
+    h.get_all_by_value(value).find(|n| n.accesskit_node().role() == egui::accesskit::Role::TextInput)
+}

@@ -103,11 +103,8 @@ pub fn config_path(dir: &Path) -> PathBuf {
 /// Entries of `dir` that no run writes (a folder of the user's other files is not a run folder).
 pub fn foreign_entries(dir: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut v: Vec<String> = rd
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !is_run_file(n))
-        .collect();
+    let mut v: Vec<String> =
+        rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !is_run_file(n)).collect();
     v.sort();
     v
 }
