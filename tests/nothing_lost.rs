@@ -354,3 +354,19 @@ fn an_io_error_names_its_path_and_the_finished_epoch_is_kept() {
     assert!(err.contains(s(&checkpoint::student_path(&run))), "the path is named: {err}");
     assert_eq!(checkpoint::load_state(&checkpoint::last_path(&run)).unwrap().epoch, 1, "epoch 1 is kept");
 }
+
+#[test]
+fn the_engine_refuses_to_resume_nothing_and_leaves_no_folder() {
+    let (_d, data) = demo_dataset(4, 1, 48);
+    let runs = tempfile::tempdir().unwrap();
+    let cfg = segdistill::train::TrainConfig {
+        name: "never-ran".into(),
+        runs_dir: runs.path().to_path_buf(),
+        data,
+        ..Default::default()
+    };
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let err = segdistill::train::run(cfg.clone(), true, &segdistill::train::Control::default(), &tx).unwrap_err();
+    assert!(format!("{err:#}").contains("nothing to resume"), "{err:#}");
+    assert!(!cfg.run_dir().exists(), "a failed resume made {}", cfg.run_dir().display());
+}

@@ -213,7 +213,8 @@ pub fn run(cfg: TrainConfig, resume: bool, control: &Control, events: &Sender<Tr
     let mut session = match started {
         Ok(s) => s,
         Err(e) => {
-            if !resume {
+            // A resume never removes what an earlier session wrote; a folder it made is empty.
+            if !resume || folder.created() {
                 folder.abandon_untrained();
             }
             return Err(e);

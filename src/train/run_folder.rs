@@ -68,8 +68,9 @@ impl RunFolder {
         Ok(Self { dir: dir.to_path_buf(), _lock: file, created })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Whether this claim made the folder (it held nothing of anyone's before).
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// Gives the folder back after a start that failed before anything was trained: removes what
