@@ -57,7 +57,7 @@ fn repeated_ids_are_used_once_and_check_data_names_them_and_the_file() {
     let out = segdistill(&["check-data", "--data", root.to_str().unwrap(), "--split", "train"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
-    assert!(text.contains(&format!("it lists id '{}' 3 times", ids[0])), "{text}");
+    assert!(text.contains(&format!("lists id '{}' 3 times", ids[0])), "{text}");
     assert!(text.contains("images: 4 listed, 4 usable"), "{text}");
 }
 

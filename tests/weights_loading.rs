@@ -109,10 +109,11 @@ fn non_weights_files_are_rejected_with_a_reason() {
 #[test]
 fn wrong_model_missing_keys_shapes_and_extra_keys_are_errors() {
     let dev = Device::Cpu;
-    // A backbone-only file for a segmentation model: the classifier key is missing.
+    // A backbone-only file for a segmentation model: the classifier and the whole head are
+    // missing, and all of them are counted (not only the first).
     let e = load_for_inference(ModelKind::Mbv3sAspp, &fixture("mobilenet_v3_small_random.pth"), &dev).err().unwrap();
     let msg = format!("{e:#}");
-    assert!(msg.contains("mobilenet_v3_small_random.pth") && msg.contains("decoder.classifier.weight"), "{msg}");
+    assert!(msg.contains("mobilenet_v3_small_random.pth") && msg.contains("lacks 263 weight(s)"), "{msg}");
     // LR-ASPP weights loaded as the teacher.
     let e = load_for_inference(ModelKind::FcnResnet50, &fixture("lraspp_mobilenet_v3_large_random.pth"), &dev)
         .err()
