@@ -444,7 +444,10 @@ struct Target {
 }
 
 /// Names and builders of every target, in the order they run (cheap first).
-const TARGETS: [(&str, fn() -> Target); 13] = [
+/// A target's name and how to set it up.
+type NamedTarget = (&'static str, fn() -> Target);
+
+const TARGETS: [NamedTarget; 13] = [
     ("split_file", split_target),
     ("config_json", config_target),
     ("settings", settings_target),
@@ -1274,7 +1277,7 @@ fn site_of(trace: &std::backtrace::Backtrace) -> String {
     place.unwrap_or("?").to_string()
 }
 
-fn selected() -> Vec<(&'static str, fn() -> Target)> {
+fn selected() -> Vec<NamedTarget> {
     let Ok(names) = std::env::var("SEGDISTILL_FUZZ_TARGET") else { return TARGETS.to_vec() };
     let wanted: Vec<&str> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
     for w in &wanted {
