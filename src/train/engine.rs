@@ -313,7 +313,8 @@ fn resume_point(
         );
         (saved, None)
     };
-    let changes = saved.changes_to(&requested);
+    // Runs of older versions stored paths as typed; they are read from the current directory.
+    let changes = saved.with_absolute_paths().changes_to(&requested);
     if let Some(c) = changes.iter().find(|c| !c.resumable()) {
         anyhow::bail!(
             "cannot resume {} with {} = {}: the run was made with {} (only the number of epochs, the learning rate, \
