@@ -304,6 +304,13 @@ fn failed_starts_leave_nothing_and_say_only_what_exists() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--export"), "{}", stderr(&out));
     assert!(!checkpoint::last_path(&export_run).exists(), "no training happened ({:?})", t0.elapsed());
+    // An export into the run's own folder could replace its checkpoint: refused too.
+    let inside = checkpoint::last_path(&export_run);
+    let mut args = train_args(s(&data), s(&export_run), "1");
+    args.extend(["--export", s(&inside)]);
+    let out = segdistill(&args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("inside the run folder"), "{}", stderr(&out));
     // An OS error is printed once.
     let missing = tmp.path().join("missing.safetensors");
     let out = segdistill(&["eval", "--model", "mbv3s-tiny", "--weights", s(&missing), "--data", s(&data)]);

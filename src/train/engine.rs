@@ -334,6 +334,15 @@ fn resume_point(
 /// The export target is checked before training, not after hours of it.
 fn check_export(cfg: &TrainConfig) -> anyhow::Result<()> {
     let Some(export) = &cfg.export else { return Ok(()) };
+    // Inside the run folder it could replace a checkpoint; the run keeps its best weights as
+    // student.safetensors there anyway.
+    anyhow::ensure!(
+        !crate::util::fs::absolute(export).starts_with(crate::util::fs::absolute(&cfg.run_dir())),
+        "--export {} is inside the run folder {}, whose files it could replace; the best weights are kept there as \
+         student.safetensors already: export elsewhere",
+        export.display(),
+        cfg.run_dir().display()
+    );
     let mut inputs: Vec<(&str, &Path)> = Vec::new();
     if let Some(p) = &cfg.teacher_weights {
         inputs.push(("--teacher-weights", p));
