@@ -134,7 +134,9 @@ fn read_pickle<R: BufRead>(r: &mut R, path: &Path, what: &str) -> Result<Object,
 }
 
 fn pickle_error(path: &Path, what: &str, e: candle_core::Error) -> WeightsError {
-    let msg = e.to_string();
+    // The first line only: candle appends a backtrace when RUST_BACKTRACE is set.
+    let full = e.to_string();
+    let msg = full.lines().next().unwrap_or_default();
     if msg.contains("failed to fill whole buffer") || msg.contains("UnexpectedEof") {
         WeightsError::truncated(path, format!("the file ends inside the {what}"))
     } else {
@@ -145,6 +147,7 @@ fn pickle_error(path: &Path, what: &str, e: candle_core::Error) -> WeightsError 
 /// Reads a legacy-format file.
 pub fn read_legacy(path: &Path) -> Result<LoadedTensors, WeightsError> {
     let file = std::fs::File::open(path).map_err(|e| WeightsError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| WeightsError::io(path, e))?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
     // The magic number is an 80-bit integer that candle's pickle VM cannot hold: compare bytes.
     let mut magic = [0u8; 15];
@@ -183,11 +186,24 @@ pub fn read_legacy(path: &Path) -> Result<LoadedTensors, WeightsError> {
                 format!("storage {key}: {numel} elements, pickle says {expected}"),
             ));
         }
-        let mut bytes = vec![0u8; numel as usize * ty.size()];
+        let len = fits_in_file(numel as usize, ty, file_len, path, key)?;
+        let mut bytes = vec![0u8; len];
         read_exact(&mut r, &mut bytes, path, &format!("storage {key}"))?;
         storages.insert(key.clone(), bytes);
     }
     build_tensors(records, &storages, path)
+}
+
+/// Bytes of a legacy storage of `numel` elements, refused when more than the whole file holds (a
+/// damaged count must not size an allocation).
+fn fits_in_file(numel: usize, ty: StorageType, file_len: u64, path: &Path, key: &str) -> Result<usize, WeightsError> {
+    match numel.checked_mul(ty.size()) {
+        Some(len) if (len as u64) <= file_len => Ok(len),
+        _ => Err(WeightsError::truncated(
+            path,
+            format!("storage {key} claims {numel} elements, more than the {file_len}-byte file holds"),
+        )),
+    }
 }
 
 fn read_exact<R: Read>(r: &mut R, buf: &mut [u8], path: &Path, what: &str) -> Result<(), WeightsError> {
@@ -218,12 +234,20 @@ pub fn read_zip(path: &Path) -> Result<LoadedTensors, WeightsError> {
         let name = format!("{prefix}data/{key}");
         let mut entry =
             zip.by_name(&name).map_err(|e| WeightsError::malformed(path, format!("storage entry {name}: {e}")))?;
-        let mut bytes = Vec::with_capacity(numel * ty.size());
-        entry.read_to_end(&mut bytes).map_err(|e| WeightsError::truncated(path, format!("storage {name}: {e}")))?;
-        if bytes.len() < numel * ty.size() {
+        // The pickle's element count is only a claim: the entry's own size bounds what is read, so a
+        // damaged count cannot size an allocation.
+        let needed = numel.checked_mul(ty.size()).unwrap_or(usize::MAX);
+        let mut bytes =
+            Vec::with_capacity(needed.min(usize::try_from(entry.size()).unwrap_or(usize::MAX)).min(1 << 30));
+        entry
+            .by_ref()
+            .take(needed as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| WeightsError::truncated(path, format!("storage {name}: {e}")))?;
+        if bytes.len() < needed {
             return Err(WeightsError::truncated(
                 path,
-                format!("storage {name} holds {} of {} bytes", bytes.len(), numel * ty.size()),
+                format!("storage {name} holds {} of {needed} bytes", bytes.len()),
             ));
         }
         storages.insert(key, bytes);
@@ -349,8 +373,8 @@ fn rebuild_tensor(name: &str, args: Object) -> Result<TensorRecord, String> {
         return Err(format!("unexpected persistent id {pid:?}"));
     }
     let (_, type_name) = class_name(&pid[1]).ok_or("storage type is not a class")?;
-    let storage_type =
-        StorageType::from_class(type_name).ok_or_else(|| format!("unsupported storage type {type_name}"))?;
+    let storage_type = StorageType::from_class(type_name)
+        .ok_or_else(|| format!("unsupported storage type {}", type_name.escape_debug()))?;
     let storage_key = match &pid[2] {
         Object::Unicode(k) => k.clone(),
         Object::Int(i) => i.to_string(),

@@ -608,6 +608,11 @@ impl Stack {
             }
             OpCode::Long1 => {
                 let n_bytes = r.read_u8()?;
+                // segdistill patch: a LONG1 wider than 8 bytes does not fit an i64 (the shift
+                // overflowed and panicked in checked builds).
+                if n_bytes > 8 {
+                    crate::bail!("pickle LONG1 of {n_bytes} bytes does not fit a 64-bit integer")
+                }
                 let mut v = 0;
                 // Decode the next n bytes in little endian
                 for i in 0..n_bytes {
