@@ -174,21 +174,23 @@ pub fn read_legacy(path: &Path) -> Result<LoadedTensors, WeightsError> {
     let types = storage_types(&records, path)?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     for key in &keys {
+        // Keys come from the file: escaped, so a damaged one cannot put its bytes in a message.
+        let key_shown = key.escape_debug();
         let mut count = [0u8; 8];
-        read_exact(&mut r, &mut count, path, &format!("storage {key}"))?;
+        read_exact(&mut r, &mut count, path, &format!("storage {key_shown}"))?;
         let numel = i64::from_le_bytes(count);
         let Some(&(ty, expected)) = types.get(key) else {
-            return Err(WeightsError::malformed(path, format!("storage {key} is not used by any tensor")));
+            return Err(WeightsError::malformed(path, format!("storage {key_shown} is not used by any tensor")));
         };
         if numel < 0 || numel as usize != expected {
             return Err(WeightsError::malformed(
                 path,
-                format!("storage {key}: {numel} elements, pickle says {expected}"),
+                format!("storage {key_shown}: {numel} elements, pickle says {expected}"),
             ));
         }
         let len = fits_in_file(numel as usize, ty, file_len, path, key)?;
         let mut bytes = vec![0u8; len];
-        read_exact(&mut r, &mut bytes, path, &format!("storage {key}"))?;
+        read_exact(&mut r, &mut bytes, path, &format!("storage {key_shown}"))?;
         storages.insert(key.clone(), bytes);
     }
     build_tensors(records, &storages, path)
@@ -197,11 +199,12 @@ pub fn read_legacy(path: &Path) -> Result<LoadedTensors, WeightsError> {
 /// Bytes of a legacy storage of `numel` elements, refused when more than the whole file holds (a
 /// damaged count must not size an allocation).
 fn fits_in_file(numel: usize, ty: StorageType, file_len: u64, path: &Path, key: &str) -> Result<usize, WeightsError> {
+    let key_shown = key.escape_debug();
     match numel.checked_mul(ty.size()) {
         Some(len) if (len as u64) <= file_len => Ok(len),
         _ => Err(WeightsError::truncated(
             path,
-            format!("storage {key} claims {numel} elements, more than the {file_len}-byte file holds"),
+            format!("storage {key_shown} claims {numel} elements, more than the {file_len}-byte file holds"),
         )),
     }
 }
@@ -232,8 +235,10 @@ pub fn read_zip(path: &Path) -> Result<LoadedTensors, WeightsError> {
     let mut storages = HashMap::new();
     for (key, (ty, numel)) in types {
         let name = format!("{prefix}data/{key}");
-        let mut entry =
-            zip.by_name(&name).map_err(|e| WeightsError::malformed(path, format!("storage entry {name}: {e}")))?;
+        let name_shown = name.escape_debug();
+        let mut entry = zip
+            .by_name(&name)
+            .map_err(|e| WeightsError::malformed(path, format!("storage entry {name_shown}: {e}")))?;
         // The pickle's element count is only a claim: the entry's own size bounds what is read, so a
         // damaged count cannot size an allocation.
         let needed = numel.checked_mul(ty.size()).unwrap_or(usize::MAX);
@@ -243,11 +248,11 @@ pub fn read_zip(path: &Path) -> Result<LoadedTensors, WeightsError> {
             .by_ref()
             .take(needed as u64)
             .read_to_end(&mut bytes)
-            .map_err(|e| WeightsError::truncated(path, format!("storage {name}: {e}")))?;
+            .map_err(|e| WeightsError::truncated(path, format!("storage {name_shown}: {e}")))?;
         if bytes.len() < needed {
             return Err(WeightsError::truncated(
                 path,
-                format!("storage {name} holds {} of {needed} bytes", bytes.len()),
+                format!("storage {name_shown} holds {} of {needed} bytes", bytes.len()),
             ));
         }
         storages.insert(key, bytes);
