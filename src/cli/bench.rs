@@ -10,12 +10,16 @@ use clap::Args;
 use crate::distill::DistillMode;
 use crate::eval::bench::{BenchConfig, BenchReport, BenchResult, ratios, run as run_bench};
 use crate::model::ModelKind;
-use crate::util::device::{DeviceChoice, describe};
+use crate::util::device::{DeviceChoice, Precision, describe};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceChoice,
+    /// Arithmetic of GPU matrix products and convolutions; when left out, tf32 on a GPU (as PyTorch's
+    /// convolutions) and fp32 on the CPU, which always computes in fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Only this student (default: every student).
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
@@ -102,6 +106,7 @@ fn epochs(
                     size: cfg.size as u32,
                     train_limit: Some(args.epoch_images),
                     device: args.device,
+                    precision: args.precision,
                     teacher_cache: cache,
                     ..Default::default()
                 };
@@ -119,6 +124,7 @@ fn epochs(
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch >= 1 && args.size >= 32, "--batch must be ≥ 1 and --size ≥ 32");
     let device = args.device.resolve()?;
+    let precision = Precision::apply(args.precision, &device)?;
     let modes = if args.mode.is_empty() {
         vec![DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined]
     } else {
@@ -136,12 +142,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         num_classes: 21,
     };
     let threads = crate::util::available_threads();
-    eprintln!("segdistill bench on {}", describe(&device));
+    eprintln!("segdistill bench on {}, precision {precision}", describe(&device));
     let mut results = run_bench(&cfg, &device, &mut |r| eprintln!("{}", line(r)))?;
     if let Some(data) = &args.epoch_data {
         results.extend(epochs(&args, &cfg, data, &mut |r| eprintln!("{}", line(r)))?);
     }
-    let report = BenchReport { device: describe(&device), threads, results };
+    let report = BenchReport { device: format!("{}, {precision}", describe(&device)), threads, results };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

@@ -8,7 +8,7 @@ use super::ResizeArg;
 use crate::data::{Dataset, DatasetKind};
 use crate::eval::evaluate::evaluate;
 use crate::model::{ModelKind, format_params, load_for_inference};
-use crate::util::device::{DeviceChoice, describe};
+use crate::util::device::{DeviceChoice, Precision, describe};
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -35,10 +35,15 @@ pub struct EvalArgs {
     pub json: bool,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Arithmetic of GPU matrix products and convolutions; when left out, tf32 on a GPU (as PyTorch's
+    /// convolutions) and fp32 on the CPU, which always computes in fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let device = args.device.resolve()?;
+    Precision::apply(args.precision, &device)?;
     let mut ds = Dataset::open(&args.data, args.dataset, &args.split)?;
     let dropped = ds.retain_present();
     if !dropped.is_empty() {

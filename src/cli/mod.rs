@@ -11,6 +11,7 @@ pub mod predict;
 pub mod progress;
 pub mod report;
 pub mod score;
+pub mod selftest;
 pub mod test_run;
 pub mod train;
 
@@ -51,6 +52,8 @@ pub enum Command {
     Download(download::DownloadArgs),
     /// Time training steps, the teacher and inference (compare with bench/pytorch_reference.py).
     Bench(bench::BenchArgs),
+    /// Check that this build computes what torchvision computes, on this device and precision.
+    Selftest(selftest::SelftestArgs),
 }
 
 /// `--resize none|N`: keep the image size, or scale the shorter side to N.
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Report(a)) => report::run(a),
         Some(Command::Download(a)) => download::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Selftest(a)) => selftest::run(a),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::model::{ModelKind, format_params};
 use crate::train::config::{OptimizerKind, ScheduleKind};
 use crate::train::events::{EndReason, TrainEvent};
 use crate::train::{TrainConfig, start};
-use crate::util::device::DeviceChoice;
+use crate::util::device::{DeviceChoice, Precision};
 
 /// Flags left out take their value from [`TrainConfig::default`] for a new run, and from the
 /// run's saved configuration with `--resume`; that is why every setting here is optional.
@@ -116,6 +116,10 @@ pub struct TrainArgs {
     /// Device [default: auto].
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
+    /// Arithmetic of GPU matrix products and convolutions; when left out, tf32 on a GPU (as PyTorch's
+    /// convolutions) and fp32 on the CPU, which always computes in fp32.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Data-loading threads; 0: one per core [default: 0].
     #[arg(long)]
     pub workers: Option<usize>,
@@ -214,6 +218,7 @@ const FLAGS: &[(&str, Setter)] = &[
     ("--val-limit", |a, c| given(&a.val_limit, |v| c.val_limit = Some(*v))),
     ("--seed", |a, c| given(&a.seed, |v| c.seed = *v)),
     ("--device", |a, c| given(&a.device, |v| c.device = *v)),
+    ("--precision", |a, c| given(&a.precision, |v| c.precision = Some(*v))),
     ("--workers", |a, c| given(&a.workers, |v| c.workers = *v)),
     ("--checkpoint-every", |a, c| given(&a.checkpoint_every, |v| c.checkpoint_every = *v)),
     ("--stop-after-epoch", |a, c| given(&a.stop_after_epoch, |v| c.stop_after_epoch = Some(*v))),
@@ -275,7 +280,7 @@ impl TrainArgs {
             if let Some(change) = before.changes_to(&c).into_iter().find(|ch| !ch.resumable()) {
                 anyhow::bail!(
                     "{flag} {} differs from the run's {} {}: a resumed run keeps its data, model and training settings \
-                     (only --epochs, --lr, --device, --workers, --export, --stop-after-epoch, --checkpoint-every and the \
+                     (only --epochs, --lr, --device, --precision, --workers, --export, --stop-after-epoch, --checkpoint-every and the \
                      teacher-cache flags can change); leave {flag} out, or start a new run with another --out",
                     change.new,
                     change.setting,

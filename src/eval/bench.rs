@@ -106,25 +106,91 @@ fn time(
     Ok(ms)
 }
 
-fn random_input(b: usize, size: usize, seed: u64, device: &Device) -> anyhow::Result<Tensor> {
+pub(crate) fn random_input(b: usize, size: usize, seed: u64, device: &Device) -> anyhow::Result<Tensor> {
     let mut rng = Rng::new(seed);
     let data: Vec<f32> = (0..b * 3 * size * size).map(|_| rng.normal()).collect();
     Ok(Tensor::from_vec(data, (b, 3, size, size), device)?)
 }
 
-fn random_labels(b: usize, size: usize, classes: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random_labels(b: usize, size: usize, classes: usize, seed: u64) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     (0..b * size * size).map(|_| (rng.next_u64() % classes as u64) as u8).collect()
 }
 
 /// `kind` with seeded constant (non-variable) weights, as the engine loads a teacher and
 /// `predict` loads a model from a file: nothing is recorded for backward.
-fn frozen_model(kind: ModelKind, seed: u64, classes: usize, device: &Device) -> anyhow::Result<Model> {
+pub(crate) fn frozen_model(kind: ModelKind, seed: u64, classes: usize, device: &Device) -> anyhow::Result<Model> {
     let varmap = VarMap::new();
     Model::new(kind, seeded_var_builder(&varmap, seed, device), classes, false)?;
     let tensors = varmap_tensors(&varmap).into_iter().map(|(k, t)| (k, t.detach())).collect();
     let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, device);
     Ok(Model::new(kind, vb, classes, false)?)
+}
+
+/// A student training on synthetic batches exactly as the engine's step runs (teacher forward
+/// without gradients when the mode needs it, student forward in train mode, the distillation
+/// loss, backward, gradient-norm clipping, AdamW), with seeded weights: what `bench` times and
+/// what `selftest` runs on two devices to compare.
+pub(crate) struct SyntheticTraining {
+    student: crate::model::Trainable,
+    distiller: Option<FeatureDistiller>,
+    optimizer: Optimizer,
+    clip: Option<f64>,
+    loss_cfg: LossConfig,
+    mode: DistillMode,
+    step: u64,
+}
+
+impl SyntheticTraining {
+    pub(crate) fn new(
+        kind: ModelKind,
+        mode: DistillMode,
+        classes: usize,
+        teacher: Option<&Model>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let student = build_trainable(kind, classes, 0, device)?;
+        let adapters = VarMap::new();
+        let distiller = match (teacher, mode.uses_features()) {
+            (Some(t), true) => Some(FeatureDistiller::new(
+                seeded_var_builder(&adapters, 1, device),
+                &student.model.feature_taps(),
+                &t.feature_taps(),
+            )?),
+            _ => None,
+        };
+        let mut params = trainable(&student.varmap, "model/");
+        params.extend(trainable(&adapters, "adapters/"));
+        let opt_cfg = OptimizerConfig::default();
+        let clip = opt_cfg.grad_clip;
+        let optimizer = Optimizer::new(opt_cfg, params);
+        Ok(Self { student, distiller, optimizer, clip, loss_cfg: LossConfig::default(), mode, step: 0 })
+    }
+
+    /// One step on images `x` (B, 3, H, W) with `labels` (B·H·W class indices); returns the loss
+    /// tensor (read it only when needed: reading synchronises the device).
+    pub(crate) fn step(&mut self, x: &Tensor, labels: &[u8], teacher: Option<&Model>) -> anyhow::Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let target = Target::new(labels, (b, h, w), None, x.device())?;
+        let teacher_out = match teacher.filter(|_| self.mode.needs_teacher()) {
+            Some(t) => Some(t.forward(x, Mode::Eval)?),
+            None => None,
+        };
+        let signal = teacher_out.as_ref().map(|o| TeacherSignal { logits: Some(&o.logits), features: &o.features });
+        let out = self.student.model.forward(x, Mode::Train { seed: self.step })?;
+        let parts = total_loss(self.mode, &self.loss_cfg, &out, signal.as_ref(), &target, self.distiller.as_ref())?;
+        let grads = parts.total.backward()?;
+        let scale = match self.clip {
+            Some(max) => {
+                let norm = self.optimizer.grad_norm(&grads)?;
+                if norm > max { max / (norm + 1e-6) } else { 1.0 }
+            }
+            None => 1.0,
+        };
+        self.optimizer.step(&grads, 1e-3, scale)?;
+        self.step += 1;
+        Ok(parts.total)
+    }
 }
 
 /// Times one training step of `kind` in `mode`.
@@ -136,44 +202,11 @@ fn train_step(
     device: &Device,
 ) -> anyhow::Result<BenchResult> {
     let (b, s, classes) = (cfg.batch, cfg.size, cfg.num_classes);
-    let student = build_trainable(kind, classes, 0, device)?;
-    let adapters = VarMap::new();
-    let distiller = match (teacher, mode.uses_features()) {
-        (Some(t), true) => Some(FeatureDistiller::new(
-            seeded_var_builder(&adapters, 1, device),
-            &student.model.feature_taps(),
-            &t.feature_taps(),
-        )?),
-        _ => None,
-    };
-    let mut params = trainable(&student.varmap, "model/");
-    params.extend(trainable(&adapters, "adapters/"));
-    let opt_cfg = OptimizerConfig::default();
-    let clip = opt_cfg.grad_clip;
-    let mut optimizer = Optimizer::new(opt_cfg, params);
-    let loss_cfg = LossConfig::default();
+    let mut training = SyntheticTraining::new(kind, mode, classes, teacher, device)?;
     let x = random_input(b, s, 11, device)?;
     let labels = random_labels(b, s, classes, 12);
-    let mut step = 0u64;
     let ms = time(device, cfg.warmup, cfg.repeats, || {
-        let target = Target::new(&labels, (b, s, s), None, device)?;
-        let teacher_out = match teacher.filter(|_| mode.needs_teacher()) {
-            Some(t) => Some(t.forward(&x, Mode::Eval)?),
-            None => None,
-        };
-        let signal = teacher_out.as_ref().map(|o| TeacherSignal { logits: Some(&o.logits), features: &o.features });
-        let out = student.model.forward(&x, Mode::Train { seed: step })?;
-        let parts = total_loss(mode, &loss_cfg, &out, signal.as_ref(), &target, distiller.as_ref())?;
-        let grads = parts.total.backward()?;
-        let scale = match clip {
-            Some(max) => {
-                let norm = optimizer.grad_norm(&grads)?;
-                if norm > max { max / (norm + 1e-6) } else { 1.0 }
-            }
-            None => 1.0,
-        };
-        optimizer.step(&grads, 1e-3, scale)?;
-        step += 1;
+        training.step(&x, &labels, teacher)?;
         Ok(())
     })?;
     Ok(summarize(format!("train_step/{}/{}", kind.name(), mode.name()), b, s, ms))

@@ -5,5 +5,6 @@ pub mod browse;
 pub mod evaluate;
 pub mod metrics;
 pub mod predict;
+pub mod selftest;
 
 pub use metrics::{ConfusionMatrix, ImageScore, Scores};

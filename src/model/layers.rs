@@ -168,6 +168,11 @@ impl BatchNorm2d {
         self.forward_act(x, mode, Activation::None)
     }
 
+    /// γ and β (the layer is always affine in these architectures).
+    pub fn weight_and_bias(&self) -> Option<(&Tensor, &Tensor)> {
+        self.0.weight_and_bias()
+    }
+
     /// `act(bn(x))`; on the CPU one fused operation (see `ops::batch_norm`).
     pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Activation) -> Result<Tensor> {
         // Activations the kernel does not know are applied after it.

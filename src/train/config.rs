@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 use crate::distill::{DistillMode, LossConfig};
 use crate::model::ModelKind;
-use crate::util::device::DeviceChoice;
+use crate::util::device::{DeviceChoice, Precision};
 
 /// Which optimiser, with its hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -143,6 +143,8 @@ pub struct TrainConfig {
     pub schedule: ScheduleConfig,
     pub seed: u64,
     pub device: DeviceChoice,
+    /// Arithmetic of GPU products (`None`: tf32 on a GPU, fp32 on the CPU).
+    pub precision: Option<Precision>,
     /// Data-loading threads (0: one per core).
     pub workers: usize,
     /// Also keep a checkpoint every N epochs (0: only `last` and `best`).
@@ -191,6 +193,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             seed: 0,
             device: DeviceChoice::Auto,
+            precision: None,
             workers: 0,
             checkpoint_every: 0,
             stop_after_epoch: None,
@@ -216,6 +219,7 @@ pub const RESUMABLE: &[&str] = &[
     "epochs",
     "stop_after_epoch",
     "device",
+    "precision",
     "workers",
     "export",
     "checkpoint_every",

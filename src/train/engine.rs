@@ -32,7 +32,7 @@ use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};
 use crate::model::{Mode, Model, build_trainable, load_backbone, load_for_inference};
 use crate::util::Rng;
-use crate::util::device::describe;
+use crate::util::device::{Precision, describe};
 
 /// Starts a run on its own thread. With `resume`, continues the run in `config.run_dir()` from
 /// its last checkpoint.
@@ -180,6 +180,8 @@ struct Session<'a> {
     cfg: TrainConfig,
     run_dir: PathBuf,
     device: Device,
+    /// The precision in effect on `device`.
+    precision: Precision,
     events: &'a Sender<TrainEvent>,
     control: &'a Control,
     student: Model,
@@ -364,6 +366,7 @@ impl<'a> Session<'a> {
         events: &'a Sender<TrainEvent>,
     ) -> anyhow::Result<Self> {
         let device = cfg.device.resolve()?;
+        let precision = Precision::apply(cfg.precision, &device)?;
         let data = Datasets {
             train: open_split(&cfg, &cfg.train_split, cfg.train_limit, events)?,
             val: open_split(&cfg, &cfg.val_split, cfg.val_limit, events)?,
@@ -439,6 +442,7 @@ impl<'a> Session<'a> {
             cfg,
             run_dir,
             device,
+            precision,
             events,
             control,
             student,
@@ -496,7 +500,7 @@ impl<'a> Session<'a> {
             },
             teacher: self.cfg.distill.needs_teacher().then(|| self.cfg.teacher.name().to_string()),
             mode: self.cfg.distill.name().into(),
-            device: describe(&self.device),
+            device: format!("{}, {}", describe(&self.device), self.precision),
             train_images: self.data.train.len(),
             val_images: self.data.val.len(),
             total_steps: self.total_steps,

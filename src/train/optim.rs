@@ -50,15 +50,20 @@ impl Optimizer {
         &self.params
     }
 
-    /// Global L2 norm of the gradients present.
+    /// Global L2 norm of the gradients present. The per-parameter sums stay on the device and
+    /// are added there in f64 (in parameter order), so a GPU step waits for the host once.
     pub fn grad_norm(&self, grads: &GradStore) -> Result<f64> {
-        let mut sq = 0f64;
+        let mut sq: Option<Tensor> = None;
         for p in &self.params {
             if let Some(g) = grads.get(&p.var) {
-                sq += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                let s = g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?;
+                sq = Some(match sq {
+                    Some(acc) => (acc + s)?,
+                    None => s,
+                });
             }
         }
-        Ok(sq.sqrt())
+        Ok(sq.map(|t| t.to_scalar::<f64>()).transpose()?.unwrap_or(0.0).sqrt())
     }
 
     /// One update with learning rate `lr`; gradients are scaled by `grad_scale` first (clipping).

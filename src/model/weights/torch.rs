@@ -241,7 +241,7 @@ pub fn read_zip(path: &Path) -> Result<LoadedTensors, WeightsError> {
             .map_err(|e| WeightsError::malformed(path, format!("storage entry {name_shown}: {e}")))?;
         // The pickle's element count is only a claim: the entry's own size bounds what is read, so a
         // damaged count cannot size an allocation.
-        let needed = numel.checked_mul(ty.size()).unwrap_or(usize::MAX);
+        let needed = numel.saturating_mul(ty.size());
         let mut bytes =
             Vec::with_capacity(needed.min(usize::try_from(entry.size()).unwrap_or(usize::MAX)).min(1 << 30));
         entry

@@ -268,11 +268,17 @@ impl Tensor {
                     } => {
                         // The output height for conv_transpose2d is:
                         // (i_h - 1) * stride - 2 * padding + dilation * (k_h - 1) + out_padding + 1
-                        let grad_h = grad.dim(2)?;
-                        let k_h = kernel.dim(2)?;
-                        let out_size =
-                            (grad_h - 1) * stride + dilation * (k_h - 1) + 1 - 2 * padding;
-                        let out_padding = arg.dim(2)? - out_size;
+                        // segdistill patch: one output padding serves both axes, so take the
+                        // larger of the two and cut each axis back to the input's length (each
+                        // output position's value depends only on its index). Upstream used the
+                        // height's padding for the width too: wrong shapes whenever H and W
+                        // leave different remainders under the stride.
+                        let out_size = |axis: usize| -> Result<usize> {
+                            Ok((grad.dim(axis)? - 1) * stride + dilation * (kernel.dim(axis)? - 1) + 1
+                                - 2 * padding)
+                        };
+                        let (out_h, out_w) = (out_size(2)?, out_size(3)?);
+                        let out_padding = (arg.dim(2)? - out_h).max(arg.dim(3)? - out_w);
                         let grad_arg = grad.conv_transpose2d(
                             kernel,
                             *padding,
@@ -280,6 +286,11 @@ impl Tensor {
                             *stride,
                             *dilation,
                         )?;
+                        let grad_arg = if grad_arg.dims() != arg.dims() {
+                            grad_arg.narrow(2, 0, arg.dim(2)?)?.narrow(3, 0, arg.dim(3)?)?
+                        } else {
+                            grad_arg
+                        };
                         grads.accumulate(arg, &grad_arg)?;
 
                         let grad_kernel = arg

@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Regenerates the torchvision parity fixtures (`fixtures/torchvision/` of the shared folder)
+into OUT_DIR, seeded, on the CPU:
+
+    python3 bench/make_parity_fixtures.py OUT_DIR [--seed N] [--skip-fcn] [--compare DIR]
+
+Writes the same files, with the same names, formats, keys, shapes and dtypes as the shared set:
+
+  fcn_resnet50_random_legacy.pth        legacy torch.save (pickle protocol 2, not a zip) of
+                                        fcn_resnet50(num_classes=21, aux_loss=True): 334 keys
+  mobilenet_v3_small_random.pth         zip torch.save of mobilenet_v3_small(): 244 keys
+  lraspp_mobilenet_v3_large_random.pth  zip torch.save of lraspp_mobilenet_v3_large(num_classes=21)
+  parity.safetensors                    inputs and torchvision's outputs for them (see README.md
+                                        written next to them)
+  README.md                             what is where, torch/torchvision versions and the seed
+
+Values differ from the shared set (other seed, other random draws) but are self-consistent: the
+outputs are computed from the weights written beside them. Weights are random but *calibrated*:
+every BatchNorm gets running statistics from 3 forward passes in train mode on random input
+(cumulative average, so `num_batches_tracked` = 3), then random affine parameters (weight
+U(0.5, 1.5), bias N(0, 0.1)); all models run in eval mode.
+
+--skip-fcn leaves out the 141 MB FCN weights file and the `fcn.*` keys (quick runs). Each part
+draws from its own seed (derived from --seed), so the other files and keys are the same with or
+without --skip-fcn.
+
+--compare DIR checks OUT_DIR against another fixtures folder (normally the shared one): the
+parity.safetensors key set, shapes and dtypes, and each weights file's format (zip or legacy),
+key set, shapes and dtypes. Values are not compared. Prints every difference and exits 1 if any.
+With --no-generate, only the comparison runs.
+"""
+import argparse
+import collections
+import os
+import sys
+import zipfile
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CLASSES = 21
+FCN_FILE = "fcn_resnet50_random_legacy.pth"
+MBV3S_FILE = "mobilenet_v3_small_random.pth"
+LRASPP_FILE = "lraspp_mobilenet_v3_large_random.pth"
+PARITY_FILE = "parity.safetensors"
+WEIGHT_FILES = [FCN_FILE, MBV3S_FILE, LRASPP_FILE]
+
+# Per-part seed offsets: each part draws from seed * 100 + offset.
+PARTS = {"fcn": 1, "mbv3s": 2, "lraspp": 3, "bilinear": 4, "loss": 5, "metric": 6}
+
+
+def part_seed(seed, part):
+    return seed * 100 + PARTS[part]
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibrated random weights
+
+
+def calibrate(model, make_input, seed, passes=3):
+    """BN running statistics from `passes` train-mode forwards on random input (cumulative average),
+    then random affine parameters; returns the model in eval mode."""
+    torch.manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average: running stats = mean of the batch stats
+    model.train()
+    with torch.no_grad():
+        for _ in range(passes):
+            model(make_input())
+        for bn, m in zip(bns, saved):
+            bn.momentum = m
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, 0.1)
+    return model.eval()
+
+
+def save_zip(sd, path):
+    torch.save(sd, path)  # zip format (the default since torch 1.6)
+    assert zipfile.is_zipfile(path)
+
+
+def save_legacy(sd, path):
+    with open(path, "wb") as f:
+        torch.save(sd, f, _use_new_zipfile_serialization=False, pickle_protocol=2)
+    assert not zipfile.is_zipfile(path)
+
+
+def check_reload(path, build, inp, expected, what):
+    """The written file, loaded into a fresh model, gives the same outputs: weights and outputs agree."""
+    model = build()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.eval()
+    with torch.no_grad():
+        out = model(inp)
+    out = out["out"] if isinstance(out, dict) else out
+    d = (out - expected).abs().max().item()
+    if d != 0.0:
+        raise SystemExit(f"{what}: reloading {path} changes the output by {d:e}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parts
+
+
+def fcn_part(out_dir, seed, fx):
+    from torchvision.models.segmentation import fcn_resnet50
+
+    def build():
+        return fcn_resnet50(weights=None, weights_backbone=None, num_classes=CLASSES, aux_loss=True)
+
+    torch.manual_seed(seed)
+    model = build()
+    shape = (2, 3, 75, 101)
+    calibrate(model, lambda: torch.randn(shape), seed + 10_000)
+    torch.manual_seed(seed + 20_000)
+    x = torch.randn(shape)
+    feats = {}
+    hooks = [
+        getattr(model.backbone, name).register_forward_hook(
+            lambda _m, _i, o, name=name: feats.__setitem__(name, o.detach().clone())
+        )
+        for name in ("layer1", "layer2", "layer3", "layer4")
+    ]
+    with torch.no_grad():
+        out = model(x)
+    for h in hooks:
+        h.remove()
+    fx["fcn.input"] = x
+    fx["fcn.out"] = out["out"]
+    fx["fcn.aux"] = out["aux"]
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        fx[f"fcn.{name}"] = feats[name]
+    sd = model.state_dict()
+    assert len(sd) == 334, len(sd)
+    params = sum(p.numel() for p in model.parameters())
+    assert params == 35_322_218, params
+    path = os.path.join(out_dir, FCN_FILE)
+    save_legacy(sd, path)
+    check_reload(path, build, x, out["out"], "fcn")
+
+
+def mbv3s_part(out_dir, seed, fx):
+    from torchvision.models import mobilenet_v3_small
+
+    def build():
+        return mobilenet_v3_small(weights=None)
+
+    torch.manual_seed(seed)
+    model = build()
+    shape = (2, 3, 96, 128)
+    calibrate(model, lambda: torch.randn(shape), seed + 10_000)
+    torch.manual_seed(seed + 20_000)
+    x = torch.randn(shape)
+    assert len(model.features) == 13
+    feats = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, i=i: feats.__setitem__(i, o.detach().clone()))
+        for i, m in enumerate(model.features)
+    ]
+    with torch.no_grad():
+        logits = model(x)
+    for h in hooks:
+        h.remove()
+    fx["mbv3s.input"] = x
+    for i in range(13):
+        fx[f"mbv3s.features.{i}"] = feats[i]
+    fx["mbv3s.logits"] = logits
+    sd = model.state_dict()
+    assert len(sd) == 244, len(sd)
+    path = os.path.join(out_dir, MBV3S_FILE)
+    save_zip(sd, path)
+    check_reload(path, build, x, logits, "mbv3s")
+
+
+def lraspp_part(out_dir, seed, fx):
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    def build():
+        return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=CLASSES)
+
+    torch.manual_seed(seed)
+    model = build()
+    shape = (1, 3, 97, 131)
+    # Calibrated at batch 2 (better-spread statistics than the single test image).
+    calibrate(model, lambda: torch.randn((2,) + shape[1:]), seed + 10_000)
+    torch.manual_seed(seed + 20_000)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        out = model(x)["out"]
+    fx["lraspp.input"] = x
+    fx["lraspp.out"] = out
+    params = sum(p.numel() for p in model.parameters())
+    assert params == 3_221_538, params
+    path = os.path.join(out_dir, LRASPP_FILE)
+    save_zip(model.state_dict(), path)
+    check_reload(path, build, x, out, "lraspp")
+
+
+def bilinear_part(seed, fx):
+    torch.manual_seed(seed)
+    x = torch.randn(2, 3, 5, 7)
+    fx["bilinear.input"] = x
+    fx["bilinear.up_16x20"] = F.interpolate(x, size=(16, 20), mode="bilinear", align_corners=False)
+    fx["bilinear.down_3x4"] = F.interpolate(x, size=(3, 4), mode="bilinear", align_corners=False)
+
+
+def scalar(t):
+    """Scalars are stored with shape [1]."""
+    return t.detach().reshape(1).clone()
+
+
+def loss_part(seed, fx):
+    g = torch.Generator().manual_seed(seed)
+    student = torch.randn(2, CLASSES, 9, 11, generator=g) * 3.0
+    teacher = torch.randn(2, CLASSES, 9, 11, generator=g) * 3.0
+    target = torch.randint(0, CLASSES, (2, 9, 11), generator=g, dtype=torch.int64)
+    target[torch.rand(2, 9, 11, generator=g) < 0.1] = 255
+    fx["loss.student"] = student
+    fx["loss.teacher"] = teacher
+    fx["loss.target"] = target
+    valid = target != 255
+
+    def with_grad(f):
+        s = student.clone().requires_grad_(True)
+        loss = f(s)
+        (grad,) = torch.autograd.grad(loss, s)
+        return scalar(loss), grad
+
+    fx["loss.ce_ignore255"], fx["loss.ce_ignore255.grad"] = with_grad(
+        lambda s: F.cross_entropy(s, target, ignore_index=255)
+    )
+    for T in (1, 4):
+        def kl(s, T=T):  # per pixel Σ_c p_t (log p_t − log p_s)
+            log_pt = F.log_softmax(teacher / T, 1)
+            return (log_pt.exp() * (log_pt - F.log_softmax(s / T, 1))).sum(1)
+
+        def soft_ce(s, T=T):  # per pixel −Σ_c p_t log p_s
+            return -(F.softmax(teacher / T, 1) * F.log_softmax(s / T, 1)).sum(1)
+
+        fx[f"loss.kd_kl_allpix_T{T}"], fx[f"loss.kd_kl_allpix_T{T}.grad"] = with_grad(
+            lambda s: T * T * kl(s).mean()
+        )
+        fx[f"loss.kd_kl_validpix_T{T}"] = scalar(T * T * kl(student)[valid].mean())
+        fx[f"loss.kd_soft_ce_allpix_T{T}"] = scalar(soft_ce(student).mean())
+
+    fs = torch.randn(2, 8, 5, 6, generator=g)
+    ft = fs * 0.5 + torch.randn(2, 8, 5, 6, generator=g)  # partly aligned, so cos spans (−1, 1)
+    fx["loss.feat_student"] = fs
+    fx["loss.feat_teacher"] = ft
+    s = fs.clone().requires_grad_(True)
+    loss = (1 - F.cosine_similarity(s, ft, dim=1)).mean()
+    (grad,) = torch.autograd.grad(loss, s)
+    fx["loss.cosine"] = scalar(loss)
+    fx["loss.cosine.grad"] = grad
+
+
+def metric_part(seed, fx):
+    """torchvision's references/segmentation ConfusionMatrix on a prediction that agrees with the
+    target on ~60% of pixels; classes 7 and 13 absent from both; ~5% void."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (4, 37, 53)
+
+    def no_7_13(t):
+        t = t.clone()
+        t[(t == 7) | (t == 13)] = 0
+        return t
+
+    target = no_7_13(torch.randint(0, CLASSES, shape, generator=g, dtype=torch.int64))
+    other = no_7_13(torch.randint(0, CLASSES, shape, generator=g, dtype=torch.int64))
+    pred = torch.where(torch.rand(shape, generator=g) < 0.6, target, other)
+    target[torch.rand(shape, generator=g) < 0.05] = 255
+    fx["metric.pred"] = pred
+    fx["metric.target"] = target
+
+    n = CLASSES
+    a, b = target.flatten(), pred.flatten()
+    k = (a >= 0) & (a < n)
+    inds = n * a[k] + b[k]
+    mat = torch.bincount(inds, minlength=n**2).reshape(n, n).to(torch.int64)  # rows target, cols pred
+    h = mat.double()
+    acc_global = torch.diag(h).sum() / h.sum()
+    iu = torch.diag(h) / (h.sum(1) + h.sum(0) - torch.diag(h))  # 0/0 = NaN where the union is 0
+    assert torch.isnan(iu[7]) and torch.isnan(iu[13]) and int(torch.isnan(iu).sum()) == 2
+    fx["metric.confusion"] = mat
+    fx["metric.iou_per_class"] = iu.float()
+    fx["metric.miou"] = scalar(iu.nanmean().float())
+    fx["metric.pixel_acc"] = scalar(acc_global.float())
+
+
+# ---------------------------------------------------------------------------------------------
+# README and comparison
+
+
+README = """# torchvision parity fixtures (regenerated)
+
+Made by `bench/make_parity_fixtures.py --seed {seed}{skip}` with torch {torch} and torchvision
+{tv} (CPU, {threads} thread(s)). Same files, formats, keys, shapes and dtypes as the original
+set; values differ (other random draws) but are self-consistent: every output was computed by
+torchvision from the weights files next to it.
+
+Weights are random but *calibrated*: every BatchNorm got running statistics from 3 forward passes
+in train mode on random input (cumulative average), then random affine parameters (weight
+U(0.5, 1.5), bias N(0, 0.1)), so eval-mode activations are well scaled and a mix-up of
+mean/var/weight/bias shows. All models are in eval mode (dropout off). Tolerance to aim for:
+max |a−b| ≤ 1e-4·max|ref| in f32 on CPU.
+
+## Weights files (exactly the key names and formats of torchvision's published files)
+| file | format | model |
+|---|---|---|
+| fcn_resnet50_random_legacy.pth{fcn_note} | **legacy** torch.save (pickle protocol 2, not a zip) | `fcn_resnet50(num_classes=21, aux_loss=True)`: 334 keys incl. `aux_classifier.*` and `num_batches_tracked` (int64) |
+| mobilenet_v3_small_random.pth | zip torch.save | `mobilenet_v3_small()` ImageNet classifier, 244 keys |
+| lraspp_mobilenet_v3_large_random.pth | zip torch.save | `lraspp_mobilenet_v3_large(num_classes=21)` |
+
+## parity.safetensors (all f32 unless noted; scalars have shape [1])
+Models (outputs of `model(input)` in eval mode):
+- `fcn.input` [2,3,75,101] → `fcn.out`, `fcn.aux` [2,21,75,101] (torchvision's own bilinear resize back
+  to input size included); backbone features `fcn.layer1` [2,256,19,26], `fcn.layer2` [2,512,10,13],
+  `fcn.layer3` [2,1024,10,13], `fcn.layer4` [2,2048,10,13] (dilated ResNet: output stride 8).{fcn_note}
+- `mbv3s.input` [2,3,96,128] → `mbv3s.features.0` … `mbv3s.features.12` (each block's output) and
+  `mbv3s.logits` [2,1000].
+- `lraspp.input` [1,3,97,131] → `lraspp.out` [1,21,97,131].
+
+Ops and losses:
+- `bilinear.input` [2,3,5,7] → `bilinear.up_16x20`, `bilinear.down_3x4`: `F.interpolate(mode="bilinear",
+  align_corners=False)`.
+- `loss.student`, `loss.teacher` [2,21,9,11] logits; `loss.target` [2,9,11] int64 with ~10% 255.
+- `loss.ce_ignore255` = `F.cross_entropy(student, target, ignore_index=255)` (mean over non-void
+  pixels); `loss.ce_ignore255.grad` = its gradient w.r.t. student.
+- For T in {{1,4}}, with p_t = softmax(teacher/T), log p_s = log_softmax(student/T), per pixel
+  kl = Σ_c p_t (log p_t − log p_s) and h = −Σ_c p_t log p_s:
+  `loss.kd_kl_allpix_T{{T}}` = T²·mean over all B·H·W pixels of kl (+ `.grad`);
+  `loss.kd_kl_validpix_T{{T}}` = T²·mean over non-void pixels of kl;
+  `loss.kd_soft_ce_allpix_T{{T}}` = mean over all pixels of h (no T²).
+- `loss.feat_student`, `loss.feat_teacher` [2,8,5,6] → `loss.cosine` = mean over (b,h,w) of
+  1 − cos(student[b,:,h,w], teacher[b,:,h,w]) (+ `.grad` w.r.t. student).
+
+Metric:
+- `metric.pred`, `metric.target` [4,37,53] int64 (target has 255 = void; classes 7 and 13 absent
+  from both) → `metric.confusion` [21,21] int64 (rows = target, cols = prediction, void skipped),
+  `metric.iou_per_class` [21] (NaN where union is 0), `metric.miou` (mean over classes with union > 0),
+  `metric.pixel_acc`.
+"""
+
+
+def weights_summary(path):
+    """(format, {key: (shape, dtype)}) of a torch weights file."""
+    fmt = "zip" if zipfile.is_zipfile(path) else "legacy"
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    return fmt, {k: (tuple(v.shape), str(v.dtype)) for k, v in sd.items()}
+
+
+def safetensors_summary(path):
+    from safetensors import safe_open
+
+    out = {}
+    with safe_open(path, "pt") as f:
+        for k in f.keys():
+            sl = f.get_slice(k)
+            out[k] = (tuple(sl.get_shape()), sl.get_dtype())
+    return out
+
+
+def diff_maps(what, ours, theirs, problems, ignore=lambda k: False):
+    for k in sorted(set(theirs) - set(ours)):
+        if not ignore(k):
+            problems.append(f"{what}: key {k} missing here (there: {theirs[k]})")
+    for k in sorted(set(ours) - set(theirs)):
+        problems.append(f"{what}: extra key {k} {ours[k]}")
+    for k in sorted(set(ours) & set(theirs)):
+        if ours[k][0] != theirs[k][0]:
+            problems.append(f"{what}: {k} shape {list(ours[k][0])} vs {list(theirs[k][0])}")
+        if ours[k][1] != theirs[k][1]:
+            problems.append(f"{what}: {k} dtype {ours[k][1]} vs {theirs[k][1]}")
+
+
+def compare(ours_dir, ref_dir, skip_fcn):
+    problems, notes = [], []
+    ignore = (lambda k: k.startswith("fcn.")) if skip_fcn else (lambda k: False)
+    ours = safetensors_summary(os.path.join(ours_dir, PARITY_FILE))
+    theirs = safetensors_summary(os.path.join(ref_dir, PARITY_FILE))
+    diff_maps(PARITY_FILE, ours, theirs, problems, ignore)
+    notes.append(f"{PARITY_FILE}: {len(ours)} keys here, {len(theirs)} there")
+    for name in WEIGHT_FILES:
+        if skip_fcn and name == FCN_FILE:
+            notes.append(f"{name}: skipped (--skip-fcn)")
+            continue
+        a, b = os.path.join(ours_dir, name), os.path.join(ref_dir, name)
+        if not os.path.exists(a):
+            problems.append(f"{name}: missing here")
+            continue
+        fa, ka = weights_summary(a)
+        fb, kb = weights_summary(b)
+        if fa != fb:
+            problems.append(f"{name}: format {fa} vs {fb}")
+        if list(ka) != list(kb) and set(ka) == set(kb):
+            problems.append(f"{name}: same keys in another order")
+        diff_maps(name, ka, kb, problems)
+        notes.append(f"{name}: {fa}, {len(ka)} keys here, {len(kb)} there")
+    for n in notes:
+        print(f"compare: {n}")
+    for p in problems:
+        print(f"DIFFERENCE: {p}")
+    print(f"compare: {len(problems)} difference(s) between {ours_dir} and {ref_dir}")
+    return not problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out_dir")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-fcn", action="store_true", help="no FCN weights file (141 MB) and no fcn.* keys")
+    ap.add_argument("--compare", metavar="DIR", help="check key set, shapes and dtypes against DIR; exit 1 on any difference")
+    ap.add_argument("--no-generate", action="store_true", help="with --compare: only compare OUT_DIR as it is")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.use_deterministic_algorithms(True)
+
+    if not a.no_generate:
+        import safetensors
+        import torchvision
+        from safetensors.torch import save_file
+
+        os.makedirs(a.out_dir, exist_ok=True)
+        fx = collections.OrderedDict()
+        steps = [] if a.skip_fcn else [("fcn", fcn_part)]
+        steps += [("mbv3s", mbv3s_part), ("lraspp", lraspp_part)]
+        for part, fn in steps:
+            print(f"{part} …", file=sys.stderr, flush=True)
+            fn(a.out_dir, part_seed(a.seed, part), fx)
+        bilinear_part(part_seed(a.seed, "bilinear"), fx)
+        loss_part(part_seed(a.seed, "loss"), fx)
+        metric_part(part_seed(a.seed, "metric"), fx)
+        for k, v in fx.items():
+            assert v.device.type == "cpu" and v.dtype in (torch.float32, torch.int64), (k, v.dtype)
+            if v.dtype == torch.float32 and not k.startswith("metric.iou_per_class"):
+                assert torch.isfinite(v).all(), k
+        tensors = {k: v.detach().contiguous() for k, v in fx.items()}
+        meta = {"torch": torch.__version__, "torchvision": torchvision.__version__, "seed": str(a.seed),
+                "skip_fcn": str(a.skip_fcn).lower()}
+        save_file(tensors, os.path.join(a.out_dir, PARITY_FILE), metadata=meta)
+        os.chmod(os.path.join(a.out_dir, PARITY_FILE), 0o644)  # safetensors writes 0600
+        if a.skip_fcn and os.path.exists(os.path.join(a.out_dir, FCN_FILE)):
+            os.remove(os.path.join(a.out_dir, FCN_FILE))  # stale: its outputs are not in parity.safetensors
+        with open(os.path.join(a.out_dir, "README.md"), "w") as f:
+            f.write(README.format(
+                seed=a.seed, skip=" --skip-fcn" if a.skip_fcn else "", torch=torch.__version__,
+                tv=torchvision.__version__, threads=a.threads,
+                fcn_note=" (**not written**: --skip-fcn)" if a.skip_fcn else "",
+            ))
+        print(f"wrote {len(tensors)} tensors to {os.path.join(a.out_dir, PARITY_FILE)} "
+              f"(torch {torch.__version__}, torchvision {torchvision.__version__}, safetensors "
+              f"{safetensors.__version__}, seed {a.seed})")
+    if a.compare:
+        if not compare(a.out_dir, a.compare, a.skip_fcn):
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
