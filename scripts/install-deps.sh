@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs what segdistill needs on Debian/Ubuntu: a Rust toolchain (rustup) if cargo is missing,
 # and the run-time libraries the window needs (X11/Wayland, OpenGL via Mesa).
-# Usage: install-deps.sh [--test]   (--test adds what the test suite needs)
+# Usage: install-deps.sh [--test|--python]   (--test adds what the test suite needs, --python
+# what scripts/cuda-toolchain.sh needs to install the CUDA compiler)
 set -euo pipefail
 
 want_test=0
+want_python=0
 [ "${1:-}" = "--test" ] && want_test=1
+[ "${1:-}" = "--python" ] && want_python=1
 
 packages=(build-essential pkg-config curl ca-certificates
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon0 libxkbcommon-x11-0
   libfontconfig1 libdbus-1-3 libgl1 libglx-mesa0 libegl1 libegl-mesa0 libgl1-mesa-dri)
 if [ "$want_test" = 1 ]; then
   packages+=(libvulkan1 mesa-vulkan-drivers)
+fi
+if [ "$want_python" = 1 ]; then
+  packages+=(python3 python3-venv python3-pip)
 fi
 
 as_root() {

@@ -449,9 +449,9 @@ fn op_checks(device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
             let varmap = VarMap::new();
             let values = [("weight", &gamma), ("bias", &beta)];
             let bn = layer_with(device, &varmap, &values, |vb| BatchNorm2d::new(vb, c, bn_default()))?;
-            let ours = bn_train_grads(device, &bn, &x, act, seed + 4)?;
+            let ours = bn_grads(device, &bn, &x, act, Mode::Train { seed: 0 }, seed + 4)?;
             let reference = forward_backward(&Device::Cpu, &x, &[&gamma, &beta], seed + 4, &|x, p| {
-                reference_batch_norm(x, &p[0], &p[1], 1e-5, act)
+                reference_batch_norm(x, &p[0], &p[1], None, 1e-5, act)
             })?;
             checker.compare("ops", &format!("{name} forward"), &ours[0], &reference[0], bound);
             checker.compare("ops", &format!("{name} grad input"), &ours[1], &reference[1], bound);
@@ -460,6 +460,28 @@ fn op_checks(device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
             Ok(())
         });
     }
+
+    checker.case("ops", "batch norm + hardswish (eval)", |checker| {
+        let (n, c, h, w) = (2, 10, 7, 9);
+        let x = seeded(&[n, c, h, w], 350)?;
+        let gamma = (seeded(&[c], 351)?.abs()? + 0.5)?;
+        let beta = seeded(&[c], 352)?;
+        let mean = (seeded(&[c], 353)? * 0.5)?;
+        let var = (seeded(&[c], 354)?.abs()? + 0.5)?;
+        let varmap = VarMap::new();
+        let values = [("weight", &gamma), ("bias", &beta), ("running_mean", &mean), ("running_var", &var)];
+        let bn = layer_with(device, &varmap, &values, |vb| BatchNorm2d::new(vb, c, bn_default()))?;
+        let act = Activation::Hardswish;
+        let ours = bn_grads(device, &bn, &x, act, Mode::Eval, 355)?;
+        let reference = forward_backward(&Device::Cpu, &x, &[&gamma, &beta], 355, &|x, p| {
+            reference_batch_norm(x, &p[0], &p[1], Some((&mean, &var)), 1e-5, act)
+        })?;
+        let name = "batch norm + hardswish (eval)";
+        for (i, part) in ["forward", "grad input", "grad weight", "grad bias"].iter().enumerate() {
+            checker.compare("ops", &format!("{name} {part}"), &ours[i], &reference[i], bound);
+        }
+        Ok(())
+    });
 
     if !device.is_cpu() {
         checker.case("ops", "bilinear 13x17→40x31", |checker| {
@@ -488,19 +510,27 @@ fn reference_conv(
     x.conv2d(w, pad, stride, dilation, groups)
 }
 
-/// Training-mode batch norm from its definition (biased batch variance), then the activation;
+/// Batch norm from its definition — training mode (biased batch variance) or with fixed
+/// `running` statistics — then the activation;
 /// ReLU's derivative at 0 is PyTorch's 0.
 fn reference_batch_norm(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
+    running: Option<(&Tensor, &Tensor)>,
     eps: f64,
     act: Activation,
 ) -> anyhow::Result<Tensor> {
     let c = x.dim(1)?;
-    let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-    let centered = x.broadcast_sub(&mean)?;
-    let var = centered.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+    let (centered, var) = match running {
+        Some((mean, var)) => (x.broadcast_sub(&mean.reshape((1, c, 1, 1))?)?, var.reshape((1, c, 1, 1))?),
+        None => {
+            let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+            let centered = x.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+            (centered, var)
+        }
+    };
     let norm = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
     let y = norm.broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?.broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
     Ok(match act {
@@ -511,15 +541,16 @@ fn reference_batch_norm(
 }
 
 /// The batch-norm layer's training forward and gradients (input, weight, bias) on `device`.
-fn bn_train_grads(
+fn bn_grads(
     device: &Device,
     bn: &BatchNorm2d,
     x: &Tensor,
     act: Activation,
+    mode: Mode,
     seed: u64,
 ) -> anyhow::Result<Vec<Tensor>> {
     let xv = Var::from_tensor(&x.to_device(device)?)?;
-    let y = bn.forward_act(xv.as_tensor(), Mode::Train { seed: 0 }, act)?;
+    let y = bn.forward_act(xv.as_tensor(), mode, act)?;
     let mix = seeded(y.dims(), seed)?.to_device(device)?;
     let grads = (&y * &mix)?.sum_all()?.backward()?;
     let (gamma, beta) = bn.weight_and_bias().ok_or_else(|| anyhow::anyhow!("batch norm without affine parameters"))?;
@@ -611,7 +642,7 @@ mod tests {
         let failed: Vec<_> = report.checks.iter().filter(|c| !c.ok).collect();
         assert!(failed.is_empty(), "{failed:#?}");
         assert!(report.checks.iter().any(|c| c.group == "training"));
-        assert!(report.checks.iter().filter(|c| c.group == "ops").count() >= 6 * 3 + 3 * 4);
+        assert!(report.checks.iter().filter(|c| c.group == "ops").count() >= 6 * 3 + 4 * 4);
         assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
     }
 }

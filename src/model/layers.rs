@@ -199,21 +199,44 @@ impl BatchNorm2d {
             };
             return after.apply(&y);
         }
-        // Elsewhere (GPU, other dtypes) candle-nn's batch norm; note candle's ReLU derivative is 1
-        // at exactly 0 where PyTorch's (and the fused kernel's) is 0.
+        if batch_norm::gpu_supports(x)
+            && let Some((weight, bias)) = self.0.weight_and_bias()
+        {
+            let y = if mode.is_train() {
+                let (y, stats) = batch_norm::batch_norm_train_gpu(x, weight, bias, self.0.eps(), fused)?;
+                let c = weight.elem_count();
+                let (n, _, h, w) = x.dims4()?;
+                self.update_running_stats_on_device(&stats.narrow(0, 0, c)?, &stats.narrow(0, c, c)?, n * h * w)?;
+                y
+            } else {
+                let (mean, var) = (self.0.running_mean(), self.0.running_var());
+                batch_norm::batch_norm_eval_gpu(x, weight, bias, mean, var, self.0.eps(), fused)?
+            };
+            return after.apply(&y);
+        }
+        // Elsewhere (other dtypes) candle-nn's batch norm; note candle's ReLU derivative is 1
+        // at exactly 0 where PyTorch's (and the fused kernels') is 0.
         act.apply(&self.0.forward_t(x, mode.is_train())?)
     }
 
-    /// PyTorch's running averages: the variance enters unbiased (·M/(M − 1)).
-    fn update_running_stats(&self, s: &batch_norm::BatchStats) -> Result<()> {
+    /// PyTorch's running averages from the batch's statistics as device tensors (no host wait):
+    /// the variance enters unbiased (·M/(M − 1)).
+    fn update_running_stats_on_device(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
         let m = self.0.momentum();
         let (mean_var, var_var) = (Var::from_tensor(self.0.running_mean())?, Var::from_tensor(self.0.running_var())?);
-        let dev = mean_var.device();
-        let mean = Tensor::from_slice(&s.mean, s.mean.len(), dev)?.to_dtype(mean_var.dtype())?;
-        let unbiased = s.count as f64 / (s.count as f64 - 1.0).max(1.0);
-        let var = (Tensor::from_slice(&s.var, s.var.len(), dev)?.to_dtype(var_var.dtype())? * unbiased)?;
+        let unbiased = count as f64 / (count as f64 - 1.0).max(1.0);
+        let mean = mean.detach().to_dtype(mean_var.dtype())?;
+        let var = (var.detach().to_dtype(var_var.dtype())? * unbiased)?;
         mean_var.set(&((mean_var.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
         var_var.set(&((var_var.as_tensor() * (1.0 - m))? + (var * m)?)?)
+    }
+
+    /// [`Self::update_running_stats_on_device`] with statistics the CPU kernel computed.
+    fn update_running_stats(&self, s: &batch_norm::BatchStats) -> Result<()> {
+        let dev = self.0.running_mean().device();
+        let mean = Tensor::from_slice(&s.mean, s.mean.len(), dev)?;
+        let var = Tensor::from_slice(&s.var, s.var.len(), dev)?;
+        self.update_running_stats_on_device(&mean, &var, s.count)
     }
 }
 

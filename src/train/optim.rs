@@ -9,6 +9,7 @@ use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::config::{OptimizerConfig, OptimizerKind};
+use crate::model::ops::adamw::{self, AdamwStep};
 
 /// A trainable parameter.
 pub struct Param {
@@ -72,10 +73,16 @@ impl Optimizer {
         let t = self.state.t as i32;
         let c = &self.cfg;
         for (p, slot) in self.params.iter().zip(self.moments.iter_mut()) {
-            let Some(g) = grads.get(&p.var) else { continue };
-            let g = if grad_scale != 1.0 { (g * grad_scale)? } else { g.clone() };
+            let Some(raw) = grads.get(&p.var) else { continue };
             let w = p.var.as_tensor();
             let wd = if p.decay { c.weight_decay } else { 0.0 };
+            if c.kind == OptimizerKind::Adamw && adamw::gpu_supports(w) {
+                let step =
+                    AdamwStep { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: wd, t, grad_scale };
+                fused_adamw(p, slot, raw, step)?;
+                continue;
+            }
+            let g = if grad_scale != 1.0 { (raw * grad_scale)? } else { raw.clone() };
             match c.kind {
                 OptimizerKind::Adamw => {
                     let (m, v) = match slot.take() {
@@ -135,6 +142,20 @@ impl Optimizer {
         self.state = state;
         Ok(())
     }
+}
+
+/// AdamW on a GPU: one kernel per parameter (`model::ops::adamw`) instead of a dozen tensor
+/// operations. Moments start as zeros, which gives PyTorch's first step exactly.
+fn fused_adamw(p: &Param, slot: &mut Option<Moments>, grad: &Tensor, step: AdamwStep) -> Result<()> {
+    let w = p.var.as_tensor();
+    let (m, v) = match slot.take() {
+        Some(Moments { m, v: Some(v) }) => (m, v),
+        _ => (w.zeros_like()?, w.zeros_like()?),
+    };
+    let (w_new, m, v) = adamw::adamw_update_gpu(w, grad, &m, &v, step)?;
+    p.var.set(&w_new)?;
+    *slot = Some(Moments { m, v: Some(v) });
+    Ok(())
 }
 
 #[cfg(test)]

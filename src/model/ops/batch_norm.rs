@@ -314,6 +314,212 @@ impl CustomOp3 for BatchNormGrad {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The GPU path (cuda build): the same operation with its statistics kept on the device, so a
+// training step never waits for them. `kernels.cu`: `bn_stats` (one block per channel), `bn_apply`,
+// and `bn_grad_sums` + `bn_grad_input` for the backward pass.
+
+/// Whether [`batch_norm_train_gpu`] and [`batch_norm_eval_gpu`] handle this input (cuda build, f32
+/// NCHW on a GPU).
+pub fn gpu_supports(x: &Tensor) -> bool {
+    cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && x.rank() == 4
+}
+
+impl FusedActivation {
+    /// The activation's code in `kernels.cu`.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn kernel_code(self) -> i32 {
+        match self {
+            Self::Identity => 0,
+            Self::Relu => 1,
+            Self::Hardswish => 2,
+        }
+    }
+}
+
+/// Training-mode batch norm on a GPU: the output and the batch statistics `[μ (C), σ² (C)]`
+/// (biased variance), which stay on the device.
+pub fn batch_norm_train_gpu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<(Tensor, Tensor)> {
+    let x = x.contiguous()?;
+    let stats = x.apply_op1_no_bwd(&BatchStatsGpu)?;
+    let op = BatchNormGpu { eps: eps as f32, act, stats: stats.clone(), fixed: false };
+    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    Ok((y, stats))
+}
+
+/// Evaluation-mode batch norm on a GPU with the running statistics.
+pub fn batch_norm_eval_gpu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    let stats = Tensor::cat(&[running_mean.to_dtype(DType::F32)?, running_var.to_dtype(DType::F32)?], 0)?.detach();
+    let op = BatchNormGpu { eps: eps as f32, act, stats, fixed: true };
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+/// Sizes for the kernels, from the input's layout.
+#[cfg(feature = "cuda")]
+fn bn_args(l: &Layout, eps: f32, act: FusedActivation) -> Result<super::cuda::BnArgs> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    Ok(super::cuda::BnArgs { n, c, hw: h * w, eps, act: act.kernel_code() })
+}
+
+/// A tensor's CUDA storage, for the tensors an op carries besides its arguments.
+#[cfg(feature = "cuda")]
+fn with_cuda<R>(t: &Tensor, f: impl FnOnce(&candle_core::CudaStorage, &Layout) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cuda(s) => f(s, layout),
+        _ => bail!("batch norm statistics are not on the GPU"),
+    }
+}
+
+/// The GPU kernels have no CPU counterpart here (the CPU has `BatchNormFused`).
+fn gpu_only(name: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{name} runs on a GPU only"))
+}
+
+struct BatchStatsGpu;
+
+impl candle_core::CustomOp1 for BatchStatsGpu {
+    fn name(&self) -> &'static str {
+        "batch-norm-stats"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Err(gpu_only(self.name()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        let a = bn_args(l, 0.0, FusedActivation::Identity)?;
+        Ok((super::cuda::bn_stats((s, l), a)?, Shape::from(2 * a.c)))
+    }
+}
+
+struct BatchNormGpu {
+    eps: f32,
+    act: FusedActivation,
+    /// [μ (C), σ² (C)] on the device: the batch's (training) or the running ones (`fixed`).
+    stats: Tensor,
+    fixed: bool,
+}
+
+impl CustomOp3 for BatchNormGpu {
+    fn name(&self) -> &'static str {
+        "batch-norm-gpu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(gpu_only(self.name()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let a = bn_args(l1, self.eps, self.act)?;
+        let y = with_cuda(&self.stats, |ss, sl| super::cuda::bn_apply((s1, l1), (s2, l2), (s3, l3), (ss, sl), a))?;
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = weight.elem_count();
+        let op = BatchNormGpuGrad {
+            eps: self.eps,
+            act: self.act,
+            beta: bias.clone(),
+            stats: self.stats.clone(),
+            fixed: self.fixed,
+        };
+        // One buffer: ∂x, then ∂γ and ∂β (C each), as the CPU op returns them.
+        let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
+        let nx = x.elem_count();
+        let gx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
+        let gw = packed.narrow(0, nx, c)?.copy()?;
+        let gb = packed.narrow(0, nx + c, c)?.copy()?;
+        Ok((Some(gx), Some(gw), Some(gb)))
+    }
+}
+
+struct BatchNormGpuGrad {
+    eps: f32,
+    act: FusedActivation,
+    beta: Tensor,
+    stats: Tensor,
+    fixed: bool,
+}
+
+impl CustomOp3 for BatchNormGpuGrad {
+    fn name(&self) -> &'static str {
+        "batch-norm-gpu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Err(gpu_only(self.name()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let a = bn_args(l1, self.eps, self.act)?;
+        let beta = self.beta.contiguous()?;
+        let out = with_cuda(&beta, |bs, bl| {
+            with_cuda(&self.stats, |ss, sl| {
+                super::cuda::bn_grad((s1, l1), (s3, l3), (s2, l2), (bs, bl), (ss, sl), a, self.fixed)
+            })
+        })?;
+        Ok((out, Shape::from(a.n * a.c * a.hw + 2 * a.c)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
-//! Dense convolution (`groups = 1`) on the CPU as im2col + one matrix product per image, forward
-//! and backward, in one operation with its own gradient.
+//! Dense convolution (`groups = 1`) as one operation with its own gradient: on the CPU as im2col +
+//! one matrix product per image, forward and backward (below); on a GPU through cuDNN
+//! (`cudnn.rs`), which the candle path lacks for the two gradients.
 //!
 //! candle differentiates `conv2d` with `conv_transpose2d` for the input gradient (a direct loop on
 //! the CPU, the largest single cost of a MobileNet training step) and a convolution with the
@@ -29,9 +30,20 @@ impl ConvParams {
     }
 }
 
-/// Whether [`conv2d_gemm`] handles this input (f32 on the CPU).
+/// Whether [`conv2d_gemm`] handles this input: f32 on the CPU, or (cuda build) on a GPU where
+/// cuDNN can be loaded.
 pub fn supports(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
+    x.dtype() == DType::F32 && (x.device().is_cpu() || cudnn_usable(x))
+}
+
+#[cfg(feature = "cuda")]
+fn cudnn_usable(x: &Tensor) -> bool {
+    x.device().is_cuda() && super::cudnn::available()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cudnn_usable(_: &Tensor) -> bool {
+    false
 }
 
 /// `x` (N, Cin, H, W) convolved with `weight` (Cout, Cin, K, K), no bias.
@@ -58,6 +70,23 @@ struct Geometry {
 }
 
 impl Geometry {
+    #[cfg(feature = "cuda")]
+    fn cudnn_shape(&self) -> super::cudnn::ConvShape {
+        super::cudnn::ConvShape {
+            n: self.n,
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            cout: self.cout,
+            k: self.p.k,
+            oh: self.oh,
+            ow: self.ow,
+            stride: self.p.stride,
+            padding: self.p.padding,
+            dilation: self.p.dilation,
+        }
+    }
+
     fn new(p: ConvParams, x: &Layout, weight: &Layout) -> Result<Self> {
         let (n, c, h, w) = x.shape().dims4()?;
         let (cout, cin, _, _) = weight.shape().dims4()?;
@@ -194,6 +223,19 @@ impl CustomOp2 for ConvGemm {
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = Geometry::new(self.0, l1, l2)?;
+        let y = super::cudnn::forward((s1, l1), (s2, l2), g.cudnn_shape())?;
+        Ok((y, Shape::from((g.n, g.cout, g.oh, g.ow))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -274,6 +316,22 @@ impl CustomOp3 for ConvGemmGrad {
             gw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
         }
         Ok((CpuStorage::F32(out), Shape::from(g.n * x_len + w_len)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let g = Geometry::new(self.0, l1, l2)?;
+        let len = g.n * g.c * g.h * g.w + g.cout * g.c * g.p.k * g.p.k;
+        let out = super::cudnn::backward((s1, l1), (s2, l2), (s3, l3), g.cudnn_shape())?;
+        Ok((out, Shape::from(len)))
     }
 }
 

@@ -114,3 +114,189 @@ pub fn bilinear(
     unsafe { builder.launch(elementwise(planes * oh * ow)) }.w()?;
     Ok(CudaStorage::wrap_cuda_slice(out, dev))
 }
+
+/// Batch-norm sizes and settings passed to every batch-norm kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct BnArgs {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub eps: f32,
+    /// 0 identity, 1 ReLU, 2 hard-swish (as `kernels.cu`'s `bn_act`).
+    pub act: i32,
+}
+
+impl BnArgs {
+    fn ints(&self) -> Result<[i32; 3]> {
+        let dims = [self.n, self.c, self.hw];
+        if dims.iter().any(|&v| v > i32::MAX as usize) || self.n * self.c * self.hw > i64::MAX as usize {
+            bail!("batch norm: dimensions {dims:?} too large for the CUDA kernel");
+        }
+        Ok(dims.map(|v| v as i32))
+    }
+
+    fn per_channel(&self) -> LaunchConfig {
+        LaunchConfig { grid_dim: (self.c as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+    }
+}
+
+/// Per-channel batch mean and biased variance of `x` (N, C, H, W): 2·C floats, means first.
+pub fn bn_stats(x: (&CudaStorage, &Layout), a: BnArgs) -> Result<CudaStorage> {
+    let dev = x.0.device().clone();
+    let func = dev.get_or_load_custom_func("bn_stats_f32", MODULE, PTX)?;
+    let xv = view(x.0, x.1, "batch norm input")?;
+    let stats = dev.alloc_zeros::<f32>(2 * a.c)?;
+    let ints = a.ints()?;
+    let mut builder = func.builder();
+    builder.arg(&xv);
+    builder.arg(&stats);
+    for v in &ints {
+        builder.arg(v);
+    }
+    // SAFETY: one block per channel reads that channel's n·hw values and writes two floats.
+    unsafe { builder.launch(a.per_channel()) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(stats, dev))
+}
+
+/// `act(γ·(x − μ)/√(σ² + ε) + β)` with `stats` = [μ (C), σ² (C)].
+pub fn bn_apply(
+    x: (&CudaStorage, &Layout),
+    gamma: (&CudaStorage, &Layout),
+    beta: (&CudaStorage, &Layout),
+    stats: (&CudaStorage, &Layout),
+    a: BnArgs,
+) -> Result<CudaStorage> {
+    let dev = x.0.device().clone();
+    let func = dev.get_or_load_custom_func("bn_apply_f32", MODULE, PTX)?;
+    let (xv, gv) = (view(x.0, x.1, "batch norm input")?, view(gamma.0, gamma.1, "batch norm weight")?);
+    let (bv, sv) = (view(beta.0, beta.1, "batch norm bias")?, view(stats.0, stats.1, "batch norm statistics")?);
+    if gv.len() != a.c || bv.len() != a.c || sv.len() != 2 * a.c {
+        bail!(
+            "batch norm over {} channels with {} weights, {} biases, {} statistics",
+            a.c,
+            gv.len(),
+            bv.len(),
+            sv.len()
+        );
+    }
+    let total = a.n * a.c * a.hw;
+    let y = dev.alloc_zeros::<f32>(total)?;
+    let ints = a.ints()?;
+    let mut builder = func.builder();
+    for v in [&xv, &gv, &bv, &sv] {
+        builder.arg(v);
+    }
+    builder.arg(&y);
+    for v in &ints {
+        builder.arg(v);
+    }
+    builder.arg(&a.eps);
+    builder.arg(&a.act);
+    // SAFETY: grid-stride over the n·c·hw elements; per-channel arrays checked above.
+    unsafe { builder.launch(elementwise(total)) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(y, dev))
+}
+
+/// The gradients of [`bn_apply`] given ∂y: one buffer [∂x (N·C·H·W), ∂γ (C), ∂β (C)].
+/// `fixed`: the statistics were constants (evaluation mode), not functions of the batch.
+#[allow(clippy::too_many_arguments)]
+pub fn bn_grad(
+    x: (&CudaStorage, &Layout),
+    dy: (&CudaStorage, &Layout),
+    gamma: (&CudaStorage, &Layout),
+    beta: (&CudaStorage, &Layout),
+    stats: (&CudaStorage, &Layout),
+    a: BnArgs,
+    fixed: bool,
+) -> Result<CudaStorage> {
+    let dev = x.0.device().clone();
+    let (xv, dyv) = (view(x.0, x.1, "batch norm input")?, view(dy.0, dy.1, "batch norm gradient")?);
+    let (gv, bv) = (view(gamma.0, gamma.1, "batch norm weight")?, view(beta.0, beta.1, "batch norm bias")?);
+    let sv = view(stats.0, stats.1, "batch norm statistics")?;
+    let total = a.n * a.c * a.hw;
+    if dyv.len() != total || gv.len() != a.c || bv.len() != a.c || sv.len() != 2 * a.c {
+        bail!("batch norm backward: sizes do not match {} channels of {} values", a.c, a.n * a.hw);
+    }
+    let out = dev.alloc_zeros::<f32>(total + 2 * a.c)?;
+    let ints = a.ints()?;
+    let sums = dev.get_or_load_custom_func("bn_grad_sums_f32", MODULE, PTX)?;
+    let mut builder = sums.builder();
+    for v in [&xv, &dyv, &gv, &bv, &sv] {
+        builder.arg(v);
+    }
+    builder.arg(&out);
+    for v in &ints {
+        builder.arg(v);
+    }
+    builder.arg(&a.eps);
+    builder.arg(&a.act);
+    // SAFETY: one block per channel; writes the 2·C floats after the n·c·hw of ∂x.
+    unsafe { builder.launch(a.per_channel()) }.w()?;
+    let input = dev.get_or_load_custom_func("bn_grad_input_f32", MODULE, PTX)?;
+    let mut builder = input.builder();
+    for v in [&xv, &dyv, &gv, &bv, &sv] {
+        builder.arg(v);
+    }
+    builder.arg(&out);
+    for v in &ints {
+        builder.arg(v);
+    }
+    builder.arg(&a.eps);
+    builder.arg(&a.act);
+    let fixed = i32::from(fixed);
+    builder.arg(&fixed);
+    // SAFETY: grid-stride over ∂x; reads the sums the previous launch (same stream) wrote.
+    unsafe { builder.launch(elementwise(total)) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev))
+}
+
+/// AdamW's hyper-parameters for one update, as the kernel takes them.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamwArgs {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// 1 − β1^t and 1 − β2^t.
+    pub bias_correction: (f32, f32),
+    pub grad_scale: f32,
+}
+
+/// One AdamW update of `w` with gradient `g` and moments `m`, `v` (all the same length):
+/// [w', m', v'] in one buffer.
+pub fn adamw(
+    w: (&CudaStorage, &Layout),
+    g: (&CudaStorage, &Layout),
+    m: (&CudaStorage, &Layout),
+    v: (&CudaStorage, &Layout),
+    a: AdamwArgs,
+) -> Result<CudaStorage> {
+    let dev = w.0.device().clone();
+    let func = dev.get_or_load_custom_func("adamw_f32", MODULE, PTX)?;
+    let views = [
+        view(w.0, w.1, "AdamW weight")?,
+        view(g.0, g.1, "AdamW gradient")?,
+        view(m.0, m.1, "AdamW first moment")?,
+        view(v.0, v.1, "AdamW second moment")?,
+    ];
+    let n = views[0].len();
+    if views.iter().any(|t| t.len() != n) {
+        bail!("AdamW: weight, gradient and moments differ in length");
+    }
+    let out = dev.alloc_zeros::<f32>(3 * n)?;
+    let mut builder = func.builder();
+    for t in &views {
+        builder.arg(t);
+    }
+    builder.arg(&out);
+    let len = n as i64;
+    builder.arg(&len);
+    let (bc1, bc2) = a.bias_correction;
+    for f in [&a.lr, &a.beta1, &a.beta2, &a.eps, &a.weight_decay, &bc1, &bc2, &a.grad_scale] {
+        builder.arg(f);
+    }
+    // SAFETY: grid-stride over n; reads four arrays of n floats, writes 3·n.
+    unsafe { builder.launch(elementwise(n)) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev))
+}

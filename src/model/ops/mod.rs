@@ -1,11 +1,14 @@
 //! Operations candle lacks (or runs slowly), each with a backward pass.
 
 pub mod activation;
+pub mod adamw;
 pub mod batch_norm;
 pub mod bilinear;
 pub mod conv;
 #[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "cuda")]
+pub mod cudnn;
 pub mod depthwise;
 
 #[cfg(test)]
