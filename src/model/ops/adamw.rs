@@ -38,6 +38,8 @@ pub fn adamw_update_gpu(
     Ok((part(0)?, part(1)?, part(2)?))
 }
 
+// Read only by the CUDA kernel's launch.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 struct AdamwGpu {
     /// The second moment (a fourth input; custom operations take three).
     v: Tensor,

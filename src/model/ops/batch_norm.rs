@@ -474,6 +474,8 @@ impl CustomOp3 for BatchNormGpu {
     }
 }
 
+// Read only by the CUDA kernels' launch.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 struct BatchNormGpuGrad {
     eps: f32,
     act: FusedActivation,
