@@ -140,6 +140,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         teacher: !args.no_teacher,
         infer: !args.no_infer,
         num_classes: 21,
+        precision,
     };
     let threads = crate::util::available_threads();
     eprintln!("segdistill bench on {}, precision {precision}", describe(&device));

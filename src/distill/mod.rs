@@ -8,7 +8,7 @@ mod softmax;
 mod target;
 pub mod teacher_cache;
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use feature::FeatureDistiller;
@@ -102,6 +102,24 @@ pub fn total_loss(
     target: &Target,
     distiller: Option<&FeatureDistiller>,
 ) -> Result<LossParts> {
+    // Autocast (`--precision bf16`): the networks ran in bf16; every loss, its soft-max and its
+    // reductions run in fp32, on fp32 copies of what they read.
+    let student = &student.to_dtype(DType::F32)?;
+    let teacher_f32 = match teacher {
+        Some(t)
+            if t.logits.is_some_and(|l| l.dtype() != DType::F32)
+                || t.features.iter().any(|(_, f)| f.dtype() != DType::F32) =>
+        {
+            let logits = t.logits.map(|l| l.to_dtype(DType::F32)).transpose()?;
+            let features =
+                t.features.iter().map(|(n, f)| Ok((*n, f.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
+            Some((logits, features))
+        }
+        _ => None,
+    };
+    let teacher_cast =
+        teacher_f32.as_ref().map(|(logits, features)| TeacherSignal { logits: logits.as_ref(), features });
+    let teacher = teacher_cast.as_ref().or(teacher);
     let ce = ce::cross_entropy(&student.logits, target)?;
     let mut total = (&ce * cfg.alpha)?;
     let mut kd = None;

@@ -38,6 +38,8 @@ pub struct BenchConfig {
     pub teacher: bool,
     pub infer: bool,
     pub num_classes: usize,
+    /// The precision in effect (bf16: the networks run under autocast).
+    pub precision: crate::util::device::Precision,
 }
 
 /// One measurement, in the JSON shape the PyTorch reference prints too.
@@ -139,6 +141,8 @@ pub(crate) struct SyntheticTraining {
     loss_cfg: LossConfig,
     mode: DistillMode,
     step: u64,
+    /// The dtype images enter the networks in (bf16 under autocast).
+    compute_dtype: DType,
 }
 
 impl SyntheticTraining {
@@ -164,13 +168,29 @@ impl SyntheticTraining {
         let opt_cfg = OptimizerConfig::default();
         let clip = opt_cfg.grad_clip;
         let optimizer = Optimizer::new(opt_cfg, params);
-        Ok(Self { student, distiller, optimizer, clip, loss_cfg: LossConfig::default(), mode, step: 0 })
+        Ok(Self {
+            student,
+            distiller,
+            optimizer,
+            clip,
+            loss_cfg: LossConfig::default(),
+            mode,
+            step: 0,
+            compute_dtype: DType::F32,
+        })
+    }
+
+    /// Runs the networks in `precision`'s dtype (bf16 autocast) from now on.
+    pub(crate) fn with_precision(mut self, precision: crate::util::device::Precision) -> Self {
+        self.compute_dtype = precision.compute_dtype();
+        self
     }
 
     /// One step on images `x` (B, 3, H, W) with `labels` (B·H·W class indices); returns the loss
     /// tensor (read it only when needed: reading synchronises the device).
     pub(crate) fn step(&mut self, x: &Tensor, labels: &[u8], teacher: Option<&Model>) -> anyhow::Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
+        let x = &x.to_dtype(self.compute_dtype)?;
         let target = Target::new(labels, (b, h, w), None, x.device())?;
         let teacher_out = match teacher.filter(|_| self.mode.needs_teacher()) {
             Some(t) => Some(t.forward(x, Mode::Eval)?),
@@ -202,7 +222,7 @@ fn train_step(
     device: &Device,
 ) -> anyhow::Result<BenchResult> {
     let (b, s, classes) = (cfg.batch, cfg.size, cfg.num_classes);
-    let mut training = SyntheticTraining::new(kind, mode, classes, teacher, device)?;
+    let mut training = SyntheticTraining::new(kind, mode, classes, teacher, device)?.with_precision(cfg.precision);
     let x = random_input(b, s, 11, device)?;
     let labels = random_labels(b, s, classes, 12);
     let ms = time(device, cfg.warmup, cfg.repeats, || {
@@ -235,7 +255,7 @@ pub fn run(
     if cfg.teacher
         && let Some(t) = &teacher
     {
-        let x = random_input(cfg.batch, cfg.size, 13, device)?;
+        let x = random_input(cfg.batch, cfg.size, 13, device)?.to_dtype(cfg.precision.compute_dtype())?;
         let ms = time(device, cfg.warmup, cfg.repeats, || {
             t.forward(&x, Mode::Eval)?;
             Ok(())
@@ -243,7 +263,7 @@ pub fn run(
         push(summarize("teacher_forward/fcn-resnet50".into(), cfg.batch, cfg.size, ms), &mut results);
     }
     if cfg.infer {
-        let x = random_input(1, cfg.size, 14, device)?;
+        let x = random_input(1, cfg.size, 14, device)?.to_dtype(cfg.precision.compute_dtype())?;
         for &kind in &cfg.models {
             let model = frozen_model(kind, 0, cfg.num_classes, device)?;
             let ms = time(device, cfg.warmup, cfg.repeats, || {
@@ -291,6 +311,7 @@ mod tests {
             teacher: true,
             infer: true,
             num_classes: 21,
+            precision: crate::util::device::Precision::Fp32,
         };
         let mut seen = 0;
         let results = run(&cfg, &Device::Cpu, &mut |_| seen += 1).unwrap();
@@ -307,6 +328,44 @@ mod tests {
         assert_eq!(seen, 4);
         assert!(results.iter().all(|r| r.median_ms > 0.0 && r.min_ms <= r.median_ms && r.median_ms <= r.max_ms));
         assert_eq!(results[3].batch, 1);
+    }
+
+    /// Autocast (bf16 on a GPU) exercised on the CPU in f16, which candle's CPU products
+    /// support: the networks run in the half type, the master weights stay f32 and receive
+    /// gradients, the losses see f32, and the result tracks the f32 run.
+    #[test]
+    fn autocast_runs_the_networks_in_half_precision_and_trains_the_f32_weights() {
+        let device = Device::Cpu;
+        let teacher = frozen_model(ModelKind::FcnResnet50, 7, 21, &device).unwrap();
+        let x = random_input(2, 64, 3, &device).unwrap();
+        let labels = random_labels(2, 64, 21, 4);
+        let mut full =
+            SyntheticTraining::new(ModelKind::Mbv3sAspp, DistillMode::Combined, 21, Some(&teacher), &device).unwrap();
+        let mut half =
+            SyntheticTraining::new(ModelKind::Mbv3sAspp, DistillMode::Combined, 21, Some(&teacher), &device).unwrap();
+        half.compute_dtype = DType::F16;
+        let eval_full = full.student.model.forward(&x, Mode::Eval).unwrap().logits;
+        let eval_half = half.student.model.forward(&x.to_dtype(DType::F16).unwrap(), Mode::Eval).unwrap().logits;
+        assert_eq!(eval_half.dtype(), DType::F16, "the network ran in the half type");
+        let diff = (eval_half.to_dtype(DType::F32).unwrap() - &eval_full).unwrap().abs().unwrap().max_all().unwrap();
+        let scale = eval_full.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let rel = diff.to_scalar::<f32>().unwrap() / scale;
+        assert!(rel < 2e-2, "f16 forward differs from f32 by {rel}");
+        for _ in 0..3 {
+            let a = full.step(&x, &labels, Some(&teacher)).unwrap().to_scalar::<f32>().unwrap();
+            let loss = half.step(&x, &labels, Some(&teacher)).unwrap();
+            assert_eq!(loss.dtype(), DType::F32, "losses are computed in f32");
+            let b = loss.to_scalar::<f32>().unwrap();
+            assert!((a - b).abs() <= 2e-2 * a.abs(), "loss f32 {a} vs autocast {b}");
+        }
+        let (full_vars, half_vars) =
+            (full.student.varmap.data().lock().unwrap(), half.student.varmap.data().lock().unwrap());
+        assert!(half_vars.values().all(|v| v.dtype() == DType::F32), "master weights stay f32");
+        let moved = half_vars.iter().any(|(name, v)| {
+            let before = full_vars[name].as_tensor();
+            (before - v.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0
+        });
+        assert!(moved, "the half-precision run took its own (slightly different) steps");
     }
 
     #[test]

@@ -126,6 +126,16 @@ impl Conv2d {
 
 impl candle_core::Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.dtype() != self.weight.dtype() {
+            // Autocast (`--precision bf16`): the fp32 master weights enter in the activations'
+            // dtype; the cast is differentiable, so their gradients come back in fp32.
+            let cast = Self {
+                weight: self.weight.to_dtype(x.dtype())?,
+                bias: self.bias.as_ref().map(|b| b.to_dtype(x.dtype())).transpose()?,
+                ..self.clone()
+            };
+            return cast.forward(x);
+        }
         let c = self.weight.dims()[0];
         let (_, c_in_per_group, k, _) = self.weight.dims4()?;
         let y = if self.groups > 1 && self.groups == c && self.weight.dims()[1] == 1 {
@@ -175,6 +185,11 @@ impl BatchNorm2d {
 
     /// `act(bn(x))`; on the CPU one fused operation (see `ops::batch_norm`).
     pub fn forward_act(&self, x: &Tensor, mode: Mode, act: Activation) -> Result<Tensor> {
+        if x.dtype() != DType::F32 && self.0.running_mean().dtype() == DType::F32 {
+            // Autocast: normalisation and its statistics in fp32 (as PyTorch's autocast keeps
+            // batch norm), the output back in the activations' dtype.
+            return self.forward_act(&x.to_dtype(DType::F32)?, mode, act)?.to_dtype(x.dtype());
+        }
         // Activations the kernel does not know are applied after it.
         let (fused, after) = match act {
             Activation::None => (batch_norm::FusedActivation::Identity, Activation::None),
@@ -325,7 +340,12 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.0.forward(x)?;
+        let y = if x.dtype() != self.0.weight().dtype() {
+            let bias = self.0.bias().map(|b| b.to_dtype(x.dtype())).transpose()?;
+            candle_nn::Linear::new(self.0.weight().to_dtype(x.dtype())?, bias).forward(x)?
+        } else {
+            self.0.forward(x)?
+        };
         add_macs(y.elem_count() * self.0.weight().dim(1)?);
         Ok(y)
     }

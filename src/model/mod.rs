@@ -37,6 +37,18 @@ impl SegOutput {
     pub fn feature(&self, name: &str) -> Option<&Tensor> {
         self.features.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
     }
+
+    /// Every output in `dtype` (autocast: the losses take fp32); a clone when already there.
+    pub fn to_dtype(&self, dtype: candle_core::DType) -> Result<Self> {
+        if self.logits.dtype() == dtype {
+            return Ok(self.clone());
+        }
+        Ok(Self {
+            logits: self.logits.to_dtype(dtype)?,
+            aux: self.aux.as_ref().map(|a| a.to_dtype(dtype)).transpose()?,
+            features: self.features.iter().map(|(n, t)| Ok((*n, t.to_dtype(dtype)?))).collect::<Result<_>>()?,
+        })
+    }
 }
 
 /// A feature map a model exposes for distillation.

@@ -674,7 +674,9 @@ impl<'a> Session<'a> {
     fn train_step(&mut self, train_batch: &TrainBatch, epoch: usize) -> anyhow::Result<StepMetrics> {
         let batch = &train_batch.batch;
         let (b, h, w) = (batch.batch_size, batch.height, batch.width);
-        let x = Tensor::from_slice(&batch.images, (b, 3, h, w), &self.device)?;
+        // Under autocast (bf16) the networks take bf16 images; the losses get fp32 outputs back.
+        let x =
+            Tensor::from_slice(&batch.images, (b, 3, h, w), &self.device)?.to_dtype(self.precision.compute_dtype())?;
         let target = Target::new(&batch.masks, (b, h, w), self.class_weights.as_deref(), &self.device)?;
         let cached = train_batch.teacher.as_ref().map(|t| t.to_tensors(&self.device)).transpose()?;
         let teacher_out = match (&cached, &self.teacher) {

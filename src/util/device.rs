@@ -100,7 +100,8 @@ pub enum Precision {
     /// Tensor-core products with fp32 range and a 10-bit mantissa, accumulated in fp32: PyTorch's
     /// default for cuDNN convolutions.
     Tf32,
-    /// bfloat16 autocast with fp32 master weights (not available yet).
+    /// bfloat16 autocast: convolutions and products in bf16 (fp32 accumulation), fp32 master
+    /// weights, batch norm, resizing, losses, soft-max and optimiser in fp32. GPU only.
     Bf16,
 }
 
@@ -108,6 +109,14 @@ impl Precision {
     /// What runs when none is chosen: `tf32` on a GPU (as PyTorch's convolutions), `fp32` on a CPU.
     pub fn default_for(device: &candle_core::Device) -> Self {
         if device.is_cuda() { Self::Tf32 } else { Self::Fp32 }
+    }
+
+    /// The dtype activations flow in: bf16 under autocast, else f32.
+    pub fn compute_dtype(self) -> candle_core::DType {
+        match self {
+            Self::Bf16 => candle_core::DType::BF16,
+            Self::Fp32 | Self::Tf32 => candle_core::DType::F32,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -123,10 +132,11 @@ impl Precision {
     pub fn apply(choice: Option<Self>, device: &candle_core::Device) -> anyhow::Result<Self> {
         let precision = choice.unwrap_or_else(|| Self::default_for(device));
         anyhow::ensure!(
-            precision != Self::Bf16,
-            "--precision bf16 is not available yet; use tf32 (the GPU default) or fp32"
+            precision != Self::Bf16 || device.is_cuda(),
+            "--precision bf16 needs a GPU (candle's CPU matrix products have no bf16); use fp32 on the CPU"
         );
         candle_core::cuda::set_gemm_reduced_precision_f32(device.is_cuda() && precision == Self::Tf32);
+        // bf16 products accumulate in fp32 either way; tf32 stays on for the fp32 parts.
         Ok(if device.is_cuda() { precision } else { Self::Fp32 })
     }
 }
@@ -171,6 +181,6 @@ mod tests {
             assert!(!candle_core::cuda::gemm_reduced_precision_f32(), "tf32 is never switched on for the CPU");
         }
         let bf16 = Precision::apply(Some(Precision::Bf16), &cpu).unwrap_err().to_string();
-        assert!(bf16.contains("bf16") && bf16.contains("tf32"), "{bf16}");
+        assert!(bf16.contains("bf16") && bf16.contains("GPU"), "{bf16}");
     }
 }

@@ -43,6 +43,10 @@ pub fn resize_bilinear(x: &Tensor, height: usize, width: usize) -> Result<Tensor
         bail!("bilinear resize of {:?} to {height}×{width}", x.shape());
     }
     let own_kernel = x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda());
+    if own_kernel && matches!(x.dtype(), DType::BF16 | DType::F16) {
+        // Autocast: interpolate in fp32 (the weights of neighbouring pixels need the precision).
+        return resize_bilinear(&x.to_dtype(DType::F32)?, height, width)?.to_dtype(x.dtype());
+    }
     if own_kernel && x.dtype() == DType::F32 {
         x.contiguous()?.apply_op1(BilinearResize { height, width })
     } else {

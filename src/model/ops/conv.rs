@@ -30,10 +30,14 @@ impl ConvParams {
     }
 }
 
-/// Whether [`conv2d_gemm`] handles this input: f32 on the CPU, or (cuda build) on a GPU where
-/// cuDNN can be loaded.
+/// Whether [`conv2d_gemm`] handles this input: f32 on the CPU, or (cuda build) f32 or bf16
+/// (autocast) on a GPU where cuDNN can be loaded.
 pub fn supports(x: &Tensor) -> bool {
-    x.dtype() == DType::F32 && (x.device().is_cpu() || cudnn_usable(x))
+    match x.dtype() {
+        DType::F32 => x.device().is_cpu() || cudnn_usable(x),
+        DType::BF16 => cudnn_usable(x),
+        _ => false,
+    }
 }
 
 #[cfg(feature = "cuda")]

@@ -15,12 +15,30 @@ use candle_core::backend::BackendStorage as _;
 use candle_core::cuda_backend::cudarc;
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::{Layout, Result, bail};
+use cudarc::cudnn::CudnnDataType;
 use cudarc::cudnn::safe::{ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn};
 use cudarc::cudnn::sys::{
     cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionFwdAlgo_t, cudnnConvolutionMode_t,
     cudnnMathType_t, cudnnTensorFormat_t,
 };
-use cudarc::driver::{CudaSlice, CudaView};
+use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, ValidAsZeroBits};
+
+/// The element types the convolutions take: f32, and bf16 under autocast (cuDNN computes bf16
+/// convolutions in fp32).
+pub trait ConvElem: CudnnDataType + DeviceRepr + ValidAsZeroBits + candle_core::cuda_backend::CudaDType + Copy {
+    const ONE: Self;
+    const ZERO: Self;
+}
+
+impl ConvElem for f32 {
+    const ONE: Self = 1.0;
+    const ZERO: Self = 0.0;
+}
+
+impl ConvElem for half::bf16 {
+    const ONE: Self = half::bf16::ONE;
+    const ZERO: Self = half::bf16::ZERO;
+}
 
 /// Whether cuDNN can be loaded (probed once per process).
 pub fn available() -> bool {
@@ -63,7 +81,8 @@ enum Algo {
 /// Per-thread cuDNN state for one device.
 struct State {
     handle: Arc<Cudnn>,
-    algos: HashMap<(ConvShape, Pass, bool), Algo>,
+    /// Keyed by shape, pass, TF32 math and the element type's size (f32 vs bf16).
+    algos: HashMap<(ConvShape, Pass, bool, usize), Algo>,
     workspace: Option<CudaSlice<u8>>,
 }
 
@@ -83,8 +102,8 @@ fn i32s<const N: usize>(v: [usize; N]) -> Result<[i32; N]> {
     Ok(out)
 }
 
-fn view<'a>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, f32>> {
-    let slice = s.as_cuda_slice::<f32>()?;
+fn view<'a, T: ConvElem>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
+    let slice = s.as_cuda_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(slice.slice(a..b)),
         None => bail!("{what} must be contiguous"),
@@ -108,15 +127,16 @@ fn with_state<R>(dev: &CudaDevice, f: impl FnOnce(&mut State) -> Result<R>) -> R
 
 /// The descriptors of one call; TF32 tensor-core math when candle's reduced-precision switch
 /// (`--precision tf32`) is on, plain FMA otherwise (PyTorch's choice for fp32).
-struct Descriptors {
+struct Descriptors<T> {
+    /// The compute type is fp32 for both element types.
     conv: ConvDescriptor<f32>,
-    x: cudarc::cudnn::safe::TensorDescriptor<f32>,
-    w: cudarc::cudnn::safe::FilterDescriptor<f32>,
-    y: cudarc::cudnn::safe::TensorDescriptor<f32>,
+    x: cudarc::cudnn::safe::TensorDescriptor<T>,
+    w: cudarc::cudnn::safe::FilterDescriptor<T>,
+    y: cudarc::cudnn::safe::TensorDescriptor<T>,
     tf32: bool,
 }
 
-fn descriptors(handle: &Arc<Cudnn>, s: &ConvShape) -> Result<Descriptors> {
+fn descriptors<T: ConvElem>(handle: &Arc<Cudnn>, s: &ConvShape) -> Result<Descriptors<T>> {
     let nchw = cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
     let [pad, stride, dil] = i32s([s.padding, s.stride, s.dilation])?;
     let mut conv = handle
@@ -125,9 +145,9 @@ fn descriptors(handle: &Arc<Cudnn>, s: &ConvShape) -> Result<Descriptors> {
     let tf32 = candle_core::cuda::gemm_reduced_precision_f32();
     let math = if tf32 { cudnnMathType_t::CUDNN_TENSOR_OP_MATH } else { cudnnMathType_t::CUDNN_FMA_MATH };
     conv.set_math_type(math).map_err(|e| err("math type", e))?;
-    let x = handle.create_4d_tensor::<f32>(nchw, i32s([s.n, s.c, s.h, s.w])?).map_err(|e| err("input", e))?;
-    let w = handle.create_4d_filter::<f32>(nchw, i32s([s.cout, s.c, s.k, s.k])?).map_err(|e| err("filter", e))?;
-    let y = handle.create_4d_tensor::<f32>(nchw, i32s([s.n, s.cout, s.oh, s.ow])?).map_err(|e| err("output", e))?;
+    let x = handle.create_4d_tensor::<T>(nchw, i32s([s.n, s.c, s.h, s.w])?).map_err(|e| err("input", e))?;
+    let w = handle.create_4d_filter::<T>(nchw, i32s([s.cout, s.c, s.k, s.k])?).map_err(|e| err("filter", e))?;
+    let y = handle.create_4d_tensor::<T>(nchw, i32s([s.n, s.cout, s.oh, s.ow])?).map_err(|e| err("output", e))?;
     Ok(Descriptors { conv, x, w, y, tf32 })
 }
 
@@ -141,15 +161,27 @@ fn workspace<'a>(state: &'a mut State, dev: &CudaDevice, bytes: usize) -> Result
     state.workspace.as_mut().ok_or_else(|| err("workspace", "missing"))
 }
 
-/// `y = conv(x, w)`.
+/// `y = conv(x, w)`, f32 or bf16 (both arguments the same).
 pub fn forward(x: (&CudaStorage, &Layout), w: (&CudaStorage, &Layout), s: ConvShape) -> Result<CudaStorage> {
+    match x.0.dtype() {
+        candle_core::DType::F32 => forward_typed::<f32>(x, w, s),
+        candle_core::DType::BF16 => forward_typed::<half::bf16>(x, w, s),
+        other => bail!("cuDNN convolution of {other:?} tensors"),
+    }
+}
+
+fn forward_typed<T: ConvElem>(
+    x: (&CudaStorage, &Layout),
+    w: (&CudaStorage, &Layout),
+    s: ConvShape,
+) -> Result<CudaStorage> {
     let dev = x.0.device().clone();
-    let (xv, wv) = (view(x.0, x.1, "convolution input")?, view(w.0, w.1, "convolution weight")?);
-    let mut y = dev.alloc_zeros::<f32>(s.n * s.cout * s.oh * s.ow)?;
+    let (xv, wv) = (view::<T>(x.0, x.1, "convolution input")?, view::<T>(w.0, w.1, "convolution weight")?);
+    let mut y = dev.alloc_zeros::<T>(s.n * s.cout * s.oh * s.ow)?;
     with_state(&dev, |state| {
-        let d = descriptors(&state.handle, &s)?;
+        let d = descriptors::<T>(&state.handle, &s)?;
         let op = ConvForward { conv: &d.conv, x: &d.x, w: &d.w, y: &d.y };
-        let key = (s, Pass::Forward, d.tf32);
+        let key = (s, Pass::Forward, d.tf32, std::mem::size_of::<T>());
         let algo = match state.algos.get(&key) {
             Some(Algo::Forward(a)) => *a,
             _ => {
@@ -161,7 +193,7 @@ pub fn forward(x: (&CudaStorage, &Layout), w: (&CudaStorage, &Layout), s: ConvSh
         let bytes = op.get_workspace_size(algo).map_err(|e| err("forward workspace", e))?;
         let ws = workspace(state, &dev, bytes)?;
         // SAFETY: the descriptors were built from the same shapes as the buffers (contiguous f32).
-        unsafe { op.launch(algo, Some(ws), (1f32, 0f32), &xv, &wv, &mut y) }.map_err(|e| err("forward", e))
+        unsafe { op.launch(algo, Some(ws), (T::ONE, T::ZERO), &xv, &wv, &mut y) }.map_err(|e| err("forward", e))
     })?;
     Ok(CudaStorage::wrap_cuda_slice(y, dev))
 }
@@ -174,19 +206,33 @@ pub fn backward(
     dy: (&CudaStorage, &Layout),
     s: ConvShape,
 ) -> Result<CudaStorage> {
+    match x.0.dtype() {
+        candle_core::DType::F32 => backward_typed::<f32>(x, w, dy, s),
+        candle_core::DType::BF16 => backward_typed::<half::bf16>(x, w, dy, s),
+        other => bail!("cuDNN convolution gradient of {other:?} tensors"),
+    }
+}
+
+fn backward_typed<T: ConvElem>(
+    x: (&CudaStorage, &Layout),
+    w: (&CudaStorage, &Layout),
+    dy: (&CudaStorage, &Layout),
+    s: ConvShape,
+) -> Result<CudaStorage> {
     let dev = x.0.device().clone();
-    let xv = view(x.0, x.1, "convolution input")?;
-    let wv = view(w.0, w.1, "convolution weight")?;
-    let dyv = view(dy.0, dy.1, "convolution gradient")?;
+    let xv = view::<T>(x.0, x.1, "convolution input")?;
+    let wv = view::<T>(w.0, w.1, "convolution weight")?;
+    let dyv = view::<T>(dy.0, dy.1, "convolution gradient")?;
     let (x_len, w_len) = (s.n * s.c * s.h * s.w, s.cout * s.c * s.k * s.k);
     if dyv.len() != s.n * s.cout * s.oh * s.ow {
         bail!("convolution gradient of {} values for an output of {}", dyv.len(), s.n * s.cout * s.oh * s.ow);
     }
-    let mut out = dev.alloc_zeros::<f32>(x_len + w_len)?;
+    let mut out = dev.alloc_zeros::<T>(x_len + w_len)?;
+    let size = std::mem::size_of::<T>();
     with_state(&dev, |state| {
-        let d = descriptors(&state.handle, &s)?;
+        let d = descriptors::<T>(&state.handle, &s)?;
         let data = ConvBackwardData { conv: &d.conv, dx: &d.x, w: &d.w, dy: &d.y };
-        let key = (s, Pass::Data, d.tf32);
+        let key = (s, Pass::Data, d.tf32, size);
         let algo = match state.algos.get(&key) {
             Some(Algo::Data(a)) => *a,
             _ => {
@@ -199,11 +245,11 @@ pub fn backward(
         let ws = workspace(state, &dev, bytes)?;
         let mut dx = out.slice_mut(0..x_len);
         // SAFETY: as in `forward`; ∂x is the first x_len floats of `out`.
-        unsafe { data.launch(algo, Some(ws), (1f32, 0f32), &mut dx, &wv, &dyv) }
+        unsafe { data.launch(algo, Some(ws), (T::ONE, T::ZERO), &mut dx, &wv, &dyv) }
             .map_err(|e| err("data gradient", e))?;
 
         let filter = ConvBackwardFilter { conv: &d.conv, x: &d.x, dw: &d.w, dy: &d.y };
-        let key = (s, Pass::Filter, d.tf32);
+        let key = (s, Pass::Filter, d.tf32, size);
         let algo = match state.algos.get(&key) {
             Some(Algo::Filter(a)) => *a,
             _ => {
@@ -216,7 +262,7 @@ pub fn backward(
         let ws = workspace(state, &dev, bytes)?;
         let mut dw = out.slice_mut(x_len..x_len + w_len);
         // SAFETY: as above; ∂W is the w_len floats after ∂x.
-        unsafe { filter.launch(algo, Some(ws), (1f32, 0f32), &xv, &mut dw, &dyv) }
+        unsafe { filter.launch(algo, Some(ws), (T::ONE, T::ZERO), &xv, &mut dw, &dyv) }
             .map_err(|e| err("filter gradient", e))
     })?;
     Ok(CudaStorage::wrap_cuda_slice(out, dev))

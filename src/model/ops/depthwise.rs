@@ -33,6 +33,12 @@ pub fn depthwise_conv2d(x: &Tensor, weight: &Tensor, p: DepthwiseParams) -> Resu
         bail!("depthwise weight {:?} does not fit input {:?}", weight.shape(), x.shape());
     }
     let own_kernel = x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda());
+    if own_kernel && matches!(x.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) {
+        // Autocast: the kernels are f32 (memory-bound, so the casts cost little); the result
+        // goes back in the activations' dtype, the weight's gradient in the weight's.
+        let f32 = candle_core::DType::F32;
+        return depthwise_conv2d(&x.to_dtype(f32)?, &weight.to_dtype(f32)?, p)?.to_dtype(x.dtype());
+    }
     if own_kernel && x.dtype() == candle_core::DType::F32 {
         x.contiguous()?.apply_op2(&weight.contiguous()?, DepthwiseConv2d(p))
     } else {
