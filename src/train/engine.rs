@@ -699,9 +699,17 @@ impl<'a> Session<'a> {
             &target,
             self.distiller.as_ref(),
         )?;
-        let scalar =
-            |t: &Tensor| -> anyhow::Result<f64> { Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?) };
-        let loss = scalar(&parts.total)?;
+        // Every part in one read: on a GPU each read waits for the device.
+        let read: Vec<&Tensor> = [Some(&parts.total), Some(&parts.ce), parts.kd.as_ref(), parts.feature.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let values = Tensor::stack(&read, 0)?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+        let mut values = values.into_iter();
+        let mut next = || values.next().ok_or_else(|| anyhow::anyhow!("a loss part was not read"));
+        let (loss, ce) = (next()?, next()?);
+        let kd = parts.kd.as_ref().map(|_| next()).transpose()?;
+        let feature = parts.feature.as_ref().map(|_| next()).transpose()?;
         let lr = self.schedule.lr(step);
         if !loss.is_finite() {
             return Err(NonFiniteLoss::new(loss, step + 1, lr, self).into());
@@ -728,9 +736,9 @@ impl<'a> Session<'a> {
             total_steps: self.total_steps,
             steps_per_epoch: self.steps_per_epoch,
             loss,
-            ce: scalar(&parts.ce)?,
-            kd: parts.kd.as_ref().map(scalar).transpose()?,
-            feature: parts.feature.as_ref().map(scalar).transpose()?,
+            ce,
+            kd,
+            feature,
             lr,
             images_per_sec: 0.0,
             eta_secs: 0.0,
