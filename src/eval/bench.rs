@@ -16,13 +16,14 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::Serialize;
 
-use crate::distill::{DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal, total_loss};
+use crate::distill::{DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::varmap_tensors;
 use crate::model::{Mode, Model, ModelKind, build_trainable};
 use crate::train::config::OptimizerConfig;
 use crate::train::engine::trainable;
 use crate::train::optim::Optimizer;
+use crate::train::step::{StepBatch, StepModel, StepOutcome, optimization_step};
 use crate::util::device::synchronize;
 use crate::util::rng::Rng;
 
@@ -186,9 +187,9 @@ impl SyntheticTraining {
         self
     }
 
-    /// One step on images `x` (B, 3, H, W) with `labels` (B·H·W class indices); returns the loss
-    /// tensor (read it only when needed: reading synchronises the device).
-    pub(crate) fn step(&mut self, x: &Tensor, labels: &[u8], teacher: Option<&Model>) -> anyhow::Result<Tensor> {
+    /// One step on images `x` (B, 3, H, W) with `labels` (B·H·W class indices), as the engine's
+    /// ([`optimization_step`]); returns the loss. A non-finite loss or gradient is an error.
+    pub(crate) fn step(&mut self, x: &Tensor, labels: &[u8], teacher: Option<&Model>) -> anyhow::Result<f64> {
         let (b, _, h, w) = x.dims4()?;
         let x = &x.to_dtype(self.compute_dtype)?;
         let target = Target::new(labels, (b, h, w), None, x.device())?;
@@ -197,19 +198,23 @@ impl SyntheticTraining {
             None => None,
         };
         let signal = teacher_out.as_ref().map(|o| TeacherSignal { logits: Some(&o.logits), features: &o.features });
-        let out = self.student.model.forward(x, Mode::Train { seed: self.step })?;
-        let parts = total_loss(self.mode, &self.loss_cfg, &out, signal.as_ref(), &target, self.distiller.as_ref())?;
-        let grads = parts.total.backward()?;
-        let scale = match self.clip {
-            Some(max) => {
-                let norm = self.optimizer.grad_norm(&grads)?;
-                if norm > max { max / (norm + 1e-6) } else { 1.0 }
-            }
-            None => 1.0,
+        let model = StepModel {
+            student: &self.student.model,
+            distiller: self.distiller.as_ref(),
+            optimizer: &mut self.optimizer,
+            mode: self.mode,
+            loss: &self.loss_cfg,
+            grad_clip: self.clip,
         };
-        self.optimizer.step(&grads, 1e-3, scale)?;
+        let batch =
+            StepBatch { images: x, target: &target, teacher: signal.as_ref(), dropout_seed: self.step, lr: 1e-3 };
         self.step += 1;
-        Ok(parts.total)
+        match optimization_step(model, batch)? {
+            StepOutcome::Updated(values) => Ok(values.total),
+            StepOutcome::NonFiniteLoss(v) | StepOutcome::NonFiniteGradient(v) => {
+                anyhow::bail!("step {}: non-finite loss or gradient norm ({v})", self.step)
+            }
+        }
     }
 }
 
@@ -352,10 +357,8 @@ mod tests {
         let rel = diff.to_scalar::<f32>().unwrap() / scale;
         assert!(rel < 2e-2, "f16 forward differs from f32 by {rel}");
         for _ in 0..3 {
-            let a = full.step(&x, &labels, Some(&teacher)).unwrap().to_scalar::<f32>().unwrap();
-            let loss = half.step(&x, &labels, Some(&teacher)).unwrap();
-            assert_eq!(loss.dtype(), DType::F32, "losses are computed in f32");
-            let b = loss.to_scalar::<f32>().unwrap();
+            let a = full.step(&x, &labels, Some(&teacher)).unwrap();
+            let b = half.step(&x, &labels, Some(&teacher)).unwrap();
             assert!((a - b).abs() <= 2e-2 * a.abs(), "loss f32 {a} vs autocast {b}");
         }
         let (full_vars, half_vars) =

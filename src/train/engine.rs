@@ -22,6 +22,7 @@ use super::metrics_log::MetricsLog;
 use super::optim::{Optimizer, OptimizerState};
 use super::run_folder::{self, RunFolder};
 use super::schedule::Schedule;
+use super::step::{LossValues, StepBatch, StepModel, StepOutcome, optimization_step};
 use crate::data::loader::{Loader, LoaderConfig, SegmentationBatches, batches_per_epoch};
 use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
@@ -690,42 +691,22 @@ impl<'a> Session<'a> {
         };
         let step = self.state.step;
         let seed = Rng::for_item(self.cfg.seed, 0x5EED, step as u64).next_u64();
-        let out = self.student.forward(&x, Mode::Train { seed })?;
-        let parts = distill::total_loss(
-            self.cfg.distill,
-            &self.cfg.loss,
-            &out,
-            signal.as_ref(),
-            &target,
-            self.distiller.as_ref(),
-        )?;
-        // Every part in one read: on a GPU each read waits for the device.
-        let read: Vec<&Tensor> = [Some(&parts.total), Some(&parts.ce), parts.kd.as_ref(), parts.feature.as_ref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        let values = Tensor::stack(&read, 0)?.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
-        let mut values = values.into_iter();
-        let mut next = || values.next().ok_or_else(|| anyhow::anyhow!("a loss part was not read"));
-        let (loss, ce) = (next()?, next()?);
-        let kd = parts.kd.as_ref().map(|_| next()).transpose()?;
-        let feature = parts.feature.as_ref().map(|_| next()).transpose()?;
         let lr = self.schedule.lr(step);
-        if !loss.is_finite() {
-            return Err(NonFiniteLoss::new(loss, step + 1, lr, self).into());
-        }
-        let grads = parts.total.backward()?;
-        let scale = match self.cfg.optimizer.grad_clip {
-            Some(max) => {
-                let norm = self.optimizer.grad_norm(&grads)?;
-                if !norm.is_finite() {
-                    return Err(NonFiniteLoss::new(norm, step + 1, lr, self).into());
-                }
-                if norm > max { max / (norm + 1e-6) } else { 1.0 }
-            }
-            None => 1.0,
+        let model = StepModel {
+            student: &self.student,
+            distiller: self.distiller.as_ref(),
+            optimizer: &mut self.optimizer,
+            mode: self.cfg.distill,
+            loss: &self.cfg.loss,
+            grad_clip: self.cfg.optimizer.grad_clip,
         };
-        self.optimizer.step(&grads, lr, scale)?;
+        let inputs = StepBatch { images: &x, target: &target, teacher: signal.as_ref(), dropout_seed: seed, lr };
+        let LossValues { total: loss, ce, kd, feature } = match optimization_step(model, inputs)? {
+            StepOutcome::Updated(values) => values,
+            StepOutcome::NonFiniteLoss(v) | StepOutcome::NonFiniteGradient(v) => {
+                return Err(NonFiniteLoss::new(v, step + 1, lr, self).into());
+            }
+        };
         self.state.step += 1;
         self.state.batch_in_epoch += 1;
         self.state.epoch_loss_sum += loss;

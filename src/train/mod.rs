@@ -11,6 +11,7 @@ pub mod metrics_log;
 pub mod optim;
 pub mod run_folder;
 pub mod schedule;
+pub mod step;
 
 pub use config::TrainConfig;
 pub use control::{Control, TrainHandle};
