@@ -62,6 +62,10 @@ done
 [ "$DEVICE" = cpu ] && QUICK=1
 mkdir -p "$OUT/logs"
 OUT="$(cd "$OUT" && pwd)"
+# Bulky inputs (binary, fixtures, demo data, run folders) go to a work folder, so OUT holds only
+# what should come back from a remote machine: results, logs and metrics.
+WORK="${GPU_CHECK_WORK:-$(mktemp -d /tmp/segdistill-gpu-check.XXXXXX)}"
+mkdir -p "$WORK"
 STEPS="$OUT/steps.tsv"
 printf 'step\tstatus\tseconds\n' > "$STEPS"
 
@@ -86,7 +90,7 @@ done
 "$PY" -c "import torch" 2> /dev/null || { echo "error: no python with torch and torchvision (set PYTHON)" >&2; exit 2; }
 
 # The binary: the pack's, else (dry runs here) the release build's.
-BIN="$OUT/segdistill"
+BIN="$WORK/segdistill"
 if [ -f "$PACK_DIR/segdistill.xz" ]; then
   "$PY" -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
     "$PACK_DIR/segdistill.xz" "$BIN" && chmod +x "$BIN"
@@ -124,11 +128,11 @@ else
   MODELS=(); FIX_ARGS=()
 fi
 
-step fixtures 240 "$PY" "$ROOT/bench/make_parity_fixtures.py" "$OUT/fixtures" "${FIX_ARGS[@]}"
+step fixtures 240 "$PY" "$ROOT/bench/make_parity_fixtures.py" "$WORK/fixtures" "${FIX_ARGS[@]}"
 PRECISIONS="fp32 tf32 bf16"
 [ "$DEVICE" = cpu ] && PRECISIONS="fp32 tf32"   # bf16 autocast needs a GPU (candle's CPU has no bf16 products)
 for p in $PRECISIONS; do
-  step "selftest-$p" 240 "$BIN" selftest --device "$DEVICE" --precision "$p" --fixtures "$OUT/fixtures" \
+  step "selftest-$p" 240 "$BIN" selftest --device "$DEVICE" --precision "$p" --fixtures "$WORK/fixtures" \
     --train-steps "$TRAIN_STEPS" --json
 done
 
@@ -138,21 +142,23 @@ for b in $BATCHES; do
   step "bench-ours-b$b" 300 "$BIN" bench "${COMMON[@]}"
 done
 
-step demo-data 120 "$BIN" demo-data --out "$OUT/demo" $DEMO --seed 0
-TEACHER="$OUT/fixtures/fcn_resnet50_random_legacy.pth"
+step demo-data 120 "$BIN" demo-data --out "$WORK/demo" $DEMO --seed 0
+TEACHER="$WORK/fixtures/fcn_resnet50_random_legacy.pth"
 [ -f "$TEACHER" ] || TEACHER=""
 EPOCH=(--device "$DEVICE" --batch 8 --size "$SIZE" --epoch-images "$EPOCH_IMAGES" "${MODELS[@]}" --mode none)
 if [ -n "$TEACHER" ]; then EPOCH+=(--mode response --teacher-weights "$TEACHER"); fi
-step epoch-torch 300 "$PY" "$ROOT/bench/pytorch_reference.py" "${EPOCH[@]}" --epoch-data "$OUT/demo" \
+step epoch-torch 300 "$PY" "$ROOT/bench/pytorch_reference.py" "${EPOCH[@]}" --epoch-data "$WORK/demo" \
   --no-teacher --no-infer --warmup 0 --repeats 1 --json
-step epoch-ours 300 "$BIN" bench "${EPOCH[@]}" --epoch-data "$OUT/demo" --no-teacher --no-infer --warmup 0 --repeats 1 --json
+step epoch-ours 300 "$BIN" bench "${EPOCH[@]}" --epoch-data "$WORK/demo" --no-teacher --no-infer --warmup 0 --repeats 1 --json
 
 for d in "$DEVICE" cpu; do
-  rm -rf "$OUT/runs/train-$d"
-  step "train-$d" 300 "$BIN" train --data "$OUT/demo" --model mbv3s-tiny --distill none --epochs 2 --seed 0 \
-    --batch 8 --size "$SIZE" --device "$d" --out "$OUT/runs/train-$d"
+  rm -rf "$WORK/runs/train-$d"
+  step "train-$d" 300 "$BIN" train --data "$WORK/demo" --model mbv3s-tiny --distill none --epochs 2 --seed 0 \
+    --batch 8 --size "$SIZE" --device "$d" --out "$WORK/runs/train-$d"
+  mkdir -p "$OUT/runs/train-$d"
+  cp "$WORK/runs/train-$d/metrics.csv" "$OUT/runs/train-$d/" 2> /dev/null
   [ "$DEVICE" = cpu ] && break
 done
 
 "$PY" "$ROOT/bench/gpu_check_report.py" "$OUT"
-echo "results: $OUT/results.md, $OUT/results.json"
+echo "results: $OUT/results.md, $OUT/results.json (inputs and run folders in $WORK)"
