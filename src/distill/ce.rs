@@ -31,6 +31,10 @@ fn per_pixel(logits: &Tensor, target: &Target) -> Result<Tensor> {
     if logits.device().is_cpu() && logits.dtype() == DType::F32 {
         return logits.contiguous()?.apply_op1(FusedCe::new(target.host.clone()));
     }
+    if super::gpu::supports(logits) {
+        check_classes(&target.host, logits.dim(1)?)?;
+        return super::gpu::cross_entropy_per_pixel(logits, &target.indices, &target.weight);
+    }
     per_pixel_composed(logits, target)
 }
 

@@ -26,6 +26,8 @@ pub fn cosine_loss(student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
     let cos = if student.device().is_cpu() && student.dtype() == DType::F32 && teacher.dtype() == DType::F32 {
         let op = FusedCosine { saved: Arc::default() };
         student.contiguous()?.apply_op2(&teacher.detach().contiguous()?, op)?
+    } else if super::gpu::supports(student) && teacher.dtype() == DType::F32 {
+        super::gpu::cosine_per_pixel(student, teacher, EPS as f32)?
     } else {
         cosine_composed(student, teacher)?
     };

@@ -47,6 +47,9 @@ fn per_pixel(student: &Tensor, teacher: &Tensor, tau: f64, form: KdForm) -> Resu
         let op = FusedKd { tau: tau as f32, form, lse: Arc::default() };
         return student.contiguous()?.apply_op2(&teacher.detach().contiguous()?, op);
     }
+    if super::gpu::supports(student) && teacher.dtype() == DType::F32 {
+        return super::gpu::kd_per_pixel(student, teacher, tau as f32, form == KdForm::KlDivergence);
+    }
     per_pixel_composed(student, teacher, tau, form)
 }
 

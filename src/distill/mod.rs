@@ -3,6 +3,7 @@
 
 pub mod ce;
 pub mod feature;
+mod gpu;
 pub mod kd;
 mod softmax;
 mod target;

@@ -10,8 +10,12 @@ use candle_core::{Layout, Result, bail};
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/kernels.ptx"));
 const MODULE: &str = "segdistill_ops";
 
-fn view<'a>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, f32>> {
-    let slice = s.as_cuda_slice::<f32>()?;
+fn view<'a, T: candle_core::cuda_backend::CudaDType>(
+    s: &'a CudaStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<CudaView<'a, T>> {
+    let slice = s.as_cuda_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(slice.slice(a..b)),
         None => bail!("{what} must be contiguous"),
@@ -35,7 +39,7 @@ fn launch2(
 ) -> Result<CudaStorage> {
     let dev = a.device().clone();
     let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-    let (av, bv) = (view(a, la, name)?, view(b, lb, name)?);
+    let (av, bv) = (view::<f32>(a, la, name)?, view::<f32>(b, lb, name)?);
     let out = dev.alloc_zeros::<f32>(out_len)?;
     let mut builder = func.builder();
     builder.arg(&av);
@@ -97,7 +101,7 @@ pub fn bilinear(
     let dev = s.device().clone();
     let name = if backward { "bilinear_bwd_f32" } else { "bilinear_fwd_f32" };
     let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-    let input = view(s, l, name)?;
+    let input = view::<f32>(s, l, name)?;
     let out_len = if backward { planes * h * w } else { planes * oh * ow };
     let out = dev.alloc_zeros::<f32>(out_len)?;
     let ints = [planes, h, w, oh, ow].map(|v| v as i32);
@@ -144,7 +148,7 @@ impl BnArgs {
 pub fn bn_stats(x: (&CudaStorage, &Layout), a: BnArgs) -> Result<CudaStorage> {
     let dev = x.0.device().clone();
     let func = dev.get_or_load_custom_func("bn_stats_f32", MODULE, PTX)?;
-    let xv = view(x.0, x.1, "batch norm input")?;
+    let xv = view::<f32>(x.0, x.1, "batch norm input")?;
     let stats = dev.alloc_zeros::<f32>(2 * a.c)?;
     let ints = a.ints()?;
     let mut builder = func.builder();
@@ -168,8 +172,9 @@ pub fn bn_apply(
 ) -> Result<CudaStorage> {
     let dev = x.0.device().clone();
     let func = dev.get_or_load_custom_func("bn_apply_f32", MODULE, PTX)?;
-    let (xv, gv) = (view(x.0, x.1, "batch norm input")?, view(gamma.0, gamma.1, "batch norm weight")?);
-    let (bv, sv) = (view(beta.0, beta.1, "batch norm bias")?, view(stats.0, stats.1, "batch norm statistics")?);
+    let (xv, gv) = (view::<f32>(x.0, x.1, "batch norm input")?, view::<f32>(gamma.0, gamma.1, "batch norm weight")?);
+    let (bv, sv) =
+        (view::<f32>(beta.0, beta.1, "batch norm bias")?, view::<f32>(stats.0, stats.1, "batch norm statistics")?);
     if gv.len() != a.c || bv.len() != a.c || sv.len() != 2 * a.c {
         bail!(
             "batch norm over {} channels with {} weights, {} biases, {} statistics",
@@ -210,9 +215,10 @@ pub fn bn_grad(
     fixed: bool,
 ) -> Result<CudaStorage> {
     let dev = x.0.device().clone();
-    let (xv, dyv) = (view(x.0, x.1, "batch norm input")?, view(dy.0, dy.1, "batch norm gradient")?);
-    let (gv, bv) = (view(gamma.0, gamma.1, "batch norm weight")?, view(beta.0, beta.1, "batch norm bias")?);
-    let sv = view(stats.0, stats.1, "batch norm statistics")?;
+    let (xv, dyv) = (view::<f32>(x.0, x.1, "batch norm input")?, view::<f32>(dy.0, dy.1, "batch norm gradient")?);
+    let (gv, bv) =
+        (view::<f32>(gamma.0, gamma.1, "batch norm weight")?, view::<f32>(beta.0, beta.1, "batch norm bias")?);
+    let sv = view::<f32>(stats.0, stats.1, "batch norm statistics")?;
     let total = a.n * a.c * a.hw;
     if dyv.len() != total || gv.len() != a.c || bv.len() != a.c || sv.len() != 2 * a.c {
         bail!("batch norm backward: sizes do not match {} channels of {} values", a.c, a.n * a.hw);
@@ -275,10 +281,10 @@ pub fn adamw(
     let dev = w.0.device().clone();
     let func = dev.get_or_load_custom_func("adamw_f32", MODULE, PTX)?;
     let views = [
-        view(w.0, w.1, "AdamW weight")?,
-        view(g.0, g.1, "AdamW gradient")?,
-        view(m.0, m.1, "AdamW first moment")?,
-        view(v.0, v.1, "AdamW second moment")?,
+        view::<f32>(w.0, w.1, "AdamW weight")?,
+        view::<f32>(g.0, g.1, "AdamW gradient")?,
+        view::<f32>(m.0, m.1, "AdamW first moment")?,
+        view::<f32>(v.0, v.1, "AdamW second moment")?,
     ];
     let n = views[0].len();
     if views.iter().any(|t| t.len() != n) {
@@ -298,5 +304,83 @@ pub fn adamw(
     }
     // SAFETY: grid-stride over n; reads four arrays of n floats, writes 3·n.
     unsafe { builder.launch(elementwise(n)) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(out, dev))
+}
+
+/// Sizes of a per-pixel loss over NCHW maps.
+#[derive(Clone, Copy, Debug)]
+pub struct PixelDims {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+}
+
+impl PixelDims {
+    fn ints(&self) -> Result<[i32; 3]> {
+        let dims = [self.n, self.c, self.hw];
+        if dims.iter().any(|&v| v > i32::MAX as usize) {
+            bail!("per-pixel loss: dimensions {dims:?} too large for the CUDA kernel");
+        }
+        Ok(dims.map(|v| v as i32))
+    }
+}
+
+/// An argument of a per-pixel loss kernel.
+pub enum LossArg<'a> {
+    F32(&'a CudaStorage, &'a Layout, &'static str),
+    U32(&'a CudaStorage, &'a Layout, &'static str),
+    Float(f32),
+    Int(i32),
+}
+
+/// Runs loss kernel `name(tensors…, out, n, c, hw, scalars…)` over the n·hw pixels, writing
+/// `out_len` floats. `args` are the tensors first, then the scalars after the sizes.
+pub fn pixel_loss(
+    name: &str,
+    tensors: &[LossArg],
+    scalars: &[LossArg],
+    d: PixelDims,
+    out_len: usize,
+) -> Result<CudaStorage> {
+    let Some(LossArg::F32(first, ..) | LossArg::U32(first, ..)) = tensors.first() else {
+        bail!("{name}: no tensor argument");
+    };
+    let dev = first.device().clone();
+    let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    enum View<'a> {
+        F(CudaView<'a, f32>),
+        U(CudaView<'a, u32>),
+    }
+    let views = tensors
+        .iter()
+        .map(|a| match a {
+            LossArg::F32(s, l, what) => Ok(View::F(view::<f32>(s, l, what)?)),
+            LossArg::U32(s, l, what) => Ok(View::U(view::<u32>(s, l, what)?)),
+            _ => bail!("{name}: a scalar among the tensors"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out = dev.alloc_zeros::<f32>(out_len)?;
+    let ints = d.ints()?;
+    let mut builder = func.builder();
+    for v in &views {
+        match v {
+            View::F(v) => builder.arg(v),
+            View::U(v) => builder.arg(v),
+        };
+    }
+    builder.arg(&out);
+    for v in &ints {
+        builder.arg(v);
+    }
+    for s in scalars {
+        match s {
+            LossArg::Float(f) => builder.arg(f),
+            LossArg::Int(i) => builder.arg(i),
+            _ => bail!("{name}: a tensor among the scalars"),
+        };
+    }
+    // SAFETY: one thread per pixel of n·hw; each reads its c values (stride hw) of every tensor,
+    // whose lengths the callers checked against the dimensions.
+    unsafe { builder.launch(elementwise(d.n * d.hw)) }.w()?;
     Ok(CudaStorage::wrap_cuda_slice(out, dev))
 }

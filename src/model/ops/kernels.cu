@@ -274,3 +274,123 @@ extern "C" __global__ void adamw_f32(
         out[2 * n + i] = vi;
     }
 }
+
+// ---- per-pixel losses over NCHW logits (distill/ce.rs, kd.rs, feature.rs; GPU path) ----
+// One thread per pixel (b, s) walks the c class planes (stride hw): reads are coalesced across
+// the threads of a warp for each class.
+
+// log Σ_k e^(z_k·inv_tau) of one pixel, its planes starting at z[base], stride hw.
+__device__ float pixel_lse(const float* z, int64_t base, int c, int64_t hw, float inv_tau) {
+    float m = -INFINITY;
+    for (int k = 0; k < c; ++k) m = fmaxf(m, z[base + k * hw] * inv_tau);
+    float s = 0.f;
+    for (int k = 0; k < c; ++k) s += expf(z[base + k * hw] * inv_tau - m);
+    return m + logf(s);
+}
+
+// w·(lse(z) − z_y) per pixel; 0 where w = 0 (void). y: class index per pixel (u32).
+extern "C" __global__ void ce_fwd_f32(
+    const float* z, const unsigned int* y, const float* wt, float* out, int n, int c, int hw) {
+    int64_t total = (int64_t)n * hw;
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < total; p += (int64_t)gridDim.x * blockDim.x) {
+        float w = wt[p];
+        if (w == 0.f) { out[p] = 0.f; continue; }
+        int64_t b = p / hw, s = p % hw, base = b * c * hw + s;
+        out[p] = w * (pixel_lse(z, base, c, hw, 1.f) - z[base + (int64_t)y[p] * hw]);
+    }
+}
+
+// ∂/∂z_k = g·w·(softmax(z)_k − [k = y]).
+extern "C" __global__ void ce_bwd_f32(
+    const float* z, const unsigned int* y, const float* wt, const float* g, float* dz, int n, int c, int hw) {
+    int64_t total = (int64_t)n * hw;
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < total; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = p / hw, s = p % hw, base = b * c * hw + s;
+        float scale = g[p] * wt[p];
+        if (scale == 0.f) {
+            for (int k = 0; k < c; ++k) dz[base + k * hw] = 0.f;
+            continue;
+        }
+        float lse = pixel_lse(z, base, c, hw, 1.f);
+        unsigned int label = y[p];
+        for (int k = 0; k < c; ++k) {
+            float prob = expf(z[base + k * hw] - lse);
+            dz[base + k * hw] = scale * (prob - (k == (int)label ? 1.f : 0.f));
+        }
+    }
+}
+
+// Response KD per pixel with p_t = softmax(z_t/τ), log p_s = log_softmax(z_s/τ):
+// kl = 0: −Σ p_t log p_s; kl = 1: τ²·Σ p_t (log p_t − log p_s).
+extern "C" __global__ void kd_fwd_f32(
+    const float* zs, const float* zt, float* out, int n, int c, int hw, float tau, int kl) {
+    int64_t total = (int64_t)n * hw;
+    float inv_tau = 1.f / tau;
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < total; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = p / hw, s = p % hw, base = b * c * hw + s;
+        float ls = pixel_lse(zs, base, c, hw, inv_tau), lt = pixel_lse(zt, base, c, hw, inv_tau);
+        float acc = 0.f;
+        for (int k = 0; k < c; ++k) {
+            float log_pt = zt[base + k * hw] * inv_tau - lt;
+            float log_ps = zs[base + k * hw] * inv_tau - ls;
+            float pt = expf(log_pt);
+            acc += kl ? pt * (log_pt - log_ps) : -pt * log_ps;
+        }
+        out[p] = kl ? tau * tau * acc : acc;
+    }
+}
+
+// ∂/∂z_s = g·(p_s − p_t)/τ (soft CE) or g·τ·(p_s − p_t) (τ²·KL).
+extern "C" __global__ void kd_bwd_f32(
+    const float* zs, const float* zt, const float* g, float* dz, int n, int c, int hw, float tau, int kl) {
+    int64_t total = (int64_t)n * hw;
+    float inv_tau = 1.f / tau;
+    float scale = kl ? tau : inv_tau;
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < total; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = p / hw, s = p % hw, base = b * c * hw + s;
+        float ls = pixel_lse(zs, base, c, hw, inv_tau), lt = pixel_lse(zt, base, c, hw, inv_tau);
+        float gp = g[p] * scale;
+        for (int k = 0; k < c; ++k) {
+            float ps = expf(zs[base + k * hw] * inv_tau - ls);
+            float pt = expf(zt[base + k * hw] * inv_tau - lt);
+            dz[base + k * hw] = gp * (ps - pt);
+        }
+    }
+}
+
+// Σ s², Σ t², Σ s·t over the c channels of one pixel.
+__device__ void cos_sums(const float* s, const float* t, int64_t base, int c, int64_t hw, float* ss, float* tt, float* st) {
+    float a2 = 0.f, b2 = 0.f, ab = 0.f;
+    for (int k = 0; k < c; ++k) {
+        float a = s[base + k * hw], b = t[base + k * hw];
+        a2 += a * a; b2 += b * b; ab += a * b;
+    }
+    *ss = a2; *tt = b2; *st = ab;
+}
+
+// cos(s, t) per pixel over the c channels, each vector divided by max(‖v‖, eps) (F.cosine_similarity).
+extern "C" __global__ void cos_fwd_f32(const float* s, const float* t, float* out, int n, int c, int hw, float eps) {
+    int64_t total = (int64_t)n * hw;
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < total; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = p / hw, q = p % hw, base = b * c * hw + q;
+        float ss, tt, st;
+        cos_sums(s, t, base, c, hw, &ss, &tt, &st);
+        out[p] = st / (fmaxf(sqrtf(ss), eps) * fmaxf(sqrtf(tt), eps));
+    }
+}
+
+// ∂cos/∂s_k · g = a·t_k − b·s_k, a = g/(‖s‖‖t‖), b = g·cos/‖s‖² (0 where ‖s‖ is clamped).
+extern "C" __global__ void cos_bwd_f32(
+    const float* s, const float* t, const float* g, float* ds, int n, int c, int hw, float eps) {
+    int64_t total = (int64_t)n * hw;
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < total; p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = p / hw, q = p % hw, base = b * c * hw + q;
+        float ss, tt, st;
+        cos_sums(s, t, base, c, hw, &ss, &tt, &st);
+        float ns = fmaxf(sqrtf(ss), eps), nt = fmaxf(sqrtf(tt), eps);
+        float cs = st / (ns * nt);
+        float a = g[p] / (ns * nt);
+        float bcoef = sqrtf(ss) > eps ? g[p] * cs / (ns * ns) : 0.f;
+        for (int k = 0; k < c; ++k) ds[base + k * hw] = a * t[base + k * hw] - bcoef * s[base + k * hw];
+    }
+}

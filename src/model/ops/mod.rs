@@ -6,7 +6,7 @@ pub mod batch_norm;
 pub mod bilinear;
 pub mod conv;
 #[cfg(feature = "cuda")]
-mod cuda;
+pub(crate) mod cuda;
 #[cfg(feature = "cuda")]
 pub mod cudnn;
 pub mod depthwise;
