@@ -94,6 +94,10 @@ BIN="$WORK/segdistill"
 if [ -f "$PACK_DIR/segdistill.xz" ]; then
   "$PY" -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
     "$PACK_DIR/segdistill.xz" "$BIN" && chmod +x "$BIN"
+  if [ -f "$PACK_DIR/segdistill.sha256" ] && [ "$(sha256sum "$BIN" | cut -d' ' -f1)" != "$(cat "$PACK_DIR/segdistill.sha256")" ]; then
+    echo "error: the unpacked binary does not match $PACK_DIR/segdistill.sha256 (a damaged pack: run --pack again)" >&2
+    exit 2
+  fi
 elif [ -x "$ROOT/target/release/segdistill" ]; then
   cp "$ROOT/target/release/segdistill" "$BIN"
 else
@@ -116,6 +120,7 @@ export LD_LIBRARY_PATH="${NV_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   echo "commit: $(cat "$PACK_DIR/commit" 2> /dev/null || git -C "$ROOT" rev-parse HEAD 2> /dev/null)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(nproc) cores)"
   echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2> /dev/null || echo none)"
+  echo "glibc: $(ldd --version 2> /dev/null | head -1) (the binary needs ≥ 2.35)"
   echo "torch: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())')"
 } > "$OUT/environment.txt"
 cat "$OUT/environment.txt"
