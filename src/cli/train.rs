@@ -13,7 +13,7 @@ use crate::util::device::{DeviceChoice, Precision};
 
 /// Flags left out take their value from [`TrainConfig::default`] for a new run, and from the
 /// run's saved configuration with `--resume`; that is why every setting here is optional.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct TrainArgs {
     /// Dataset folder (VOCdevkit / VOC2012 / a parent, or a Cityscapes root). Required for a new run.
     #[arg(long)]
@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Teacher architecture [default: fcn-resnet50].
     #[arg(long, value_enum)]
     pub teacher_model: Option<ModelKind>,
+    /// A finished run as the teacher: its model and best weights (`<run>/student.safetensors`);
+    /// instead of --teacher-model and --teacher-weights.
+    #[arg(long, conflicts_with_all = ["teacher_model", "teacher_weights"])]
+    pub teacher_run: Option<PathBuf>,
     /// ImageNet MobileNetV3 weights for the student's backbone (mobilenet_v3_small-047dcff4.pth).
     #[arg(long)]
     pub backbone_weights: Option<PathBuf>,
@@ -73,6 +77,9 @@ pub struct TrainArgs {
     /// KD temperature τ [default: 4].
     #[arg(long)]
     pub tau: Option<f64>,
+    /// Weight of the auxiliary head's cross-entropy (FCN-ResNet50's layer3 head) [default: 0.5].
+    #[arg(long)]
+    pub aux_weight: Option<f64>,
     /// KD form: the lab's soft cross-entropy or Hinton's τ²·KL [default: soft-ce].
     #[arg(long, value_enum)]
     pub kd_form: Option<KdForm>,
@@ -193,6 +200,7 @@ const FLAGS: &[(&str, Setter)] = &[
     ("--beta", |a, c| given(&a.beta, |v| c.loss.beta = *v)),
     ("--gamma", |a, c| given(&a.gamma, |v| c.loss.gamma = *v)),
     ("--tau", |a, c| given(&a.tau, |v| c.loss.tau = *v)),
+    ("--aux-weight", |a, c| given(&a.aux_weight, |v| c.loss.aux_weight = *v)),
     ("--kd-form", |a, c| given(&a.kd_form, |v| c.loss.kd_form = *v)),
     ("--kd-labelled-only", |a, c| {
         a.kd_labelled_only && {
@@ -292,6 +300,14 @@ impl TrainArgs {
     }
 
     fn config(&self) -> anyhow::Result<TrainConfig> {
+        if let Some(run) = &self.teacher_run {
+            // `--teacher-run` is shorthand for the two flags it replaces, so new runs and resumed
+            // ones treat it exactly as they treat them.
+            let (model, weights) = teacher_of_run(run)?;
+            let args =
+                Self { teacher_run: None, teacher_model: Some(model), teacher_weights: Some(weights), ..self.clone() };
+            return args.config();
+        }
         if !self.resume {
             return self.new_config();
         }
@@ -301,6 +317,23 @@ impl TrainArgs {
             None => anyhow::bail!("nothing to resume: {} holds no run (start one without --resume)", run_dir.display()),
         }
     }
+}
+
+/// The model and best weights of the run in `dir`, for `--teacher-run`.
+fn teacher_of_run(dir: &std::path::Path) -> anyhow::Result<(ModelKind, PathBuf)> {
+    let dir = crate::util::fs::absolute(dir);
+    let saved = crate::train::engine::saved_config(&dir)?.ok_or_else(|| {
+        anyhow::anyhow!("--teacher-run {}: no run there (no config.json); point it at a run folder", dir.display())
+    })?;
+    let weights = crate::train::checkpoint::student_path(&dir);
+    anyhow::ensure!(
+        weights.is_file(),
+        "--teacher-run {}: the run has no best weights yet ({} is missing: it is written after the first \
+         evaluation); train it further or pick a finished run",
+        dir.display(),
+        weights.display()
+    );
+    Ok((saved.model, weights))
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {

@@ -64,6 +64,9 @@ pub struct LossConfig {
     pub tau: f64,
     pub kd_form: KdForm,
     pub kd_average: PixelAverage,
+    /// Weight of the auxiliary head's cross-entropy, for models that have one (FCN's layer3 head;
+    /// torchvision's reference recipe: 0.5).
+    pub aux_weight: f64,
 }
 
 impl Default for LossConfig {
@@ -75,6 +78,7 @@ impl Default for LossConfig {
             tau: 4.0,
             kd_form: KdForm::SoftCrossEntropy,
             kd_average: PixelAverage::All,
+            aux_weight: 0.5,
         }
     }
 }
@@ -123,6 +127,12 @@ pub fn total_loss(
     let teacher = teacher_cast.as_ref().or(teacher);
     let ce = ce::cross_entropy(&student.logits, target)?;
     let mut total = (&ce * cfg.alpha)?;
+    if let Some(aux) = &student.aux
+        && cfg.aux_weight > 0.0
+    {
+        // Supervision only: distillation reads the main head.
+        total = (total + (ce::cross_entropy(aux, target)? * (cfg.alpha * cfg.aux_weight))?)?;
+    }
     let mut kd = None;
     let mut feature = None;
     if mode.uses_logits() {

@@ -61,19 +61,23 @@ impl FcnResNet50 {
     }
 
     /// Logits at stride 8 (before the resize to the input), and the backbone features.
-    pub fn forward_low_res(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>, super::resnet::ResNetFeatures)> {
-        let f = self.backbone.forward(x, Mode::Eval)?;
-        let out = self.classifier.forward(&f.layer4, Mode::Eval)?;
+    pub fn forward_low_res(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, Option<Tensor>, super::resnet::ResNetFeatures)> {
+        let f = self.backbone.forward(x, mode)?;
+        let out = self.classifier.forward(&f.layer4, mode)?;
         let aux = match &self.aux_classifier {
-            Some(head) => Some(head.forward(&f.layer3, Mode::Eval)?),
+            Some(head) => Some(head.forward(&f.layer3, mode)?),
             None => None,
         };
         Ok((out, aux, f))
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<SegOutput> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<SegOutput> {
         let (_, _, h, w) = x.dims4()?;
-        let (out, aux, f) = self.forward_low_res(x)?;
+        let (out, aux, f) = self.forward_low_res(x, mode)?;
         Ok(SegOutput {
             logits: resize_bilinear(&out, h, w)?,
             aux: aux.map(|a| resize_bilinear(&a, h, w)).transpose()?,

@@ -328,6 +328,30 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(3)?.mean_keepdim(2)
 }
 
+/// 3×3, stride 2, padding 1 max-pooling of a non-negative map (after a ReLU, zero padding equals
+/// PyTorch's −∞), as the maximum of nine strided views: candle differentiates `maximum` (ties
+/// share the gradient; after a ReLU they are zeros, whose gradient the ReLU stops anyway), while
+/// its own pooling has no backward pass for overlapping windows.
+pub fn max_pool_3x3_s2_nonnegative(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (oh, ow) = ((h.max(1) - 1) / 2 + 1, (w.max(1) - 1) / 2 + 1);
+    // One zero before; after, enough that every view of 2·o values fits (padded length 2·o + 2).
+    let padded = x.pad_with_zeros(2, 1, 2 * oh + 1 - h)?.pad_with_zeros(3, 1, 2 * ow + 1 - w)?;
+    let mut out: Option<Tensor> = None;
+    for ky in 0..3 {
+        for kx in 0..3 {
+            // Rows ky, ky + 2, …: a window of 2·oh rows seen as (oh, 2), keeping the first of each pair.
+            let view = padded.narrow(2, ky, 2 * oh)?.narrow(3, kx, 2 * ow)?.contiguous()?;
+            let view = view.reshape((n, c, oh, 2, ow, 2))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((n, c, oh, ow))?;
+            out = Some(match out {
+                Some(o) => o.maximum(&view)?,
+                None => view,
+            });
+        }
+    }
+    out.ok_or_else(|| candle_core::Error::Msg("empty pooling window".into()))
+}
+
 /// A fully connected layer (`<p>.weight` (out, in), `<p>.bias`).
 #[derive(Clone, Debug)]
 pub struct Linear(candle_nn::Linear);
@@ -348,5 +372,37 @@ impl Linear {
         };
         add_macs(y.elem_count() * self.0.weight().dim(1)?);
         Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn differentiable_max_pool_matches_candles_and_routes_each_gradient_to_one_input() {
+        for (h, w) in [(7, 8), (8, 7), (1, 2), (16, 16)] {
+            let x = Tensor::rand(0.1f32, 1.0, (2, 3, h, w), &Device::Cpu).unwrap();
+            let reference = x
+                .pad_with_zeros(2, 1, 1)
+                .unwrap()
+                .pad_with_zeros(3, 1, 1)
+                .unwrap()
+                .max_pool2d_with_stride(3, 2)
+                .unwrap();
+            let var = Var::from_tensor(&x).unwrap();
+            let ours = max_pool_3x3_s2_nonnegative(var.as_tensor()).unwrap();
+            assert_eq!(ours.dims(), reference.dims(), "{h}×{w}");
+            let diff = (&ours - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(diff, 0.0, "{h}×{w}");
+            let grads = ours.sum_all().unwrap().backward().unwrap();
+            let g = grads.get(&var).unwrap();
+            // Random values have no ties: each output's gradient lands on exactly one input.
+            let total = g.sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!((total - ours.elem_count() as f32).abs() < 1e-3, "{h}×{w}: {total}");
+            let maxed = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(maxed.iter().all(|v| v.fract() == 0.0 && *v >= 0.0), "whole counts only");
+        }
     }
 }

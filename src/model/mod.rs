@@ -160,10 +160,11 @@ impl Model {
         }
     }
 
-    /// `x`: normalised images (B, 3, H, W). The teacher always runs in eval mode.
+    /// `x`: normalised images (B, 3, H, W). A teacher runs in eval mode; any model, FCN included,
+    /// trains in train mode (batch statistics, dropout).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<SegOutput> {
         match self {
-            Self::Fcn(m) => m.forward(x),
+            Self::Fcn(m) => m.forward(x, mode),
             Self::Mbv3sAspp(m) => m.forward(x, mode),
             Self::Mbv3sTiny(m) => m.forward(x, mode),
             Self::Lraspp(m) => m.forward(x, mode),
@@ -176,7 +177,7 @@ impl Model {
     pub fn forward_low_res(&self, x: &Tensor) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
         match self {
             Self::Fcn(m) => {
-                let (logits, _, f) = m.forward_low_res(x)?;
+                let (logits, _, f) = m.forward_low_res(x, Mode::Eval)?;
                 Ok((
                     logits,
                     vec![("layer1", f.layer1), ("layer2", f.layer2), ("layer3", f.layer3), ("layer4", f.layer4)],
@@ -244,11 +245,12 @@ pub struct Trainable {
     pub num_params: usize,
 }
 
-/// Builds `kind` with fresh, seeded variables.
+/// Builds `kind` with fresh, seeded variables; FCN-ResNet50 with its auxiliary head, as
+/// torchvision's reference recipe trains it (`aux_loss=True`).
 pub fn build_trainable(kind: ModelKind, num_classes: usize, seed: u64, device: &Device) -> Result<Trainable> {
     let varmap = VarMap::new();
     let vb = weights::init::seeded_var_builder(&varmap, seed, device);
-    let model = Model::new(kind, vb, num_classes, false)?;
+    let model = Model::new(kind, vb, num_classes, kind == ModelKind::FcnResnet50)?;
     let num_params = {
         let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
         count_params(vars.iter().map(|(k, v)| (k.as_str(), v.elem_count())))

@@ -122,8 +122,13 @@ impl ResNet50 {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<ResNetFeatures> {
         let x = self.bn1.forward_act(&self.conv1.forward(x)?, mode, Activation::Relu)?;
         // 3×3/2 max-pool with padding 1: after a ReLU every value is ≥ 0, so zero padding equals
-        // PyTorch's −∞ padding (candle's pooling has no padding argument).
-        let x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        // PyTorch's −∞ padding (candle's pooling has no padding argument). Training needs its
+        // gradient, which candle's pooling lacks for overlapping windows.
+        let x = if mode.is_train() {
+            super::layers::max_pool_3x3_s2_nonnegative(&x)?
+        } else {
+            x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?
+        };
         let run = |x: &Tensor, blocks: &[Bottleneck]| -> Result<Tensor> {
             blocks.iter().try_fold(x.clone(), |x, b| b.forward(&x, mode))
         };

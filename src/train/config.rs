@@ -307,12 +307,12 @@ impl TrainConfig {
             self.scale.0 > 0.0 && self.scale.1 >= self.scale.0 && self.scale.1.is_finite(),
             "scale range must be 0 < min ≤ max"
         );
-        anyhow::ensure!(self.model != ModelKind::FcnResnet50, "fcn-resnet50 is the teacher; pick a student model");
         anyhow::ensure!(self.loss.tau > 0.0 && self.loss.tau.is_finite(), "tau must be a positive number");
         for (what, v) in [
             ("alpha", self.loss.alpha),
             ("beta", self.loss.beta),
             ("gamma", self.loss.gamma),
+            ("aux weight", self.loss.aux_weight),
             ("weight decay", self.optimizer.weight_decay),
             ("momentum", self.optimizer.momentum),
             ("teacher cache budget (GB)", self.teacher_cache_gb),

@@ -1,0 +1,80 @@
+//! Teachers end to end: a teacher architecture trains like any model (FCN-ResNet50 with its
+//! auxiliary head), and a finished run can be the teacher of another (`--teacher-run`).
+
+mod common;
+
+use common::*;
+use segdistill::model::{ModelKind, load_for_inference};
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn train(data: &str, out: &str, model: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data,
+        "--model",
+        model,
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--size",
+        "32",
+        "--workers",
+        "1",
+        "--train-limit",
+        "4",
+        "--val-limit",
+        "2",
+        "--out",
+        out,
+    ];
+    args.extend(extra);
+    segdistill(&args)
+}
+
+#[test]
+fn fcn_resnet50_trains_and_its_run_teaches_a_student() {
+    let (tmp, data) = demo_dataset(4, 2, 48);
+    let teacher_run = tmp.path().join("runs/fcn");
+    let out = train(s(&data), s(&teacher_run), "fcn-resnet50", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Its weights are torchvision's layout, auxiliary head included: loadable as any FCN file.
+    let weights = teacher_run.join("student.safetensors");
+    let loaded = load_for_inference(ModelKind::FcnResnet50, &weights, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(loaded.num_params, 35_322_218, "torchvision's FCN-ResNet50 count, aux head included");
+
+    let student_run = tmp.path().join("runs/student");
+    let out =
+        train(s(&data), s(&student_run), "mbv3s-tiny", &["--distill", "response", "--teacher-run", s(&teacher_run)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("from fcn-resnet50"), "{}", stderr(&out));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(student_run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["teacher"], "fcn-resnet50");
+    assert_eq!(config["teacher_weights"].as_str().unwrap(), weights.canonicalize().unwrap().to_str().unwrap());
+
+    // A student run teaches another student the same way (the model comes from the run).
+    let second = tmp.path().join("runs/second");
+    let out = train(s(&data), s(&second), "mbv3s-tiny", &["--distill", "combined", "--teacher-run", s(&student_run)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("from mbv3s-tiny"), "{}", stderr(&out));
+}
+
+#[test]
+fn teacher_run_errors_name_the_folder() {
+    let (tmp, data) = demo_dataset(2, 1, 48);
+    let empty = tmp.path().join("not-a-run");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out =
+        train(s(&data), s(&tmp.path().join("r")), "mbv3s-tiny", &["--distill", "response", "--teacher-run", s(&empty)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not-a-run") && stderr(&out).contains("no run there"), "{}", stderr(&out));
+    let both = ["--distill", "response", "--teacher-run", s(&empty), "--teacher-model", "fcn-resnet50"];
+    let out = train(s(&data), s(&tmp.path().join("r2")), "mbv3s-tiny", &both);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
+}
