@@ -78,3 +78,37 @@ fn teacher_run_errors_name_the_folder() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_teacher_trains_from_a_full_file_or_from_imagenet_resnet_weights() {
+    let (tmp, data) = demo_dataset(2, 1, 48);
+    let fixture = shared_dir().join("fixtures/torchvision/fcn_resnet50_random_legacy.pth");
+    // Fine-tuning from torchvision's file format (legacy pickle, aux head, num_batches_tracked).
+    let run = tmp.path().join("finetune");
+    let out = train(s(&data), s(&run), "fcn-resnet50", &["--init-weights", s(&fixture)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("started from 279 tensors"), "334 keys less 55 counters: {}", stderr(&out));
+
+    // An ImageNet ResNet-50 file: the FCN's backbone under torchvision's resnet50 names, plus the
+    // classifier (`fc.*`) an ImageNet file has and the FCN ignores.
+    let dict = segdistill::model::weights::StateDict::load(&fixture).unwrap();
+    let mut tensors: std::collections::HashMap<String, candle_core::Tensor> =
+        dict.keys().filter_map(|k| Some((k.strip_prefix("backbone.")?.to_string(), dict.get(k)?.clone()))).collect();
+    let dev = candle_core::Device::Cpu;
+    tensors
+        .insert("fc.weight".into(), candle_core::Tensor::zeros((1000, 2048), candle_core::DType::F32, &dev).unwrap());
+    tensors.insert("fc.bias".into(), candle_core::Tensor::zeros(1000, candle_core::DType::F32, &dev).unwrap());
+    let resnet = tmp.path().join("resnet50.safetensors");
+    candle_core::safetensors::save(&tensors, &resnet).unwrap();
+    let run = tmp.path().join("from-imagenet");
+    let out = train(s(&data), s(&run), "fcn-resnet50", &["--backbone-weights", s(&resnet)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ImageNet backbone tensors"), "{}", stderr(&out));
+
+    // A file of another architecture is refused with the keys it lacks.
+    let run = tmp.path().join("wrong");
+    let mbv3 = shared_dir().join("fixtures/torchvision/mobilenet_v3_small_random.pth");
+    let out = train(s(&data), s(&run), "fcn-resnet50", &["--init-weights", s(&mbv3)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mobilenet_v3_small_random.pth"), "{}", stderr(&out));
+}

@@ -36,9 +36,14 @@ pub struct TrainArgs {
     /// instead of --teacher-model and --teacher-weights.
     #[arg(long, conflicts_with_all = ["teacher_model", "teacher_weights"])]
     pub teacher_run: Option<PathBuf>,
-    /// ImageNet MobileNetV3 weights for the student's backbone (mobilenet_v3_small-047dcff4.pth).
+    /// ImageNet weights for the backbone: MobileNetV3 (mobilenet_v3_small-047dcff4.pth) for the
+    /// students, ResNet-50 (resnet50-0676ba61.pth) for fcn-resnet50.
     #[arg(long)]
     pub backbone_weights: Option<PathBuf>,
+    /// Start from a complete model file (fine-tuning): torchvision's published weights of the same
+    /// architecture (fcn_resnet50_coco-1167a1af.pth, …) or a run's student.safetensors.
+    #[arg(long, conflicts_with = "backbone_weights")]
+    pub init_weights: Option<PathBuf>,
     /// Epochs in all [default: 30]; on --resume, extends or shortens the schedule.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -176,6 +181,7 @@ const FLAGS: &[(&str, Setter)] = &[
     ("--teacher-weights", |a, c| given(&a.teacher_weights, |v| c.teacher_weights = Some(v.clone()))),
     ("--teacher-model", |a, c| given(&a.teacher_model, |v| c.teacher = *v)),
     ("--backbone-weights", |a, c| given(&a.backbone_weights, |v| c.backbone_weights = Some(v.clone()))),
+    ("--init-weights", |a, c| given(&a.init_weights, |v| c.init_weights = Some(v.clone()))),
     ("--epochs", |a, c| given(&a.epochs, |v| c.epochs = *v)),
     ("--batch", |a, c| given(&a.batch, |v| c.batch = *v)),
     ("--optimizer", |a, c| given(&a.optimizer, |v| c.optimizer.kind = *v)),

@@ -258,32 +258,45 @@ pub fn build_trainable(kind: ModelKind, num_classes: usize, seed: u64, device: &
     Ok(Trainable { model, varmap, num_params })
 }
 
-/// Loads ImageNet MobileNetV3 weights (torchvision's `mobilenet_v3_small-047dcff4.pth` /
-/// `mobilenet_v3_large-*.pth`, keys `features.*`) into a student's `backbone.*` variables.
-/// Every backbone variable must be in the file; the file's classifier and any stages the
-/// student does not have are ignored. Returns the number of tensors loaded.
+/// Loads ImageNet backbone weights into a model's `backbone.*` variables: torchvision's
+/// MobileNetV3 files (`mobilenet_v3_small-047dcff4.pth`, keys `features.*`) for the students, its
+/// ResNet-50 file (`resnet50-0676ba61.pth`, keys `conv1.*`, `layer1.*`…) for FCN-ResNet50. Every
+/// backbone variable must be in the file; its classifier and stages the model lacks are ignored.
+/// Returns the number of tensors loaded.
 pub fn load_backbone(varmap: &VarMap, path: &Path) -> anyhow::Result<usize> {
     let dict = StateDict::load(path)?;
-    let dict = dict.renamed(|k| k.strip_prefix("features.").map(|rest| format!("backbone.{rest}")));
+    let resnet = dict.get("conv1.weight").is_some() && dict.get("layer1.0.conv1.weight").is_some();
+    let (dict, file_prefix) = if resnet {
+        let keep = |k: &str| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked");
+        (dict.renamed(|k| keep(k).then(|| format!("backbone.{k}"))), "")
+    } else {
+        (dict.renamed(|k| k.strip_prefix("features.").map(|rest| format!("backbone.{rest}"))), "features.")
+    };
     if dict.is_empty() {
-        anyhow::bail!("{} has no `features.*` weights: not a torchvision MobileNetV3 ImageNet file", path.display());
+        anyhow::bail!(
+            "{} has neither `features.*` (MobileNetV3) nor `conv1`/`layer1` (ResNet) weights: not a torchvision \
+             ImageNet backbone file",
+            path.display()
+        );
     }
     let report = weights::load_into_varmap(varmap, &dict)?;
     let missing: Vec<String> = report.missing.into_iter().filter(|k| k.starts_with("backbone.")).collect();
     if !missing.is_empty() {
         return Err(WeightsError::missing_keys(
             path,
-            missing.iter().map(|k| k.replacen("backbone.", "features.", 1)).collect(),
+            missing.iter().map(|k| k.replacen("backbone.", file_prefix, 1)).collect(),
         )
         .into());
     }
     Ok(report.loaded)
 }
 
-/// Loads a full student checkpoint (safetensors written by segdistill, or a torchvision file for
-/// `lraspp-mbv3l`) into a trainable model: every variable must be present.
-pub fn load_student_weights(varmap: &VarMap, path: &Path) -> anyhow::Result<()> {
-    let dict = StateDict::load(path)?;
+/// Loads a complete model file (safetensors written by segdistill, or torchvision's published
+/// file of the architecture) into a trainable model: every variable must be present and every
+/// tensor of the file used (PyTorch's `num_batches_tracked` counters excepted). Returns the number
+/// of tensors loaded.
+pub fn load_student_weights(varmap: &VarMap, path: &Path) -> anyhow::Result<usize> {
+    let dict = StateDict::load(path)?.renamed(|k| (!k.ends_with("num_batches_tracked")).then(|| k.to_string()));
     let report = weights::load_into_varmap(varmap, &dict)?;
     if !report.missing.is_empty() {
         return Err(WeightsError::missing_keys(path, report.missing).into());
@@ -291,7 +304,7 @@ pub fn load_student_weights(varmap: &VarMap, path: &Path) -> anyhow::Result<()> 
     if !report.unused.is_empty() {
         return Err(WeightsError::unexpected_keys(path, report.unused).into());
     }
-    Ok(())
+    Ok(report.loaded)
 }
 
 /// Human-readable parameter count ("3.22 M").

@@ -125,8 +125,11 @@ pub struct TrainConfig {
     pub loss: LossConfig,
     pub teacher: ModelKind,
     pub teacher_weights: Option<PathBuf>,
-    /// ImageNet weights for the student's MobileNetV3 backbone (`None`: from scratch).
+    /// ImageNet weights for the backbone (MobileNetV3 or ResNet-50; `None`: from scratch).
     pub backbone_weights: Option<PathBuf>,
+    /// A complete model file to start from (fine-tuning): torchvision's published weights of the
+    /// same architecture, or a run's `student.safetensors`.
+    pub init_weights: Option<PathBuf>,
     pub epochs: usize,
     pub batch: usize,
     /// Training crop size (square); images are scaled so the shorter side is this, times a
@@ -181,6 +184,7 @@ impl Default for TrainConfig {
             teacher: ModelKind::FcnResnet50,
             teacher_weights: None,
             backbone_weights: None,
+            init_weights: None,
             epochs: 30,
             batch: 8,
             size: 256,
@@ -268,6 +272,7 @@ impl TrainConfig {
         }
         abs_opt(&mut self.teacher_weights);
         abs_opt(&mut self.backbone_weights);
+        abs_opt(&mut self.init_weights);
         abs_opt(&mut self.export);
         abs_opt(&mut self.teacher_cache_dir);
         self

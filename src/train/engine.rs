@@ -31,7 +31,7 @@ use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
 use crate::eval::evaluate::{EvalOutcome, evaluate};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};
-use crate::model::{Mode, Model, build_trainable, load_backbone, load_for_inference};
+use crate::model::{Mode, Model, build_trainable, load_backbone, load_for_inference, load_student_weights};
 use crate::util::Rng;
 use crate::util::device::{Precision, describe};
 
@@ -353,6 +353,9 @@ fn check_export(cfg: &TrainConfig) -> anyhow::Result<()> {
     if let Some(p) = &cfg.backbone_weights {
         inputs.push(("--backbone-weights", p));
     }
+    if let Some(p) = &cfg.init_weights {
+        inputs.push(("--init-weights", p));
+    }
     let output = crate::util::fs::Output { flag: "--export", path: export, extensions: &["safetensors"] };
     crate::util::fs::check_outputs(&inputs, &[output])?;
     crate::util::fs::check_writable("--export", export)
@@ -421,6 +424,10 @@ impl<'a> Session<'a> {
                         events,
                         TrainEvent::Message(format!("loaded {n} ImageNet backbone tensors from {}", path.display())),
                     );
+                }
+                if let Some(path) = &cfg.init_weights {
+                    let n = load_student_weights(&student_vars, path).context("loading the initial weights")?;
+                    send(events, TrainEvent::Message(format!("started from {n} tensors of {}", path.display())));
                 }
                 CheckpointState {
                     version: checkpoint::FORMAT_VERSION,
