@@ -6,9 +6,10 @@
 //!   resizing, the losses and their gradients. Models also report how many pixels' arg-max class
 //!   agrees with torchvision's.
 //! - **ops**: the layers as the models run them on the device (dense, strided, dilated and
-//!   depthwise convolution; batch norm with its fused activation, in training) against their
-//!   textbook formula on the CPU, forward and both gradients. On a GPU also bilinear resizing
-//!   against the CPU kernel (on the CPU that kernel *is* the reference, checked by the fixtures).
+//!   depthwise convolution; batch norm with its fused activation, in training and evaluation)
+//!   against their textbook formula on the CPU, forward and every gradient. On a GPU also bilinear
+//!   resizing against the CPU kernel (on the CPU that kernel *is* the reference, checked by the
+//!   fixtures). Under bf16 autocast the inputs enter in bf16, as the networks see them.
 //! - **training**: a short seeded run (synthetic batches, a student with combined distillation
 //!   from a seeded teacher) on the device and on the CPU, loss compared step by step. On the CPU
 //!   the second run is a repeat: it checks that training is deterministic.
