@@ -14,7 +14,7 @@ if [ -z "$flavour" ]; then
   if command -v nvidia-smi > /dev/null && nvidia-smi > /dev/null 2>&1; then flavour=cuda; else flavour=cpu; fi
 fi
 if [ "$flavour" = cuda ]; then
-  echo "== NVIDIA driver found: building the cuda flavour (first build ≈ 15 min: CUDA kernels)"
+  echo "== NVIDIA driver found: building the cuda flavour (first build ≈ 25 min on 2 cores: CUDA kernels)"
   bash scripts/install-deps.sh --python
   eval "$(scripts/cuda-toolchain.sh)"
   cargo build --release --locked --features cuda
