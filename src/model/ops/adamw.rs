@@ -83,11 +83,9 @@ impl CustomOp3 for AdamwGpu {
             bias_correction: ((1.0 - s.beta1.powi(s.t)) as f32, (1.0 - s.beta2.powi(s.t)) as f32),
             grad_scale: s.grad_scale as f32,
         };
-        let (storage, layout) = self.v.storage_and_layout();
-        let candle_core::Storage::Cuda(vs) = &*storage else {
-            candle_core::bail!("AdamW's second moment is not on the GPU")
-        };
-        let out = super::cuda::adamw((s1, l1), (s2, l2), (s3, l3), (vs, layout), args)?;
+        let out = super::with_cuda(&self.v, "AdamW's second moment", |vs, vl| {
+            super::cuda::adamw((s1, l1), (s2, l2), (s3, l3), (vs, vl), args)
+        })?;
         Ok((out, Shape::from(3 * l1.shape().elem_count())))
     }
 }

@@ -375,16 +375,6 @@ fn bn_args(l: &Layout, eps: f32, act: FusedActivation) -> Result<super::cuda::Bn
     Ok(super::cuda::BnArgs { n, c, hw: h * w, eps, act: act.kernel_code() })
 }
 
-/// A tensor's CUDA storage, for the tensors an op carries besides its arguments.
-#[cfg(feature = "cuda")]
-fn with_cuda<R>(t: &Tensor, f: impl FnOnce(&candle_core::CudaStorage, &Layout) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cuda(s) => f(s, layout),
-        _ => bail!("batch norm statistics are not on the GPU"),
-    }
-}
-
 /// The GPU kernels have no CPU counterpart here (the CPU has `BatchNormFused`).
 fn gpu_only(name: &str) -> candle_core::Error {
     candle_core::Error::Msg(format!("{name} runs on a GPU only"))
@@ -444,7 +434,9 @@ impl CustomOp3 for BatchNormGpu {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let a = bn_args(l1, self.eps, self.act)?;
-        let y = with_cuda(&self.stats, |ss, sl| super::cuda::bn_apply((s1, l1), (s2, l2), (s3, l3), (ss, sl), a))?;
+        let y = super::with_cuda(&self.stats, "batch norm statistics", |ss, sl| {
+            super::cuda::bn_apply((s1, l1), (s2, l2), (s3, l3), (ss, sl), a)
+        })?;
         Ok((y, l1.shape().clone()))
     }
 
@@ -513,8 +505,8 @@ impl CustomOp3 for BatchNormGpuGrad {
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let a = bn_args(l1, self.eps, self.act)?;
         let beta = self.beta.contiguous()?;
-        let out = with_cuda(&beta, |bs, bl| {
-            with_cuda(&self.stats, |ss, sl| {
+        let out = super::with_cuda(&beta, "batch norm bias", |bs, bl| {
+            super::with_cuda(&self.stats, "batch norm statistics", |ss, sl| {
                 super::cuda::bn_grad((s1, l1), (s3, l3), (s2, l2), (bs, bl), (ss, sl), a, self.fixed)
             })
         })?;

@@ -225,34 +225,32 @@ pub fn bn_grad(
     }
     let out = dev.alloc_zeros::<f32>(total + 2 * a.c)?;
     let ints = a.ints()?;
-    let sums = dev.get_or_load_custom_func("bn_grad_sums_f32", MODULE, PTX)?;
-    let mut builder = sums.builder();
-    for v in [&xv, &dyv, &gv, &bv, &sv] {
-        builder.arg(v);
+    // First the per-channel sums (into the tail of `out`), then ∂x from them; same arguments,
+    // plus `fixed` for the second.
+    let kernels = [
+        ("bn_grad_sums_f32", a.per_channel(), None),
+        ("bn_grad_input_f32", elementwise(total), Some(i32::from(fixed))),
+    ];
+    for (name, cfg, fixed) in kernels {
+        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let mut builder = func.builder();
+        for v in [&xv, &dyv, &gv, &bv, &sv] {
+            builder.arg(v);
+        }
+        builder.arg(&out);
+        for v in &ints {
+            builder.arg(v);
+        }
+        builder.arg(&a.eps);
+        builder.arg(&a.act);
+        if let Some(fixed) = &fixed {
+            builder.arg(fixed);
+        }
+        // SAFETY: the sums kernel runs one block per channel and writes the 2·C floats after the
+        // n·c·hw of ∂x; the input kernel strides over ∂x and reads those sums, written by the
+        // previous launch on the same stream. Sizes were checked above.
+        unsafe { builder.launch(cfg) }.w()?;
     }
-    builder.arg(&out);
-    for v in &ints {
-        builder.arg(v);
-    }
-    builder.arg(&a.eps);
-    builder.arg(&a.act);
-    // SAFETY: one block per channel; writes the 2·C floats after the n·c·hw of ∂x.
-    unsafe { builder.launch(a.per_channel()) }.w()?;
-    let input = dev.get_or_load_custom_func("bn_grad_input_f32", MODULE, PTX)?;
-    let mut builder = input.builder();
-    for v in [&xv, &dyv, &gv, &bv, &sv] {
-        builder.arg(v);
-    }
-    builder.arg(&out);
-    for v in &ints {
-        builder.arg(v);
-    }
-    builder.arg(&a.eps);
-    builder.arg(&a.act);
-    let fixed = i32::from(fixed);
-    builder.arg(&fixed);
-    // SAFETY: grid-stride over ∂x; reads the sums the previous launch (same stream) wrote.
-    unsafe { builder.launch(elementwise(total)) }.w()?;
     Ok(CudaStorage::wrap_cuda_slice(out, dev))
 }
 

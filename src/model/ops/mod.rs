@@ -19,6 +19,21 @@ pub use depthwise::{DepthwiseParams, depthwise_conv2d};
 
 use candle_core::{CpuStorage, Layout, Result, bail};
 
+/// Runs `f` with the CUDA storage of `t`, a tensor an operation carries besides its arguments
+/// (candle hands an op only its arguments' storage); `what` names it when it is not on the GPU.
+#[cfg(feature = "cuda")]
+pub(crate) fn with_cuda<R>(
+    t: &candle_core::Tensor,
+    what: &str,
+    f: impl FnOnce(&candle_core::CudaStorage, &Layout) -> Result<R>,
+) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cuda(s) => f(s, layout),
+        _ => bail!("{what} is not on the GPU"),
+    }
+}
+
 /// The f32 values of a contiguous CPU tensor, or an error naming `what` (e.g. "depthwise conv
 /// input") — every CPU kernel here works on contiguous f32 buffers.
 pub(crate) fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
