@@ -365,11 +365,18 @@ fn forward_backward(
     let pv: Vec<Var> = params.iter().map(|p| Var::from_tensor(&p.to_device(device)?)).collect::<Result<_, _>>()?;
     let pt: Vec<Tensor> = pv.iter().map(|v| v.as_tensor().clone()).collect();
     let y = f(xv.as_tensor(), &pt)?;
-    let mix = seeded(y.dims(), mix_seed)?.to_device(device)?;
-    let grads = (&y * &mix)?.sum_all()?.backward()?;
+    let wrt: Vec<&Tensor> = std::iter::once(xv.as_tensor()).chain(&pt).collect();
+    value_and_mixed_gradients(&y, &wrt, mix_seed)
+}
+
+/// `y` and the gradients of Σ mix·y (one seeded random weight per element, so every entry of
+/// every gradient counts) with respect to each of `wrt`, all on the CPU.
+fn value_and_mixed_gradients(y: &Tensor, wrt: &[&Tensor], mix_seed: u64) -> anyhow::Result<Vec<Tensor>> {
+    let mix = seeded(y.dims(), mix_seed)?.to_device(y.device())?;
+    let grads = (y * &mix)?.sum_all()?.backward()?;
     let mut out = vec![y.to_device(&Device::Cpu)?];
-    for v in std::iter::once(&xv).chain(&pv) {
-        let g = grads.get(v).ok_or_else(|| anyhow::anyhow!("no gradient reached an input"))?;
+    for t in wrt {
+        let g = grads.get(t).ok_or_else(|| anyhow::anyhow!("no gradient reached an input"))?;
         out.push(g.to_device(&Device::Cpu)?);
     }
     Ok(out)
@@ -406,15 +413,7 @@ fn conv_layer_grads(
     let wv = wv.ok_or_else(|| anyhow::anyhow!("the convolution has no `weight`"))?;
     let xv = Var::from_tensor(&x.to_device(device)?.to_dtype(dtype)?)?;
     let y = candle_core::Module::forward(&layer, xv.as_tensor())?;
-    let mix = seeded(y.dims(), mix_seed)?.to_device(device)?;
-    let grads = (&y * &mix)?.sum_all()?.backward()?;
-    let grad = |v: &Var| -> anyhow::Result<Tensor> {
-        Ok(grads
-            .get(v)
-            .ok_or_else(|| anyhow::anyhow!("no gradient reached a convolution input"))?
-            .to_device(&Device::Cpu)?)
-    };
-    Ok(vec![y.to_device(&Device::Cpu)?, grad(&xv)?, grad(&wv)?])
+    value_and_mixed_gradients(&y, &[xv.as_tensor(), wv.as_tensor()], mix_seed)
 }
 
 /// A convolution to check: name, input dims, output channels, kernel, stride, dilation, depthwise.
@@ -566,16 +565,8 @@ fn bn_grads(
 ) -> anyhow::Result<Vec<Tensor>> {
     let xv = Var::from_tensor(&x.to_device(device)?.to_dtype(dtype)?)?;
     let y = bn.forward_act(xv.as_tensor(), mode, act)?;
-    let mix = seeded(y.dims(), seed)?.to_device(device)?;
-    let grads = (&y * &mix)?.sum_all()?.backward()?;
     let (gamma, beta) = bn.weight_and_bias().ok_or_else(|| anyhow::anyhow!("batch norm without affine parameters"))?;
-    let grad = |t: &Tensor| -> anyhow::Result<Tensor> {
-        Ok(grads
-            .get(t)
-            .ok_or_else(|| anyhow::anyhow!("no gradient reached a batch-norm input"))?
-            .to_device(&Device::Cpu)?)
-    };
-    Ok(vec![y.to_device(&Device::Cpu)?, grad(xv.as_tensor())?, grad(gamma)?, grad(beta)?])
+    value_and_mixed_gradients(&y, &[xv.as_tensor(), gamma, beta], seed)
 }
 
 // ---------------------------------------------------------------------------------------------
