@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use segdistill::distill::{self, DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal};
-use segdistill::model::fcn::FcnResNet50;
+use segdistill::model::fcn::FcnResNet;
 use segdistill::model::{Mode, ModelKind, build_trainable};
 
 fn input(b: usize, h: usize, w: usize) -> Tensor {
@@ -40,7 +40,7 @@ fn every_student_parameter_gets_a_gradient_in_each_mode() {
     let x = input(b, h, w);
     let target = labels(b, h, w);
     let teacher_logits = Tensor::randn(0f32, 1., (b, 21, h, w), &dev).unwrap();
-    let teacher_feats: Vec<(&'static str, Tensor)> = FcnResNet50::feature_taps()
+    let teacher_feats: Vec<(&'static str, Tensor)> = FcnResNet::feature_taps()
         .iter()
         .map(|t| (t.name, Tensor::randn(0f32, 1., (b, t.channels, h / t.stride, w / t.stride), &dev).unwrap()))
         .collect();
@@ -49,8 +49,8 @@ fn every_student_parameter_gets_a_gradient_in_each_mode() {
             let t = build_trainable(kind, 21, 1, &dev).unwrap();
             let adapters = candle_nn::VarMap::new();
             let vb = segdistill::model::weights::init::seeded_var_builder(&adapters, 2, &dev);
-            let distiller = FeatureDistiller::new(vb, &t.model.feature_taps(), &FcnResNet50::feature_taps()).unwrap();
-            let out = t.model.forward(&x, Mode::Train { seed: 3 }).unwrap();
+            let distiller = FeatureDistiller::new(vb, &t.model.feature_taps(), &FcnResNet::feature_taps()).unwrap();
+            let out = t.model.forward(&x, Mode::train(3)).unwrap();
             let signal = TeacherSignal { logits: Some(&teacher_logits), features: &teacher_feats };
             let loss =
                 distill::total_loss(mode, &LossConfig::default(), &out, Some(&signal), &target, Some(&distiller))
@@ -106,9 +106,9 @@ fn dropout_is_seeded_and_batch_norm_tracks_statistics() {
     let dev = Device::Cpu;
     let t = build_trainable(ModelKind::Mbv3sAspp, 21, 0, &dev).unwrap();
     let x = input(2, 32, 32);
-    let a = t.model.forward(&x, Mode::Train { seed: 7 }).unwrap().logits;
-    let b = t.model.forward(&x, Mode::Train { seed: 7 }).unwrap().logits;
-    let c = t.model.forward(&x, Mode::Train { seed: 8 }).unwrap().logits;
+    let a = t.model.forward(&x, Mode::train(7)).unwrap().logits;
+    let b = t.model.forward(&x, Mode::train(7)).unwrap().logits;
+    let c = t.model.forward(&x, Mode::train(8)).unwrap().logits;
     let diff = |p: &Tensor, q: &Tensor| (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(
         diff(&a, &b) < 1e-6 * a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0),

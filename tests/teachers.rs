@@ -112,3 +112,32 @@ fn a_teacher_trains_from_a_full_file_or_from_imagenet_resnet_weights() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("mobilenet_v3_small_random.pth"), "{}", stderr(&out));
 }
+
+#[test]
+fn frozen_batch_norm_keeps_statistics_scale_and_shift_while_the_rest_learns() {
+    let (tmp, data) = demo_dataset(4, 2, 48);
+    let first = tmp.path().join("first");
+    let out = train(s(&data), s(&first), "mbv3s-tiny", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let start = first.join("student.safetensors");
+    let frozen = tmp.path().join("frozen");
+    let out = train(s(&data), s(&frozen), "mbv3s-tiny", &["--init-weights", s(&start), "--freeze-bn"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dev = candle_core::Device::Cpu;
+    let before = candle_core::safetensors::load(&start, &dev).unwrap();
+    let after = candle_core::safetensors::load(frozen.join("student.safetensors"), &dev).unwrap();
+    let same = |k: &str| {
+        let a = after.get(k).unwrap_or_else(|| panic!("{k} missing"));
+        (a - &before[k]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() == 0.0
+    };
+    let bn_layers: Vec<String> =
+        before.keys().filter_map(|k| k.strip_suffix(".running_mean").map(str::to_string)).collect();
+    assert!(bn_layers.len() > 10, "{bn_layers:?}");
+    for layer in &bn_layers {
+        for part in ["running_mean", "running_var", "weight", "bias"] {
+            assert!(same(&format!("{layer}.{part}")), "{layer}.{part} changed under --freeze-bn");
+        }
+    }
+    let convs: Vec<&String> = before.keys().filter(|k| before[*k].rank() == 4).collect();
+    assert!(convs.iter().any(|k| !same(k)), "the convolutions still learn");
+}

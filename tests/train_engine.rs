@@ -104,7 +104,7 @@ fn each_mode_learns_on_the_demo_data() {
             FeatureDistiller::new(
                 vb,
                 &student.model.feature_taps(),
-                &segdistill::model::fcn::FcnResNet50::feature_taps(),
+                &segdistill::model::fcn::FcnResNet::feature_taps(),
             )
             .unwrap();
             let init = vm.data().lock().unwrap()["adapters.high.weight"].as_tensor().clone();
@@ -172,7 +172,7 @@ fn the_teacher_receives_no_gradient() {
     for mode in [DistillMode::Response, DistillMode::Feature, DistillMode::Combined] {
         let t_out = teacher.model.forward(&x, Mode::Eval).unwrap();
         let signal = TeacherSignal { logits: Some(&t_out.logits), features: &t_out.features };
-        let s_out = student.model.forward(&x, Mode::Train { seed: 1 }).unwrap();
+        let s_out = student.model.forward(&x, Mode::train(1)).unwrap();
         let loss = distill::total_loss(mode, &LossConfig::default(), &s_out, Some(&signal), &target, Some(&distiller))
             .unwrap();
         let grads = loss.total.backward().unwrap();

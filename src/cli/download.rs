@@ -39,11 +39,14 @@ pub enum What {
         #[arg(long)]
         keep_archive: bool,
     },
-    /// torchvision's weight files (teacher, backbone, reference LR-ASPP) into DEST.
+    /// torchvision's weight files into DEST: by default the teacher, the students' backbone and the
+    /// reference LR-ASPP; the rest of the zoo by name.
     Weights {
         #[arg(long, default_value = "weights")]
         dest: PathBuf,
-        /// Only these (repeatable): fcn-resnet50, mobilenet-v3-small, lraspp-mobilenet-v3-large.
+        /// Only these (repeatable), or `all`: fcn-resnet50, mobilenet-v3-small, lraspp-mobilenet-v3-large
+        /// (the default three); fcn-resnet101, deeplabv3-resnet50, deeplabv3-resnet101, deeplabv3-mbv3l
+        /// (teachers); resnet50, resnet101, mobilenet-v3-large (ImageNet backbones).
         #[arg(long)]
         only: Vec<String>,
         /// A mirror of https://download.pytorch.org/models (the file names are appended).

@@ -19,7 +19,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
     println!("{:<14} {:>12}  feature taps (channels @ stride)", "model", "parameters");
     for kind in ModelKind::ALL {
         // The teacher is counted as torchvision publishes it, with its auxiliary head.
-        let aux = kind == ModelKind::FcnResnet50;
+        let aux = kind.has_aux_head();
         let varmap = VarMap::new();
         let model = Model::new(kind, seeded_var_builder(&varmap, 0, &Device::Cpu), args.classes, aux)?;
         let params = {

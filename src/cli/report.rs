@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::model::ModelKind;
 use crate::report::{ReportOptions, write};
 use crate::util::device::DeviceChoice;
 
@@ -17,6 +18,9 @@ pub struct ReportArgs {
     /// Teacher weights for the teacher's row and panels (default: the runs' teacher).
     #[arg(long)]
     pub teacher_weights: Option<PathBuf>,
+    /// The architecture of --teacher-weights (default: the runs' teacher, else fcn-resnet50).
+    #[arg(long, value_enum)]
+    pub teacher_model: Option<ModelKind>,
     /// Best and worst images per run in the overlay PNGs.
     #[arg(long, default_value_t = 3)]
     pub overlays: usize,
@@ -28,6 +32,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let opts = ReportOptions {
         out: args.out,
         teacher_weights: args.teacher_weights,
+        teacher_model: args.teacher_model,
         overlays: args.overlays,
         device: args.device.resolve()?,
     };

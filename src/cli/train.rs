@@ -112,6 +112,10 @@ pub struct TrainArgs {
     /// Weight the cross-entropy by median-frequency class weights from the training masks.
     #[arg(long)]
     pub class_weights: bool,
+    /// Frozen batch norm: running statistics as loaded, scale and shift fixed (fine-tuning a
+    /// pretrained teacher with small batches, as torchvision's FrozenBatchNorm2d).
+    #[arg(long)]
+    pub freeze_bn: bool,
     /// Training split [default: train].
     #[arg(long)]
     pub train_split: Option<String>,
@@ -223,6 +227,12 @@ const FLAGS: &[(&str, Setter)] = &[
     ("--class-weights", |a, c| {
         a.class_weights && {
             c.class_weights = true;
+            true
+        }
+    }),
+    ("--freeze-bn", |a, c| {
+        a.freeze_bn && {
+            c.freeze_bn = true;
             true
         }
     }),

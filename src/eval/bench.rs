@@ -205,6 +205,7 @@ impl SyntheticTraining {
             mode: self.mode,
             loss: &self.loss_cfg,
             grad_clip: self.clip,
+            freeze_bn: false,
         };
         let batch =
             StepBatch { images: x, target: &target, teacher: signal.as_ref(), dropout_seed: self.step, lr: 1e-3 };

@@ -75,7 +75,7 @@ pub enum BrowseMsg {
 pub struct BrowseRequest {
     pub dataset: Arc<Dataset>,
     pub student: Option<(ModelKind, PathBuf)>,
-    pub teacher: Option<PathBuf>,
+    pub teacher: Option<(ModelKind, PathBuf)>,
     pub resize: Resize,
     pub device: Device,
     pub thumbnail_height: u32,
@@ -138,7 +138,7 @@ fn run(req: &BrowseRequest, stop: &AtomicBool, tx: &Sender<BrowseMsg>, wake: &dy
         None => None,
     };
     let teacher = match &req.teacher {
-        Some(path) => Some(load_for_inference(ModelKind::FcnResnet50, path, &req.device)?.model),
+        Some((kind, path)) => Some(load_for_inference(*kind, path, &req.device)?.model),
         None => None,
     };
     tx.send(BrowseMsg::Started { total: req.dataset.len() }).ok();

@@ -462,7 +462,7 @@ fn op_checks(device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
             let varmap = VarMap::new();
             let values = [("weight", &gamma), ("bias", &beta)];
             let bn = layer_with(device, &varmap, &values, |vb| BatchNorm2d::new(vb, c, bn_default()))?;
-            let ours = bn_grads(device, checker.dtype, &bn, &x, act, Mode::Train { seed: 0 }, seed + 4)?;
+            let ours = bn_grads(device, checker.dtype, &bn, &x, act, Mode::train(0), seed + 4)?;
             let reference = forward_backward(&Device::Cpu, &x, &[&gamma, &beta], seed + 4, &|x, p| {
                 reference_batch_norm(x, &p[0], &p[1], None, 1e-5, act)
             })?;

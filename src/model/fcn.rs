@@ -1,15 +1,15 @@
-//! FCN-ResNet50 as torchvision builds it (`torchvision/models/segmentation/fcn.py`): a dilated
-//! ResNet-50 (output stride 8), `FCNHead(2048 → 512 → classes)` on layer4 and an optional
+//! FCN-ResNet50 and FCN-ResNet101 as torchvision builds them (`torchvision/models/segmentation/fcn.py`):
+//! a dilated ResNet (output stride 8), `FCNHead(2048 → 512 → classes)` on layer4 and an optional
 //! auxiliary `FCNHead(1024 → 256 → classes)` on layer3; logits are resized back to the input with
 //! bilinear interpolation (`align_corners=False`). Keys: `backbone.*`, `classifier.{0,1,4}`,
-//! `aux_classifier.{0,1,4}`. Used as the frozen teacher: always evaluated in eval mode.
+//! `aux_classifier.{0,1,4}`. Feature taps for distillation: the ResNet stages `layer1`–`layer4`.
 
 use candle_core::{Module as _, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, Dropout, Mode, bn_default};
 use super::ops::resize_bilinear;
-use super::resnet::ResNet50;
+use super::resnet::{ResNet, ResNetDepth, ResNetFeatures};
 use super::{FeatureTap, SegOutput};
 
 /// `FCNHead`: 3×3 conv → BN → ReLU → dropout(0.1) → 1×1 conv to the classes.
@@ -39,17 +39,17 @@ impl FcnHead {
 }
 
 #[derive(Clone, Debug)]
-pub struct FcnResNet50 {
-    backbone: ResNet50,
+pub struct FcnResNet {
+    backbone: ResNet,
     classifier: FcnHead,
     aux_classifier: Option<FcnHead>,
     num_classes: usize,
 }
 
-impl FcnResNet50 {
-    pub fn new(vb: VarBuilder, num_classes: usize, aux: bool) -> Result<Self> {
+impl FcnResNet {
+    pub fn new(vb: VarBuilder, depth: ResNetDepth, num_classes: usize, aux: bool) -> Result<Self> {
         Ok(Self {
-            backbone: ResNet50::new(vb.pp("backbone"), [false, true, true])?,
+            backbone: ResNet::new(vb.pp("backbone"), depth, [false, true, true])?,
             classifier: FcnHead::new(vb.pp("classifier"), 2048, num_classes)?,
             aux_classifier: if aux { Some(FcnHead::new(vb.pp("aux_classifier"), 1024, num_classes)?) } else { None },
             num_classes,
@@ -61,11 +61,7 @@ impl FcnResNet50 {
     }
 
     /// Logits at stride 8 (before the resize to the input), and the backbone features.
-    pub fn forward_low_res(
-        &self,
-        x: &Tensor,
-        mode: Mode,
-    ) -> Result<(Tensor, Option<Tensor>, super::resnet::ResNetFeatures)> {
+    pub fn forward_low_res(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Option<Tensor>, ResNetFeatures)> {
         let f = self.backbone.forward(x, mode)?;
         let out = self.classifier.forward(&f.layer4, mode)?;
         let aux = match &self.aux_classifier {
@@ -81,16 +77,11 @@ impl FcnResNet50 {
         Ok(SegOutput {
             logits: resize_bilinear(&out, h, w)?,
             aux: aux.map(|a| resize_bilinear(&a, h, w)).transpose()?,
-            features: vec![("layer1", f.layer1), ("layer2", f.layer2), ("layer3", f.layer3), ("layer4", f.layer4)],
+            features: f.named(),
         })
     }
 
     pub fn feature_taps() -> Vec<FeatureTap> {
-        vec![
-            FeatureTap { name: "layer1", channels: 256, stride: 4 },
-            FeatureTap { name: "layer2", channels: 512, stride: 8 },
-            FeatureTap { name: "layer3", channels: 1024, stride: 8 },
-            FeatureTap { name: "layer4", channels: 2048, stride: 8 },
-        ]
+        ResNetFeatures::dilated_taps()
     }
 }

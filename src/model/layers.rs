@@ -16,14 +16,28 @@ use crate::util::Rng;
 pub enum Mode {
     Eval,
     /// Training; `seed` drives dropout masks for this step (deterministic, resumable).
+    /// `freeze_bn`: batch norm normalises with its running statistics and leaves them as they are
+    /// (torchvision's `FrozenBatchNorm2d`; for batches too small for reliable statistics).
     Train {
         seed: u64,
+        freeze_bn: bool,
     },
 }
 
 impl Mode {
+    /// Training with batch norm learning from the batch (the usual case).
+    pub fn train(seed: u64) -> Self {
+        Mode::Train { seed, freeze_bn: false }
+    }
+
     pub fn is_train(self) -> bool {
         matches!(self, Mode::Train { .. })
+    }
+
+    /// Whether batch norm normalises with (and updates its running averages from) the batch's
+    /// statistics.
+    pub fn batch_statistics(self) -> bool {
+        matches!(self, Mode::Train { freeze_bn: false, .. })
     }
 }
 
@@ -200,7 +214,7 @@ impl BatchNorm2d {
         if batch_norm::supports(x)
             && let Some((weight, bias)) = self.0.weight_and_bias()
         {
-            let y = if mode.is_train() {
+            let y = if mode.batch_statistics() {
                 let (y, stats) = batch_norm::batch_norm_train(x, weight, bias, self.0.eps(), fused)?;
                 self.update_running_stats(&stats)?;
                 y
@@ -217,7 +231,7 @@ impl BatchNorm2d {
         if batch_norm::gpu_supports(x)
             && let Some((weight, bias)) = self.0.weight_and_bias()
         {
-            let y = if mode.is_train() {
+            let y = if mode.batch_statistics() {
                 let (y, stats) = batch_norm::batch_norm_train_gpu(x, weight, bias, self.0.eps(), fused)?;
                 let c = weight.elem_count();
                 let (n, _, h, w) = x.dims4()?;
@@ -231,7 +245,7 @@ impl BatchNorm2d {
         }
         // Elsewhere (other dtypes) candle-nn's batch norm; note candle's ReLU derivative is 1
         // at exactly 0 where PyTorch's (and the fused kernels') is 0.
-        act.apply(&self.0.forward_t(x, mode.is_train())?)
+        act.apply(&self.0.forward_t(x, mode.batch_statistics())?)
     }
 
     /// PyTorch's running averages from the batch's statistics as device tensors (no host wait):
@@ -303,7 +317,7 @@ impl Dropout {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let Mode::Train { seed } = mode else {
+        let Mode::Train { seed, .. } = mode else {
             return Ok(x.clone());
         };
         if self.p <= 0.0 {

@@ -1,7 +1,8 @@
-//! Networks: the FCN-ResNet50 teacher, the students, and the pieces they share. One architecture
-//! per file; parameter names equal torchvision's `state_dict` keys so published weights load as
+//! Networks: the teachers (torchvision's FCN and DeepLabV3 zoo), the students, and the pieces they
+//! share. One architecture per file; parameter names equal torchvision's `state_dict` keys so published weights load as
 //! they are.
 
+pub mod deeplabv3;
 pub mod fcn;
 pub mod layers;
 pub mod lraspp;
@@ -15,12 +16,16 @@ pub mod weights;
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use candle_core::{Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 pub use layers::Mode;
 use weights::{StateDict, WeightsError};
+
+/// Feature maps by their tap names.
+pub type NamedFeatures = Vec<(&'static str, Tensor)>;
 
 /// What a segmentation network returns.
 #[derive(Clone, Debug)]
@@ -62,10 +67,26 @@ pub struct FeatureTap {
 /// The models segdistill knows, by their CLI names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 pub enum ModelKind {
-    /// torchvision's FCN-ResNet50 (the teacher).
+    /// torchvision's FCN-ResNet50 (the default teacher).
     #[value(name = "fcn-resnet50")]
     #[serde(rename = "fcn-resnet50")]
     FcnResnet50,
+    /// torchvision's FCN-ResNet101.
+    #[value(name = "fcn-resnet101")]
+    #[serde(rename = "fcn-resnet101")]
+    FcnResnet101,
+    /// torchvision's DeepLabV3-ResNet50.
+    #[value(name = "deeplabv3-resnet50")]
+    #[serde(rename = "deeplabv3-resnet50")]
+    DeeplabV3Resnet50,
+    /// torchvision's DeepLabV3-ResNet101.
+    #[value(name = "deeplabv3-resnet101")]
+    #[serde(rename = "deeplabv3-resnet101")]
+    DeeplabV3Resnet101,
+    /// torchvision's DeepLabV3-MobileNetV3-Large.
+    #[value(name = "deeplabv3-mbv3l")]
+    #[serde(rename = "deeplabv3-mbv3l")]
+    DeeplabV3Mbv3l,
     /// MobileNetV3-Small + ASPP + decoder (the lab's student).
     #[value(name = "mbv3s-aspp")]
     #[serde(rename = "mbv3s-aspp")]
@@ -81,12 +102,34 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [Self::FcnResnet50, Self::Mbv3sAspp, Self::Mbv3sTiny, Self::LrasppMbv3l];
+    pub const ALL: [ModelKind; 8] = [
+        Self::FcnResnet50,
+        Self::FcnResnet101,
+        Self::DeeplabV3Resnet50,
+        Self::DeeplabV3Resnet101,
+        Self::DeeplabV3Mbv3l,
+        Self::Mbv3sAspp,
+        Self::Mbv3sTiny,
+        Self::LrasppMbv3l,
+    ];
     pub const STUDENTS: [ModelKind; 3] = [Self::Mbv3sAspp, Self::Mbv3sTiny, Self::LrasppMbv3l];
+    /// torchvision's segmentation zoo: the architectures of its published COCO-VOC files.
+    pub const TEACHERS: [ModelKind; 6] = [
+        Self::FcnResnet50,
+        Self::FcnResnet101,
+        Self::DeeplabV3Resnet50,
+        Self::DeeplabV3Resnet101,
+        Self::DeeplabV3Mbv3l,
+        Self::LrasppMbv3l,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::FcnResnet50 => "fcn-resnet50",
+            Self::FcnResnet101 => "fcn-resnet101",
+            Self::DeeplabV3Resnet50 => "deeplabv3-resnet50",
+            Self::DeeplabV3Resnet101 => "deeplabv3-resnet101",
+            Self::DeeplabV3Mbv3l => "deeplabv3-mbv3l",
             Self::Mbv3sAspp => "mbv3s-aspp",
             Self::Mbv3sTiny => "mbv3s-tiny",
             Self::LrasppMbv3l => "lraspp-mbv3l",
@@ -100,19 +143,58 @@ impl ModelKind {
     /// The key of the final classifier's weight, whose first dimension is the class count.
     fn classifier_key(self) -> &'static str {
         match self {
-            Self::FcnResnet50 => "classifier.4.weight",
+            Self::FcnResnet50
+            | Self::FcnResnet101
+            | Self::DeeplabV3Resnet50
+            | Self::DeeplabV3Resnet101
+            | Self::DeeplabV3Mbv3l => "classifier.4.weight",
             Self::Mbv3sAspp => "decoder.classifier.weight",
             Self::Mbv3sTiny | Self::LrasppMbv3l => "classifier.low_classifier.weight",
         }
     }
 
-    /// Whether the model has a MobileNetV3 backbone whose ImageNet weights can be loaded.
-    pub fn backbone(self) -> Option<&'static str> {
+    /// The torchvision ImageNet classifier whose features are this model's backbone (its
+    /// weights load with `--backbone-weights`).
+    pub fn backbone(self) -> &'static str {
         match self {
-            Self::Mbv3sAspp | Self::Mbv3sTiny => Some("mobilenet_v3_small"),
-            Self::LrasppMbv3l => Some("mobilenet_v3_large"),
-            Self::FcnResnet50 => None,
+            Self::Mbv3sAspp | Self::Mbv3sTiny => "mobilenet_v3_small",
+            Self::LrasppMbv3l | Self::DeeplabV3Mbv3l => "mobilenet_v3_large",
+            Self::FcnResnet50 | Self::DeeplabV3Resnet50 => "resnet50",
+            Self::FcnResnet101 | Self::DeeplabV3Resnet101 => "resnet101",
         }
+    }
+
+    /// The architecture a state dict was saved from, by its telltale keys (`has` says whether a key
+    /// is present); `None` when it matches none.
+    pub fn detect(has: impl Fn(&str) -> bool) -> Option<Self> {
+        let resnet = has("backbone.layer1.0.conv1.weight");
+        // ResNet-101's layer3 has 23 blocks, ResNet-50's 6.
+        let r101 = has("backbone.layer3.22.conv1.weight");
+        let mbv3_large = has("backbone.16.0.weight");
+        if has("classifier.0.convs.0.0.weight") {
+            return match (resnet, r101, mbv3_large) {
+                (true, true, _) => Some(Self::DeeplabV3Resnet101),
+                (true, false, _) => Some(Self::DeeplabV3Resnet50),
+                (false, _, true) => Some(Self::DeeplabV3Mbv3l),
+                _ => None,
+            };
+        }
+        if resnet && has("classifier.4.weight") {
+            return Some(if r101 { Self::FcnResnet101 } else { Self::FcnResnet50 });
+        }
+        if has("decoder.classifier.weight") {
+            return Some(Self::Mbv3sAspp);
+        }
+        if has("classifier.low_classifier.weight") {
+            return Some(if mbv3_large { Self::LrasppMbv3l } else { Self::Mbv3sTiny });
+        }
+        None
+    }
+
+    /// Whether the architecture has torchvision's auxiliary head (FCN and DeepLabV3 do; trained
+    /// with it, as torchvision's reference recipe does with `aux_loss=True`).
+    pub fn has_aux_head(self) -> bool {
+        !matches!(self, Self::Mbv3sAspp | Self::Mbv3sTiny | Self::LrasppMbv3l)
     }
 }
 
@@ -122,66 +204,85 @@ impl std::fmt::Display for ModelKind {
     }
 }
 
-/// A built network.
+/// A built network of a registered architecture.
 #[derive(Clone, Debug)]
-pub enum Model {
-    Fcn(fcn::FcnResNet50),
+pub struct Model {
+    kind: ModelKind,
+    net: Net,
+}
+
+#[derive(Clone, Debug)]
+enum Net {
+    Fcn(fcn::FcnResNet),
+    DeepLab(deeplabv3::DeepLabV3),
     Mbv3sAspp(mbv3s_aspp::Mbv3sAspp),
     Mbv3sTiny(mbv3s_tiny::Mbv3sTiny),
     Lraspp(lraspp::LrasppMobileNetV3Large),
 }
 
 impl Model {
-    /// Builds `kind` from a var builder (weights from a file, or fresh variables).
+    /// Builds `kind` from a var builder (weights from a file, or fresh variables); `aux` adds the
+    /// auxiliary head where the architecture has one.
     pub fn new(kind: ModelKind, vb: VarBuilder, num_classes: usize, aux: bool) -> Result<Self> {
-        Ok(match kind {
-            ModelKind::FcnResnet50 => Self::Fcn(fcn::FcnResNet50::new(vb, num_classes, aux)?),
-            ModelKind::Mbv3sAspp => Self::Mbv3sAspp(mbv3s_aspp::Mbv3sAspp::new(vb, num_classes)?),
-            ModelKind::Mbv3sTiny => Self::Mbv3sTiny(mbv3s_tiny::Mbv3sTiny::new(vb, num_classes)?),
-            ModelKind::LrasppMbv3l => Self::Lraspp(lraspp::LrasppMobileNetV3Large::new(vb, num_classes)?),
-        })
+        use deeplabv3::{DeepLabBackbone, DeepLabV3};
+        use resnet::ResNetDepth;
+        let aux = aux && kind.has_aux_head();
+        let deeplab = |backbone| {
+            Ok::<_, candle_core::Error>(Net::DeepLab(DeepLabV3::new(vb.clone(), backbone, num_classes, aux)?))
+        };
+        let net = match kind {
+            ModelKind::FcnResnet50 => Net::Fcn(fcn::FcnResNet::new(vb, ResNetDepth::R50, num_classes, aux)?),
+            ModelKind::FcnResnet101 => Net::Fcn(fcn::FcnResNet::new(vb, ResNetDepth::R101, num_classes, aux)?),
+            ModelKind::DeeplabV3Resnet50 => deeplab(DeepLabBackbone::ResNet50)?,
+            ModelKind::DeeplabV3Resnet101 => deeplab(DeepLabBackbone::ResNet101)?,
+            ModelKind::DeeplabV3Mbv3l => deeplab(DeepLabBackbone::MobileNetV3Large)?,
+            ModelKind::Mbv3sAspp => Net::Mbv3sAspp(mbv3s_aspp::Mbv3sAspp::new(vb, num_classes)?),
+            ModelKind::Mbv3sTiny => Net::Mbv3sTiny(mbv3s_tiny::Mbv3sTiny::new(vb, num_classes)?),
+            ModelKind::LrasppMbv3l => Net::Lraspp(lraspp::LrasppMobileNetV3Large::new(vb, num_classes)?),
+        };
+        Ok(Self { kind, net })
     }
 
     pub fn kind(&self) -> ModelKind {
-        match self {
-            Self::Fcn(_) => ModelKind::FcnResnet50,
-            Self::Mbv3sAspp(_) => ModelKind::Mbv3sAspp,
-            Self::Mbv3sTiny(_) => ModelKind::Mbv3sTiny,
-            Self::Lraspp(_) => ModelKind::LrasppMbv3l,
-        }
+        self.kind
     }
 
     pub fn num_classes(&self) -> usize {
-        match self {
-            Self::Fcn(m) => m.num_classes(),
-            Self::Mbv3sAspp(m) => m.num_classes(),
-            Self::Mbv3sTiny(m) => m.num_classes(),
-            Self::Lraspp(m) => m.num_classes(),
+        match &self.net {
+            Net::Fcn(m) => m.num_classes(),
+            Net::DeepLab(m) => m.num_classes(),
+            Net::Mbv3sAspp(m) => m.num_classes(),
+            Net::Mbv3sTiny(m) => m.num_classes(),
+            Net::Lraspp(m) => m.num_classes(),
         }
     }
 
-    /// `x`: normalised images (B, 3, H, W). A teacher runs in eval mode; any model, FCN included,
-    /// trains in train mode (batch statistics, dropout).
+    /// `x`: normalised images (B, 3, H, W). A teacher runs in eval mode; any model, the teachers
+    /// included, trains in train mode (batch statistics, dropout).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<SegOutput> {
-        match self {
-            Self::Fcn(m) => m.forward(x, mode),
-            Self::Mbv3sAspp(m) => m.forward(x, mode),
-            Self::Mbv3sTiny(m) => m.forward(x, mode),
-            Self::Lraspp(m) => m.forward(x, mode),
+        match &self.net {
+            Net::Fcn(m) => m.forward(x, mode),
+            Net::DeepLab(m) => m.forward(x, mode),
+            Net::Mbv3sAspp(m) => m.forward(x, mode),
+            Net::Mbv3sTiny(m) => m.forward(x, mode),
+            Net::Lraspp(m) => m.forward(x, mode),
         }
     }
 
     /// Evaluation-mode logits at the network's own low resolution (before the final resize to the
-    /// input), and its feature maps: what the teacher cache stores. FCN's classifier runs at stride
-    /// 8; the other networks are resized down to stride 4, where their decoders work.
+    /// input), and its feature maps: what the teacher cache stores. FCN's and DeepLabV3's
+    /// classifiers run at stride 8 (16 on MobileNetV3), and resizing their output is all that is
+    /// left of the forward pass; the other networks are resized down to stride 4, where their
+    /// decoders work.
     pub fn forward_low_res(&self, x: &Tensor) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
-        match self {
-            Self::Fcn(m) => {
+        match &self.net {
+            Net::Fcn(m) => {
                 let (logits, _, f) = m.forward_low_res(x, Mode::Eval)?;
-                Ok((
-                    logits,
-                    vec![("layer1", f.layer1), ("layer2", f.layer2), ("layer3", f.layer3), ("layer4", f.layer4)],
-                ))
+                Ok((logits, f.named()))
+            }
+            Net::DeepLab(m) => {
+                let (logits, _, f) = m.forward_low_res(x, Mode::Eval)?;
+                Ok((logits, f))
             }
             _ => {
                 let out = self.forward(x, Mode::Eval)?;
@@ -192,11 +293,12 @@ impl Model {
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {
-        match self {
-            Self::Fcn(_) => fcn::FcnResNet50::feature_taps(),
-            Self::Mbv3sAspp(m) => m.feature_taps(),
-            Self::Mbv3sTiny(m) => m.feature_taps(),
-            Self::Lraspp(m) => m.feature_taps(),
+        match &self.net {
+            Net::Fcn(_) => fcn::FcnResNet::feature_taps(),
+            Net::DeepLab(m) => m.feature_taps(),
+            Net::Mbv3sAspp(m) => m.feature_taps(),
+            Net::Mbv3sTiny(m) => m.feature_taps(),
+            Net::Lraspp(m) => m.feature_taps(),
         }
     }
 }
@@ -226,13 +328,21 @@ pub fn load_for_inference(kind: ModelKind, path: &Path, device: &Device) -> anyh
     // Without its classifier the file is still built (with VOC's 21 classes) so that the error
     // lists every weight it lacks, not only the first.
     let num_classes = dict.get(key).map_or(21, |t| t.dims()[0]);
-    let aux = kind == ModelKind::FcnResnet50 && dict.get("aux_classifier.4.weight").is_some();
+    let aux = dict.get("aux_classifier.4.weight").is_some();
     let (vb, used) = dict.var_builder(device);
-    let model = Model::new(kind, vb, num_classes, aux).map_err(|e| match used.take_error() {
-        Some(w) => anyhow::Error::from(w),
-        None => anyhow::Error::from(e).context(format!("building {kind} from {}", path.display())),
-    })?;
-    used.check_all_used(&[])?;
+    let other_architecture = || match ModelKind::detect(|k| dict.get(k).is_some()) {
+        Some(found) if found != kind => {
+            format!("{} holds a {found}, not a {kind}: choose model {found}", path.display())
+        }
+        _ => format!("{} is not a {kind} file", path.display()),
+    };
+    let model = Model::new(kind, vb, num_classes, aux)
+        .map_err(|e| match used.take_error() {
+            Some(w) => anyhow::Error::from(w),
+            None => anyhow::Error::from(e).context(format!("building {kind} from {}", path.display())),
+        })
+        .with_context(other_architecture)?;
+    used.check_all_used(&[]).with_context(other_architecture)?;
     let num_params = count_params(dict.keys().map(|k| (k, dict.get(k).map_or(0, |t| t.elem_count()))));
     let weights = Arc::try_unwrap(dict).unwrap_or_else(|d| (*d).clone());
     Ok(LoadedModel { model, num_params, weights })
@@ -245,12 +355,12 @@ pub struct Trainable {
     pub num_params: usize,
 }
 
-/// Builds `kind` with fresh, seeded variables; FCN-ResNet50 with its auxiliary head, as
-/// torchvision's reference recipe trains it (`aux_loss=True`).
+/// Builds `kind` with fresh, seeded variables; FCN and DeepLabV3 with their auxiliary head, as
+/// torchvision's reference recipe trains them (`aux_loss=True`).
 pub fn build_trainable(kind: ModelKind, num_classes: usize, seed: u64, device: &Device) -> Result<Trainable> {
     let varmap = VarMap::new();
     let vb = weights::init::seeded_var_builder(&varmap, seed, device);
-    let model = Model::new(kind, vb, num_classes, kind == ModelKind::FcnResnet50)?;
+    let model = Model::new(kind, vb, num_classes, kind.has_aux_head())?;
     let num_params = {
         let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
         count_params(vars.iter().map(|(k, v)| (k.as_str(), v.elem_count())))
@@ -259,8 +369,9 @@ pub fn build_trainable(kind: ModelKind, num_classes: usize, seed: u64, device: &
 }
 
 /// Loads ImageNet backbone weights into a model's `backbone.*` variables: torchvision's
-/// MobileNetV3 files (`mobilenet_v3_small-047dcff4.pth`, keys `features.*`) for the students, its
-/// ResNet-50 file (`resnet50-0676ba61.pth`, keys `conv1.*`, `layer1.*`…) for FCN-ResNet50. Every
+/// MobileNetV3 files (`mobilenet_v3_small-047dcff4.pth`, `mobilenet_v3_large-8738ca79.pth`, keys
+/// `features.*`), its ResNet files (`resnet50-0676ba61.pth`, `resnet101-63fe2227.pth`, keys
+/// `conv1.*`, `layer1.*`…) for FCN and DeepLabV3. Every
 /// backbone variable must be in the file; its classifier and stages the model lacks are ignored.
 /// Returns the number of tensors loaded.
 pub fn load_backbone(varmap: &VarMap, path: &Path) -> anyhow::Result<usize> {

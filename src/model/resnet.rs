@@ -1,4 +1,4 @@
-//! ResNet-50 backbone as torchvision builds it (`torchvision/models/resnet.py`), with
+//! ResNet-50 and ResNet-101 backbones as torchvision builds them (`torchvision/models/resnet.py`), with
 //! `replace_stride_with_dilation` for segmentation: FCN uses `[False, True, True]`, so layer3 and
 //! layer4 keep stride 8 and dilate instead (the first block of a dilated layer keeps the previous
 //! dilation, as in torchvision's `_make_layer`). Keys: `conv1`, `bn1`, `layer{1..4}.{i}.conv{1..3}`,
@@ -77,17 +77,51 @@ pub struct ResNetFeatures {
     pub layer4: Tensor,
 }
 
-/// ResNet-50 without its classifier.
+impl ResNetFeatures {
+    /// The stages by their tap names, for distillation.
+    pub fn named(self) -> Vec<(&'static str, Tensor)> {
+        vec![("layer1", self.layer1), ("layer2", self.layer2), ("layer3", self.layer3), ("layer4", self.layer4)]
+    }
+
+    /// The taps of a backbone dilated for segmentation (`[false, true, true]`: output stride 8).
+    pub fn dilated_taps() -> Vec<super::FeatureTap> {
+        use super::FeatureTap;
+        vec![
+            FeatureTap { name: "layer1", channels: 256, stride: 4 },
+            FeatureTap { name: "layer2", channels: 512, stride: 8 },
+            FeatureTap { name: "layer3", channels: 1024, stride: 8 },
+            FeatureTap { name: "layer4", channels: 2048, stride: 8 },
+        ]
+    }
+}
+
+/// The depths torchvision's segmentation models use: bottleneck blocks per stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResNetDepth {
+    R50,
+    R101,
+}
+
+impl ResNetDepth {
+    fn blocks(self) -> [usize; 4] {
+        match self {
+            Self::R50 => [3, 4, 6, 3],
+            Self::R101 => [3, 4, 23, 3],
+        }
+    }
+}
+
+/// A ResNet without its classifier.
 #[derive(Clone, Debug)]
-pub struct ResNet50 {
+pub struct ResNet {
     conv1: Conv2d,
     bn1: BatchNorm2d,
     layers: [Vec<Bottleneck>; 4],
 }
 
-impl ResNet50 {
+impl ResNet {
     /// `dilate[i]` replaces the stride of layer i+2 with dilation.
-    pub fn new(vb: VarBuilder, dilate: [bool; 3]) -> Result<Self> {
+    pub fn new(vb: VarBuilder, depth: ResNetDepth, dilate: [bool; 3]) -> Result<Self> {
         let conv1 =
             Conv2d::new(vb.pp("conv1"), 3, 64, 7, ConvOpts { stride: 2, padding: Some(3), ..Default::default() })?;
         let bn1 = BatchNorm2d::new(vb.pp("bn1"), 64, bn_default())?;
@@ -110,11 +144,12 @@ impl ResNet50 {
                 }
                 Ok(v)
             };
+        let blocks = depth.blocks();
         let layers = [
-            make_layer("layer1", 64, 3, 1, false)?,
-            make_layer("layer2", 128, 4, 2, dilate[0])?,
-            make_layer("layer3", 256, 6, 2, dilate[1])?,
-            make_layer("layer4", 512, 3, 2, dilate[2])?,
+            make_layer("layer1", 64, blocks[0], 1, false)?,
+            make_layer("layer2", 128, blocks[1], 2, dilate[0])?,
+            make_layer("layer3", 256, blocks[2], 2, dilate[1])?,
+            make_layer("layer4", 512, blocks[3], 2, dilate[2])?,
         ];
         Ok(Self { conv1, bn1, layers })
     }

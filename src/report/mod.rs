@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use candle_core::Device;
 
+use crate::model::ModelKind;
+
 pub use runs::RunData;
 pub use table::Row;
 
@@ -20,6 +22,9 @@ pub struct ReportOptions {
     pub out: PathBuf,
     /// Teacher weights for the teacher's row and panels (default: the runs' teacher).
     pub teacher_weights: Option<PathBuf>,
+    /// The architecture of `teacher_weights` (default: the runs' teacher architecture, else
+    /// FCN-ResNet50).
+    pub teacher_model: Option<ModelKind>,
     /// Best and worst images per run in the overlay PNGs.
     pub overlays: usize,
     pub device: Device,
@@ -34,17 +39,24 @@ pub struct ReportFiles {
     pub warnings: Vec<String>,
 }
 
+/// The teacher of the report: the one asked for, else the first run's that has one.
+fn teacher_of(runs: &[RunData], opts: &ReportOptions) -> Option<(ModelKind, PathBuf)> {
+    match &opts.teacher_weights {
+        Some(w) => {
+            let of_runs = runs.iter().find(|r| r.config.teacher_weights.as_ref() == Some(w)).map(|r| r.config.teacher);
+            Some((opts.teacher_model.or(of_runs).unwrap_or(ModelKind::FcnResnet50), w.clone()))
+        }
+        None => runs.iter().find_map(|r| r.config.teacher_weights.clone().map(|w| (r.config.teacher, w))),
+    }
+}
+
 /// Builds the report for `run_dirs`; `progress` receives one-line status messages.
 pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)) -> anyhow::Result<ReportFiles> {
     anyhow::ensure!(!run_dirs.is_empty(), "no run folders given");
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let runs: Vec<RunData> = run_dirs.iter().map(|d| runs::load(d)).collect::<anyhow::Result<_>>()?;
     plots::register_fonts();
-    let teacher_weights = opts
-        .teacher_weights
-        .clone()
-        .or_else(|| runs.iter().find_map(|r| r.config.teacher_weights.clone()))
-        .filter(|p| p.is_file());
+    let teacher_weights = teacher_of(&runs, opts).filter(|(_, p)| p.is_file());
     progress("measuring students");
     let mut rows: Vec<Row> = Vec::new();
     for run in &runs {
@@ -52,9 +64,9 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     }
     table::fill_deltas(&mut rows);
     let teacher = match &teacher_weights {
-        Some(w) => {
+        Some((kind, w)) => {
             progress("evaluating the teacher on the validation split (cached afterwards)");
-            Some(table::teacher_row(&runs[0], w, &opts.out, &opts.device)?)
+            Some(table::teacher_row(&runs[0], *kind, w, &opts.out, &opts.device)?)
         }
         None => None,
     };
@@ -65,7 +77,8 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     let mut warnings: Vec<String> = runs.iter().flat_map(|r| r.warnings.iter().cloned()).collect();
     for run in &runs {
         // Overlays need the run's dataset; without it the report is still written, and says so.
-        match overlays::render(run, teacher_weights.as_deref(), opts.overlays, &opts.out, &opts.device) {
+        let teacher = teacher_weights.as_ref().map(|(k, p)| (*k, p.as_path()));
+        match overlays::render(run, teacher, opts.overlays, &opts.out, &opts.device) {
             Ok(drawn) => images.extend(drawn),
             Err(e) => warnings.push(format!("no overlays for run {}: {e:#}", run.name)),
         }

@@ -45,7 +45,7 @@ fn text(buf: &mut [u8], size: (u32, u32), items: &[(String, (i32, i32), u32)]) -
 /// Renders `overlays_<run>_best.png` and `_worst.png` with `n` images each.
 pub fn render(
     run: &RunData,
-    teacher_weights: Option<&Path>,
+    teacher: Option<(ModelKind, &Path)>,
     n: usize,
     out: &Path,
     device: &Device,
@@ -56,10 +56,7 @@ pub fn render(
     let mut ds = Dataset::open(&run.config.data, run.config.dataset, &run.config.val_split)?;
     ds.retain_present();
     let student = load_for_inference(run.config.model, &run.student, device)?.model;
-    let teacher = match teacher_weights {
-        Some(w) => Some(load_for_inference(ModelKind::FcnResnet50, w, device)?.model),
-        None => None,
-    };
+    let teacher = teacher.map(|(kind, w)| load_for_inference(kind, w, device).map(|l| l.model)).transpose()?;
     let resize = Resize::ShorterSide(run.config.val_size.unwrap_or(run.config.size));
     let mut sorted: Vec<&ImageScore> = run.images.iter().filter(|s| s.miou.is_finite()).collect();
     sorted.sort_by(|a, b| b.miou.total_cmp(&a.miou));

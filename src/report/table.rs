@@ -125,8 +125,8 @@ fn cache_key(weights: &Path, run: &RunData) -> String {
 }
 
 /// The teacher's row: evaluated on the first run's validation split at its eval size.
-pub fn teacher_row(run: &RunData, weights: &Path, out: &Path, device: &Device) -> anyhow::Result<Row> {
-    let loaded = load_for_inference(ModelKind::FcnResnet50, weights, device).context("loading the teacher")?;
+pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, out: &Path, device: &Device) -> anyhow::Result<Row> {
+    let loaded = load_for_inference(kind, weights, device).context("loading the teacher")?;
     let size = eval_size(run);
     let key = cache_key(weights, run);
     let cache_path: PathBuf = out.join("teacher_eval.json");
@@ -154,7 +154,7 @@ pub fn teacher_row(run: &RunData, weights: &Path, out: &Path, device: &Device) -
     let (macs, ms) = measure(&loaded.model, size, device)?;
     Ok(Row {
         label: "teacher".into(),
-        model: ModelKind::FcnResnet50.name().into(),
+        model: kind.name().into(),
         mode: "—".into(),
         miou,
         delta: None,

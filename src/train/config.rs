@@ -142,6 +142,10 @@ pub struct TrainConfig {
     pub color_jitter: bool,
     /// Weight the cross-entropy by median-frequency class weights from the training masks.
     pub class_weights: bool,
+    /// Frozen batch norm: every batch-norm layer normalises with its running statistics, which
+    /// stay as loaded, and its scale and shift do not learn (torchvision's `FrozenBatchNorm2d`).
+    /// For fine-tuning a pretrained network with batches too small for reliable statistics.
+    pub freeze_bn: bool,
     pub optimizer: OptimizerConfig,
     pub schedule: ScheduleConfig,
     pub seed: u64,
@@ -193,6 +197,7 @@ impl Default for TrainConfig {
             hflip: true,
             color_jitter: true,
             class_weights: false,
+            freeze_bn: false,
             optimizer: OptimizerConfig::default(),
             schedule: ScheduleConfig::default(),
             seed: 0,

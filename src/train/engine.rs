@@ -167,6 +167,13 @@ pub(crate) fn trainable(varmap: &VarMap, prefix: &str) -> Vec<(String, Var)> {
     v
 }
 
+/// Whether variable `name` is a batch norm's scale or shift: a `weight`/`bias` beside a
+/// `running_mean` (the layer's keys in torchvision's layout).
+fn is_batch_norm_affine(varmap: &VarMap, name: &str) -> bool {
+    let Some(layer) = name.strip_suffix(".weight").or_else(|| name.strip_suffix(".bias")) else { return false };
+    varmap.data().lock().unwrap_or_else(|p| p.into_inner()).contains_key(&format!("{layer}.running_mean"))
+}
+
 fn load_varmap(varmap: &VarMap, tensors: &BTreeMap<String, Tensor>, what: &str, path: &Path) -> anyhow::Result<()> {
     let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
     for (name, var) in vars.iter() {
@@ -404,6 +411,9 @@ impl<'a> Session<'a> {
         let steps_per_epoch = batches_per_epoch(data.train.len(), cfg.batch, drop_last);
         let total_steps = steps_per_epoch * cfg.epochs;
         let mut params = trainable(&student_vars, "model/");
+        if cfg.freeze_bn {
+            params.retain(|(name, _)| !is_batch_norm_affine(&student_vars, name.trim_start_matches("model/")));
+        }
         params.extend(trainable(&adapter_vars, "adapters/"));
         let mut optimizer = Optimizer::new(cfg.optimizer.clone(), params);
         let mut schedule = Schedule::new(cfg.schedule.clone(), cfg.optimizer.lr, total_steps, steps_per_epoch);
@@ -706,6 +716,7 @@ impl<'a> Session<'a> {
             mode: self.cfg.distill,
             loss: &self.cfg.loss,
             grad_clip: self.cfg.optimizer.grad_clip,
+            freeze_bn: self.cfg.freeze_bn,
         };
         let inputs = StepBatch { images: &x, target: &target, teacher: signal.as_ref(), dropout_seed: seed, lr };
         let LossValues { total: loss, ce, kd, feature } = match optimization_step(model, inputs)? {

@@ -17,6 +17,8 @@ pub struct StepModel<'a> {
     pub loss: &'a LossConfig,
     /// Largest global gradient norm (`None`: no clipping).
     pub grad_clip: Option<f64>,
+    /// Batch norm keeps its running statistics ([`Mode::Train`]'s `freeze_bn`).
+    pub freeze_bn: bool,
 }
 
 /// One batch: images in the dtype the networks run in, labels, and the teacher's signal.
@@ -51,7 +53,7 @@ pub enum StepOutcome {
 
 /// Runs one step; the weights change only when it returns [`StepOutcome::Updated`].
 pub fn optimization_step(m: StepModel, batch: StepBatch) -> anyhow::Result<StepOutcome> {
-    let out = m.student.forward(batch.images, Mode::Train { seed: batch.dropout_seed })?;
+    let out = m.student.forward(batch.images, Mode::Train { seed: batch.dropout_seed, freeze_bn: m.freeze_bn })?;
     let parts = distill::total_loss(m.mode, m.loss, &out, batch.teacher, batch.target, m.distiller)?;
     // Every part in one read: on a GPU each read waits for the device.
     let read: Vec<&Tensor> = [Some(&parts.total), Some(&parts.ce), parts.kd.as_ref(), parts.feature.as_ref()]

@@ -18,6 +18,7 @@ use crate::data::transforms::Resize;
 use crate::data::{ClassSet, Dataset, Mask, VOID};
 use crate::eval::browse::{BrowseItem, BrowseJob, BrowseMsg, BrowseRequest, start};
 use crate::eval::predict::overlay;
+use crate::model::ModelKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {
@@ -67,10 +68,13 @@ struct Detail {
     dirty: bool,
 }
 
+/// What the shown predictions were computed for: run, split, dataset folder and teacher.
+type BrowseKey = (PathBuf, String, PathBuf, Option<(ModelKind, PathBuf)>);
+
 #[derive(Default)]
 pub struct BrowseTab {
     job: Option<BrowseJob>,
-    key: Option<(PathBuf, String, PathBuf, Option<PathBuf>)>,
+    key: Option<BrowseKey>,
     pub items: Vec<BrowseItem>,
     total: usize,
     finished: bool,
@@ -138,7 +142,7 @@ impl BrowseTab {
     /// Drains the worker; restarts it when the run, split or dataset changed.
     pub fn update(&mut self, ctx: &egui::Context, state: &AppState, data: &DataPanel) {
         let (Some(run), Some(info)) = (state.browse.run.clone(), data.usable()) else { return };
-        let teacher = state.train.teacher_path().filter(|p| p.is_file());
+        let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
         let key = (run.clone(), state.browse.split.clone(), info.root.clone(), teacher.clone());
         if self.key.as_ref() != Some(&key) {
             self.restart(ctx, key, info.kind, teacher);
@@ -158,9 +162,9 @@ impl BrowseTab {
     fn restart(
         &mut self,
         ctx: &egui::Context,
-        key: (PathBuf, String, PathBuf, Option<PathBuf>),
+        key: BrowseKey,
         kind: crate::data::DatasetKind,
-        teacher: Option<PathBuf>,
+        teacher: Option<(ModelKind, PathBuf)>,
     ) {
         *self = Self { sort: self.sort, source: self.source, ..Default::default() };
         let (run, split, root, _) = key.clone();

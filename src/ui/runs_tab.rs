@@ -212,12 +212,13 @@ impl RunsTab {
     fn export(&mut self, ctx: &egui::Context, state: &AppState) {
         let dirs: Vec<PathBuf> = self.selected.iter().cloned().collect();
         let out = state.runs_dir.join("report");
-        let teacher = state.train.teacher_path().filter(|p| p.is_file());
+        let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
         self.report_result = None;
         self.report = Some(Job::spawn("report", ctx, move |_| {
             let opts = crate::report::ReportOptions {
                 out,
-                teacher_weights: teacher,
+                teacher_model: teacher.as_ref().map(|(k, _)| *k),
+                teacher_weights: teacher.map(|(_, p)| p),
                 overlays: 3,
                 device: candle_core::Device::Cpu,
             };

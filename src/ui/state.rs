@@ -54,6 +54,8 @@ pub struct TrainForm {
     pub seed: u64,
     pub device: DeviceChoice,
     pub class_weights: bool,
+    /// The teacher's architecture (a torchvision file's, or a finished run's model).
+    pub teacher_model: ModelKind,
     pub teacher_weights: String,
     pub backbone_weights: String,
     /// Cache the teacher's outputs once per image instead of running it every step.
@@ -82,6 +84,7 @@ impl Default for TrainForm {
             seed: c.seed,
             device: c.device,
             class_weights: c.class_weights,
+            teacher_model: c.teacher,
             teacher_weights: String::new(),
             backbone_weights: String::new(),
             teacher_cache: c.teacher_cache,
@@ -97,6 +100,11 @@ fn path_or_none(s: &str) -> Option<PathBuf> {
 impl TrainForm {
     pub fn teacher_path(&self) -> Option<PathBuf> {
         path_or_none(&self.teacher_weights)
+    }
+
+    /// The teacher's architecture and weights, when a file is chosen.
+    pub fn teacher(&self) -> Option<(ModelKind, PathBuf)> {
+        self.teacher_path().map(|p| (self.teacher_model, p))
     }
 
     pub fn backbone_path(&self) -> Option<PathBuf> {
@@ -118,6 +126,7 @@ impl TrainForm {
             dataset,
             model: self.model,
             distill: self.mode,
+            teacher: self.teacher_model,
             teacher_weights: self.mode.needs_teacher().then(|| self.teacher_path()).flatten(),
             backbone_weights: self.backbone_path(),
             epochs: self.epochs,

@@ -60,6 +60,9 @@ pub struct Weights {
     pub name: &'static str,
     pub file_name: &'static str,
     pub role: &'static str,
+    /// Fetched by `download weights` without `--only` (the teacher, the students' backbone and
+    /// the reference LR-ASPP); the rest of the zoo is fetched by name.
+    pub essential: bool,
 }
 
 impl Weights {
@@ -71,21 +74,67 @@ impl Weights {
 /// Where torchvision publishes its weights.
 pub const TORCHVISION_BASE: &str = "https://download.pytorch.org/models";
 
-pub const WEIGHTS: [Weights; 3] = [
+/// torchvision's published files (names and SHA-256 prefixes from its `*_Weights` enums).
+pub const WEIGHTS: [Weights; 10] = [
     Weights {
         name: "fcn-resnet50",
         file_name: "fcn_resnet50_coco-1167a1af.pth",
         role: "teacher (FCN-ResNet50, COCO-VOC labels)",
+        essential: true,
     },
     Weights {
         name: "mobilenet-v3-small",
         file_name: "mobilenet_v3_small-047dcff4.pth",
         role: "ImageNet backbone for the MobileNetV3-Small students",
+        essential: true,
     },
     Weights {
         name: "lraspp-mobilenet-v3-large",
         file_name: "lraspp_mobilenet_v3_large-d234d4ea.pth",
         role: "reference LR-ASPP MobileNetV3-Large (COCO-VOC labels)",
+        essential: true,
+    },
+    Weights {
+        name: "fcn-resnet101",
+        file_name: "fcn_resnet101_coco-7ecb50ca.pth",
+        role: "teacher (FCN-ResNet101, COCO-VOC labels)",
+        essential: false,
+    },
+    Weights {
+        name: "deeplabv3-resnet50",
+        file_name: "deeplabv3_resnet50_coco-cd0a2569.pth",
+        role: "teacher (DeepLabV3-ResNet50, COCO-VOC labels)",
+        essential: false,
+    },
+    Weights {
+        name: "deeplabv3-resnet101",
+        file_name: "deeplabv3_resnet101_coco-586e9e4e.pth",
+        role: "teacher (DeepLabV3-ResNet101, COCO-VOC labels)",
+        essential: false,
+    },
+    Weights {
+        name: "deeplabv3-mbv3l",
+        file_name: "deeplabv3_mobilenet_v3_large-fc3c493d.pth",
+        role: "teacher (DeepLabV3-MobileNetV3-Large, COCO-VOC labels)",
+        essential: false,
+    },
+    Weights {
+        name: "resnet50",
+        file_name: "resnet50-0676ba61.pth",
+        role: "ImageNet backbone for training FCN/DeepLabV3-ResNet50 teachers",
+        essential: false,
+    },
+    Weights {
+        name: "resnet101",
+        file_name: "resnet101-63fe2227.pth",
+        role: "ImageNet backbone for training FCN/DeepLabV3-ResNet101 teachers",
+        essential: false,
+    },
+    Weights {
+        name: "mobilenet-v3-large",
+        file_name: "mobilenet_v3_large-8738ca79.pth",
+        role: "ImageNet backbone for DeepLabV3-MobileNetV3-Large and LR-ASPP",
+        essential: false,
     },
 ];
 
@@ -172,8 +221,8 @@ pub fn download_voc(
     Ok(Fetched { path: root, already_present: false })
 }
 
-/// Downloads torchvision weight files into `dest` (all, or those named in `only`), each verified
-/// by the SHA-256 prefix in its name. `base` replaces torchvision's address (a mirror).
+/// Downloads torchvision weight files into `dest` (the essential ones, those named in `only`, or
+/// every one with `only = ["all"]`), each verified by the SHA-256 prefix in its name. `base` replaces torchvision's address (a mirror).
 pub fn download_weights(
     dest: &Path,
     only: &[String],
@@ -183,11 +232,18 @@ pub fn download_weights(
 ) -> Result<Vec<Fetched>, DownloadError> {
     let known: Vec<&str> = WEIGHTS.iter().map(|w| w.name).collect();
     for name in only {
-        if !known.contains(&name.as_str()) && !WEIGHTS.iter().any(|w| w.file_name == name) {
-            return Err(DownloadError::Invalid(format!("unknown weights `{name}`; choose from {}", known.join(", "))));
+        if name != "all" && !known.contains(&name.as_str()) && !WEIGHTS.iter().any(|w| w.file_name == name) {
+            return Err(DownloadError::Invalid(format!(
+                "unknown weights `{name}`; choose from {}, or all",
+                known.join(", ")
+            )));
         }
     }
-    let chosen = WEIGHTS.iter().filter(|w| only.is_empty() || only.iter().any(|n| n == w.name || n == w.file_name));
+    let wanted = |w: &Weights| match only {
+        [] => w.essential,
+        _ => only.iter().any(|n| n == "all" || n == w.name || n == w.file_name),
+    };
+    let chosen = WEIGHTS.iter().filter(|w| wanted(w));
     let mut out = Vec::new();
     for w in chosen {
         let path = dest.join(w.file_name);

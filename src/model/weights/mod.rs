@@ -10,6 +10,7 @@
 
 pub mod error;
 mod finite;
+pub mod hashed;
 pub mod init;
 pub mod torch;
 
