@@ -165,6 +165,44 @@ fn browse_sorts_by_iou_and_opens_the_detail_view() {
     h.get_by_label("ground truth");
 }
 
+#[test]
+fn a_run_becomes_the_teacher_is_evaluated_and_its_quality_persists() {
+    let (_demo, _runs, mut state) = browse_setup();
+    state.tab = Tab::Train;
+    state.browse.run = None;
+    state.train.mode = DistillMode::Response;
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    // The teacher picker offers finished runs; choosing one sets architecture and weights.
+    h.get_by_label("From a run…").click();
+    h.run_steps(2);
+    h.get_by_label_contains("browse-me (mbv3s-tiny").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.train.teacher_model, ModelKind::Mbv3sTiny);
+    assert!(h.state().state.train.teacher_weights.ends_with("student.safetensors"));
+    h.get_by_label_contains("not evaluated on this dataset yet");
+    h.get_by_label("Evaluate").click();
+    wait_until(&mut h, "the teacher evaluation", 60, |a| a.data.teacher_panel.quality().is_some());
+    let quality = h.state().data.teacher_panel.quality().unwrap().clone();
+    assert_eq!(quality.images, 6, "every val image");
+    h.get_by_label_contains(&format!("teacher mIoU {:.4}", quality.miou));
+    // Two epochs of a tiny student on 12 images: near chance, and the form says so before Start.
+    assert!(quality.near_chance(), "{}", quality.miou);
+    h.get_by_label_contains("scores near chance");
+    // The Runs table lists the teacher.
+    h.state_mut().state.tab = Tab::Runs;
+    wait_until(&mut h, "the runs scan", 30, |a| !a.runs.entries.is_empty());
+    h.get_by_label("near chance");
+
+    // A later start shows the cached result without evaluating again.
+    let saved = h.state().state.clone();
+    drop(h);
+    let mut again = harness(saved);
+    wait_until(&mut again, "the cached teacher quality", 30, |a| a.data.teacher_panel.quality().is_some());
+    assert_eq!(again.state().data.teacher_panel.quality(), Some(&quality));
+    assert!(!again.state().data.teacher_panel.is_evaluating());
+}
+
 /// Snapshot harness: rendered by wgpu, which prefers a CPU Vulkan adapter (Mesa lavapipe, as
 /// installed by `.ci/run`). A small tolerance absorbs rasteriser differences; regenerate with
 /// `UPDATE_SNAPSHOTS=1 cargo test --test ui_app`.

@@ -61,17 +61,33 @@ pub fn evaluate(
     device: &Device,
     on_image: &dyn Fn(usize, usize),
 ) -> anyhow::Result<EvalOutcome> {
+    evaluate_while(model, dataset, resize, device, on_image, &|| true)?
+        .ok_or_else(|| anyhow::anyhow!("the evaluation was stopped"))
+}
+
+/// [`evaluate`] that polls `keep_going` before each image and returns `None` when it said stop.
+pub fn evaluate_while(
+    model: &Model,
+    dataset: Arc<Dataset>,
+    resize: Resize,
+    device: &Device,
+    on_image: &dyn Fn(usize, usize),
+    keep_going: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<EvalOutcome>> {
     let n = dataset.len();
     let mut tally = Tally::new(model.num_classes(), n);
     let loader = Loader::new(Arc::new(DecodedSamples(dataset.clone())), &LoaderConfig::eval(1), 0);
     for (i, sample) in loader.enumerate() {
+        if !keep_going() {
+            return Ok(None);
+        }
         match usable_sample(sample, &dataset, i, resize) {
             Ok(sample) => tally.add(model, &sample, resize, device)?,
             Err(problem) => tally.skipped.push(problem),
         }
         on_image(i + 1, n);
     }
-    tally.finish(&dataset)
+    tally.finish(&dataset).map(Some)
 }
 
 /// Sample `index` of `dataset` if it decoded and its model input has a sane size, else the

@@ -6,5 +6,6 @@ pub mod evaluate;
 pub mod metrics;
 pub mod predict;
 pub mod selftest;
+pub mod teacher_quality;
 
 pub use metrics::{ConfusionMatrix, ImageScore, Scores};

@@ -164,6 +164,19 @@ impl ModelKind {
         }
     }
 
+    /// The architecture of a torchvision file by its published name (`deeplabv3_resnet50_coco-…`).
+    pub fn from_torchvision_file_name(file_name: &str) -> Option<Self> {
+        const PREFIXES: [(&str, ModelKind); 6] = [
+            ("fcn_resnet50_", ModelKind::FcnResnet50),
+            ("fcn_resnet101_", ModelKind::FcnResnet101),
+            ("deeplabv3_resnet50_", ModelKind::DeeplabV3Resnet50),
+            ("deeplabv3_resnet101_", ModelKind::DeeplabV3Resnet101),
+            ("deeplabv3_mobilenet_v3_large", ModelKind::DeeplabV3Mbv3l),
+            ("lraspp_mobilenet_v3_large", ModelKind::LrasppMbv3l),
+        ];
+        PREFIXES.iter().find(|(p, _)| file_name.starts_with(p)).map(|(_, k)| *k)
+    }
+
     /// The architecture a state dict was saved from, by its telltale keys (`has` says whether a key
     /// is present); `None` when it matches none.
     pub fn detect(has: impl Fn(&str) -> bool) -> Option<Self> {

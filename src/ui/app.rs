@@ -88,7 +88,7 @@ impl eframe::App for SegdistillApp {
             Tab::Train => self.train.ui(ui, &mut self.state, &mut self.data),
             Tab::Runs => {
                 let live = live_run_dir(&self.train).filter(|_| self.train.is_running());
-                if self.runs.ui(ui, &mut self.state, live.as_deref()) {
+                if self.runs.ui(ui, &mut self.state, live.as_deref(), self.data.teacher_panel.quality()) {
                     self.rescan_runs = true;
                 }
             }

@@ -58,17 +58,13 @@ pub enum WeightsSlot {
 }
 
 impl WeightsSlot {
-    fn catalog(self) -> download::catalog::Weights {
+    /// The file the Download button fetches: torchvision's weights of the chosen teacher
+    /// architecture (none for architectures torchvision does not publish), or the students'
+    /// MobileNetV3-Small backbone.
+    fn catalog(self, teacher: crate::model::ModelKind) -> Option<download::catalog::Weights> {
         match self {
-            Self::Teacher => download::WEIGHTS[0],
-            Self::Backbone => download::WEIGHTS[1],
-        }
-    }
-
-    fn approx_size(self) -> &'static str {
-        match self {
-            Self::Teacher => "135 MB",
-            Self::Backbone => "10 MB",
+            Self::Teacher => download::catalog::Weights::of_model(teacher),
+            Self::Backbone => Some(download::WEIGHTS[1]),
         }
     }
 
@@ -89,9 +85,16 @@ struct WeightsRow {
 }
 
 impl WeightsRow {
-    fn ui(&mut self, ui: &mut Ui, slot: WeightsSlot, path: &mut String, settings: &DownloadSettings) {
-        let w = slot.catalog();
-        self.field.ui(ui, slot.label(), path, PickKind::WeightsFile, w.file_name);
+    fn ui(
+        &mut self,
+        ui: &mut Ui,
+        slot: WeightsSlot,
+        path: &mut String,
+        settings: &DownloadSettings,
+        teacher: crate::model::ModelKind,
+    ) {
+        let w = slot.catalog(teacher);
+        self.field.ui(ui, slot.label(), path, PickKind::WeightsFile, w.map_or("weights file", |w| w.file_name));
         if let Some(task) = &mut self.task {
             if let Some(outcome) = task.ui(ui) {
                 if let Outcome::Done(p) = &outcome {
@@ -110,7 +113,8 @@ impl WeightsRow {
             } else if !trimmed.is_empty() {
                 error_text(ui, "no file at this path");
             }
-            if !present && ui.button(format!("Download {} weights ({})", slot.label(), slot.approx_size())).clicked() {
+            let Some(w) = w.filter(|_| !present) else { return };
+            if ui.button(format!("Download {} weights ({} MB)", slot.label(), w.approx_mb)).clicked() {
                 let dir = settings.weights_dir.clone();
                 let base = Some(settings.weights_base_url.trim().to_string()).filter(|b| !b.is_empty());
                 let name = w.name.to_string();
@@ -142,6 +146,8 @@ pub struct DataPanel {
     voc_outcome: Option<Outcome>,
     teacher: WeightsRow,
     backbone: WeightsRow,
+    /// The teacher's architecture, runs as teachers, and its evaluated quality.
+    pub teacher_panel: super::teacher_panel::TeacherPanel,
     scan: Option<Job<Result<DatasetInfo, String>>>,
     demo: Option<Job<Result<PathBuf, String>>>,
     /// The last scan's result, for the current path.
@@ -161,6 +167,8 @@ impl DataPanel {
                 Job::spawn("scan dataset", ctx, move |_| scan(p, kind))
             });
         }
+        let data = self.usable().map(|i| (i.root.clone(), i.kind));
+        self.teacher_panel.update(state, data.as_ref().map(|(root, kind)| (root.as_path(), *kind)));
         if let Some(job) = &mut self.scan {
             match job.poll() {
                 Poll::Running => {}
@@ -283,17 +291,39 @@ impl DataPanel {
 
     /// The weights fields (teacher for distillation, optional ImageNet backbone) with downloads.
     pub fn weights_ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool) {
-        ui.label("Teacher weights (FCN-ResNet50)");
-        self.teacher.ui(ui, WeightsSlot::Teacher, &mut state.train.teacher_weights, &state.downloads);
+        let model_before = state.train.teacher_model;
+        self.teacher_panel.ui(ui, state, teacher_needed);
+        ui.label(format!("Teacher weights ({})", state.train.teacher_model));
+        let path_before = state.train.teacher_weights.clone();
+        let teacher_model = state.train.teacher_model;
+        self.teacher.ui(ui, WeightsSlot::Teacher, &mut state.train.teacher_weights, &state.downloads, teacher_model);
+        if state.train.teacher_weights != path_before && state.train.teacher_model == model_before {
+            // A downloaded or picked file brings its architecture (recognised from its keys).
+            if let Some(kind) = recognise(&state.train.teacher_weights) {
+                state.train.teacher_model = kind;
+            }
+        }
         if teacher_needed && !state.train.teacher_path().is_some_and(|p| p.is_file()) {
             note(ui, "distillation needs the teacher weights file");
         }
         ui.label("ImageNet backbone weights (optional)");
-        self.backbone.ui(ui, WeightsSlot::Backbone, &mut state.train.backbone_weights, &state.downloads);
+        let teacher_model = state.train.teacher_model;
+        self.backbone.ui(ui, WeightsSlot::Backbone, &mut state.train.backbone_weights, &state.downloads, teacher_model);
         egui::CollapsingHeader::new("Download settings").id_salt("download_settings").show(ui, |ui| {
             settings_ui(ui, &mut state.downloads);
         });
     }
+}
+
+/// The architecture of a weights file without reading it: a run's (its `config.json`) or a
+/// torchvision file's (its published name).
+fn recognise(path: &str) -> Option<crate::model::ModelKind> {
+    let path = std::path::Path::new(path.trim());
+    let config = path.parent().map(|d| d.join("config.json"));
+    if let Some(c) = config.and_then(|c| std::fs::read_to_string(c).ok()) {
+        return serde_json::from_str::<crate::train::TrainConfig>(&c).ok().map(|c| c.model);
+    }
+    crate::model::ModelKind::from_torchvision_file_name(&path.file_name()?.to_string_lossy())
 }
 
 fn settings_ui(ui: &mut Ui, d: &mut DownloadSettings) {

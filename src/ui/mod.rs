@@ -9,6 +9,7 @@ pub mod file_dialog;
 pub mod jobs;
 pub mod runs_tab;
 pub mod state;
+pub mod teacher_panel;
 pub mod train_tab;
 pub mod widgets;
 

@@ -13,6 +13,7 @@ use super::file_dialog::PickKind;
 use super::jobs::{Job, Poll};
 use super::state::AppState;
 use super::widgets::{PathField, duration, error_text, note};
+use crate::eval::teacher_quality::TeacherQuality;
 use crate::model::{format_params, load_for_inference};
 use crate::report::table::{Row, fill_deltas, format_macs, measure};
 use crate::train::TrainConfig;
@@ -152,7 +153,14 @@ impl RunsTab {
     }
 
     /// Draws the tab; true when the runs folder changed (the caller rescans).
-    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, live_run: Option<&Path>) -> bool {
+    /// `teacher`: the Train tab's teacher, when evaluated on its dataset (the table's first row).
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        state: &mut AppState,
+        live_run: Option<&Path>,
+        teacher: Option<&TeacherQuality>,
+    ) -> bool {
         let changed = self.runs_dir_ui(ui, state);
         ui.horizontal(|ui| {
             if ui.add_enabled(self.scan.is_none(), egui::Button::new("Refresh")).clicked() {
@@ -184,7 +192,7 @@ impl RunsTab {
             note(ui, "No runs yet: start one in the Train tab.");
             return changed;
         }
-        self.table_ui(ui, live_run);
+        self.table_ui(ui, live_run, teacher);
         ui.separator();
         self.curves_ui(ui);
         changed
@@ -226,7 +234,7 @@ impl RunsTab {
         }));
     }
 
-    fn table_ui(&mut self, ui: &mut Ui, live_run: Option<&Path>) {
+    fn table_ui(&mut self, ui: &mut Ui, live_run: Option<&Path>, teacher: Option<&TeacherQuality>) {
         egui::ScrollArea::horizontal().id_salt("runs_table_scroll").show(ui, |ui| {
             egui::Grid::new("runs_table").striped(true).num_columns(13).show(ui, |ui| {
                 for h in [
@@ -247,6 +255,9 @@ impl RunsTab {
                     ui.label(egui::RichText::new(h).strong());
                 }
                 ui.end_row();
+                if let Some(t) = teacher {
+                    teacher_row_ui(ui, t);
+                }
                 for e in &self.entries {
                     let mut on = self.selected.contains(&e.dir);
                     if ui.checkbox(&mut on, "").changed() {
@@ -337,4 +348,20 @@ impl RunsTab {
                 });
         });
     }
+}
+
+/// The teacher's row: its evaluated quality (Train tab's Evaluate, cached), no training columns.
+fn teacher_row_ui(ui: &mut Ui, t: &TeacherQuality) {
+    ui.label("");
+    ui.label(egui::RichText::new("teacher").strong());
+    ui.label(t.key.model.name());
+    ui.label("—");
+    ui.label(if t.near_chance() { "near chance" } else { "evaluated" })
+        .on_hover_text(format!("{} val images; pixel accuracy {:.4}", t.images, t.pixel_accuracy));
+    ui.label(format!("{:.4}", t.miou));
+    for _ in 0..6 {
+        ui.label("—");
+    }
+    ui.label(egui::RichText::new(t.key.weights.display().to_string()).weak().small());
+    ui.end_row();
 }

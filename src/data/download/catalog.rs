@@ -60,12 +60,19 @@ pub struct Weights {
     pub name: &'static str,
     pub file_name: &'static str,
     pub role: &'static str,
+    /// Approximate size in MB (shown on download buttons).
+    pub approx_mb: u32,
     /// Fetched by `download weights` without `--only` (the teacher, the students' backbone and
     /// the reference LR-ASPP); the rest of the zoo is fetched by name.
     pub essential: bool,
 }
 
 impl Weights {
+    /// torchvision's published weights of a segmentation architecture, if it publishes some.
+    pub fn of_model(model: crate::model::ModelKind) -> Option<Weights> {
+        WEIGHTS.into_iter().find(|w| crate::model::ModelKind::from_torchvision_file_name(w.file_name) == Some(model))
+    }
+
     pub fn url(&self, base: &str) -> String {
         format!("{}/{}", base.trim_end_matches('/'), self.file_name)
     }
@@ -79,60 +86,70 @@ pub const WEIGHTS: [Weights; 10] = [
     Weights {
         name: "fcn-resnet50",
         file_name: "fcn_resnet50_coco-1167a1af.pth",
+        approx_mb: 135,
         role: "teacher (FCN-ResNet50, COCO-VOC labels)",
         essential: true,
     },
     Weights {
         name: "mobilenet-v3-small",
         file_name: "mobilenet_v3_small-047dcff4.pth",
+        approx_mb: 10,
         role: "ImageNet backbone for the MobileNetV3-Small students",
         essential: true,
     },
     Weights {
         name: "lraspp-mobilenet-v3-large",
         file_name: "lraspp_mobilenet_v3_large-d234d4ea.pth",
+        approx_mb: 13,
         role: "reference LR-ASPP MobileNetV3-Large (COCO-VOC labels)",
         essential: true,
     },
     Weights {
         name: "fcn-resnet101",
         file_name: "fcn_resnet101_coco-7ecb50ca.pth",
+        approx_mb: 208,
         role: "teacher (FCN-ResNet101, COCO-VOC labels)",
         essential: false,
     },
     Weights {
         name: "deeplabv3-resnet50",
         file_name: "deeplabv3_resnet50_coco-cd0a2569.pth",
+        approx_mb: 161,
         role: "teacher (DeepLabV3-ResNet50, COCO-VOC labels)",
         essential: false,
     },
     Weights {
         name: "deeplabv3-resnet101",
         file_name: "deeplabv3_resnet101_coco-586e9e4e.pth",
+        approx_mb: 245,
         role: "teacher (DeepLabV3-ResNet101, COCO-VOC labels)",
         essential: false,
     },
     Weights {
         name: "deeplabv3-mbv3l",
         file_name: "deeplabv3_mobilenet_v3_large-fc3c493d.pth",
+        approx_mb: 44,
         role: "teacher (DeepLabV3-MobileNetV3-Large, COCO-VOC labels)",
         essential: false,
     },
     Weights {
         name: "resnet50",
         file_name: "resnet50-0676ba61.pth",
+        approx_mb: 98,
         role: "ImageNet backbone for training FCN/DeepLabV3-ResNet50 teachers",
         essential: false,
     },
     Weights {
         name: "resnet101",
         file_name: "resnet101-63fe2227.pth",
+        approx_mb: 171,
         role: "ImageNet backbone for training FCN/DeepLabV3-ResNet101 teachers",
         essential: false,
     },
     Weights {
         name: "mobilenet-v3-large",
         file_name: "mobilenet_v3_large-8738ca79.pth",
+        approx_mb: 22,
         role: "ImageNet backbone for DeepLabV3-MobileNetV3-Large and LR-ASPP",
         essential: false,
     },
@@ -377,6 +394,17 @@ mod tests {
         for w in WEIGHTS {
             assert!(Checksum::from_torch_file_name(w.file_name).is_some(), "{}", w.file_name);
         }
+        assert_eq!(WEIGHTS.iter().filter(|w| w.essential).count(), 3, "the default download stays small");
+        // Every zoo architecture has its published file; students have none.
+        for kind in crate::model::ModelKind::TEACHERS {
+            let w = Weights::of_model(kind).unwrap_or_else(|| panic!("{kind}"));
+            assert_eq!(crate::model::ModelKind::from_torchvision_file_name(w.file_name), Some(kind));
+        }
+        assert!(Weights::of_model(crate::model::ModelKind::Mbv3sTiny).is_none());
+        assert_eq!(
+            Weights::of_model(crate::model::ModelKind::DeeplabV3Mbv3l).map(|w| w.file_name),
+            Some("deeplabv3_mobilenet_v3_large-fc3c493d.pth")
+        );
         let dir = tempfile::tempdir().unwrap();
         let err = download_weights(
             dir.path(),

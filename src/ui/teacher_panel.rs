@@ -1,0 +1,245 @@
+//! The teacher beside its weights field: its architecture, a finished run as the teacher, and its
+//! quality on the dataset's validation split (the lab's Step 1) — Evaluate runs in the background
+//! with progress and Cancel, the result is cached in `<runs>/teacher-eval/` and shown again on
+//! later starts, and a teacher near chance gets a warning before Start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use egui::Ui;
+
+use super::jobs::{Job, Poll};
+use super::state::AppState;
+use super::widgets::{error_text, note};
+use crate::data::transforms::Resize;
+use crate::eval::teacher_quality::{self, QualityKey, TORCHVISION_RESIZE, TeacherQuality};
+use crate::model::ModelKind;
+use crate::train::TrainConfig;
+
+/// A finished run whose best weights can teach.
+struct RunTeacher {
+    name: String,
+    config: TrainConfig,
+    weights: PathBuf,
+}
+
+/// The runs under `runs_dir` with best weights.
+fn runs_with_weights(runs_dir: &Path) -> Vec<RunTeacher> {
+    let Ok(dirs) = std::fs::read_dir(runs_dir) else { return Vec::new() };
+    let mut runs: Vec<RunTeacher> = dirs
+        .flatten()
+        .filter_map(|d| {
+            let dir = d.path();
+            let config: TrainConfig =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
+            let weights = crate::train::checkpoint::student_path(&dir);
+            weights.is_file().then(|| RunTeacher {
+                name: d.file_name().to_string_lossy().into_owned(),
+                config,
+                weights,
+            })
+        })
+        .collect();
+    runs.sort_by(|a, b| a.name.cmp(&b.name));
+    runs
+}
+
+/// How a teacher is evaluated: a run's weights at that run's validation size, any other file as
+/// torchvision evaluates its weights (shorter side 520).
+fn protocol_for(weights: &Path) -> Resize {
+    let run_config = weights
+        .parent()
+        .and_then(|dir| std::fs::read_to_string(dir.join("config.json")).ok())
+        .and_then(|text| serde_json::from_str::<TrainConfig>(&text).ok());
+    match run_config {
+        Some(c) => Resize::ShorterSide(c.val_size.unwrap_or(c.size)),
+        None => TORCHVISION_RESIZE,
+    }
+}
+
+fn describe(resize: Resize) -> String {
+    match resize {
+        TORCHVISION_RESIZE => "shorter side 520, as torchvision".into(),
+        Resize::ShorterSide(s) => format!("shorter side {s}, the run's validation size"),
+        Resize::None => "own size".into(),
+        Resize::Fixed { width, height } => format!("{width}×{height}"),
+    }
+}
+
+type EvalResult = Result<Option<TeacherQuality>, String>;
+
+#[derive(Default)]
+pub struct TeacherPanel {
+    job: Option<Job<EvalResult>>,
+    cancel: Arc<AtomicBool>,
+    /// The key the shown quality belongs to (looked up in the cache when it changes).
+    key: Option<QualityKey>,
+    quality: Option<TeacherQuality>,
+    error: Option<String>,
+}
+
+impl TeacherPanel {
+    /// The key for the form's teacher on the dataset at `data` (`None` without both).
+    fn current_key(state: &AppState, data: Option<(&Path, crate::data::DatasetKind)>) -> Option<QualityKey> {
+        let (kind, weights) = state.train.teacher()?;
+        let (root, dataset) = data?;
+        QualityKey::new(kind, &weights, root, Some(dataset), "val", protocol_for(&weights))
+    }
+
+    /// Follows the form: a new teacher or dataset shows its cached quality, if any. Once per frame.
+    pub fn update(&mut self, state: &AppState, data: Option<(&Path, crate::data::DatasetKind)>) {
+        if let Some(job) = &mut self.job {
+            match job.poll() {
+                Poll::Running => {}
+                Poll::Done(Ok(q)) => {
+                    // Cancelled (`None`): what was shown before stays.
+                    if q.is_some() {
+                        self.quality = q;
+                    }
+                    self.job = None;
+                }
+                Poll::Done(Err(e)) => {
+                    self.error = Some(e);
+                    self.job = None;
+                }
+                Poll::Failed => {
+                    self.error = Some("the evaluation stopped unexpectedly".into());
+                    self.job = None;
+                }
+            }
+        }
+        let key = Self::current_key(state, data);
+        if key != self.key && self.job.is_none() {
+            let cache = teacher_quality::cache_dir(&state.runs_dir);
+            self.quality = key.as_ref().and_then(|k| teacher_quality::cached(&cache, k));
+            self.error = None;
+            self.key = key;
+        }
+    }
+
+    /// The evaluated quality of the form's current teacher, when known.
+    pub fn quality(&self) -> Option<&TeacherQuality> {
+        self.quality.as_ref().filter(|q| Some(&q.key) == self.key.as_ref())
+    }
+
+    pub fn is_evaluating(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Architecture, "from a run" menu, Evaluate and the result.
+    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool) {
+        ui.horizontal(|ui| {
+            let label = ui.label("Teacher");
+            egui::ComboBox::from_id_salt("teacher_model")
+                .selected_text(state.train.teacher_model.name())
+                .show_ui(ui, |ui| {
+                    for kind in ModelKind::ALL {
+                        ui.selectable_value(&mut state.train.teacher_model, kind, kind.name());
+                    }
+                })
+                .response
+                .labelled_by(label.id)
+                .on_hover_text("the teacher's architecture: torchvision's zoo, or any model trained here");
+            ui.menu_button("From a run…", |ui| {
+                let runs = runs_with_weights(&state.runs_dir);
+                if runs.is_empty() {
+                    ui.label("no finished runs in the runs folder yet");
+                }
+                for run in runs {
+                    let text = format!("{} ({}, {})", run.name, run.config.model, run.config.distill.name());
+                    if ui.button(text).clicked() {
+                        state.train.teacher_model = run.config.model;
+                        state.train.teacher_weights = run.weights.display().to_string();
+                        ui.close();
+                    }
+                }
+            });
+        });
+        self.evaluate_ui(ui, state);
+        match self.quality() {
+            Some(q) if q.near_chance() && teacher_needed => {
+                error_text(
+                    ui,
+                    format!(
+                        "this teacher scores near chance (mIoU {:.3} < {:.2}): distilling from it teaches noise. \
+                         Train a teacher for this dataset (any model, then \"From a run…\") or pick other weights.",
+                        q.miou,
+                        q.chance_level()
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn evaluate_ui(&mut self, ui: &mut Ui, state: &AppState) {
+        if let Some(job) = &self.job {
+            ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+            ui.horizontal(|ui| {
+                let (done, total) = job.progress.counts();
+                let fraction = job.progress.fraction().unwrap_or(0.0);
+                ui.add(egui::ProgressBar::new(fraction).text(format!("evaluating the teacher: {done}/{total} images")));
+                if ui.button("Cancel").clicked() {
+                    self.cancel.store(true, Ordering::Relaxed);
+                }
+            });
+            return;
+        }
+        ui.horizontal(|ui| {
+            let Some(key) = self.key.clone() else {
+                note(ui, "choose the teacher's weights and a dataset to evaluate it");
+                return;
+            };
+            let again = self.quality().is_some();
+            let text = if again { "Evaluate again" } else { "Evaluate" };
+            let hover = format!("validation mIoU, pixel accuracy and per-class IoU ({})", describe(key.resize));
+            if ui.button(text).on_hover_text(hover).clicked() {
+                self.start(ui.ctx(), key, state);
+            }
+            match self.quality() {
+                Some(q) => {
+                    ui.label(format!(
+                        "teacher mIoU {:.4} · pixel accuracy {:.4} · {} val images",
+                        q.miou, q.pixel_accuracy, q.images
+                    ));
+                }
+                None => note(ui, "not evaluated on this dataset yet"),
+            }
+        });
+        if let Some(e) = &self.error {
+            error_text(ui, e.clone());
+        }
+        if let Some(q) = self.quality() {
+            egui::CollapsingHeader::new("per-class IoU").id_salt("teacher_per_class").show(ui, |ui| {
+                egui::Grid::new("teacher_iou_grid").num_columns(4).show(ui, |ui| {
+                    for (i, iou) in q.per_class_iou.iter().enumerate() {
+                        ui.label(q.class_names.get(i).map_or("?", String::as_str));
+                        ui.label(iou.map_or("—".into(), |v| format!("{v:.3}")));
+                        if i % 2 == 1 {
+                            ui.end_row();
+                        }
+                    }
+                });
+                note(ui, format!("protocol: {}", describe(q.key.resize)));
+            });
+        }
+    }
+
+    fn start(&mut self, ctx: &egui::Context, key: QualityKey, state: &AppState) {
+        self.cancel = Arc::new(AtomicBool::new(false));
+        self.error = None;
+        let cancel = self.cancel.clone();
+        let cache = teacher_quality::cache_dir(&state.runs_dir);
+        let device = state.train.device;
+        self.job = Some(Job::spawn("evaluate teacher", ctx, move |progress| {
+            let device = device.resolve().map_err(|e| format!("{e:#}"))?;
+            let on_image = |done: usize, total: usize| {
+                progress.restart(total as u64);
+                progress.add(done as u64);
+            };
+            teacher_quality::evaluate_teacher(&key, &cache, &device, &on_image, &|| !cancel.load(Ordering::Relaxed))
+                .map_err(|e| format!("{e:#}"))
+        }));
+    }
+}
