@@ -203,6 +203,31 @@ fn a_run_becomes_the_teacher_is_evaluated_and_its_quality_persists() {
     assert!(!again.state().data.teacher_panel.is_evaluating());
 }
 
+#[test]
+fn the_demo_dataset_offers_to_train_a_teacher() {
+    let demo = tempfile::tempdir().unwrap();
+    segdistill::data::demo::generate(
+        demo.path(),
+        &segdistill::data::demo::DemoConfig { train: 8, val: 2, size: 64, seed: 6 },
+        &|| {},
+    )
+    .unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    h.get_by_label("Train a teacher for this dataset").click();
+    wait_until(&mut h, "the teacher run to start", 60, |a| !a.train.live.steps.is_empty());
+    let info = h.state().train.live.info.clone().unwrap();
+    assert_eq!(info.model, "deeplabv3-mbv3l");
+    assert!(info.run_dir.ends_with("teacher-deeplabv3-mbv3l"), "{}", info.run_dir.display());
+    h.get_by_label("Stop").click();
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.status, RunStatus::Finished(_)));
+    // Stopped, not completed: the teacher field is left as it was.
+    assert_eq!(h.state().state.train.teacher_weights, "");
+}
+
 /// Snapshot harness: rendered by wgpu, which prefers a CPU Vulkan adapter (Mesa lavapipe, as
 /// installed by `.ci/run`). A small tolerance absorbs rasteriser differences; regenerate with
 /// `UPDATE_SNAPSHOTS=1 cargo test --test ui_app`.

@@ -72,6 +72,10 @@ impl eframe::App for SegdistillApp {
         let was_running = self.train.is_running();
         self.data.update(&self.state, ctx);
         self.train.update(ctx);
+        if let Some((model, weights)) = self.train.take_trained_teacher() {
+            self.state.train.teacher_model = model;
+            self.state.train.teacher_weights = weights.display().to_string();
+        }
         if was_running && !self.train.is_running() {
             self.rescan_runs = true;
         }

@@ -62,6 +62,11 @@ pub struct TrainTab {
     params: HashMap<ModelKind, usize>,
     params_job: Option<Job<Vec<(ModelKind, usize)>>>,
     start_error: Option<String>,
+    /// The run in progress trains a teacher of this architecture: when it completes, the
+    /// teacher field points at it.
+    training_teacher: Option<ModelKind>,
+    /// A teacher run that completed, for the app to put in the teacher field.
+    trained_teacher: Option<(ModelKind, PathBuf)>,
 }
 
 impl Default for TrainTab {
@@ -74,6 +79,8 @@ impl Default for TrainTab {
             params: HashMap::new(),
             params_job: None,
             start_error: None,
+            training_teacher: None,
+            trained_teacher: None,
         }
     }
 }
@@ -131,8 +138,18 @@ impl TrainTab {
                 TrainEvent::CheckpointSaved { .. } => {}
                 TrainEvent::Paused => self.status = RunStatus::Paused,
                 TrainEvent::Resumed => self.status = RunStatus::Running,
-                TrainEvent::Finished(s) => self.status = RunStatus::Finished(s),
-                TrainEvent::Failed { message, .. } => self.status = RunStatus::Failed(message),
+                TrainEvent::Finished(s) => {
+                    if let Some(model) = self.training_teacher.take()
+                        && s.reason == EndReason::Completed
+                    {
+                        self.trained_teacher = Some((model, crate::train::checkpoint::student_path(&s.run_dir)));
+                    }
+                    self.status = RunStatus::Finished(s);
+                }
+                TrainEvent::Failed { message, .. } => {
+                    self.training_teacher = None;
+                    self.status = RunStatus::Failed(message);
+                }
             }
         }
         if self.is_running() {
@@ -150,6 +167,11 @@ impl TrainTab {
             h.stop();
             h.join();
         }
+    }
+
+    /// The teacher a completed "Train a teacher" run produced (once), for the teacher field.
+    pub fn take_trained_teacher(&mut self) -> Option<(ModelKind, PathBuf)> {
+        self.trained_teacher.take()
     }
 
     fn start(&mut self, state: &AppState, data: &DataPanel) {
@@ -170,12 +192,30 @@ impl TrainTab {
         };
         let name = unique_run_name(&state.runs_dir, &base);
         let config = form.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), name);
+        self.start_config(config, None);
+    }
+
+    /// "Train a teacher for this dataset": the teacher recipe on the chosen dataset, shown live
+    /// like any run; when it completes, the teacher field points at its weights.
+    fn start_teacher_training(&mut self, state: &AppState, data: &DataPanel) {
+        self.start_error = None;
+        let Some(info) = data.usable() else { return };
+        let form_config =
+            state.train.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), String::new());
+        let mut config = form_config.teacher_recipe();
+        config.name = unique_run_name(&state.runs_dir, &format!("teacher-{}", config.model));
+        let model = config.model;
+        self.start_config(config, Some(model));
+    }
+
+    fn start_config(&mut self, config: crate::train::TrainConfig, teacher: Option<ModelKind>) {
         if let Err(e) = config.validate() {
             self.start_error = Some(format!("{e:#}"));
             return;
         }
         self.live = LiveRun::default();
         self.status = RunStatus::Starting;
+        self.training_teacher = teacher;
         self.handle = Some(start(config, false));
     }
 
@@ -193,6 +233,7 @@ impl TrainTab {
         section(ui, "Weights");
         let teacher_needed = state.train.mode.needs_teacher();
         ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed));
+        self.train_teacher_ui(ui, state, data, editable);
         ui.add_enabled_ui(editable, |ui| {
             let f = &mut state.train;
             section(ui, "Student");
@@ -326,6 +367,29 @@ impl TrainTab {
                     .labelled_by(label.id);
             });
         });
+    }
+
+    /// Offered where a dataset has no competent teacher yet: the demo dataset, or a teacher that
+    /// scores near chance.
+    fn train_teacher_ui(&mut self, ui: &mut Ui, state: &AppState, data: &DataPanel, editable: bool) {
+        let Some(info) = data.usable() else { return };
+        let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
+        let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
+        if !(info.is_demo || weak_teacher || no_teacher && state.train.mode.needs_teacher()) {
+            return;
+        }
+        let recipe = crate::train::TrainConfig::default().teacher_recipe();
+        let hover = format!(
+            "trains {} ({} epochs, lr {}, crop {}) on this dataset's labels, then points the teacher field at it",
+            recipe.model, recipe.epochs, recipe.optimizer.lr, state.train.size
+        );
+        if ui
+            .add_enabled(editable, egui::Button::new("Train a teacher for this dataset"))
+            .on_hover_text(hover)
+            .clicked()
+        {
+            self.start_teacher_training(state, data);
+        }
     }
 
     fn controls_ui(&mut self, ui: &mut Ui, state: &AppState, data: &DataPanel) {
