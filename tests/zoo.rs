@@ -148,9 +148,19 @@ fn deeplabv3_trains_with_gradients_through_every_head() {
 }
 
 #[test]
-fn every_architecture_is_recognised_from_its_keys() {
+fn every_architecture_is_recognised_from_its_keys_and_counts_torchvisions_parameters() {
+    // torchvision's counts with 21 classes and the aux head (`sum(p.numel() for p in m.parameters())`).
+    let published = [
+        (ModelKind::FcnResnet101, 54_314_346),
+        (ModelKind::DeeplabV3Resnet50, 42_004_074),
+        (ModelKind::DeeplabV3Resnet101, 60_996_202),
+        (ModelKind::DeeplabV3Mbv3l, 11_029_328),
+    ];
     for kind in ModelKind::ALL {
-        let t = build_trainable(kind, 3, 0, &Device::Cpu).unwrap();
+        let t = build_trainable(kind, 21, 0, &Device::Cpu).unwrap();
+        if let Some((_, count)) = published.iter().find(|(k, _)| *k == kind) {
+            assert_eq!(t.num_params, *count, "{kind}");
+        }
         let vars = t.varmap.data().lock().unwrap();
         assert_eq!(ModelKind::detect(|k| vars.contains_key(k)), Some(kind), "{kind}");
     }

@@ -16,7 +16,7 @@ pub struct ModelsArgs {
 }
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
-    println!("{:<14} {:>12}  feature taps (channels @ stride)", "model", "parameters");
+    println!("{:<20} {:>10}  feature taps (channels @ stride)", "model", "parameters");
     for kind in ModelKind::ALL {
         // The teacher is counted as torchvision publishes it, with its auxiliary head.
         let aux = kind.has_aux_head();
@@ -29,7 +29,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
         let taps: Vec<String> =
             model.feature_taps().iter().map(|f| format!("{} {}@{}", f.name, f.channels, f.stride)).collect();
         let note = if aux { " (with the aux head)" } else { "" };
-        println!("{:<14} {:>12}  {}{note}", kind.name(), format_params(params), taps.join(", "));
+        println!("{:<20} {:>10}  {}{note}", kind.name(), format_params(params), taps.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
