@@ -7,7 +7,7 @@
 #   python3 bench/kd_study_table.py WORK_DIR         # the table (mean ± std over seeds)
 #
 # Needs a built binary (target/release/segdistill, else target/debug/segdistill). On a 2-core
-# EPYC it takes about 25 min for the teacher and 1 min per mbv3s-tiny run (docs/distillation.md).
+# EPYC it takes about 12 min for the teacher and 1 min per mbv3s-tiny run (docs/distillation.md).
 set -euo pipefail
 work=${1:-/tmp/kd-study}
 student=${2:-mbv3s-tiny}
@@ -20,7 +20,7 @@ mkdir -p "$work/runs"
 # The teacher: the app's "Train a teacher for this dataset" recipe (TrainConfig::teacher_recipe).
 teacher=$work/runs/teacher
 if [ ! -f "$teacher/student.safetensors" ]; then
-    "$bin" train --data "$work/demo" --model deeplabv3-mbv3l --epochs 20 --size 128 --batch 8 --lr 5e-3 \
+    "$bin" train --data "$work/demo" --model mbv3s-aspp --epochs 30 --size 128 --batch 8 --lr 5e-3 \
         --seed 0 --out "$teacher"
 fi
 

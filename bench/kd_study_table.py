@@ -29,7 +29,7 @@ def main():
     student = sys.argv[2] if len(sys.argv) > 2 else "mbv3s-tiny"
     runs = os.path.join(work, "runs")
     teacher = final_miou(os.path.join(runs, "teacher"))
-    print(f"teacher deeplabv3-mbv3l: mIoU {teacher:.3f}\n" if teacher is not None else "teacher: not trained\n")
+    print(f"teacher mbv3s-aspp: mIoU {teacher:.3f}\n" if teacher is not None else "teacher: not trained\n")
     modes = ["none", "response", "feature", "combined"]
     print(f"| {student}: labelled images | " + " | ".join(modes) + " |")
     print("|---|" + "---|" * len(modes))

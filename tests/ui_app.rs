@@ -220,8 +220,8 @@ fn the_demo_dataset_offers_to_train_a_teacher() {
     h.get_by_label("Train a teacher for this dataset").click();
     wait_until(&mut h, "the teacher run to start", 60, |a| !a.train.live.steps.is_empty());
     let info = h.state().train.live.info.clone().unwrap();
-    assert_eq!(info.model, "deeplabv3-mbv3l");
-    assert!(info.run_dir.ends_with("teacher-deeplabv3-mbv3l"), "{}", info.run_dir.display());
+    assert_eq!(info.model, "mbv3s-aspp");
+    assert!(info.run_dir.ends_with("teacher-mbv3s-aspp"), "{}", info.run_dir.display());
     h.get_by_label("Stop").click();
     wait_until(&mut h, "the stop", 60, |a| matches!(a.train.status, RunStatus::Finished(_)));
     // Stopped, not completed: the teacher field is left as it was.
