@@ -3,24 +3,29 @@
 #   screenshots/train.png   mid-training (live curves)
 #   screenshots/runs.png    the Runs tab with finished runs selected
 #   screenshots/browse.png  the Browse tab's detail view
-# Needs: xvfb xauth imagemagick xdotool (apt). Usage: bash scripts/screenshots.sh [--teacher FILE]
+# The teacher is trained here on the demo data (the app's teacher recipe, shortened), so the
+# teacher column shows real predictions.
+# Needs: xvfb xauth imagemagick xdotool (apt). Usage: bash scripts/screenshots.sh
+# (SEGDISTILL_BIN=target/debug/segdistill uses a test build instead of building a release one.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-teacher="${SEGDISTILL_TEACHER:-../shared/fixtures/torchvision/fcn_resnet50_random_legacy.pth}"
-[ "${1:-}" = "--teacher" ] && teacher="$2"
-bin=target/release/segdistill
+bin=${SEGDISTILL_BIN:-target/release/segdistill}
 [ -x "$bin" ] || cargo build --release --locked
 work=$(mktemp -d)
 trap 'kill %1 2>/dev/null || true; rm -rf "$work"' EXIT
 export XDG_DATA_HOME="$work/xdg" HOME="$work/home"
 mkdir -p "$XDG_DATA_HOME/segdistill" "$HOME" screenshots
 
-echo "== demo data and two finished runs"
+echo "== demo data, a teacher trained on it, and two finished students"
 "$bin" demo-data --out "$work/demo" --train 120 --val 24 --size 128 --seed 5 >/dev/null
 data="$work/demo/VOCdevkit/VOC2012"
+"$bin" train --data "$data" --model mbv3s-aspp --epochs 20 --batch 8 --size 96 --lr 5e-3 \
+    --out "$work/runs/teacher-mbv3s-aspp" 2>/dev/null
+teacher="$work/runs/teacher-mbv3s-aspp/student.safetensors"
 common=(--data "$data" --model mbv3s-tiny --epochs 8 --batch 8 --size 96 --lr 5e-3 --schedule constant)
 "$bin" train "${common[@]}" --distill none --out "$work/runs/tiny-none" 2>/dev/null
-"$bin" train "${common[@]}" --distill feature --teacher-weights "$teacher" --out "$work/runs/tiny-feature" 2>/dev/null
+"$bin" train "${common[@]}" --distill response --teacher-run "$work/runs/teacher-mbv3s-aspp" \
+    --out "$work/runs/tiny-response" 2>/dev/null
 
 # The app's saved settings: dataset, runs folder, form, the run to browse.
 python3 - "$work" "$data" "$teacher" <<'PY'
@@ -28,9 +33,9 @@ import json, sys
 work, data, teacher = sys.argv[1:4]
 state = {
     "tab": "Train", "data_dir": data, "runs_dir": f"{work}/runs",
-    "train": {"model": "mbv3s-aspp", "mode": "response", "epochs": 30, "batch": 8, "size": 96, "lr": 0.003,
-              "teacher_weights": teacher, "name": "aspp-response"},
-    "browse": {"run": f"{work}/runs/tiny-feature", "split": "val", "opacity": 0.55},
+    "train": {"model": "mbv3s-tiny", "mode": "combined", "epochs": 30, "batch": 8, "size": 96, "lr": 0.005,
+              "teacher_model": "mbv3s-aspp", "teacher_weights": teacher, "name": "tiny-combined"},
+    "browse": {"run": f"{work}/runs/tiny-response", "split": "val", "opacity": 0.55},
 }
 ron = '{\n    "app": ' + json.dumps(json.dumps(state)) + ',\n}\n'
 open(f"{work}/xdg/segdistill/app.ron", "w").write(ron)
