@@ -112,4 +112,7 @@ fn cityscapes_teacher_from_imagenet_weights_then_a_distilled_student_then_the_re
         md.lines().find(|l| l.starts_with("| teacher |")).unwrap_or_else(|| panic!("no teacher row: {md}"));
     assert!(teacher_row.contains("deeplabv3-mbv3l"), "{teacher_row}");
     assert!(md.lines().any(|l| l.contains("mbv3s-tiny") && l.contains("response")), "{md}");
+    // The teacher's evaluation went to the cache the app reads (`<runs>/teacher-eval/`).
+    let cached = std::fs::read_dir(tmp.path().join("runs/teacher-eval")).unwrap().count();
+    assert_eq!(cached, 1);
 }

@@ -32,6 +32,9 @@ pub struct QualityKey {
     pub split: String,
     /// How images are resized before the model (scores are computed on the original masks).
     pub resize: Resize,
+    /// Only the split's first N samples (the report follows a run's `--val-limit`).
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 impl QualityKey {
@@ -56,6 +59,7 @@ impl QualityKey {
             dataset,
             split: split.to_string(),
             resize,
+            limit: None,
         })
     }
 
@@ -115,6 +119,9 @@ pub fn evaluate_teacher(
     let loaded = load_for_inference(key.model, &key.weights, device).context("loading the teacher")?;
     let mut ds = Dataset::open(&key.data, key.dataset, &key.split)?;
     ds.retain_present();
+    if let Some(n) = key.limit {
+        ds.truncate(n);
+    }
     anyhow::ensure!(!ds.is_empty(), "no validation samples in split '{}' of {}", key.split, ds.root.display());
     let class_names = ds.classes().names.clone();
     anyhow::ensure!(
@@ -157,6 +164,7 @@ mod tests {
             dataset: None,
             split: "val".into(),
             resize: TORCHVISION_RESIZE,
+            limit: None,
         };
         TeacherQuality {
             key,

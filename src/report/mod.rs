@@ -66,7 +66,7 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     let teacher = match &teacher_weights {
         Some((kind, w)) => {
             progress("evaluating the teacher on the validation split (cached afterwards)");
-            Some(table::teacher_row(&runs[0], *kind, w, &opts.out, &opts.device)?)
+            Some(table::teacher_row(&runs[0], *kind, w, &opts.device)?)
         }
         None => None,
     };

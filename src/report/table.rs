@@ -1,7 +1,6 @@
 //! The comparison table: one row per run (and the teacher's), measured on this machine.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -9,9 +8,8 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::RunData;
-use crate::data::Dataset;
 use crate::data::transforms::Resize;
-use crate::eval::evaluate::evaluate;
+use crate::eval::teacher_quality::{self, QualityKey};
 use crate::model::layers::count_macs;
 use crate::model::{Mode, Model, ModelKind, load_for_inference};
 use crate::util::device::describe;
@@ -100,57 +98,22 @@ pub fn fill_deltas(rows: &mut [Row]) {
     }
 }
 
-/// The teacher's evaluation, cached by what determines it.
-#[derive(Serialize, Deserialize, PartialEq)]
-struct TeacherCache {
-    key: String,
-    miou: f64,
-    images: usize,
-}
-
-fn cache_key(weights: &Path, run: &RunData) -> String {
-    let meta = std::fs::metadata(weights).ok();
-    let stamp =
-        meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    format!(
-        "{}|{}|{:?}|{}|{}|{:?}|{}",
-        weights.display(),
-        meta.map_or(0, |m| m.len()),
-        stamp.map(|d| d.as_secs()),
-        run.config.data.display(),
-        run.config.val_split,
-        run.config.val_limit,
-        eval_size(run)
-    )
-}
-
-/// The teacher's row: evaluated on the first run's validation split at its eval size.
-pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, out: &Path, device: &Device) -> anyhow::Result<Row> {
+/// The teacher's row: evaluated on the first run's validation split at its eval size, through the
+/// teacher-quality cache the app shares (`<runs>/teacher-eval/`).
+pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, device: &Device) -> anyhow::Result<Row> {
     let loaded = load_for_inference(kind, weights, device).context("loading the teacher")?;
     let size = eval_size(run);
-    let key = cache_key(weights, run);
-    let cache_path: PathBuf = out.join("teacher_eval.json");
-    let cached: Option<TeacherCache> = std::fs::read_to_string(&cache_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .filter(|c: &TeacherCache| c.key == key);
-    let miou = match cached {
-        Some(c) => c.miou,
-        None => {
-            let mut ds = Dataset::open(&run.config.data, run.config.dataset, &run.config.val_split)?;
-            ds.retain_present();
-            if let Some(n) = run.config.val_limit {
-                ds.truncate(n);
-            }
-            anyhow::ensure!(!ds.is_empty(), "no validation samples to evaluate the teacher on");
-            let images = ds.len();
-            let outcome = evaluate(&loaded.model, Arc::new(ds), Resize::ShorterSide(size), device, &|_, _| {})?;
-            let miou = outcome.confusion.mean_iou();
-            let c = TeacherCache { key, miou, images };
-            crate::util::fs::write_atomic(&cache_path, serde_json::to_string(&c)?.as_bytes())?;
-            miou
-        }
+    let c = &run.config;
+    let mut key = QualityKey::new(kind, weights, &c.data, c.dataset, &c.val_split, Resize::ShorterSide(size))
+        .with_context(|| format!("{} is not a file", weights.display()))?;
+    key.limit = c.val_limit;
+    let cache = teacher_quality::cache_dir(&c.runs_dir);
+    let quality = match teacher_quality::cached(&cache, &key) {
+        Some(q) => q,
+        None => teacher_quality::evaluate_teacher(&key, &cache, device, &|_, _| {}, &|| true)?
+            .context("the teacher evaluation was stopped")?,
     };
+    let miou = quality.miou;
     let (macs, ms) = measure(&loaded.model, size, device)?;
     Ok(Row {
         label: "teacher".into(),
