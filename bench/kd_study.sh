@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo-task distillation study of README's "Does distillation help?" table: a teacher trained
 # here on the generated demo dataset, then students with no KD / response / feature / combined KD,
-# three seeds each, same schedule, in two regimes: every labelled image, and only 60 of them.
+# three seeds each, same schedule, in three regimes: every labelled image for 10 epochs; only 60
+# of them for 10 epochs (a fifth of the steps); only 60 for 50 epochs (the same 370 steps).
 #
 #   bash bench/kd_study.sh [WORK_DIR] [STUDENT]     # default /tmp/kd-study, mbv3s-tiny
 #   python3 bench/kd_study_table.py WORK_DIR         # the table (mean ± std over seeds)
@@ -24,17 +25,17 @@ if [ ! -f "$teacher/student.safetensors" ]; then
         --seed 0 --out "$teacher"
 fi
 
-common=(--data "$work/demo" --model "$student" --epochs 10 --size 128 --batch 8 --lr 5e-3)
-for regime in all:300 few:60; do
-    name=${regime%%:*}
-    limit=${regime##*:}
+common=(--data "$work/demo" --model "$student" --size 128 --batch 8 --lr 5e-3)
+for regime in all:300:10 few:60:10 few-long:60:50; do
+    IFS=: read -r name limit epochs <<< "$regime"
     for seed in 0 1 2; do
         for mode in none response feature combined; do
             out=$work/runs/$student-$name-$mode-s$seed
             [ -f "$out/student.safetensors" ] && continue
             extra=()
             [ "$mode" != none ] && extra=(--distill "$mode" --teacher-run "$teacher")
-            "$bin" train "${common[@]}" --train-limit "$limit" --seed "$seed" "${extra[@]}" --out "$out"
+            "$bin" train "${common[@]}" --epochs "$epochs" --train-limit "$limit" --seed "$seed" "${extra[@]}" \
+                --out "$out"
         done
     done
 done

@@ -33,7 +33,8 @@ def main():
     modes = ["none", "response", "feature", "combined"]
     print(f"| {student}: labelled images | " + " | ".join(modes) + " |")
     print("|---|" + "---|" * len(modes))
-    for regime, label in [("all", "300 (all)"), ("few", "60")]:
+    regimes = [("all", "300 (all), 10 epochs"), ("few", "60, 10 epochs"), ("few-long", "60, 50 epochs (same steps)")]
+    for regime, label in regimes:
         cells = []
         base = None
         for mode in modes:

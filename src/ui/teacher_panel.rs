@@ -69,10 +69,21 @@ fn describe(resize: Resize) -> String {
 
 type EvalResult = Result<Option<TeacherQuality>, String>;
 
+/// What the teacher's evaluation key depends on in the form.
+#[derive(Clone, Debug, PartialEq)]
+struct FormInputs {
+    model: ModelKind,
+    weights: String,
+    data: Option<(PathBuf, crate::data::DatasetKind)>,
+}
+
 #[derive(Default)]
 pub struct TeacherPanel {
     job: Option<Job<EvalResult>>,
     cancel: Arc<AtomicBool>,
+    /// The form values `key` was made from: the key (a file's metadata, a run's config) is
+    /// rebuilt only when they change, not every frame.
+    inputs: Option<FormInputs>,
     /// The key the shown quality belongs to (looked up in the cache when it changes).
     key: Option<QualityKey>,
     quality: Option<TeacherQuality>,
@@ -109,8 +120,17 @@ impl TeacherPanel {
                 }
             }
         }
+        let inputs = FormInputs {
+            model: state.train.teacher_model,
+            weights: state.train.teacher_weights.clone(),
+            data: data.map(|(r, k)| (r.to_path_buf(), k)),
+        };
+        if self.inputs.as_ref() == Some(&inputs) || self.job.is_some() {
+            return;
+        }
+        self.inputs = Some(inputs);
         let key = Self::current_key(state, data);
-        if key != self.key && self.job.is_none() {
+        if key != self.key {
             let cache = teacher_quality::cache_dir(&state.runs_dir);
             self.quality = key.as_ref().and_then(|k| teacher_quality::cached(&cache, k));
             self.error = None;
