@@ -31,8 +31,13 @@ for regime in all:300:10 few:60:10 few-long:60:50; do
     for seed in 0 1 2; do
         for mode in none response feature combined; do
             out=$work/runs/$student-$name-$mode-s$seed
-            [ -f "$out/student.safetensors" ] && continue
             extra=()
+            if [ -f "$out/metrics.csv" ]; then
+                # Completed runs are kept; an interrupted one continues where it stopped.
+                [ "$(grep -c '^epoch,' "$out/metrics.csv")" -ge "$epochs" ] && continue
+                "$bin" train --resume --out "$out"
+                continue
+            fi
             [ "$mode" != none ] && extra=(--distill "$mode" --teacher-run "$teacher")
             "$bin" train "${common[@]}" --epochs "$epochs" --train-limit "$limit" --seed "$seed" "${extra[@]}" \
                 --out "$out"

@@ -6,22 +6,25 @@ regime and distillation mode, with the teacher's own mIoU. Standard library only
 """
 
 import csv
+import json
 import os
 import statistics
 import sys
 
 
 def final_miou(run_dir):
-    """The last evaluated epoch's mIoU in metrics.csv, or None when the run has none."""
+    """The last epoch's mIoU in metrics.csv, or None unless the run completed its epochs."""
     path = os.path.join(run_dir, "metrics.csv")
     if not os.path.isfile(path):
         return None
-    last = None
+    with open(os.path.join(run_dir, "config.json")) as f:
+        epochs = json.load(f)["epochs"]
+    evaluated = []
     with open(path) as f:
         for row in csv.DictReader(f):
             if row["kind"] == "epoch" and row["miou"]:
-                last = float(row["miou"])
-    return last
+                evaluated.append(float(row["miou"]))
+    return evaluated[-1] if len(evaluated) >= epochs else None
 
 
 def main():
