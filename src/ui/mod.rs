@@ -22,10 +22,38 @@ pub fn run_app() -> anyhow::Result<()> {
             .with_title("segdistill")
             .with_app_id("segdistill")
             .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([900.0, 560.0]),
+            .with_min_inner_size([900.0, 560.0])
+            .with_icon(window_icon()),
         ..Default::default()
     };
     eframe::run_native("segdistill", options, Box::new(|cc| Ok(Box::new(SegdistillApp::new(cc))))).map_err(|e| {
         anyhow::anyhow!("cannot open the window: {e} (is a display available? set DISPLAY or WAYLAND_DISPLAY)")
     })
+}
+
+/// The window and task-bar icon (`assets/icon.png`, built into the binary). A damaged file would
+/// be a build defect, caught by the test below; the window then opens with the default icon.
+fn window_icon() -> egui::IconData {
+    let decoded = image::load_from_memory_with_format(include_bytes!("../../assets/icon.png"), image::ImageFormat::Png);
+    match decoded {
+        Ok(img) => {
+            let rgba = img.to_rgba8();
+            egui::IconData { width: rgba.width(), height: rgba.height(), rgba: rgba.into_raw() }
+        }
+        Err(_) => egui::IconData::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_window_icon_decodes() {
+        let icon = super::window_icon();
+        assert_eq!((icon.width, icon.height), (128, 128));
+        assert_eq!(icon.rgba.len(), 128 * 128 * 4);
+        assert!(
+            icon.rgba.chunks(4).any(|p| p[3] == 0) && icon.rgba.chunks(4).any(|p| p[3] == 255),
+            "shaped, with transparency"
+        );
+    }
 }
