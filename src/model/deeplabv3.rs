@@ -212,13 +212,7 @@ impl DeepLabV3 {
     pub fn feature_taps(&self) -> Vec<FeatureTap> {
         match &self.backbone {
             Backbone::ResNet(_) => ResNetFeatures::dilated_taps(),
-            Backbone::MobileNet(m) => {
-                let c = &m.config;
-                [("low", MBV3_LOW), ("mid", MBV3_AUX), ("high", MBV3_OUT)]
-                    .into_iter()
-                    .map(|(name, i)| FeatureTap { name, channels: c.channels(i), stride: c.stride(i) })
-                    .collect()
-            }
+            Backbone::MobileNet(m) => m.config.taps([MBV3_LOW, MBV3_AUX, MBV3_OUT]),
         }
     }
 }

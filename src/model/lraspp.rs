@@ -84,10 +84,6 @@ impl LrasppMobileNetV3Large {
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {
-        let c = &self.backbone.config;
-        [("low", TAP_LOW), ("mid", LOW), ("high", HIGH)]
-            .into_iter()
-            .map(|(name, i)| FeatureTap { name, channels: c.channels(i), stride: c.stride(i) })
-            .collect()
+        self.backbone.config.taps([TAP_LOW, LOW, HIGH])
     }
 }

@@ -125,14 +125,6 @@ impl Mbv3sAspp {
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {
-        taps(&self.backbone.config, [LOW, MID, HIGH])
+        self.backbone.config.taps([LOW, MID, HIGH])
     }
-}
-
-pub(crate) fn taps(c: &MobileNetV3Config, idx: [usize; 3]) -> Vec<FeatureTap> {
-    ["low", "mid", "high"]
-        .into_iter()
-        .zip(idx)
-        .map(|(name, i)| FeatureTap { name, channels: c.channels(i), stride: c.stride(i) })
-        .collect()
 }

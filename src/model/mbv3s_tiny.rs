@@ -50,6 +50,6 @@ impl Mbv3sTiny {
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {
-        super::mbv3s_aspp::taps(&self.backbone.config, [LOW, MID, HIGH])
+        self.backbone.config.taps([LOW, MID, HIGH])
     }
 }

@@ -118,6 +118,15 @@ impl MobileNetV3Config {
         s
     }
 
+    /// The distillation taps `low`, `mid`, `high` at feature modules `idx`.
+    pub fn taps(&self, idx: [usize; 3]) -> Vec<super::FeatureTap> {
+        ["low", "mid", "high"]
+            .into_iter()
+            .zip(idx)
+            .map(|(name, i)| super::FeatureTap { name, channels: self.channels(i), stride: self.stride(i) })
+            .collect()
+    }
+
     pub fn num_modules(&self) -> usize {
         self.blocks.len() + 2
     }
