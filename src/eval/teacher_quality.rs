@@ -14,7 +14,7 @@ use sha2::Digest as _;
 use super::evaluate::evaluate_while;
 use crate::data::transforms::Resize;
 use crate::data::{Dataset, DatasetKind};
-use crate::model::{ModelKind, load_for_inference};
+use crate::model::{Model, ModelKind, load_for_inference};
 
 /// torchvision's evaluation of its segmentation weights: the shorter side resized to 520.
 pub const TORCHVISION_RESIZE: Resize = Resize::ShorterSide(520);
@@ -117,6 +117,19 @@ pub fn evaluate_teacher(
     keep_going: &dyn Fn() -> bool,
 ) -> anyhow::Result<Option<TeacherQuality>> {
     let loaded = load_for_inference(key.model, &key.weights, device).context("loading the teacher")?;
+    evaluate_loaded(&loaded.model, key, cache, device, progress, keep_going)
+}
+
+/// [`evaluate_teacher`] with the teacher already loaded from `key.weights` (the report measures
+/// the same model).
+pub fn evaluate_loaded(
+    model: &Model,
+    key: &QualityKey,
+    cache: &Path,
+    device: &Device,
+    progress: &dyn Fn(usize, usize),
+    keep_going: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<TeacherQuality>> {
     let mut ds = Dataset::open(&key.data, key.dataset, &key.split)?;
     ds.retain_present();
     if let Some(n) = key.limit {
@@ -125,14 +138,14 @@ pub fn evaluate_teacher(
     anyhow::ensure!(!ds.is_empty(), "no validation samples in split '{}' of {}", key.split, ds.root.display());
     let class_names = ds.classes().names.clone();
     anyhow::ensure!(
-        loaded.model.num_classes() == class_names.len(),
+        model.num_classes() == class_names.len(),
         "{} predicts {} classes but {} has {}: not a teacher for this dataset",
         key.weights.display(),
-        loaded.model.num_classes(),
+        model.num_classes(),
         key.data.display(),
         class_names.len()
     );
-    let Some(outcome) = evaluate_while(&loaded.model, Arc::new(ds), key.resize, device, progress, keep_going)? else {
+    let Some(outcome) = evaluate_while(model, Arc::new(ds), key.resize, device, progress, keep_going)? else {
         return Ok(None);
     };
     let quality = TeacherQuality {

@@ -110,7 +110,7 @@ pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, device: &Devi
     let cache = teacher_quality::cache_dir(&c.runs_dir);
     let quality = match teacher_quality::cached(&cache, &key) {
         Some(q) => q,
-        None => teacher_quality::evaluate_teacher(&key, &cache, device, &|_, _| {}, &|| true)?
+        None => teacher_quality::evaluate_loaded(&loaded.model, &key, &cache, device, &|_, _| {}, &|| true)?
             .context("the teacher evaluation was stopped")?,
     };
     let miou = quality.miou;
