@@ -101,6 +101,12 @@ pub fn config_path(dir: &Path) -> PathBuf {
     dir.join(CONFIG_FILE)
 }
 
+/// The configuration in a run folder's `config.json`, for listing and display; `None` when the
+/// folder holds no readable one (not a run).
+pub fn read_config(dir: &Path) -> Option<super::TrainConfig> {
+    serde_json::from_str(&std::fs::read_to_string(config_path(dir)).ok()?).ok()
+}
+
 /// Entries of `dir` that no run writes (a folder of the user's other files is not a run folder).
 pub fn foreign_entries(dir: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };

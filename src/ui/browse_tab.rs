@@ -169,9 +169,7 @@ impl BrowseTab {
         *self = Self { sort: self.sort, source: self.source, ..Default::default() };
         let (run, split, root, _) = key.clone();
         self.key = Some(key);
-        let config: Option<crate::train::TrainConfig> =
-            std::fs::read_to_string(run.join("config.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
-        let Some(config) = config else {
+        let Some(config) = crate::train::run_folder::read_config(&run) else {
             self.errors.push(format!("{} is not a run folder", run.display()));
             self.finished = true;
             return;

@@ -319,9 +319,8 @@ impl DataPanel {
 /// torchvision file's (its published name).
 fn recognise(path: &str) -> Option<crate::model::ModelKind> {
     let path = std::path::Path::new(path.trim());
-    let config = path.parent().map(|d| d.join("config.json"));
-    if let Some(c) = config.and_then(|c| std::fs::read_to_string(c).ok()) {
-        return serde_json::from_str::<crate::train::TrainConfig>(&c).ok().map(|c| c.model);
+    if let Some(config) = path.parent().and_then(crate::train::run_folder::read_config) {
+        return Some(config.model);
     }
     crate::model::ModelKind::from_torchvision_file_name(&path.file_name()?.to_string_lossy())
 }

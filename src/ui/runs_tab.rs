@@ -34,7 +34,7 @@ pub struct RunEntry {
 }
 
 fn load_entry(dir: &Path, measure_models: bool) -> Option<RunEntry> {
-    let config: TrainConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
+    let config = crate::train::run_folder::read_config(dir)?;
     let state = checkpoint::load(&checkpoint::last_path(dir)).ok().map(|c| c.state);
     let status = match &state {
         None => "no checkpoint yet".to_string(),

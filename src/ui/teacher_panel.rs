@@ -16,6 +16,7 @@ use crate::data::transforms::Resize;
 use crate::eval::teacher_quality::{self, QualityKey, TORCHVISION_RESIZE, TeacherQuality};
 use crate::model::ModelKind;
 use crate::train::TrainConfig;
+use crate::train::run_folder::read_config;
 
 /// A finished run whose best weights can teach.
 struct RunTeacher {
@@ -31,8 +32,7 @@ fn runs_with_weights(runs_dir: &Path) -> Vec<RunTeacher> {
         .flatten()
         .filter_map(|d| {
             let dir = d.path();
-            let config: TrainConfig =
-                serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
+            let config = read_config(&dir)?;
             let weights = crate::train::checkpoint::student_path(&dir);
             weights.is_file().then(|| RunTeacher {
                 name: d.file_name().to_string_lossy().into_owned(),
@@ -48,11 +48,7 @@ fn runs_with_weights(runs_dir: &Path) -> Vec<RunTeacher> {
 /// How a teacher is evaluated: a run's weights at that run's validation size, any other file as
 /// torchvision evaluates its weights (shorter side 520).
 fn protocol_for(weights: &Path) -> Resize {
-    let run_config = weights
-        .parent()
-        .and_then(|dir| std::fs::read_to_string(dir.join("config.json")).ok())
-        .and_then(|text| serde_json::from_str::<TrainConfig>(&text).ok());
-    match run_config {
+    match weights.parent().and_then(read_config) {
         Some(c) => Resize::ShorterSide(c.val_size.unwrap_or(c.size)),
         None => TORCHVISION_RESIZE,
     }
