@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use common::*;
 use segdistill::data::image::read_rgb;
 use segdistill::data::mask::{LabelEncoding, read_mask};
-use segdistill::eval::predict::image_tensor;
+use segdistill::train::predict::image_tensor;
 use segdistill::model::{Mode, ModelKind, load_for_inference};
 
 fn fixture(name: &str) -> String {

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use segdistill::data::mask::{LabelEncoding, read_mask};
-use segdistill::eval::ConfusionMatrix;
+use segdistill::train::metrics::ConfusionMatrix;
 
 #[test]
 fn confusion_iou_miou_and_accuracy_equal_torchvision() {

@@ -13,7 +13,7 @@ use common::*;
 use segdistill::data::Dataset;
 use segdistill::data::transforms::Resize;
 use segdistill::distill::{self, DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal};
-use segdistill::eval::evaluate::evaluate;
+use segdistill::train::validate::evaluate;
 use segdistill::model::{Mode, ModelKind, build_trainable};
 use segdistill::train::checkpoint;
 use segdistill::train::config::ScheduleKind;

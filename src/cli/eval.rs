@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::ResizeArg;
 use crate::data::{Dataset, DatasetKind};
-use crate::eval::evaluate::evaluate;
+use crate::train::validate::evaluate;
 use crate::model::{ModelKind, format_params, load_for_inference};
 use crate::util::device::{DeviceChoice, Precision, describe};
 

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::data::Dataset;
 use crate::data::transforms::Resize;
-use crate::eval::evaluate::evaluate;
+use crate::train::validate::evaluate;
 use crate::model::{format_params, load_for_inference};
 use crate::train::TrainConfig;
 use crate::train::checkpoint::student_path;

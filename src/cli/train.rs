@@ -10,6 +10,7 @@ use crate::train::config::{OptimizerKind, ScheduleKind};
 use crate::train::events::{EndReason, TrainEvent};
 use crate::train::{TrainConfig, start};
 use crate::util::device::{DeviceChoice, Precision};
+use crate::util::fmt::format_duration;
 
 /// Flags left out take their value from [`TrainConfig::default`] for a new run, and from the
 /// run's saved configuration with `--resume`; that is why every setting here is optional.
@@ -537,14 +538,6 @@ impl Printer {
             }
         }
     }
-}
-
-pub fn format_duration(secs: f64) -> String {
-    if !secs.is_finite() {
-        return "?".into();
-    }
-    let s = secs.round() as u64;
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }
 
 #[cfg(test)]

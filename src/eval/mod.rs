@@ -1,11 +1,8 @@
-//! Evaluation: metrics over whole datasets and per image, prediction, and dataset evaluation.
+//! Evaluation of trained models and of the engine itself: browsing predictions image by image,
+//! a teacher's quality on a dataset, benchmarks and the self-test. The metrics, prediction and
+//! validation the training loop needs live below, in `train` (`metrics`, `predict`, `validate`).
 
 pub mod bench;
 pub mod browse;
-pub mod evaluate;
-pub mod metrics;
-pub mod predict;
 pub mod selftest;
 pub mod teacher_quality;
-
-pub use metrics::{ConfusionMatrix, ImageScore, Scores};

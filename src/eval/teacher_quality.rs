@@ -11,7 +11,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use super::evaluate::evaluate_while;
+use crate::train::validate::evaluate_while;
 use crate::data::transforms::Resize;
 use crate::data::{Dataset, DatasetKind};
 use crate::model::{Model, ModelKind, load_for_inference};

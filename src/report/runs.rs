@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::eval::ImageScore;
+use crate::train::metrics::ImageScore;
 use crate::train::TrainConfig;
 use crate::train::checkpoint::{self, CheckpointState};
 use crate::train::metrics_log;

@@ -162,7 +162,7 @@ pub fn markdown(rows: &[Row], teacher: Option<&Row>, runs: &[RunData], images: &
             r.eval_size,
             r.size_mb,
             r.ms_per_image,
-            fmt_opt(r.train_seconds, crate::cli::train::format_duration),
+            fmt_opt(r.train_seconds, crate::util::fmt::format_duration),
             r.score(),
             fmt_opt(r.fom(), |f| format!("{f:.3}")),
         ));

@@ -324,7 +324,7 @@ impl TrainConfig {
             self.batch,
             self.size,
             self.size,
-            crate::data::download::human_bytes(batch_bytes)
+            crate::util::fmt::human_bytes(batch_bytes)
         );
         anyhow::ensure!(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite(), "lr must be a positive number");
         anyhow::ensure!(

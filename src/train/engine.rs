@@ -28,7 +28,7 @@ use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
 use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
 use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
-use crate::eval::evaluate::{EvalOutcome, evaluate};
+use crate::train::validate::{EvalOutcome, evaluate};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};
 use crate::model::{Mode, Model, build_trainable, load_backbone, load_for_inference, load_student_weights};

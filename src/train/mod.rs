@@ -1,5 +1,6 @@
 //! Training: configuration, the engine loop on its own thread, events, control, optimisers,
-//! schedules, checkpoints and the metrics log.
+//! schedules, checkpoints, the metrics log, and validation (`validate`: prediction at evaluation
+//! size with `predict`, scored by `metrics`) which the loop runs every epoch.
 
 pub mod batches;
 pub mod checkpoint;
@@ -7,11 +8,14 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod events;
+pub mod metrics;
 pub mod metrics_log;
 pub mod optim;
+pub mod predict;
 pub mod run_folder;
 pub mod schedule;
 pub mod step;
+pub mod validate;
 
 pub use config::TrainConfig;
 pub use control::{Control, TrainHandle};

@@ -17,7 +17,7 @@ use super::widgets::{color_image, error_text, note, swatch};
 use crate::data::transforms::Resize;
 use crate::data::{ClassSet, Dataset, Mask, VOID};
 use crate::eval::browse::{BrowseItem, BrowseJob, BrowseMsg, BrowseRequest, start};
-use crate::eval::predict::overlay;
+use crate::train::predict::overlay;
 use crate::model::ModelKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

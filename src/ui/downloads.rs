@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use egui::Ui;
 
 use super::jobs::{Job, Poll, Progress};
-use crate::data::download::{DownloadError, Observer, Stage, human_bytes};
+use crate::data::download::{DownloadError, Observer, Stage};
+use crate::util::fmt::human_bytes;
 
 /// What the download thread tells the UI besides the byte counts (which go through the job's
 /// [`Progress`]), and the UI's cancel request.

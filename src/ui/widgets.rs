@@ -74,5 +74,5 @@ pub fn color_image(img: &image::RgbImage) -> egui::ColorImage {
 
 /// "1h02m", "3m07s".
 pub fn duration(secs: f64) -> String {
-    crate::cli::train::format_duration(secs)
+    crate::util::fmt::format_duration(secs)
 }

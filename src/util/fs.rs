@@ -136,6 +136,19 @@ pub fn check_writable(flag: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes free on the file system that holds `dir`, or would hold it: the nearest existing
+/// ancestor is asked when `dir` does not exist yet.
+pub fn free_space(dir: &Path) -> std::io::Result<u64> {
+    let mut probe = dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p,
+            _ => return fs4::available_space(Path::new(".")),
+        }
+    }
+    fs4::available_space(probe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 pub mod alloc;
 pub mod device;
+pub mod fmt;
 pub mod fs;
 pub mod par;
 pub mod rng;

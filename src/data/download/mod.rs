@@ -13,6 +13,8 @@ pub mod http;
 
 use std::path::{Path, PathBuf};
 
+use crate::util::fmt::human_bytes;
+
 pub use catalog::{
     Fetched, SBD, VOC_TRAINVAL, WEIGHTS, download_sbd, download_voc, download_weight_url, download_weights,
 };
@@ -174,31 +176,9 @@ impl DownloadError {
     }
 }
 
-/// `1.9 GB`-style sizes for messages.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
-}
-
 /// Fails when `dir` (or its nearest existing ancestor) has less than `need` bytes free.
 pub fn ensure_free_space(dir: &Path, need: u64) -> Result<(), DownloadError> {
-    let mut probe = dir.to_path_buf();
-    while !probe.exists() {
-        match probe.parent() {
-            Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
-            _ => {
-                probe = PathBuf::from(".");
-                break;
-            }
-        }
-    }
-    let have = fs4::available_space(&probe).map_err(|e| DownloadError::io(&probe, e))?;
+    let have = crate::util::fs::free_space(dir).map_err(|e| DownloadError::io(dir, e))?;
     if have < need {
         return Err(DownloadError::DiskSpace {
             dir: dir.to_path_buf(),
@@ -215,9 +195,6 @@ mod tests {
 
     #[test]
     fn sizes_read_naturally() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1_999_639_040), "2.0 GB");
-        assert_eq!(human_bytes(1_500_000), "1.5 MB");
     }
 
     #[test]

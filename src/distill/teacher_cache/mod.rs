@@ -315,7 +315,7 @@ pub fn prepare(
     let channels = |n: &str| taps.iter().find(|t| t.name == n).map_or(0, |t| t.channels);
     let per_entry = entry_bytes(&spec, first.dimensions(), teacher.num_classes(), &channels);
     let need = per_entry * total as u64;
-    let human = crate::data::download::human_bytes;
+    let human = crate::util::fmt::human_bytes;
     if need > location.budget_bytes {
         return Ok(Prepared::Skipped(format!(
             "the teacher cache would take about {} (over the {} budget); training runs the teacher live — raise \
@@ -325,8 +325,23 @@ pub fn prepare(
         )));
     }
     let to_write = per_entry * missing.len() as u64;
-    if let Err(e) = crate::data::download::ensure_free_space(&dir, to_write + to_write / 10) {
-        return Ok(Prepared::Skipped(format!("no teacher cache: {e}; training runs the teacher live")));
+    let need_free = to_write + to_write / 10;
+    match crate::util::fs::free_space(&dir) {
+        Ok(have) if have < need_free => {
+            return Ok(Prepared::Skipped(format!(
+                "no teacher cache: {} needs {}, {} free; training runs the teacher live",
+                dir.display(),
+                human(need_free),
+                human(have)
+            )));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Ok(Prepared::Skipped(format!(
+                "no teacher cache: cannot tell the free space of {} ({e}); training runs the teacher live",
+                dir.display()
+            )));
+        }
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let done_before = total - missing.len();

@@ -1,0 +1,38 @@
+//! How numbers read for people: durations and byte counts, one definition for the CLI, the app
+//! and the reports.
+
+/// "1h02m", "3m07s"; "?" for an unknown (non-finite) duration.
+pub fn format_duration(secs: f64) -> String {
+    if !secs.is_finite() {
+        return "?".into();
+    }
+    let s = secs.round() as u64;
+    if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+}
+
+/// "999 B", "1.5 MB", "2.0 GB" (powers of 1000, as disks and downloads are labelled).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_as_people_write_them() {
+        assert_eq!(format_duration(187.0), "3m07s");
+        assert_eq!(format_duration(3720.0), "1h02m");
+        assert_eq!(format_duration(f64::NAN), "?");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_999_639_040), "2.0 GB");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+    }
+}
