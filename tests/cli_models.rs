@@ -8,8 +8,8 @@ use candle_core::{Device, Tensor};
 use common::*;
 use segdistill::data::image::read_rgb;
 use segdistill::data::mask::{LabelEncoding, read_mask};
-use segdistill::train::predict::image_tensor;
 use segdistill::model::{Mode, ModelKind, load_for_inference};
+use segdistill::train::predict::image_tensor;
 
 fn fixture(name: &str) -> String {
     shared_dir().join("fixtures/torchvision").join(name).display().to_string()

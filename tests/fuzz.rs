@@ -717,6 +717,7 @@ fn small_checkpoint() -> segdistill::train::checkpoint::Checkpoint {
         best: Some(BestRecord { miou: 0.32, epoch: 2 }),
         history: vec![epoch(1), epoch(2)],
         train_seconds: 73.25,
+        cache_seconds: 0.0,
     };
     Checkpoint { state, model, adapters, moments }
 }

@@ -13,11 +13,11 @@ use common::*;
 use segdistill::data::Dataset;
 use segdistill::data::transforms::Resize;
 use segdistill::distill::{self, DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal};
-use segdistill::train::validate::evaluate;
 use segdistill::model::{Mode, ModelKind, build_trainable};
 use segdistill::train::checkpoint;
 use segdistill::train::config::ScheduleKind;
 use segdistill::train::events::{EndReason, TrainEvent};
+use segdistill::train::validate::evaluate;
 use segdistill::train::{Control, TrainConfig, run, start};
 
 fn teacher_weights() -> PathBuf {

@@ -17,7 +17,7 @@ use segdistill::ui::state::{AppState, Tab};
 use segdistill::ui::train_tab::RunStatus;
 
 fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
-    Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |_cc| SegdistillApp::with_state(state))
+    Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |cc| SegdistillApp::start(cc, state))
 }
 
 /// Steps the app until `done` holds (the engine and workers run on their own threads).
@@ -235,7 +235,7 @@ fn snapshot_harness(state: AppState) -> Harness<'static, SegdistillApp> {
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .wgpu()
-        .build_eframe(move |_cc| SegdistillApp::with_state(state))
+        .build_eframe(move |cc| SegdistillApp::start(cc, state))
 }
 
 fn options() -> egui_kittest::SnapshotOptions {
@@ -331,6 +331,216 @@ fn the_runs_folder_is_shown_whole_and_can_be_changed() {
     h.run_steps(2);
     assert_eq!(h.state().state.runs_dir, std::fs::canonicalize(runs.path()).unwrap());
     wait_until(&mut h, "the runs of the new folder", 30, |a| !a.runs.entries.is_empty());
+}
+
+/// A run stopped after its first step (a checkpoint at epoch 0 of 3): what Stop, a closed window or
+/// a killed process leaves.
+fn stopped_run(demo: &Path, runs: &Path, name: &str) -> std::path::PathBuf {
+    let mut cfg = segdistill::train::TrainConfig {
+        name: name.into(),
+        runs_dir: runs.to_path_buf(),
+        data: segdistill::data::demo::voc_root(demo),
+        model: ModelKind::Mbv3sTiny,
+        distill: DistillMode::None,
+        epochs: 3,
+        batch: 4,
+        size: 64,
+        workers: 2,
+        ..Default::default()
+    };
+    cfg.optimizer.lr = 5e-3;
+    let run_dir = cfg.run_dir();
+    let mut handle = segdistill::train::start(cfg, false);
+    for event in handle.events.iter() {
+        if matches!(event, segdistill::train::TrainEvent::Step(_)) {
+            handle.stop();
+            break;
+        }
+    }
+    handle.join();
+    assert!(segdistill::train::checkpoint::last_path(&run_dir).is_file());
+    run_dir
+}
+
+fn demo_data(train: usize, val: usize, seed: u64) -> tempfile::TempDir {
+    let demo = tempfile::tempdir().unwrap();
+    let cfg = segdistill::data::demo::DemoConfig { train, val, size: 64, seed };
+    segdistill::data::demo::generate(demo.path(), &cfg, &|| {}).unwrap();
+    demo
+}
+
+#[test]
+fn a_stopped_run_resumes_from_the_runs_tab_and_start_asks_before_a_new_name() {
+    let demo = demo_data(12, 4, 7);
+    let runs = tempfile::tempdir().unwrap();
+    let run_dir = stopped_run(demo.path(), runs.path(), "mine");
+    let saved_step =
+        segdistill::train::checkpoint::load_state(&segdistill::train::checkpoint::last_path(&run_dir)).unwrap().step;
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    state.tab = Tab::Runs;
+    let mut h = harness(state);
+    wait_until(&mut h, "the runs scan", 60, |a| !a.runs.entries.is_empty() && a.data.usable().is_some());
+    h.get_by_label_contains("stopped after epoch 0/3");
+    h.get_by_label("Resume").click();
+    wait_until(&mut h, "steps of the resumed run", 60, |a| {
+        a.train.live.steps.last().is_some_and(|s| s.step > saved_step && s.total_steps > 0)
+    });
+    assert_eq!(h.state().state.tab, Tab::Train, "resuming shows the run's curves");
+    assert_eq!(h.state().train.live.info.as_ref().unwrap().run_dir, run_dir);
+    assert_eq!(h.state().train.live.info.as_ref().unwrap().resumed_from.map(|r| r.1), Some(saved_step));
+    h.get_by_label("Stop").click();
+    wait_until(&mut h, "the stop", 60, |a| !a.train.is_running());
+
+    // Start with the same name asks: resume it, start under a fresh name, or cancel.
+    h.state_mut().state.train.name = "mine".into();
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    h.run_steps(3); // the click, the question's sizing pass, the question
+    h.get_by_label_contains("A run named “mine” exists");
+    h.get_by_label("Resume mine");
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert!(h.state().question.is_none() && !h.state().train.is_running(), "Cancel starts nothing");
+    h.get_by_label("Start").click();
+    h.run_steps(3);
+    h.get_by_label("Start new as mine-2").click();
+    wait_until(&mut h, "the new run under the fresh name", 60, |a| {
+        a.train.live.info.as_ref().is_some_and(|i| i.run_dir.ends_with("mine-2") && i.resumed_from.is_none())
+    });
+    h.get_by_label("Stop").click();
+    wait_until(&mut h, "the stop", 60, |a| !a.train.is_running());
+}
+
+#[test]
+fn closing_during_training_asks_and_stops_with_a_checkpoint() {
+    let demo = demo_data(12, 4, 8);
+    let runs = tempfile::tempdir().unwrap();
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    h.get_by_label("Start").click();
+    wait_until(&mut h, "a training step", 60, |a| a.train.live.steps.iter().any(|s| s.total_steps > 0));
+    let request_close = |h: &mut Harness<'static, SegdistillApp>| {
+        h.input_mut().viewports.entry(egui::ViewportId::ROOT).or_default().events.push(egui::ViewportEvent::Close);
+        h.run_steps(2);
+    };
+    request_close(&mut h);
+    h.get_by_label("Training is running");
+    h.get_by_label("Keep training").click();
+    h.run_steps(2);
+    assert!(h.state().question.is_none() && h.state().train.is_running() && !h.state().closing);
+    request_close(&mut h);
+    h.get_by_label("Stop and keep a checkpoint").click();
+    wait_until(&mut h, "the run to stop before closing", 60, |a| a.closing && !a.train.is_running());
+    let run_dir = h.state().train.live.run_dir.clone().unwrap();
+    let ckpt = segdistill::train::checkpoint::load_state(&segdistill::train::checkpoint::last_path(&run_dir)).unwrap();
+    assert!(ckpt.step >= 1, "the stopped run kept its progress");
+    // The app reopens on the run it was showing, with its curves read back from the folder.
+    let again = SegdistillApp::with_state(h.state().state.clone());
+    assert_eq!(again.train.live.run_dir.as_deref(), Some(run_dir.as_path()));
+    assert!(!again.train.live.steps.is_empty());
+    assert!(again.train.resumable_run().is_some(), "and offers Resume");
+}
+
+#[test]
+fn the_delta_baseline_is_a_completed_no_distillation_run_and_can_be_chosen() {
+    let demo = demo_data(12, 6, 9);
+    let runs = tempfile::tempdir().unwrap();
+    let first = trained_run_named(demo.path(), runs.path(), "base-a", 1);
+    let second = trained_run_named(demo.path(), runs.path(), "base-b", 2);
+    stopped_run(demo.path(), runs.path(), "partial");
+    let mut state = base_state(runs.path(), demo.path());
+    state.tab = Tab::Runs;
+    let mut h = harness(state);
+    wait_until(&mut h, "the runs with their rows", 120, |a| {
+        a.runs.entries.len() == 3 && a.runs.entries.iter().filter(|e| e.row.is_some()).count() == 2
+    });
+    assert!(first.join("speed.json").is_file() && second.join("speed.json").is_file(), "speed stored once per run");
+    // The newest completed no-KD run is the default; the partial run is never offered.
+    h.get_by_label("Δ baseline for mbv3s-tiny").click();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("partial (mIoU").is_none(), "a partial run is not a baseline");
+    h.get_by_label_contains("base-a (mIoU").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.baselines.get("mbv3s-tiny"), Some(&first));
+    // Sorting by a column orders the rows (best mIoU first on the first click).
+    h.get_by_label("mIoU").click();
+    h.run_steps(2);
+    let names = h.state().runs.sorted_names();
+    let best = |n: &str| {
+        let e = h.state().runs.entries.iter().find(|e| e.name == n).unwrap();
+        e.state.as_ref().and_then(|s| s.best.as_ref()).map_or(f64::NAN, |b| b.miou)
+    };
+    assert!(names.windows(2).all(|w| best(&w[0]) >= best(&w[1]) || best(&w[1]).is_nan()), "{names:?}");
+}
+
+#[test]
+fn the_detail_view_steps_through_the_current_order() {
+    let (_demo, _runs, state) = browse_setup();
+    let mut h = harness(state);
+    wait_until(&mut h, "all predictions", 60, |a| a.browse.is_done() && a.browse.items.len() == 6);
+    let ids = h.state().browse.sorted_ids();
+    h.get_by_label_contains(&ids[0]).click();
+    wait_until(&mut h, "the detail view", 10, |a| a.browse.detail_id().is_some());
+    assert_eq!(h.state().browse.detail_id(), Some(ids[0].as_str()));
+    h.key_press(egui::Key::ArrowRight);
+    wait_until(&mut h, "the next image", 10, |a| a.browse.detail_id() == Some(ids[1].as_str()));
+    h.get_by_label("next →").click();
+    wait_until(&mut h, "the next image", 10, |a| a.browse.detail_id() == Some(ids[2].as_str()));
+    h.get_by_label("← previous").click();
+    wait_until(&mut h, "the previous image", 10, |a| a.browse.detail_id() == Some(ids[1].as_str()));
+    h.key_press(egui::Key::ArrowLeft);
+    wait_until(&mut h, "the first image", 10, |a| a.browse.detail_id() == Some(ids[0].as_str()));
+}
+
+#[test]
+fn a_panel_pushes_a_command_and_the_app_applies_it() {
+    use segdistill::ui::commands::{Command, CommandQueue};
+    use segdistill::ui::runs_tab::RunsTab;
+    let runs = tempfile::tempdir().unwrap();
+    let state = AppState { runs_dir: runs.path().to_path_buf(), ..Default::default() };
+    // The panel alone: drawing and clicking only records what was asked.
+    let mut panel = egui_kittest::Harness::new_ui_state(
+        |ui, (tab, state, queue): &mut (RunsTab, AppState, CommandQueue)| tab.ui(ui, state, None, None, queue),
+        (RunsTab::default(), state.clone(), CommandQueue::default()),
+    );
+    panel.get_by_label("Refresh").click();
+    panel.run();
+    let pushed = panel.state_mut().2.take();
+    assert_eq!(pushed, vec![Command::RescanRuns]);
+    // The app applies it: the scan job starts.
+    let demo = demo_data(12, 4, 10);
+    let run_dir = stopped_run(demo.path(), runs.path(), "listed");
+    let mut h = harness(state);
+    h.run_steps(2);
+    let ctx = h.ctx.clone();
+    h.state_mut().apply(&ctx, Command::ResumeRun(run_dir.clone()));
+    assert!(h.state().train.is_running(), "applying ResumeRun starts the engine");
+    assert_eq!(h.state().train.live.run_dir.as_deref(), Some(run_dir.as_path()));
+    h.state_mut().apply(&ctx, Command::StopRun);
+    wait_until(&mut h, "the stop", 60, |a| !a.train.is_running());
+}
+
+/// A completed run without distillation (`epochs` epochs).
+fn trained_run_named(demo: &Path, runs: &Path, name: &str, epochs: usize) -> std::path::PathBuf {
+    let mut cfg = segdistill::train::TrainConfig {
+        name: name.into(),
+        runs_dir: runs.to_path_buf(),
+        data: segdistill::data::demo::voc_root(demo),
+        model: ModelKind::Mbv3sTiny,
+        distill: DistillMode::None,
+        epochs,
+        batch: 4,
+        size: 64,
+        workers: 2,
+        ..Default::default()
+    };
+    cfg.optimizer.lr = 5e-3;
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    segdistill::train::run(cfg.clone(), false, &segdistill::train::Control::default(), &tx).unwrap();
+    cfg.run_dir()
 }
 
 /// The text field showing `value` (its label node shows the same value).

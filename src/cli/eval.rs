@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::ResizeArg;
 use crate::data::{Dataset, DatasetKind};
-use crate::train::validate::evaluate;
 use crate::model::{ModelKind, format_params, load_for_inference};
+use crate::train::validate::evaluate;
 use crate::util::device::{DeviceChoice, Precision, describe};
 
 #[derive(Debug, clap::Args)]

@@ -9,10 +9,10 @@ use anyhow::Context as _;
 
 use crate::data::Dataset;
 use crate::data::transforms::Resize;
-use crate::train::validate::evaluate;
 use crate::model::{format_params, load_for_inference};
 use crate::train::TrainConfig;
 use crate::train::checkpoint::student_path;
+use crate::train::validate::evaluate;
 use crate::util::device::{DeviceChoice, describe};
 
 #[derive(Debug, clap::Args)]

@@ -10,14 +10,14 @@ use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use image::RgbImage;
 
-use crate::train::validate::{DecodedSamples, usable_sample};
-use crate::train::metrics::{ConfusionMatrix, score_image};
-use crate::train::predict::predict;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::mask::{LabelEncoding, decode_label_png, encode_palette_png, labels_to_mask};
 use crate::data::transforms::{Resize, resize_image};
 use crate::data::{Dataset, Mask, Sample};
 use crate::model::{Model, ModelKind, load_for_inference};
+use crate::train::metrics::{ConfusionMatrix, score_image};
+use crate::train::predict::predict;
+use crate::train::validate::{DecodedSamples, usable_sample};
 
 /// A mask stored PNG-compressed.
 #[derive(Clone, Debug)]

@@ -11,10 +11,10 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::train::validate::evaluate_while;
 use crate::data::transforms::Resize;
 use crate::data::{Dataset, DatasetKind};
 use crate::model::{Model, ModelKind, load_for_inference};
+use crate::train::validate::evaluate_while;
 
 /// torchvision's evaluation of its segmentation weights: the shorter side resized to 520.
 pub const TORCHVISION_RESIZE: Resize = Resize::ShorterSide(520);

@@ -62,7 +62,8 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     for run in &runs {
         rows.push(table::student_row(run, &opts.device)?);
     }
-    table::fill_deltas(&mut rows);
+    let baselines = table::default_baselines(&rows);
+    table::fill_deltas(&mut rows, &baselines);
     let teacher = match &teacher_weights {
         Some((kind, w)) => {
             progress("evaluating the teacher on the validation split (cached afterwards)");

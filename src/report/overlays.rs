@@ -11,9 +11,9 @@ use plotters::prelude::*;
 use super::RunData;
 use crate::data::transforms::{Resize, resize_image, resize_mask_nearest};
 use crate::data::{ClassSet, Dataset, Mask};
+use crate::model::{Model, ModelKind, load_for_inference};
 use crate::train::metrics::ImageScore;
 use crate::train::predict::{overlay, predict};
-use crate::model::{Model, ModelKind, load_for_inference};
 
 const PANEL_H: u32 = 150;
 const HEADER: u32 = 48;

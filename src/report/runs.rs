@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::train::metrics::ImageScore;
 use crate::train::TrainConfig;
 use crate::train::checkpoint::{self, CheckpointState};
+use crate::train::metrics::ImageScore;
 use crate::train::metrics_log;
 
 /// Everything a report needs from a run.
@@ -81,4 +81,30 @@ fn step_losses(path: &Path, steps_done: usize) -> (Vec<(usize, f64)>, Vec<String
         ));
     }
     (steps, warnings)
+}
+
+/// The step rows of a run's metrics.csv, up to the checkpoint's step (later rows belong to a
+/// session whose checkpoint was lost, and are replaced when the run resumes).
+pub fn saved_steps(dir: &Path, steps_done: usize) -> Vec<crate::train::events::StepMetrics> {
+    let rows = metrics_log::read(&dir.join("metrics.csv")).unwrap_or_default();
+    let num = |r: &std::collections::HashMap<String, String>, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
+    rows.iter()
+        .filter(|r| r.get("kind").is_some_and(|k| k == "step"))
+        .filter_map(|r| {
+            Some(crate::train::events::StepMetrics {
+                epoch: num(r, "epoch")? as usize,
+                step: num(r, "step")? as usize,
+                total_steps: 0,
+                steps_per_epoch: 0,
+                loss: num(r, "loss")?,
+                ce: num(r, "ce")?,
+                kd: num(r, "kd"),
+                feature: num(r, "feature"),
+                lr: num(r, "lr").unwrap_or(f64::NAN),
+                images_per_sec: num(r, "images_per_sec").unwrap_or(f64::NAN),
+                eta_secs: f64::NAN,
+            })
+        })
+        .filter(|s| s.step <= steps_done)
+        .collect()
 }

@@ -28,8 +28,18 @@ pub struct Row {
     pub gmacs: f64,
     pub eval_size: u32,
     pub size_mb: f64,
+    /// Median batch-1 forward time, with the fastest and slowest of the timed passes.
     pub ms_per_image: f64,
+    #[serde(default)]
+    pub ms_range: Option<(f64, f64)>,
+    /// Training time (all sessions), without the teacher cache's build.
     pub train_seconds: Option<f64>,
+    /// The teacher cache's one-off build time, shown apart from the training time.
+    #[serde(default)]
+    pub cache_seconds: Option<f64>,
+    /// The run trained all its epochs (only such runs can be a Δ baseline).
+    #[serde(default)]
+    pub completed: bool,
 }
 
 impl Row {
@@ -45,16 +55,38 @@ impl Row {
     }
 }
 
-/// Multiply-adds and median forward time (batch 1, after warm-up, synchronised) at size²×size.
-pub fn measure(model: &Model, size: u32, device: &Device) -> anyhow::Result<(u64, f64)> {
+/// Warm-up and timed forward passes of a speed measurement.
+const WARM_UP: usize = 2;
+const TIMED: usize = 10;
+
+/// A model's inference cost measured once under fixed conditions (batch 1, `size`², after
+/// warm-up, synchronised, on `device` with `threads` CPU threads).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Speed {
+    pub macs: u64,
+    pub params: usize,
+    pub size: u32,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub repeats: usize,
+    pub device: String,
+    pub threads: usize,
+    /// The weights file measured (length and modification time): a rewritten file is measured again.
+    pub weights_len: u64,
+    pub weights_modified_ns: u128,
+}
+
+/// Multiply-adds and forward times (batch 1, after warm-up, synchronised) at size²×size.
+pub fn measure(model: &Model, size: u32, device: &Device) -> anyhow::Result<(u64, Vec<f64>)> {
     let x = Tensor::zeros((1, 3, size as usize, size as usize), candle_core::DType::F32, device)?;
     let (out, macs) = count_macs(|| model.forward(&x, Mode::Eval));
     out?;
-    for _ in 0..2 {
+    for _ in 0..WARM_UP {
         model.forward(&x, Mode::Eval)?;
     }
     let mut times = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..TIMED {
         device.synchronize()?;
         let t = Instant::now();
         model.forward(&x, Mode::Eval)?;
@@ -62,7 +94,61 @@ pub fn measure(model: &Model, size: u32, device: &Device) -> anyhow::Result<(u64
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    Ok((macs, times[times.len() / 2]))
+    Ok((macs, times))
+}
+
+fn file_stamp(path: &Path) -> anyhow::Result<(u64, u128)> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let modified = meta.modified().ok().and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
+    Ok((meta.len(), modified.map_or(0, |d| d.as_nanos())))
+}
+
+/// Where a run keeps its student's measured speed.
+pub fn speed_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("speed.json")
+}
+
+/// A run's student speed: measured once and stored in `<run>/speed.json`, measured again only
+/// when the weights file, the size, the device or the thread count differ (times from one visit
+/// to the next would otherwise wander with whatever else the machine does).
+pub fn student_speed(
+    run_dir: &Path,
+    kind: ModelKind,
+    weights: &Path,
+    size: u32,
+    device: &Device,
+) -> anyhow::Result<Speed> {
+    let (weights_len, weights_modified_ns) = file_stamp(weights)?;
+    let device_name = describe(device);
+    let threads = crate::util::available_threads();
+    let path = speed_path(run_dir);
+    let stored: Option<Speed> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(s) = stored.filter(|s| {
+        (s.weights_len, s.weights_modified_ns, s.size, s.threads) == (weights_len, weights_modified_ns, size, threads)
+            && s.device == device_name
+    }) {
+        return Ok(s);
+    }
+    let loaded = load_for_inference(kind, weights, device)?;
+    let (macs, times) = measure(&loaded.model, size, device)?;
+    let speed = Speed {
+        macs,
+        params: loaded.num_params,
+        size,
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+        max_ms: times[times.len() - 1],
+        repeats: times.len(),
+        device: device_name,
+        threads,
+        weights_len,
+        weights_modified_ns,
+    };
+    // A folder that cannot be written (read-only share) still gets its row, measured each time.
+    if let Ok(json) = serde_json::to_vec_pretty(&speed) {
+        crate::util::fs::write_atomic(&path, &json).ok();
+    }
+    Ok(speed)
 }
 
 fn eval_size(run: &RunData) -> u32 {
@@ -70,31 +156,55 @@ fn eval_size(run: &RunData) -> u32 {
 }
 
 pub fn student_row(run: &RunData, device: &Device) -> anyhow::Result<Row> {
-    let loaded = load_for_inference(run.config.model, &run.student, device)?;
     let size = eval_size(run);
-    let (macs, ms) = measure(&loaded.model, size, device)?;
+    let speed = student_speed(&run.dir, run.config.model, &run.student, size, device)?;
     let size_mb = std::fs::metadata(&run.student).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
+    let state = &run.state;
     Ok(Row {
         label: run.name.clone(),
         model: run.config.model.name().into(),
         mode: run.mode_label(),
         miou: run.best_miou(),
         delta: None,
-        params: loaded.num_params,
-        gmacs: macs as f64 / 1e9,
+        params: speed.params,
+        gmacs: speed.macs as f64 / 1e9,
         eval_size: size,
         size_mb,
-        ms_per_image: ms,
-        train_seconds: Some(run.state.train_seconds),
+        ms_per_image: speed.median_ms,
+        ms_range: Some((speed.min_ms, speed.max_ms)),
+        train_seconds: Some(state.train_seconds),
+        cache_seconds: (state.cache_seconds > 0.0).then_some(state.cache_seconds),
+        completed: state.epoch >= state.config.epochs,
     })
 }
 
 /// Δ mIoU of each run against the no-distillation run of the same student model.
-pub fn fill_deltas(rows: &mut [Row]) {
-    let baselines: Vec<(String, f64)> =
-        rows.iter().filter(|r| r.mode == "none").map(|r| (r.model.clone(), r.miou)).collect();
+/// Whether a row can be the Δ baseline of its student: a completed run without distillation
+/// (a partial run's mIoU says how far it got, not what the student reaches).
+pub fn can_be_baseline(row: &Row) -> bool {
+    row.mode == "none" && row.completed
+}
+
+/// Per student architecture, the first row (in the given order) that can be its baseline:
+/// model name → row label.
+pub fn default_baselines(rows: &[Row]) -> std::collections::BTreeMap<String, String> {
+    let mut chosen = std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| can_be_baseline(r)) {
+        chosen.entry(r.model.clone()).or_insert_with(|| r.label.clone());
+    }
+    chosen
+}
+
+/// Δ mIoU of each row against its student's baseline (model name → row label); rows without a
+/// usable baseline get none.
+pub fn fill_deltas(rows: &mut [Row], baselines: &std::collections::BTreeMap<String, String>) {
+    let base: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| can_be_baseline(r) && baselines.get(&r.model) == Some(&r.label))
+        .map(|r| (r.model.clone(), r.miou))
+        .collect();
     for r in rows.iter_mut() {
-        r.delta = baselines.iter().find(|(m, _)| *m == r.model).map(|(_, b)| r.miou - b);
+        r.delta = base.iter().find(|(m, _)| *m == r.model).map(|(_, b)| r.miou - b);
     }
 }
 
@@ -114,7 +224,7 @@ pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, device: &Devi
             .context("the teacher evaluation was stopped")?,
     };
     let miou = quality.miou;
-    let (macs, ms) = measure(&loaded.model, size, device)?;
+    let (macs, times) = measure(&loaded.model, size, device)?;
     Ok(Row {
         label: "teacher".into(),
         model: kind.name().into(),
@@ -125,9 +235,21 @@ pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, device: &Devi
         gmacs: macs as f64 / 1e9,
         eval_size: size,
         size_mb: std::fs::metadata(weights).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN),
-        ms_per_image: ms,
+        ms_per_image: times[times.len() / 2],
+        ms_range: Some((times[0], times[times.len() - 1])),
         train_seconds: None,
+        cache_seconds: None,
+        completed: true,
     })
+}
+
+/// "12m03s", or "12m03s (+1m10s cache)" when a teacher cache was built.
+pub fn train_time(r: &Row) -> String {
+    let train = fmt_opt(r.train_seconds, crate::util::fmt::format_duration);
+    match r.cache_seconds {
+        Some(c) => format!("{train} (+{} cache)", crate::util::fmt::format_duration(c)),
+        None => train,
+    }
 }
 
 fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -140,8 +262,9 @@ pub fn markdown(rows: &[Row], teacher: Option<&Row>, runs: &[RunData], images: &
     s.push_str(&format!(
         "Measured on {} by `segdistill report` ({}). mIoU: best validation epoch of each run; Δ: against the \
          no-distillation run of the same student; GMACs: multiply-adds of one forward pass at the evaluation size \
-         (S×S; GMACs in the FoM); size: weights file; ms/image: median of 5 forward passes at batch 1 after 2 warm-up passes; score: \
-         4·mIoU/(1 + params in M); FoM: GMACs²·MB²/(mIoU − 0.65), only above 0.65 mIoU.\n\n",
+         (S×S; GMACs in the FoM); size: weights file; ms/image: median of 10 forward passes at batch 1 after 2 warm-up \
+         passes, measured once per run and stored in its speed.json; train time: training only, the teacher cache's \
+         build in brackets; score: 4·mIoU/(1 + params in M); FoM: GMACs²·MB²/(mIoU − 0.65), only above 0.65 mIoU.\n\n",
         describe(device),
         chrono_free_date()
     ));
@@ -162,7 +285,7 @@ pub fn markdown(rows: &[Row], teacher: Option<&Row>, runs: &[RunData], images: &
             r.eval_size,
             r.size_mb,
             r.ms_per_image,
-            fmt_opt(r.train_seconds, crate::util::fmt::format_duration),
+            train_time(r),
             r.score(),
             fmt_opt(r.fom(), |f| format!("{f:.3}")),
         ));
@@ -237,7 +360,10 @@ mod tests {
             eval_size: 256,
             size_mb: 4.0,
             ms_per_image: 1.0,
+            ms_range: None,
             train_seconds: None,
+            cache_seconds: None,
+            completed: true,
         }
     }
 
@@ -249,9 +375,48 @@ mod tests {
         let r = row("none", 0.75, 1_000_000);
         assert!((r.fom().unwrap() - 4.0 * 16.0 / 0.1).abs() < 1e-9);
         let mut rows = vec![row("none", 0.5, 1), row("response", 0.55, 1)];
-        fill_deltas(&mut rows);
+        let defaults = default_baselines(&rows);
+        fill_deltas(&mut rows, &defaults);
         assert!((rows[1].delta.unwrap() - 0.05).abs() < 1e-12);
         assert_eq!(rows[0].delta, Some(0.0));
         assert_eq!(chrono_free_date().len(), 10);
+    }
+
+    #[test]
+    fn a_partial_run_is_never_the_baseline_and_the_baseline_can_be_chosen() {
+        let mut partial = row("none", 0.2, 1);
+        partial.label = "stopped-early".into();
+        partial.completed = false;
+        let mut other = row("none", 0.45, 1);
+        other.label = "second-baseline".into();
+        let mut rows = vec![partial, row("none", 0.5, 1), other, row("response", 0.55, 1)];
+        let defaults = default_baselines(&rows);
+        assert_eq!(defaults.get("mbv3s-aspp").map(String::as_str), Some("none"), "the first completed no-KD run");
+        fill_deltas(&mut rows, &defaults);
+        assert!((rows[3].delta.unwrap() - 0.05).abs() < 1e-12);
+        let chosen = [("mbv3s-aspp".to_string(), "second-baseline".to_string())].into();
+        fill_deltas(&mut rows, &chosen);
+        assert!((rows[3].delta.unwrap() - 0.10).abs() < 1e-12, "against the chosen run");
+        let wrong = [("mbv3s-aspp".to_string(), "stopped-early".to_string())].into();
+        fill_deltas(&mut rows, &wrong);
+        assert_eq!(rows[3].delta, None, "a partial run chosen by name still does not count");
+    }
+
+    #[test]
+    fn a_runs_speed_is_measured_once_and_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = ModelKind::Mbv3sTiny;
+        let weights = dir.path().join("student.safetensors");
+        let t = crate::model::build_trainable(kind, 21, 0, &Device::Cpu).unwrap();
+        t.varmap.save(&weights).unwrap();
+        let first = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu).unwrap();
+        assert!(speed_path(dir.path()).is_file());
+        assert!(first.min_ms <= first.median_ms && first.median_ms <= first.max_ms);
+        assert_eq!(first.repeats, TIMED);
+        let again = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu).unwrap();
+        assert_eq!(again, first, "read back, not measured again");
+        let other_size = student_speed(dir.path(), kind, &weights, 96, &Device::Cpu).unwrap();
+        assert_eq!(other_size.size, 96);
+        assert!(other_size.macs > first.macs, "measured again at the new size");
     }
 }

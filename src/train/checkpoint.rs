@@ -62,6 +62,9 @@ pub struct CheckpointState {
     pub history: Vec<EpochRecord>,
     /// Wall-clock seconds spent training (all sessions).
     pub train_seconds: f64,
+    /// Wall-clock seconds spent building the teacher cache (all sessions; 0 without one).
+    #[serde(default)]
+    pub cache_seconds: f64,
 }
 
 /// A checkpoint in memory.
@@ -212,6 +215,7 @@ mod tests {
             best: Some(BestRecord { miou: 0.1 + 0.2, epoch: 1 }),
             history: vec![],
             train_seconds: 1.5,
+            cache_seconds: 0.25,
         };
         let p = dir.path().join("c.safetensors");
         save(&p, &Checkpoint { state: state.clone(), model, adapters: BTreeMap::new(), moments }).unwrap();

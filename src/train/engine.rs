@@ -28,10 +28,10 @@ use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
 use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
 use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
-use crate::train::validate::{EvalOutcome, evaluate};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};
 use crate::model::{Mode, Model, build_trainable, load_backbone, load_for_inference, load_student_weights};
+use crate::train::validate::{EvalOutcome, evaluate};
 use crate::util::Rng;
 use crate::util::device::{Precision, describe};
 
@@ -452,6 +452,7 @@ impl<'a> Session<'a> {
                     best: None,
                     history: Vec::new(),
                     train_seconds: 0.0,
+                    cache_seconds: 0.0,
                 }
             }
         };
@@ -638,6 +639,7 @@ impl<'a> Session<'a> {
             &|| self.wait_while_paused(),
         )
         .context("building the teacher cache")?;
+        self.state.cache_seconds += t0.elapsed().as_secs_f64();
         if let Prepared::Ready(cache) = &prepared {
             self.emit(TrainEvent::Message(format!(
                 "teacher outputs cached in {} ({:.0} s); the teacher no longer runs during training",

@@ -1,13 +1,17 @@
 //! The main window: state that persists (`AppState`) apart from the panels that draw it, a tab
-//! bar, and per-frame draining of background work in `logic` (never blocking).
+//! bar, per-frame draining of background work in `logic` (never blocking), and the one point per
+//! frame where the commands the panels pushed are applied (`apply`).
+
+use std::path::Path;
 
 use eframe::egui;
 
 use super::browse_tab::BrowseTab;
+use super::commands::{CloseChoice, Command, CommandQueue, Question, open_folder};
 use super::data_panel::DataPanel;
 use super::runs_tab::RunsTab;
 use super::state::{AppState, Tab};
-use super::train_tab::{TrainTab, live_run_dir};
+use super::train_tab::{StartPlan, TrainTab, live_run_dir};
 
 pub struct SegdistillApp {
     /// What is persisted between starts.
@@ -16,8 +20,16 @@ pub struct SegdistillApp {
     pub train: TrainTab,
     pub runs: RunsTab,
     pub browse: BrowseTab,
+    /// What the panels asked for this frame.
+    commands: CommandQueue,
+    /// A question awaiting the user's answer (a modal dialog).
+    pub question: Option<Question>,
+    /// Closing was confirmed while training: the window closes once the run has stopped.
+    pub closing: bool,
     /// A run finished: refresh the Runs list once.
     rescan_runs: bool,
+    /// The last command's failure the user should see (e.g. a folder that cannot be opened).
+    pub notice: Option<String>,
 }
 
 impl SegdistillApp {
@@ -36,18 +48,106 @@ impl SegdistillApp {
             })
             .unwrap_or_default()
             .with_absolute_paths();
+        Self::start(cc, state)
+    }
+
+    /// The app in a window that is being created: its fonts installed, then [`Self::with_state`].
+    pub fn start(cc: &eframe::CreationContext<'_>, state: AppState) -> Self {
+        cc.egui_ctx.set_fonts(super::fonts());
         Self::with_state(state)
     }
 
-    /// The app with given settings (tests, or a fresh start).
+    /// The app with given settings (tests, or a fresh start). The last run's curves are shown
+    /// again, read from its folder.
     pub fn with_state(state: AppState) -> Self {
+        let mut train = TrainTab::default();
+        if let Some(run) = state.last_run.as_deref().filter(|r| r.join("config.json").is_file()) {
+            train.show_saved_run(run);
+        }
         Self {
             state,
             data: DataPanel::default(),
-            train: TrainTab::default(),
+            train,
             runs: RunsTab::default(),
             browse: BrowseTab::default(),
+            commands: CommandQueue::default(),
+            question: None,
+            closing: false,
             rescan_runs: true,
+            notice: None,
+        }
+    }
+
+    /// Carries out one command: the single place where what the user asked for happens.
+    pub fn apply(&mut self, ctx: &egui::Context, command: Command) {
+        match command {
+            Command::StartRun => match self.train.plan_start(&self.state, &self.data) {
+                StartPlan::Start(config) => self.start_run(*config, false),
+                StartPlan::Ask(question) => self.question = Some(question),
+                StartPlan::Refused => {}
+            },
+            Command::StartRunNamed(name) => {
+                self.question = None;
+                if let Some(config) = self.train.config_named(&self.state, &self.data, name) {
+                    self.start_run(config, false);
+                }
+            }
+            Command::TrainTeacher => {
+                if let Some(config) = self.train.teacher_config(&self.state, &self.data) {
+                    let model = config.model;
+                    self.train.start_config(config, false, Some(model));
+                    self.state.last_run = live_run_dir(&self.train);
+                }
+            }
+            Command::PauseRun => self.train.pause(),
+            Command::UnpauseRun => self.train.unpause(),
+            Command::StopRun => self.train.stop(),
+            Command::ResumeRun(dir) => {
+                self.question = None;
+                match crate::train::run_folder::read_config(&dir) {
+                    Some(config) => {
+                        self.train.show_saved_run(&dir);
+                        self.start_run(config, true);
+                        self.state.tab = Tab::Train;
+                    }
+                    None => self.notice = Some(format!("{} holds no readable run (config.json)", dir.display())),
+                }
+            }
+            Command::UseDemoData => self.data.use_demo_data(ctx, &mut self.state),
+            Command::Download(target) => self.data.start_download(ctx, target, &self.state),
+            Command::CancelDownload(target) => self.data.cancel_download(target),
+            Command::EvaluateTeacher => self.data.teacher_panel.start(ctx, &self.state),
+            Command::CancelTeacherEvaluation => self.data.teacher_panel.cancel(),
+            Command::SetRunsDir(dir) => {
+                self.state.runs_dir = crate::util::fs::absolute(&dir);
+                self.runs.forget_runs();
+                self.rescan_runs = true;
+            }
+            Command::RescanRuns => self.rescan_runs = true,
+            Command::ExportReport => self.runs.export(ctx, &self.state),
+            Command::OpenFolder(dir) => self.notice = open_folder(&dir).err(),
+            Command::BrowseRun(dir) => {
+                self.state.browse.run = Some(dir);
+                self.state.tab = Tab::Browse;
+            }
+            Command::Close(CloseChoice::StopAndClose) => {
+                self.question = None;
+                self.closing = true;
+                self.train.stop();
+            }
+            Command::Close(CloseChoice::KeepTraining) | Command::DismissQuestion => self.question = None,
+        }
+    }
+
+    fn start_run(&mut self, config: crate::train::TrainConfig, resume: bool) {
+        self.train.start_config(config, resume, None);
+        self.state.last_run = live_run_dir(&self.train);
+    }
+
+    /// Applies what the panels pushed this frame, in order.
+    fn apply_commands(&mut self, ctx: &egui::Context) {
+        for command in self.commands.take() {
+            self.apply(ctx, command);
         }
     }
 
@@ -58,10 +158,73 @@ impl SegdistillApp {
             for tab in Tab::ALL {
                 ui.selectable_value(&mut self.state.tab, tab, tab.label());
             }
-            if self.train.is_running() {
+            if let Some(status) = self.train.top_bar_status() {
                 ui.separator();
-                ui.spinner();
-                ui.label("training");
+                if self.train.is_training_now() {
+                    ui.spinner();
+                }
+                ui.label(status);
+            }
+            if let Some(n) = &self.notice {
+                ui.separator();
+                super::widgets::error_text(ui, n.clone());
+            }
+        });
+    }
+
+    /// A close request while training is held back and asked about.
+    fn intercept_close(&mut self, ctx: &egui::Context) {
+        if !ctx.input(|i| i.viewport().close_requested()) || !self.train.is_running() || self.closing {
+            return;
+        }
+        ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        let run = live_run_dir(&self.train)
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "the run".into());
+        self.question = Some(Question::CloseWhileTraining { run });
+    }
+
+    fn question_ui(&mut self, ctx: &egui::Context) {
+        let Some(question) = &self.question else { return };
+        let commands = &mut self.commands;
+        egui::Modal::new(egui::Id::unique("question")).show(ctx, |ui| {
+            ui.set_max_width(460.0);
+            match question {
+                Question::NameTaken { name, status, resumable, fresh } => {
+                    ui.heading(format!("A run named “{name}” exists"));
+                    ui.label(format!("It is {status}."));
+                    ui.horizontal(|ui| {
+                        if let Some(dir) = resumable
+                            && ui.button(format!("Resume {name}")).clicked()
+                        {
+                            commands.push(Command::ResumeRun(dir.clone()));
+                        }
+                        if ui.button(format!("Start new as {fresh}")).clicked() {
+                            commands.push(Command::StartRunNamed(fresh.clone()));
+                        }
+                        if ui.button("Cancel").clicked() {
+                            commands.push(Command::DismissQuestion);
+                        }
+                    });
+                }
+                Question::CloseWhileTraining { run } => {
+                    ui.heading("Training is running");
+                    ui.label(format!(
+                        "{run} is training. Stopping writes a checkpoint, and the run can be resumed later from \
+                         the Runs tab."
+                    ));
+                    ui.horizontal(|ui| {
+                        if ui.button("Stop and keep a checkpoint").clicked() {
+                            commands.push(Command::Close(CloseChoice::StopAndClose));
+                        }
+                        if ui.button("Keep training").clicked() {
+                            commands.push(Command::Close(CloseChoice::KeepTraining));
+                        }
+                        if ui.button("Cancel").clicked() {
+                            commands.push(Command::DismissQuestion);
+                        }
+                    });
+                }
             }
         });
     }
@@ -70,7 +233,7 @@ impl SegdistillApp {
 impl eframe::App for SegdistillApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         let was_running = self.train.is_running();
-        self.data.update(&self.state, ctx);
+        self.data.update(&mut self.state, ctx);
         self.train.update(ctx);
         if let Some((model, weights)) = self.train.take_trained_teacher() {
             self.state.train.teacher_model = model;
@@ -78,6 +241,9 @@ impl eframe::App for SegdistillApp {
         }
         if was_running && !self.train.is_running() {
             self.rescan_runs = true;
+        }
+        if self.closing && !self.train.is_running() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         let visible = self.state.tab == Tab::Runs || self.state.tab == Tab::Browse;
         self.runs.update(ctx, &self.state.runs_dir, visible, std::mem::take(&mut self.rescan_runs));
@@ -87,17 +253,29 @@ impl eframe::App for SegdistillApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.intercept_close(&ctx);
         egui::Panel::top("tabs").show(ui, |ui| self.tab_bar(ui));
+        let commands = &mut self.commands;
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
-            Tab::Train => self.train.ui(ui, &mut self.state, &mut self.data),
+            Tab::Train => self.train.ui(ui, &mut self.state, &mut self.data, commands),
             Tab::Runs => {
                 let live = live_run_dir(&self.train).filter(|_| self.train.is_running());
-                if self.runs.ui(ui, &mut self.state, live.as_deref(), self.data.teacher_panel.quality()) {
-                    self.rescan_runs = true;
-                }
+                let teacher = self.data.teacher_panel.quality();
+                self.runs.ui(ui, &mut self.state, live.as_deref(), teacher, commands);
             }
             Tab::Browse => self.browse.ui(ui, &mut self.state, &self.data, &self.runs.entries),
         });
+        if self.closing {
+            egui::Modal::new(egui::Id::unique("closing")).show(&ctx, |ui| {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("stopping the run and writing its checkpoint…");
+                });
+            });
+        }
+        self.question_ui(&ctx);
+        self.apply_commands(&ctx);
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
@@ -106,8 +284,14 @@ impl eframe::App for SegdistillApp {
         }
     }
 
-    /// Closing the window during training stops the run cleanly, with a checkpoint.
+    /// The window is gone (closed after the question, or by the system): a run still training
+    /// stops cleanly, with a checkpoint.
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.train.shutdown();
     }
+}
+
+/// `<name>` of a run folder, for messages.
+pub fn run_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

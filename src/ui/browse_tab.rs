@@ -11,14 +11,15 @@ use std::sync::Arc;
 use egui::{Color32, Rect, Sense, TextureHandle, TextureOptions, Ui, Vec2, pos2, vec2};
 
 use super::data_panel::DataPanel;
+use super::jobs::{Job, Poll};
 use super::runs_tab::RunEntry;
 use super::state::AppState;
 use super::widgets::{color_image, error_text, note, swatch};
 use crate::data::transforms::Resize;
 use crate::data::{ClassSet, Dataset, Mask, VOID};
 use crate::eval::browse::{BrowseItem, BrowseJob, BrowseMsg, BrowseRequest, start};
-use crate::train::predict::overlay;
 use crate::model::ModelKind;
+use crate::train::predict::overlay;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {
@@ -53,10 +54,21 @@ enum Source {
     Teacher,
 }
 
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Student => "student",
+            Self::Teacher => "teacher",
+        }
+    }
+}
+
 /// The open image.
 struct Detail {
     item: usize,
+    /// The full-resolution photo, decoded in the background (a blank of the right size until then).
     image: image::RgbImage,
+    loading: Option<Job<Option<image::RgbImage>>>,
     masks: [Option<Mask>; 3],
     textures: Vec<Option<TextureHandle>>,
     shown: Vec<bool>,
@@ -82,10 +94,13 @@ pub struct BrowseTab {
     classes: Option<ClassSet>,
     sort: Option<SortKey>,
     class_filter: Option<u8>,
-    confusion_filter: Option<(u8, u8)>,
+    /// Images where this model predicted the first class as the second.
+    confusion_filter: Option<(Source, u8, u8)>,
     source: Option<Source>,
     thumbs: HashMap<usize, TextureHandle>,
     detail: Option<Detail>,
+    /// An image the user asked to open (applied in `update`, where background work starts).
+    open_request: Option<usize>,
 }
 
 fn gap(i: &BrowseItem) -> f64 {
@@ -102,11 +117,10 @@ impl BrowseTab {
 
     /// Items after filters, in the chosen order (indices into `items`).
     pub fn visible(&self) -> Vec<usize> {
-        let source = self.source.unwrap_or(Source::Student);
         let mut v: Vec<usize> = (0..self.items.len())
             .filter(|&i| self.class_filter.is_none_or(|c| self.items[i].classes.contains(&c)))
             .filter(|&i| {
-                self.confusion_filter.is_none_or(|(t, p)| {
+                self.confusion_filter.is_none_or(|(source, t, p)| {
                     let view = match source {
                         Source::Student => self.items[i].student.as_ref(),
                         Source::Teacher => self.items[i].teacher.as_ref(),
@@ -139,8 +153,43 @@ impl BrowseTab {
         self.detail.as_ref().map(|d| self.items[d.item].id.as_str())
     }
 
-    /// Drains the worker; restarts it when the run, split or dataset changed.
+    /// Asks to open the image `step` places away from the open one in the current order
+    /// (filters and sort applied); stays at the ends.
+    pub fn step_detail(&mut self, step: isize) {
+        let Some(d) = &self.detail else { return };
+        let order = self.visible();
+        let Some(at) = order.iter().position(|&i| i == d.item) else { return };
+        let next = (at as isize + step).clamp(0, order.len() as isize - 1) as usize;
+        if next != at {
+            self.open_request = Some(order[next]);
+        }
+    }
+
+    /// Drains the worker; restarts it when the run, split or dataset changed; opens the image
+    /// asked for.
     pub fn update(&mut self, ctx: &egui::Context, state: &AppState, data: &DataPanel) {
+        if let Some(item) = self.open_request.take().filter(|&i| i < self.items.len()) {
+            let opacity = self.detail.as_ref().map_or(state.browse.opacity, |d| d.opacity);
+            self.open(ctx, item, opacity);
+        }
+        if let Some(d) = &mut self.detail
+            && let Some(job) = &mut d.loading
+        {
+            match job.poll() {
+                Poll::Running => {}
+                Poll::Done(image) => {
+                    if let Some(img) = image {
+                        d.image = img;
+                        d.dirty = true;
+                    }
+                    d.loading = None;
+                }
+                Poll::Failed(why) => {
+                    self.errors.push(why);
+                    d.loading = None;
+                }
+            }
+        }
         let (Some(run), Some(info)) = (state.browse.run.clone(), data.usable()) else { return };
         let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
         let key = (run.clone(), state.browse.split.clone(), info.root.clone(), teacher.clone());
@@ -274,11 +323,16 @@ impl BrowseTab {
                 })
                 .response
                 .labelled_by(class_label.id);
-            if let Some((t, p)) = self.confusion_filter {
+            if let Some((source, t, p)) = self.confusion_filter {
                 let n = |c: u8| names.get(c as usize).cloned().unwrap_or_default();
                 if ui
-                    .button(format!("× {} predicted as {}", n(t), n(p)))
-                    .on_hover_text("clear the confusion filter")
+                    .button(format!("× {}: {} → {}", source.name(), n(t), n(p)))
+                    .on_hover_text(format!(
+                        "images where the {} predicted {} pixels as {}; click to clear",
+                        source.name(),
+                        n(t),
+                        n(p)
+                    ))
                     .clicked()
                 {
                     self.confusion_filter = None;
@@ -291,6 +345,23 @@ impl BrowseTab {
         self.filters_ui(ui);
         let visible = self.visible();
         note(ui, format!("{} images shown", visible.len()));
+        if visible.is_empty() && !self.items.is_empty() {
+            let names = self.classes.as_ref().map(|c| c.names.clone()).unwrap_or_default();
+            let n = |c: u8| names.get(c as usize).cloned().unwrap_or_default();
+            match self.confusion_filter {
+                Some((source, t, p)) => note(
+                    ui,
+                    format!(
+                        "no image has the {} predicting {} as {}{}: clear the filter or pick another cell",
+                        source.name(),
+                        n(t),
+                        n(p),
+                        self.class_filter.map(|c| format!(" among images with {}", n(c))).unwrap_or_default()
+                    ),
+                ),
+                None => note(ui, "no image matches the class filter"),
+            }
+        }
         let classes = self.classes.clone().unwrap_or_else(ClassSet::voc);
         egui::ScrollArea::vertical().show(ui, |ui| {
             ui.horizontal_wrapped(|ui| {
@@ -303,7 +374,7 @@ impl BrowseTab {
                     let size = tex.size_vec2();
                     let button = egui::Button::image_and_text(egui::Image::new((tex.id(), size)), label);
                     if ui.add(button).clicked() {
-                        self.open(i, state.browse.opacity);
+                        self.open_request = Some(i);
                     }
                 }
             });
@@ -331,14 +402,18 @@ impl BrowseTab {
         tex
     }
 
-    fn open(&mut self, item: usize, opacity: f32) {
-        let Some((_, _, root, _)) = &self.key else { return };
+    fn open(&mut self, ctx: &egui::Context, item: usize, opacity: f32) {
+        let Some((_, split, root, _)) = self.key.clone() else { return };
         let it = &self.items[item];
-        // Reload the full-resolution photo (thumbnails are all that is kept in memory).
-        let image = Dataset::open(root, None, &self.key.as_ref().map(|k| k.1.clone()).unwrap_or_default())
-            .ok()
-            .and_then(|ds| ds.samples.iter().position(|s| s.id == it.id).and_then(|i| ds.load_image(i).ok()))
-            .unwrap_or_else(|| image::RgbImage::new(it.width, it.height));
+        // The full-resolution photo is decoded in the background (thumbnails are all that is kept
+        // in memory); the masks show on a blank of the right size until it arrives.
+        let id = it.id.clone();
+        let loading = Some(Job::spawn("decoding the image", ctx, move |_| {
+            let ds = Dataset::open(&root, None, &split).ok()?;
+            let i = ds.samples.iter().position(|s| s.id == id)?;
+            ds.load_image(i).ok()
+        }));
+        let image = image::RgbImage::new(it.width, it.height);
         let masks = [
             it.ground_truth.unpack(),
             it.teacher.as_ref().and_then(|v| v.mask.unpack()),
@@ -348,6 +423,7 @@ impl BrowseTab {
         self.detail = Some(Detail {
             item,
             image,
+            loading,
             masks,
             textures: vec![None; 4],
             shown: vec![true; n],
@@ -361,6 +437,22 @@ impl BrowseTab {
 
     fn detail_ui(&mut self, ui: &mut Ui, state: &mut AppState) {
         let classes = self.classes.clone().unwrap_or_else(ClassSet::voc);
+        let (position, count) = {
+            let order = self.visible();
+            let at = self.detail.as_ref().and_then(|d| order.iter().position(|&i| i == d.item));
+            (at, order.len())
+        };
+        let mut step = 0isize;
+        if !ui.ctx().text_edit_focused() {
+            ui.input(|i| {
+                if i.key_pressed(egui::Key::ArrowLeft) {
+                    step = -1;
+                }
+                if i.key_pressed(egui::Key::ArrowRight) {
+                    step = 1;
+                }
+            });
+        }
         let Some(d) = &mut self.detail else { return };
         let item = &self.items[d.item];
         let mut close = false;
@@ -368,7 +460,29 @@ impl BrowseTab {
             if ui.button("Back to the grid").clicked() {
                 close = true;
             }
+            let first = position == Some(0);
+            let last = position.is_none_or(|p| p + 1 >= count);
+            if ui
+                .add_enabled(!first, egui::Button::new("← previous"))
+                .on_hover_text("previous image in this order (←)")
+                .clicked()
+            {
+                step = -1;
+            }
+            if ui
+                .add_enabled(!last, egui::Button::new("next →"))
+                .on_hover_text("next image in this order (→)")
+                .clicked()
+            {
+                step = 1;
+            }
+            if let Some(p) = position {
+                note(ui, format!("{}/{count}", p + 1));
+            }
             ui.heading(&item.id);
+            if d.loading.is_some() {
+                ui.spinner();
+            }
             let s = item.student.as_ref().map_or("—".into(), |v| format!("{:.3}", v.miou));
             let t = item.teacher.as_ref().map_or("—".into(), |v| format!("{:.3}", v.miou));
             ui.label(format!("student mIoU {s} · teacher mIoU {t}"));
@@ -393,20 +507,24 @@ impl BrowseTab {
         }
         ui.horizontal_wrapped(|ui| {
             for (c, _) in present.iter().enumerate().take(classes.len()).filter(|(_, p)| **p) {
-                {
+                // Swatch, box and name wrap as one.
+                ui.horizontal(|ui| {
                     swatch(ui, classes.colors[c]);
                     if ui.checkbox(&mut d.shown[c], &classes.names[c]).changed() {
                         d.dirty = true;
                     }
-                }
+                });
             }
         });
         if d.dirty {
             rebuild_textures(ui.ctx(), d, &classes);
         }
         let titles = ["image", "ground truth", "teacher", "student"];
-        let panel_w = (ui.available_width() / 4.0 - 8.0).max(80.0);
         let aspect = d.image.height() as f32 / d.image.width().max(1) as f32;
+        // Four panels side by side, as large as the window allows in both directions (room is
+        // kept below for the title row and the read-out).
+        let fit_height = (ui.available_height() - 60.0).max(60.0) / aspect;
+        let panel_w = (ui.available_width() / 4.0 - 8.0).min(fit_height).max(80.0);
         let panel = vec2(panel_w, panel_w * aspect);
         let mut hover = None;
         ui.horizontal(|ui| {
@@ -454,7 +572,8 @@ impl BrowseTab {
                 });
             }
         });
-        d.hover = hover.or(d.hover);
+        // The read-out follows the cursor and clears when it leaves the panels.
+        d.hover = hover;
         if let Some((x, y)) = d.hover {
             let name =
                 |m: &Option<Mask>| m.as_ref().map_or("—".to_string(), |m| classes.name_of(m.get(x, y)).to_string());
@@ -469,6 +588,8 @@ impl BrowseTab {
         }
         if close {
             self.detail = None;
+        } else if step != 0 {
+            self.step_detail(step);
         }
     }
 
@@ -496,8 +617,32 @@ impl BrowseTab {
             }
         }
         note(ui, "rows: ground truth · columns: prediction · click a cell to list its images");
-        let cell = ((ui.available_width() - 20.0) / n as f32).clamp(6.0, 18.0);
-        let (rect, response) = ui.allocate_exact_size(vec2(cell * n as f32, cell * n as f32), Sense::click());
+        // Class names left of the rows and above the columns (rotated), in a small font.
+        let font = egui::FontId::proportional(10.0);
+        let text_color = ui.visuals().text_color();
+        let label_room = classes
+            .names
+            .iter()
+            .map(|name| ui.fonts_mut(|f| f.layout_no_wrap(name.clone(), font.clone(), text_color).size().x))
+            .fold(0.0f32, f32::max)
+            + 4.0;
+        let cell = ((ui.available_width() - label_room - 8.0) / n as f32).clamp(6.0, 18.0);
+        let grid = cell * n as f32;
+        let (outer, response) = ui.allocate_exact_size(vec2(label_room + grid, label_room + grid), Sense::click());
+        let rect = Rect::from_min_size(outer.min + vec2(label_room, label_room), vec2(grid, grid));
+        {
+            let painter = ui.painter_at(outer);
+            let show_names = cell >= 9.0;
+            for (c, name) in classes.names.iter().enumerate().take(n).filter(|_| show_names) {
+                let y = rect.min.y + (c as f32 + 0.5) * cell;
+                painter.text(pos2(rect.min.x - 3.0, y), egui::Align2::RIGHT_CENTER, name, font.clone(), text_color);
+                let galley = painter.layout_no_wrap(name.clone(), font.clone(), text_color);
+                let x = rect.min.x + (c as f32 + 0.5) * cell - galley.size().y / 2.0;
+                let at = pos2(x, rect.min.y - 3.0);
+                painter
+                    .add(egui::epaint::TextShape::new(at, galley, text_color).with_angle(-std::f32::consts::FRAC_PI_2));
+            }
+        }
         let painter = ui.painter_at(rect);
         for t in 0..n {
             let row: u64 = cm[t * n..(t + 1) * n].iter().sum();
@@ -519,7 +664,7 @@ impl BrowseTab {
                 let text = format!("{} predicted as {}: {} px", classes.names[t], classes.names[p], cm[t * n + p]);
                 response.clone().on_hover_text(text);
                 if response.clicked() {
-                    self.confusion_filter = Some((t as u8, p as u8));
+                    self.confusion_filter = Some((source, t as u8, p as u8));
                 }
             }
         }

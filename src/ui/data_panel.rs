@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use egui::Ui;
 
+use super::commands::{Command, CommandQueue, DownloadTarget};
 use super::downloads::{DownloadTask, Outcome};
 use super::file_dialog::PickKind;
 use super::jobs::{Job, Poll};
@@ -85,23 +86,49 @@ struct WeightsRow {
 }
 
 impl WeightsRow {
+    /// Takes a finished download's outcome; returns the file it delivered.
+    fn poll(&mut self) -> Option<PathBuf> {
+        let outcome = self.task.as_mut()?.poll()?;
+        self.task = None;
+        let delivered = match &outcome {
+            Outcome::Done(p) => Some(p.clone()),
+            _ => None,
+        };
+        self.outcome = Some(outcome);
+        delivered
+    }
+
+    fn start(
+        &mut self,
+        ctx: &egui::Context,
+        slot: WeightsSlot,
+        settings: &DownloadSettings,
+        teacher: crate::model::ModelKind,
+    ) {
+        let Some(w) = slot.catalog(teacher) else { return };
+        let dir = settings.weights_dir.clone();
+        let base = Some(settings.weights_base_url.trim().to_string()).filter(|b| !b.is_empty());
+        let name = w.name.to_string();
+        self.outcome = None;
+        self.task = Some(DownloadTask::spawn(&format!("{} weights", slot.label()), ctx, move |obs| {
+            let files = download::download_weights(&dir, &[name], base.as_deref(), &HttpOptions::default(), obs)?;
+            Ok(files.into_iter().next().map(|f| f.path).unwrap_or_default())
+        }));
+    }
+
     fn ui(
         &mut self,
         ui: &mut Ui,
         slot: WeightsSlot,
         path: &mut String,
-        settings: &DownloadSettings,
         teacher: crate::model::ModelKind,
+        commands: &mut CommandQueue,
     ) {
         let w = slot.catalog(teacher);
         self.field.ui(ui, slot.label(), path, PickKind::WeightsFile, w.map_or("weights file", |w| w.file_name));
-        if let Some(task) = &mut self.task {
-            if let Some(outcome) = task.ui(ui) {
-                if let Outcome::Done(p) = &outcome {
-                    *path = p.display().to_string();
-                }
-                self.outcome = Some(outcome);
-                self.task = None;
+        if let Some(task) = &self.task {
+            if task.ui(ui) {
+                commands.push(Command::CancelDownload(DownloadTarget::Weights(slot)));
             }
             return;
         }
@@ -115,15 +142,7 @@ impl WeightsRow {
             }
             let Some(w) = w.filter(|_| !present) else { return };
             if ui.button(format!("Download {} weights ({} MB)", slot.label(), w.approx_mb)).clicked() {
-                let dir = settings.weights_dir.clone();
-                let base = Some(settings.weights_base_url.trim().to_string()).filter(|b| !b.is_empty());
-                let name = w.name.to_string();
-                self.outcome = None;
-                self.task = Some(DownloadTask::spawn(&format!("{} weights", slot.label()), ui.ctx(), move |obs| {
-                    let files =
-                        download::download_weights(&dir, &[name], base.as_deref(), &HttpOptions::default(), obs)?;
-                    Ok(files.into_iter().next().map(|f| f.path).unwrap_or_default())
-                }));
+                commands.push(Command::Download(DownloadTarget::Weights(slot)));
             }
         });
         outcome_ui(ui, self.outcome.as_ref());
@@ -156,8 +175,10 @@ pub struct DataPanel {
 }
 
 impl DataPanel {
-    /// Starts a scan when the configured path changed; call once per frame.
-    pub fn update(&mut self, state: &AppState, ctx: &egui::Context) {
+    /// Starts a scan when the configured path changed and takes what background work finished
+    /// (scans, downloads, the demo dataset); call once per frame.
+    pub fn update(&mut self, state: &mut AppState, ctx: &egui::Context) {
+        self.take_finished_work(state);
         let key = (state.data_dir.clone(), state.dataset_kind);
         if self.scanned_for.as_ref() != Some(&key) {
             self.scanned_for = Some(key);
@@ -176,8 +197,8 @@ impl DataPanel {
                     self.info = Some(r);
                     self.scan = None;
                 }
-                Poll::Failed => {
-                    self.info = Some(Err("the dataset scan crashed".into()));
+                Poll::Failed(why) => {
+                    self.info = Some(Err(why));
                     self.scan = None;
                 }
             }
@@ -192,7 +213,89 @@ impl DataPanel {
         }
     }
 
-    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState) {
+    /// Downloads and the demo dataset that finished: their results go into the settings.
+    fn take_finished_work(&mut self, state: &mut AppState) {
+        if let Some(task) = &mut self.voc_task
+            && let Some(outcome) = task.poll()
+        {
+            if let Outcome::Done(root) = &outcome {
+                state.data_dir = root.display().to_string();
+                state.dataset_kind = Some(DatasetKind::Voc);
+                self.scanned_for = None;
+            }
+            self.voc_outcome = Some(outcome);
+            self.voc_task = None;
+        }
+        if let Some(file) = self.teacher.poll() {
+            state.train.teacher_weights = file.display().to_string();
+            if let Some(kind) = recognise(&state.train.teacher_weights) {
+                state.train.teacher_model = kind;
+            }
+        }
+        if let Some(file) = self.backbone.poll() {
+            state.train.backbone_weights = file.display().to_string();
+        }
+        if let Some(job) = &mut self.demo {
+            match job.poll() {
+                Poll::Running => {}
+                Poll::Done(Ok(root)) => {
+                    state.data_dir = root.display().to_string();
+                    self.scanned_for = None;
+                    self.demo = None;
+                }
+                Poll::Done(Err(e)) | Poll::Failed(e) => {
+                    self.demo = None;
+                    self.info = Some(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Starts a download (the app applies [`Command::Download`] here).
+    pub fn start_download(&mut self, ctx: &egui::Context, target: DownloadTarget, state: &AppState) {
+        let teacher = state.train.teacher_model;
+        match target {
+            DownloadTarget::Voc => self.start_voc_download(ctx, state),
+            DownloadTarget::Weights(WeightsSlot::Teacher) => {
+                self.teacher.start(ctx, WeightsSlot::Teacher, &state.downloads, teacher)
+            }
+            DownloadTarget::Weights(WeightsSlot::Backbone) => {
+                self.backbone.start(ctx, WeightsSlot::Backbone, &state.downloads, teacher)
+            }
+        }
+    }
+
+    pub fn cancel_download(&mut self, target: DownloadTarget) {
+        let task = match target {
+            DownloadTarget::Voc => &self.voc_task,
+            DownloadTarget::Weights(WeightsSlot::Teacher) => &self.teacher.task,
+            DownloadTarget::Weights(WeightsSlot::Backbone) => &self.backbone.task,
+        };
+        if let Some(t) = task {
+            t.cancel();
+        }
+    }
+
+    /// Points the dataset field at the demo dataset, drawing it first when it is not there.
+    pub fn use_demo_data(&mut self, ctx: &egui::Context, state: &mut AppState) {
+        if self.demo.is_some() {
+            return;
+        }
+        let dir = state.demo_path();
+        let existing = crate::data::demo::voc_root(&dir);
+        if crate::data::demo::is_demo(&existing) {
+            state.data_dir = existing.display().to_string();
+            self.scanned_for = None;
+            return;
+        }
+        self.demo = Some(Job::spawn("drawing the demo dataset", ctx, move |p| {
+            let cfg = DemoConfig::default();
+            p.set_total((cfg.train + cfg.val) as u64);
+            generate(&dir, &cfg, &|| p.inc()).map_err(|e| format!("{e:#}"))
+        }));
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, commands: &mut CommandQueue) {
         ui.label("Dataset folder (VOCdevkit, VOC2012 or a parent; or a Cityscapes root)");
         if self.field.ui(ui, "data_dir", &mut state.data_dir, PickKind::Folder, "path to the dataset") {
             self.scanned_for = None;
@@ -238,39 +341,30 @@ impl DataPanel {
                 ui.label("No dataset configured.");
             }
         }
-        if let Some(task) = &mut self.voc_task {
-            if let Some(outcome) = task.ui(ui) {
-                if let Outcome::Done(root) = &outcome {
-                    state.data_dir = root.display().to_string();
-                    state.dataset_kind = Some(DatasetKind::Voc);
-                    self.scanned_for = None;
-                }
-                self.voc_outcome = Some(outcome);
-                self.voc_task = None;
+        if let Some(task) = &self.voc_task {
+            if task.ui(ui) {
+                commands.push(Command::CancelDownload(DownloadTarget::Voc));
             }
         } else {
             ui.horizontal(|ui| {
                 if self.usable().is_none() {
-                    self.voc_download_button(ui, state);
+                    voc_download_button(ui, state, commands);
                 }
-                self.demo_ui(ui, state);
+                self.demo_ui(ui, state, commands);
             });
         }
         outcome_ui(ui, self.voc_outcome.as_ref());
     }
 
-    fn voc_download_button(&mut self, ui: &mut Ui, state: &AppState) {
+    fn start_voc_download(&mut self, ctx: &egui::Context, state: &AppState) {
         let d = &state.downloads;
-        let hover = format!("PASCAL VOC 2012 train/val into {}", d.data_dir.join("VOCdevkit/VOC2012").display());
-        if ui.button("Download VOC 2012 (2.0 GB)").on_hover_text(hover).clicked() {
-            let dest = d.data_dir.clone();
-            let url = Some(d.voc_url.trim().to_string()).filter(|u| !u.is_empty());
-            let md5 = Checksum::md5(&d.voc_md5).ok();
-            self.voc_outcome = None;
-            self.voc_task = Some(DownloadTask::spawn("VOC 2012", ui.ctx(), move |obs| {
-                download::download_voc(&dest, url.as_deref(), md5, false, &HttpOptions::default(), obs).map(|f| f.path)
-            }));
-        }
+        let dest = d.data_dir.clone();
+        let url = Some(d.voc_url.trim().to_string()).filter(|u| !u.is_empty());
+        let md5 = Checksum::md5(&d.voc_md5).ok();
+        self.voc_outcome = None;
+        self.voc_task = Some(DownloadTask::spawn("VOC 2012", ctx, move |obs| {
+            download::download_voc(&dest, url.as_deref(), md5, false, &HttpOptions::default(), obs).map(|f| f.path)
+        }));
     }
 
     /// How the last download of a weight file ended (while none runs).
@@ -290,13 +384,13 @@ impl DataPanel {
     }
 
     /// The weights fields (teacher for distillation, optional ImageNet backbone) with downloads.
-    pub fn weights_ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool) {
+    pub fn weights_ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool, commands: &mut CommandQueue) {
         let model_before = state.train.teacher_model;
-        self.teacher_panel.ui(ui, state, teacher_needed);
+        self.teacher_panel.ui(ui, state, teacher_needed, commands);
         ui.label(format!("Teacher weights ({})", state.train.teacher_model));
         let path_before = state.train.teacher_weights.clone();
         let teacher_model = state.train.teacher_model;
-        self.teacher.ui(ui, WeightsSlot::Teacher, &mut state.train.teacher_weights, &state.downloads, teacher_model);
+        self.teacher.ui(ui, WeightsSlot::Teacher, &mut state.train.teacher_weights, teacher_model, commands);
         if state.train.teacher_weights != path_before && state.train.teacher_model == model_before {
             // A downloaded or picked file brings its architecture (recognised from its keys).
             if let Some(kind) = recognise(&state.train.teacher_weights) {
@@ -308,7 +402,7 @@ impl DataPanel {
         }
         ui.label("ImageNet backbone weights (optional)");
         let teacher_model = state.train.teacher_model;
-        self.backbone.ui(ui, WeightsSlot::Backbone, &mut state.train.backbone_weights, &state.downloads, teacher_model);
+        self.backbone.ui(ui, WeightsSlot::Backbone, &mut state.train.backbone_weights, teacher_model, commands);
         egui::CollapsingHeader::new("Download settings").id_salt("download_settings").show(ui, |ui| {
             settings_ui(ui, &mut state.downloads);
         });
@@ -352,53 +446,40 @@ fn settings_ui(ui: &mut Ui, d: &mut DownloadSettings) {
     note(ui, "proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY; stall timeout: SEGDISTILL_TIMEOUT (s)");
 }
 
+/// The VOC download button (with where it unpacks).
+fn voc_download_button(ui: &mut Ui, state: &AppState, commands: &mut CommandQueue) {
+    let d = &state.downloads;
+    let hover = format!("PASCAL VOC 2012 train/val into {}", d.data_dir.join("VOCdevkit/VOC2012").display());
+    if ui.button("Download VOC 2012 (2.0 GB)").on_hover_text(hover).clicked() {
+        commands.push(Command::Download(DownloadTarget::Voc));
+    }
+}
+
 impl DataPanel {
-    fn demo_ui(&mut self, ui: &mut Ui, state: &mut AppState) {
-        if let Some(job) = &mut self.demo {
-            match job.poll() {
-                Poll::Running => {
-                    let (done, total) = job.progress.counts();
-                    ui.add(
-                        egui::ProgressBar::new(job.progress.fraction().unwrap_or(0.0))
-                            .text(format!("drawing the demo dataset {done}/{total}")),
-                    );
-                    return;
-                }
-                Poll::Done(Ok(root)) => {
-                    state.data_dir = root.display().to_string();
-                    self.scanned_for = None;
-                    self.demo = None;
-                }
-                Poll::Done(Err(e)) => {
-                    self.demo = None;
-                    self.info = Some(Err(e));
-                }
-                Poll::Failed => self.demo = None,
-            }
+    fn demo_ui(&mut self, ui: &mut Ui, state: &AppState, commands: &mut CommandQueue) {
+        if let Some(job) = &self.demo {
+            let (done, total) = job.progress.counts();
+            ui.add(
+                egui::ProgressBar::new(job.progress.fraction().unwrap_or(0.0))
+                    .text(format!("drawing the demo dataset {done}/{total}")),
+            );
+            return;
         }
-        let has_usable = self.usable().is_some();
-        if !has_usable {
-            let dir = state.demo_path();
-            let existing = crate::data::demo::voc_root(&dir);
-            let label =
-                if crate::data::demo::is_demo(&existing) { "Use the demo dataset" } else { "Create the demo dataset" };
-            if ui
-                .button(label)
-                .on_hover_text(format!("procedurally drawn scenes in VOC format, in {}", dir.display()))
-                .clicked()
-            {
-                if crate::data::demo::is_demo(&existing) {
-                    state.data_dir = existing.display().to_string();
-                    self.scanned_for = None;
-                } else {
-                    let ctx = ui.ctx().clone();
-                    self.demo = Some(Job::spawn("demo data", &ctx, move |p| {
-                        let cfg = DemoConfig::default();
-                        p.set_total((cfg.train + cfg.val) as u64);
-                        generate(&dir, &cfg, &|| p.inc()).map_err(|e| format!("{e:#}"))
-                    }));
-                }
-            }
+        if self.usable().is_some() {
+            return;
+        }
+        let dir = state.demo_path();
+        let label = if crate::data::demo::is_demo(&crate::data::demo::voc_root(&dir)) {
+            "Use the demo dataset"
+        } else {
+            "Create the demo dataset"
+        };
+        if ui
+            .button(label)
+            .on_hover_text(format!("procedurally drawn scenes in VOC format, in {}", dir.display()))
+            .clicked()
+        {
+            commands.push(Command::UseDemoData);
         }
     }
 }

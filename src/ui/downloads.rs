@@ -87,15 +87,21 @@ impl DownloadTask {
         self.shared.cancel.store(true, Ordering::Relaxed);
     }
 
-    /// Draws progress and a Cancel button; returns the outcome once, when the work ends.
-    pub fn ui(&mut self, ui: &mut Ui) -> Option<Outcome> {
+    /// The outcome once, when the work ends (or at once after Cancel: the worker stops at its
+    /// next chunk or stall timeout, and its `.part` file stays locked until then, so a new
+    /// download of the same file waits rather than clobbers). Call once per frame.
+    pub fn poll(&mut self) -> Option<Outcome> {
         match self.job.poll() {
-            Poll::Done(Ok(p)) => return Some(Outcome::Done(p)),
-            Poll::Done(Err(DownloadError::Cancelled)) => return Some(Outcome::Cancelled),
-            Poll::Done(Err(e)) => return Some(Outcome::Failed(e.to_string())),
-            Poll::Failed => return Some(Outcome::Failed("the download thread crashed".into())),
-            Poll::Running => {}
+            Poll::Done(Ok(p)) => Some(Outcome::Done(p)),
+            Poll::Done(Err(DownloadError::Cancelled)) => Some(Outcome::Cancelled),
+            Poll::Done(Err(e)) => Some(Outcome::Failed(e.to_string())),
+            Poll::Failed(why) => Some(Outcome::Failed(why)),
+            Poll::Running => self.shared.cancel.load(Ordering::Relaxed).then_some(Outcome::Cancelled),
         }
+    }
+
+    /// Draws progress with a Cancel button; true when Cancel was clicked.
+    pub fn ui(&self, ui: &mut Ui) -> bool {
         let (label, since) =
             self.shared.stage.lock().map(|s| s.clone()).unwrap_or_else(|_| ("".into(), Instant::now()));
         let (done, total) = self.job.progress.counts();
@@ -110,21 +116,13 @@ impl DownloadTask {
             ui.add(bar.text(text).desired_width(ui.available_width()));
             cancel
         });
-        if clicked.inner {
-            self.cancel();
-        }
-        if self.shared.cancel.load(Ordering::Relaxed) {
-            // The worker stops at its next chunk (or its stall timeout); its `.part` file stays
-            // locked until then, so a new download of the same file waits rather than clobbers.
-            return Some(Outcome::Cancelled);
-        }
         if let Ok(m) = self.shared.messages.lock()
             && let Some(last) = m.last()
         {
             ui.small(last.as_str());
         }
         ui.ctx().request_repaint_after(Duration::from_millis(150));
-        None
+        clicked.inner
     }
 }
 

@@ -1,6 +1,6 @@
 //! Background work for the UI: a job runs on its own thread and hands back one result, polled
 //! each frame without blocking (like rerun's background tasks). Progress goes through a shared
-//! counter the UI reads.
+//! counter the UI reads; a job that panics reports why (the panic message), never just "crashed".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +45,7 @@ impl Progress {
 
 /// A result that arrives later.
 pub struct Job<T> {
-    rx: Receiver<T>,
+    rx: Receiver<Result<T, String>>,
     pub progress: Progress,
     pub label: String,
 }
@@ -64,7 +64,7 @@ impl<T: Send + 'static> Job<T> {
         let label = label.into();
         let name = format!("job-{}", label.chars().take(20).collect::<String>());
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let out = work(&p);
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&p))).map_err(panic_message);
             tx.send(out).ok(); // the UI may have dropped the job (e.g. settings changed)
             ctx.request_repaint();
         });
@@ -77,10 +77,11 @@ impl<T: Send + 'static> Job<T> {
     /// The job's state; `Done` is returned once.
     pub fn poll(&mut self) -> Poll<T> {
         match self.rx.try_recv() {
-            Ok(v) => Poll::Done(v),
+            Ok(Ok(v)) => Poll::Done(v),
+            Ok(Err(panic)) => Poll::Failed(format!("{} stopped unexpectedly: {panic}", self.label)),
             Err(TryRecvError::Empty) => Poll::Running,
-            // The sender is gone without a result: the worker panicked.
-            Err(TryRecvError::Disconnected) => Poll::Failed,
+            // The sender is gone without a result: the thread could not be started.
+            Err(TryRecvError::Disconnected) => Poll::Failed(format!("{} could not run", self.label)),
         }
     }
 }
@@ -89,9 +90,50 @@ impl<T: Send + 'static> Job<T> {
 pub enum Poll<T> {
     Running,
     Done(T),
-    Failed,
+    /// The work panicked (or never started): why, in words.
+    Failed(String),
+}
+
+/// The text of a panic payload (`panic!` with a literal or with a formatted message).
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 fn log_error(msg: &str) {
     eprintln!("segdistill: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait<T: Send + 'static>(job: &mut Job<T>) -> Poll<T> {
+        loop {
+            match job.poll() {
+                Poll::Running => std::thread::sleep(std::time::Duration::from_millis(5)),
+                other => return other,
+            }
+        }
+    }
+
+    #[test]
+    fn a_job_hands_back_its_result_or_why_it_panicked() {
+        let ctx = egui::Context::default();
+        let mut ok = Job::spawn("sum", &ctx, |p| {
+            p.set_total(2);
+            p.add(2);
+            1 + 1
+        });
+        assert!(matches!(wait(&mut ok), Poll::Done(2)));
+        assert_eq!(ok.progress.counts(), (2, 2));
+        let mut bad: Job<()> = Job::spawn("scan runs", &ctx, |_| panic!("index {} out of range", 7));
+        match wait(&mut bad) {
+            Poll::Failed(why) => assert_eq!(why, "scan runs stopped unexpectedly: index 7 out of range"),
+            _ => panic!("a panicking job reports Failed"),
+        }
+    }
 }

@@ -1,12 +1,15 @@
 //! The desktop app (eframe/egui): Train, Runs and Browse tabs over the engine, the evaluator and
-//! the report. Panels draw; the engine and the workers compute on their own threads.
+//! the report. Panels draw and push commands (`commands`), which the app applies once per frame;
+//! the engine and the workers compute on their own threads.
 
 pub mod app;
 pub mod browse_tab;
+pub mod commands;
 pub mod data_panel;
 pub mod downloads;
 pub mod file_dialog;
 pub mod jobs;
+pub mod plots;
 pub mod runs_tab;
 pub mod state;
 pub mod teacher_panel;
@@ -29,6 +32,18 @@ pub fn run_app() -> anyhow::Result<()> {
     eframe::run_native("segdistill", options, Box::new(|cc| Ok(Box::new(SegdistillApp::new(cc))))).map_err(|e| {
         anyhow::anyhow!("cannot open the window: {e} (is a display available? set DISPLAY or WAYLAND_DISPLAY)")
     })
+}
+
+/// egui's fonts with Hack (bundled with them) as a fallback of the proportional family, for the
+/// arrows and triangles that Ubuntu-Light lacks (← → ▲ ▼ in the detail view and the Runs table).
+pub fn fonts() -> egui::FontDefinitions {
+    let mut fonts = egui::FontDefinitions::default();
+    if let Some(proportional) = fonts.families.get_mut(&egui::FontFamily::Proportional)
+        && fonts.font_data.contains_key("Hack")
+    {
+        proportional.push("Hack".to_owned());
+    }
+    fonts
 }
 
 /// The window and task-bar icon (`assets/icon.png`, built into the binary). A damaged file would

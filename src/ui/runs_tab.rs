@@ -1,23 +1,30 @@
-//! The Runs tab: every run under the runs folder with its status, overlaid curves for the
-//! selected ones, the comparison table, and an Export report button. Scans and measurements run
-//! in the background.
+//! The Runs tab: every run under the runs folder with its status (Resume on stopped runs), the
+//! comparison table (sortable, Δ against a chosen completed no-distillation baseline, speed
+//! measured once per run and stored), overlaid curves of any metric, and Export report with
+//! progress. Scans, measurements and the report run in the background; buttons push commands.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui::Ui;
-use egui_plot::{Legend, Line, Plot};
 
+use super::commands::{Command, CommandQueue};
 use super::file_dialog::PickKind;
 use super::jobs::{Job, Poll};
+use super::plots::{CurvePlot, Series, XAxis, run_color};
 use super::state::AppState;
-use super::widgets::{PathField, duration, error_text, note};
+use super::train_tab::describe_run;
+use super::widgets::{PathField, error_text, note};
 use crate::eval::teacher_quality::TeacherQuality;
-use crate::model::{format_params, load_for_inference};
-use crate::report::table::{Row, fill_deltas, format_macs, measure};
+use crate::model::format_params;
+use crate::report::table::{
+    Row, can_be_baseline, default_baselines, fill_deltas, format_macs, student_row, train_time,
+};
 use crate::train::TrainConfig;
 use crate::train::checkpoint::{self, CheckpointState};
+use crate::train::events::StepMetrics;
 
 /// One run folder as listed.
 #[derive(Clone, Debug)]
@@ -27,56 +34,35 @@ pub struct RunEntry {
     pub config: TrainConfig,
     pub state: Option<CheckpointState>,
     pub status: String,
-    /// Measured when the student weights exist.
+    /// Stopped or interrupted with a checkpoint: Resume continues it.
+    pub resumable: bool,
+    /// The table row, when the student weights exist (speed read from `<run>/speed.json`,
+    /// measured there once).
     pub row: Option<Row>,
-    /// (step, training loss).
-    pub steps: Vec<(usize, f64)>,
+    /// Every training step's losses (metrics.csv).
+    pub steps: Vec<StepMetrics>,
 }
 
-fn load_entry(dir: &Path, measure_models: bool) -> Option<RunEntry> {
+fn load_entry(dir: &Path) -> Option<RunEntry> {
     let config = crate::train::run_folder::read_config(dir)?;
-    let state = checkpoint::load(&checkpoint::last_path(dir)).ok().map(|c| c.state);
-    let status = match &state {
-        None => "no checkpoint yet".to_string(),
-        Some(s) if s.epoch >= s.config.epochs => "completed".into(),
-        Some(s) => format!("stopped after epoch {}/{}", s.epoch, s.config.epochs),
-    };
-    let steps = crate::report::runs::load(dir).map(|r| r.steps).unwrap_or_default();
-    let student = checkpoint::student_path(dir);
-    let row = (measure_models && student.is_file())
-        .then(|| {
-            let loaded = load_for_inference(config.model, &student, &candle_core::Device::Cpu).ok()?;
-            let size = config.val_size.unwrap_or(config.size);
-            let (macs, ms) = measure(&loaded.model, size, &candle_core::Device::Cpu).ok()?;
-            let st = state.as_ref()?;
-            Some(Row {
-                label: dir.file_name()?.to_string_lossy().into_owned(),
-                model: config.model.name().into(),
-                mode: config.distill.name().into(),
-                miou: st.best.as_ref().map_or(f64::NAN, |b| b.miou),
-                delta: None,
-                params: loaded.num_params,
-                gmacs: macs as f64 / 1e9,
-                eval_size: size,
-                size_mb: std::fs::metadata(&student).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN),
-                ms_per_image: ms,
-                train_seconds: Some(st.train_seconds),
-            })
-        })
-        .flatten();
+    let state = checkpoint::load_state(&checkpoint::last_path(dir)).ok();
+    let (status, resumable) = describe_run(dir);
+    let steps = crate::report::runs::saved_steps(dir, state.as_ref().map_or(0, |s| s.step));
+    let row = crate::report::runs::load(dir).ok().and_then(|run| student_row(&run, &candle_core::Device::Cpu).ok());
     Some(RunEntry {
-        name: dir.file_name()?.to_string_lossy().into_owned(),
+        name: super::app::run_name(dir),
         dir: dir.to_path_buf(),
         config,
         state,
         status,
+        resumable,
         row,
         steps,
     })
 }
 
 /// Every run folder under `runs_dir`, newest first.
-pub fn scan_runs(runs_dir: &Path, measure_models: bool) -> Vec<RunEntry> {
+pub fn scan_runs(runs_dir: &Path) -> Vec<RunEntry> {
     let Ok(rd) = std::fs::read_dir(runs_dir) else { return Vec::new() };
     let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = rd
         .flatten()
@@ -84,42 +70,184 @@ pub fn scan_runs(runs_dir: &Path, measure_models: bool) -> Vec<RunEntry> {
         .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-    let mut entries: Vec<RunEntry> = dirs.iter().filter_map(|(_, d)| load_entry(d, measure_models)).collect();
-    let mut rows: Vec<Row> = entries.iter().filter_map(|e| e.row.clone()).collect();
-    fill_deltas(&mut rows);
-    for e in &mut entries {
-        if let Some(r) = &mut e.row {
-            r.delta = rows.iter().find(|x| x.label == r.label).and_then(|x| x.delta);
-        }
-    }
-    entries
+    dirs.iter().filter_map(|(_, d)| load_entry(d)).collect()
 }
 
-#[derive(Default)]
+/// A column the table sorts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Run,
+    Model,
+    Mode,
+    Status,
+    Miou,
+    Delta,
+    Params,
+    Macs,
+    Ms,
+    TrainTime,
+    Score,
+}
+
+impl Column {
+    const ALL: [Column; 11] = [
+        Self::Run,
+        Self::Model,
+        Self::Mode,
+        Self::Status,
+        Self::Miou,
+        Self::Delta,
+        Self::Params,
+        Self::Macs,
+        Self::Ms,
+        Self::TrainTime,
+        Self::Score,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Model => "model",
+            Self::Mode => "mode",
+            Self::Status => "status",
+            Self::Miou => "mIoU",
+            Self::Delta => "Δ mIoU",
+            Self::Params => "params",
+            Self::Macs => "MACs",
+            Self::Ms => "ms/image",
+            Self::TrainTime => "train time",
+            Self::Score => "score",
+        }
+    }
+
+    fn tooltip(self) -> &'static str {
+        match self {
+            Self::Run => "the run's folder name",
+            Self::Model => "the student architecture",
+            Self::Mode => "distillation mode: none, response (logits), feature, combined",
+            Self::Status => "completed, stopped after an epoch (Resume continues it), or running",
+            Self::Miou => "best validation mIoU over the run's evaluations",
+            Self::Delta => "mIoU minus the chosen baseline's: a completed no-distillation run of the same student",
+            Self::Params => "trainable parameters of the student",
+            Self::Macs => "multiply-adds of one forward pass at the evaluation size (S²)",
+            Self::Ms => {
+                "median CPU forward time at batch 1 after 2 warm-up passes, 10 timed passes, measured once per run \
+                 and stored in its speed.json (hover a value for the fastest and slowest pass)"
+            }
+            Self::TrainTime => {
+                "wall-clock training time over all sessions; the teacher cache's one-off build is shown apart"
+            }
+            Self::Score => "the lab's score: 4·mIoU / (1 + parameters in millions); higher is better",
+        }
+    }
+}
+
+/// A metric the curves can overlay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    TrainLoss,
+    Ce,
+    Kd,
+    Feature,
+    ValLoss,
+    Miou,
+    PixelAccuracy,
+    ClassIou(usize),
+}
+
+impl Metric {
+    fn label(self, class_names: &[String]) -> String {
+        match self {
+            Self::TrainLoss => "training loss".into(),
+            Self::Ce => "CE loss".into(),
+            Self::Kd => "KD loss".into(),
+            Self::Feature => "feature loss".into(),
+            Self::ValLoss => "val loss".into(),
+            Self::Miou => "val mIoU".into(),
+            Self::PixelAccuracy => "pixel accuracy".into(),
+            Self::ClassIou(c) => format!("IoU of {}", class_names.get(c).map_or("?", String::as_str)),
+        }
+    }
+
+    fn per_step(self) -> bool {
+        matches!(self, Self::TrainLoss | Self::Ce | Self::Kd | Self::Feature)
+    }
+
+    fn series(self, e: &RunEntry) -> Vec<[f64; 2]> {
+        let step = |f: &dyn Fn(&StepMetrics) -> Option<f64>| -> Vec<[f64; 2]> {
+            e.steps.iter().filter_map(|s| f(s).map(|v| [s.step as f64, v])).collect()
+        };
+        let history = e.state.as_ref().map(|s| s.history.as_slice()).unwrap_or_default();
+        let epoch = |f: &dyn Fn(&crate::train::checkpoint::EpochRecord) -> Option<f64>| -> Vec<[f64; 2]> {
+            history.iter().filter_map(|r| f(r).map(|v| [(r.epoch + 1) as f64, v])).collect()
+        };
+        match self {
+            Self::TrainLoss => step(&|s| Some(s.loss)),
+            Self::Ce => step(&|s| Some(s.ce)),
+            Self::Kd => step(&|s| s.kd),
+            Self::Feature => step(&|s| s.feature),
+            Self::ValLoss => epoch(&|r| Some(r.val_loss)),
+            Self::Miou => epoch(&|r| Some(r.miou)),
+            Self::PixelAccuracy => epoch(&|r| Some(r.pixel_acc)),
+            Self::ClassIou(c) => epoch(&|r| r.iou.get(c).copied().flatten()),
+        }
+    }
+}
+
+/// Export report in the background, with its current stage.
+struct ReportJob {
+    job: Job<Result<PathBuf, String>>,
+    stage: Arc<Mutex<String>>,
+}
+
 pub struct RunsTab {
     pub entries: Vec<RunEntry>,
     pub selected: BTreeSet<PathBuf>,
     scan: Option<Job<Vec<RunEntry>>>,
+    scan_error: Option<String>,
     last_scan: Option<Instant>,
-    report: Option<Job<Result<PathBuf, String>>>,
+    report: Option<ReportJob>,
     report_result: Option<Result<PathBuf, String>>,
     /// Whether the first non-empty scan chose the initial selection.
     preselected: bool,
     /// The runs folder as typed or picked (applied when it changes).
     runs_dir_text: Option<String>,
     runs_dir_field: PathField,
+    /// Column and direction (true: ascending).
+    pub sort: (Column, bool),
+    /// The metrics of the two curve plots.
+    pub metrics: [Metric; 2],
+}
+
+impl Default for RunsTab {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            selected: BTreeSet::new(),
+            scan: None,
+            scan_error: None,
+            last_scan: None,
+            report: None,
+            report_result: None,
+            preselected: false,
+            runs_dir_text: None,
+            runs_dir_field: PathField::default(),
+            sort: (Column::Run, true),
+            metrics: [Metric::TrainLoss, Metric::Miou],
+        }
+    }
 }
 
 /// How many runs the first scan selects.
 const INITIAL_SELECTION: usize = 4;
 
 impl RunsTab {
-    /// Rescans when asked, or every 15 s while the tab is visible.
+    /// Rescans when asked, or every 15 s while the tab is visible; takes finished work.
     pub fn update(&mut self, ctx: &egui::Context, runs_dir: &Path, visible: bool, force: bool) {
         let stale = self.last_scan.is_none_or(|t| t.elapsed() > Duration::from_secs(15));
         if self.scan.is_none() && (force || (visible && stale)) {
             let dir = runs_dir.to_path_buf();
-            self.scan = Some(Job::spawn("scan runs", ctx, move |_| scan_runs(&dir, true)));
+            self.scan = Some(Job::spawn("scanning the runs", ctx, move |_| scan_runs(&dir)));
             self.last_scan = Some(Instant::now());
         }
         if let Some(job) = &mut self.scan {
@@ -133,26 +261,69 @@ impl RunsTab {
                     }
                     self.entries = v;
                     self.scan = None;
+                    self.scan_error = None;
                 }
-                Poll::Failed => self.scan = None,
+                Poll::Failed(why) => {
+                    self.scan_error = Some(why);
+                    self.scan = None;
+                }
             }
         }
-        if let Some(job) = &mut self.report {
-            match job.poll() {
-                Poll::Running => {}
-                Poll::Done(r) => {
-                    self.report_result = Some(r);
+        if let Some(r) = &mut self.report {
+            match r.job.poll() {
+                Poll::Running => ctx.request_repaint_after(Duration::from_millis(200)),
+                Poll::Done(result) => {
+                    self.report_result = Some(result);
                     self.report = None;
                 }
-                Poll::Failed => {
-                    self.report_result = Some(Err("the report crashed".into()));
+                Poll::Failed(why) => {
+                    self.report_result = Some(Err(why));
                     self.report = None;
                 }
             }
         }
     }
 
-    /// Draws the tab; true when the runs folder changed (the caller rescans).
+    /// Forgets the listed runs (the runs folder changed).
+    pub fn forget_runs(&mut self) {
+        self.entries.clear();
+        self.selected.clear();
+        self.preselected = false;
+        self.last_scan = None;
+        self.runs_dir_text = None;
+    }
+
+    /// Writes report.md for the selected runs in the background (the app applies
+    /// [`Command::ExportReport`] here).
+    pub fn export(&mut self, ctx: &egui::Context, state: &AppState) {
+        if self.report.is_some() || self.selected.is_empty() {
+            return;
+        }
+        let dirs: Vec<PathBuf> = self.selected.iter().cloned().collect();
+        let out = state.runs_dir.join("report");
+        let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
+        let stage = Arc::new(Mutex::new("starting".to_string()));
+        let stage_w = stage.clone();
+        self.report_result = None;
+        let job = Job::spawn("the report", ctx, move |_| {
+            let opts = crate::report::ReportOptions {
+                out,
+                teacher_model: teacher.as_ref().map(|(k, _)| *k),
+                teacher_weights: teacher.map(|(_, p)| p),
+                overlays: 3,
+                device: candle_core::Device::Cpu,
+            };
+            let progress = |s: &str| {
+                if let Ok(mut g) = stage_w.lock() {
+                    *g = s.to_string();
+                }
+            };
+            crate::report::write(&dirs, &opts, &progress).map(|f| f.markdown).map_err(|e| format!("{e:#}"))
+        });
+        self.report = Some(ReportJob { job, stage });
+    }
+
+    /// Draws the tab.
     /// `teacher`: the Train tab's teacher, when evaluated on its dataset (the table's first row).
     pub fn ui(
         &mut self,
@@ -160,14 +331,44 @@ impl RunsTab {
         state: &mut AppState,
         live_run: Option<&Path>,
         teacher: Option<&TeacherQuality>,
-    ) -> bool {
-        let changed = self.runs_dir_ui(ui, state);
+        commands: &mut CommandQueue,
+    ) {
+        self.runs_dir_ui(ui, state, commands);
+        self.toolbar_ui(ui, commands);
+        if let Some(e) = &self.scan_error {
+            error_text(ui, e.clone());
+        }
+        if self.entries.is_empty() {
+            note(ui, "No runs yet: start one in the Train tab.");
+            return;
+        }
+        let baselines = self.baselines_ui(ui, state);
+        self.table_ui(ui, live_run, teacher, &baselines, commands);
+        ui.separator();
+        self.curves_ui(ui, state.smoothing);
+    }
+
+    /// The runs folder, shown whole and changeable; stored absolute.
+    fn runs_dir_ui(&mut self, ui: &mut Ui, state: &AppState, commands: &mut CommandQueue) {
+        let text = self.runs_dir_text.get_or_insert_with(|| state.runs_dir.display().to_string());
+        ui.horizontal(|ui| {
+            ui.label("Runs folder");
+            if self.runs_dir_field.ui(ui, "runs_dir", text, PickKind::Folder, "folder holding the run folders")
+                && !text.trim().is_empty()
+            {
+                commands.push(Command::SetRunsDir(PathBuf::from(text.trim())));
+            }
+        });
+    }
+
+    fn toolbar_ui(&mut self, ui: &mut Ui, commands: &mut CommandQueue) {
         ui.horizontal(|ui| {
             if ui.add_enabled(self.scan.is_none(), egui::Button::new("Refresh")).clicked() {
-                self.last_scan = None;
+                commands.push(Command::RescanRuns);
             }
             if self.scan.is_some() {
                 ui.spinner();
+                ui.label("reading the runs (a new run's speed is measured once)…");
             }
             ui.separator();
             let can_export = !self.selected.is_empty() && self.report.is_none();
@@ -176,178 +377,308 @@ impl RunsTab {
                 .on_hover_text("report.md with the table, curves and overlays of the selected runs")
                 .clicked()
             {
-                self.export(ui.ctx(), state);
+                commands.push(Command::ExportReport);
             }
-            if self.report.is_some() {
+            if let Some(r) = &self.report {
                 ui.spinner();
-                ui.label("writing the report…");
+                let stage = r.stage.lock().map(|s| s.clone()).unwrap_or_default();
+                ui.label(format!("writing the report: {stage}…"));
             }
-        });
-        match &self.report_result {
-            Some(Ok(p)) => note(ui, format!("report written to {}", p.display())),
-            Some(Err(e)) => error_text(ui, e.clone()),
-            None => {}
-        }
-        if self.entries.is_empty() {
-            note(ui, "No runs yet: start one in the Train tab.");
-            return changed;
-        }
-        self.table_ui(ui, live_run, teacher);
-        ui.separator();
-        self.curves_ui(ui);
-        changed
-    }
-
-    /// The runs folder, shown whole and changeable; stored absolute.
-    fn runs_dir_ui(&mut self, ui: &mut Ui, state: &mut AppState) -> bool {
-        let text = self.runs_dir_text.get_or_insert_with(|| state.runs_dir.display().to_string());
-        let mut changed = false;
-        ui.horizontal(|ui| {
-            ui.label("Runs folder");
-            if self.runs_dir_field.ui(ui, "runs_dir", text, PickKind::Folder, "folder holding the run folders")
-                && !text.trim().is_empty()
-            {
-                state.runs_dir = crate::util::fs::absolute(Path::new(text.trim()));
-                self.entries.clear();
-                self.selected.clear();
-                self.last_scan = None;
-                changed = true;
-            }
-        });
-        changed
-    }
-
-    fn export(&mut self, ctx: &egui::Context, state: &AppState) {
-        let dirs: Vec<PathBuf> = self.selected.iter().cloned().collect();
-        let out = state.runs_dir.join("report");
-        let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
-        self.report_result = None;
-        self.report = Some(Job::spawn("report", ctx, move |_| {
-            let opts = crate::report::ReportOptions {
-                out,
-                teacher_model: teacher.as_ref().map(|(k, _)| *k),
-                teacher_weights: teacher.map(|(_, p)| p),
-                overlays: 3,
-                device: candle_core::Device::Cpu,
-            };
-            crate::report::write(&dirs, &opts, &|_| {}).map(|f| f.markdown).map_err(|e| format!("{e:#}"))
-        }));
-    }
-
-    fn table_ui(&mut self, ui: &mut Ui, live_run: Option<&Path>, teacher: Option<&TeacherQuality>) {
-        egui::ScrollArea::horizontal().id_salt("runs_table_scroll").show(ui, |ui| {
-            egui::Grid::new("runs_table").striped(true).num_columns(13).show(ui, |ui| {
-                for h in [
-                    "",
-                    "run",
-                    "model",
-                    "mode",
-                    "status",
-                    "mIoU",
-                    "Δ mIoU",
-                    "params",
-                    "MACs",
-                    "ms/image",
-                    "train time",
-                    "score",
-                    "",
-                ] {
-                    ui.label(egui::RichText::new(h).strong());
+            match &self.report_result {
+                Some(Ok(p)) => {
+                    note(ui, format!("report written to {}", p.display()));
+                    if let Some(folder) = p.parent()
+                        && ui.button("Open folder").clicked()
+                    {
+                        commands.push(Command::OpenFolder(folder.to_path_buf()));
+                    }
                 }
-                ui.end_row();
+                Some(Err(e)) => error_text(ui, e.clone()),
+                None => {}
+            }
+        });
+    }
+
+    /// One baseline picker per student with candidates; returns model name → baseline run name.
+    fn baselines_ui(&self, ui: &mut Ui, state: &mut AppState) -> BTreeMap<String, String> {
+        let rows: Vec<Row> = self.entries.iter().filter_map(|e| e.row.clone()).collect();
+        let mut chosen = default_baselines(&rows);
+        for (model, dir) in &state.baselines {
+            let name = super::app::run_name(dir);
+            if rows.iter().any(|r| &r.model == model && r.label == name && can_be_baseline(r)) {
+                chosen.insert(model.clone(), name);
+            }
+        }
+        if chosen.is_empty() {
+            note(ui, "Δ mIoU needs a completed run without distillation of the same student (a baseline).");
+            return chosen;
+        }
+        ui.horizontal_wrapped(|ui| {
+            for (model, current) in chosen.clone() {
+                let label = ui.label(format!("Δ baseline for {model}"));
+                egui::ComboBox::from_id_salt(("baseline", model.as_str()))
+                    .selected_text(current.as_str())
+                    .show_ui(ui, |ui| {
+                        for e in &self.entries {
+                            let Some(r) = e.row.as_ref().filter(|r| r.model == model && can_be_baseline(r)) else {
+                                continue;
+                            };
+                            let text = format!("{} (mIoU {:.4})", e.name, r.miou);
+                            if ui.selectable_label(current == e.name, text).clicked() {
+                                state.baselines.insert(model.clone(), e.dir.clone());
+                                chosen.insert(model.clone(), e.name.clone());
+                            }
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id)
+                    .on_hover_text("completed runs without distillation of this student");
+                ui.separator();
+            }
+        });
+        chosen
+    }
+
+    /// The entries in the table's order.
+    fn sorted(&self, deltas: &BTreeMap<PathBuf, f64>) -> Vec<&RunEntry> {
+        let (column, ascending) = self.sort;
+        let num = |e: &RunEntry| -> f64 {
+            let row = e.row.as_ref();
+            match column {
+                Column::Miou => e.state.as_ref().and_then(|s| s.best.as_ref()).map_or(f64::NAN, |b| b.miou),
+                Column::Delta => deltas.get(&e.dir).copied().unwrap_or(f64::NAN),
+                Column::Params => row.map_or(f64::NAN, |r| r.params as f64),
+                Column::Macs => row.map_or(f64::NAN, |r| r.gmacs),
+                Column::Ms => row.map_or(f64::NAN, |r| r.ms_per_image),
+                Column::TrainTime => e.state.as_ref().map_or(f64::NAN, |s| s.train_seconds),
+                Column::Score => row.map_or(f64::NAN, |r| r.score()),
+                _ => 0.0,
+            }
+        };
+        let text = |e: &RunEntry| -> String {
+            match column {
+                Column::Run => e.name.clone(),
+                Column::Model => e.config.model.name().to_string(),
+                Column::Mode => e.config.distill.name().to_string(),
+                Column::Status => e.status.clone(),
+                _ => String::new(),
+            }
+        };
+        let mut v: Vec<&RunEntry> = self.entries.iter().collect();
+        v.sort_by(|a, b| {
+            let (na, nb) = (num(a), num(b));
+            // Unknown values last in either direction.
+            let order = match (na.is_nan(), nb.is_nan()) {
+                (true, false) => return std::cmp::Ordering::Greater,
+                (false, true) => return std::cmp::Ordering::Less,
+                _ => na.total_cmp(&nb).then_with(|| text(a).cmp(&text(b))),
+            };
+            if ascending { order } else { order.reverse() }
+        });
+        v
+    }
+
+    /// The names of the runs in the table's current order (tests, and what a user sees).
+    pub fn sorted_names(&self) -> Vec<String> {
+        self.sorted(&BTreeMap::new()).iter().map(|e| e.name.clone()).collect()
+    }
+
+    fn header_ui(&mut self, ui: &mut Ui) {
+        ui.label("");
+        for column in Column::ALL {
+            let (current, ascending) = self.sort;
+            let arrow = if current != column {
+                ""
+            } else if ascending {
+                " ▲"
+            } else {
+                " ▼"
+            };
+            let text = egui::RichText::new(format!("{}{arrow}", column.title())).strong();
+            let clicked = ui
+                .add(egui::Button::new(text).frame(false))
+                .on_hover_text(format!("{} — click to sort", column.tooltip()))
+                .clicked();
+            if clicked {
+                // Numbers sort best-first on the first click (highest mIoU, smallest time…).
+                let first = !matches!(column, Column::Miou | Column::Delta | Column::Score);
+                self.sort = (column, if current == column { !ascending } else { first });
+            }
+        }
+        ui.label("");
+        ui.end_row();
+    }
+
+    fn table_ui(
+        &mut self,
+        ui: &mut Ui,
+        live_run: Option<&Path>,
+        teacher: Option<&TeacherQuality>,
+        baselines: &BTreeMap<String, String>,
+        commands: &mut CommandQueue,
+    ) {
+        let mut rows: Vec<Row> = self.entries.iter().filter_map(|e| e.row.clone()).collect();
+        fill_deltas(&mut rows, baselines);
+        let deltas: BTreeMap<PathBuf, f64> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let name = &e.row.as_ref()?.label;
+                Some((e.dir.clone(), rows.iter().find(|r| &r.label == name)?.delta?))
+            })
+            .collect();
+        let order: Vec<PathBuf> = self.sorted(&deltas).iter().map(|e| e.dir.clone()).collect();
+        egui::ScrollArea::both().id_salt("runs_table_scroll").max_height(ui.available_height() * 0.45).show(ui, |ui| {
+            egui::Grid::new("runs_table").striped(true).num_columns(13).show(ui, |ui| {
+                self.header_ui(ui);
                 if let Some(t) = teacher {
                     teacher_row_ui(ui, t);
                 }
-                for e in &self.entries {
+                for dir in &order {
+                    let Some(e) = self.entries.iter().find(|e| &e.dir == dir) else { continue };
                     let mut on = self.selected.contains(&e.dir);
-                    if ui.checkbox(&mut on, "").changed() {
+                    let changed = ui
+                        .checkbox(&mut on, "")
+                        .on_hover_text("overlay its curves; include it in the report")
+                        .changed();
+                    let is_baseline = baselines.get(e.config.model.name()) == Some(&e.name);
+                    entry_row_ui(
+                        ui,
+                        e,
+                        live_run == Some(e.dir.as_path()),
+                        deltas.get(&e.dir).copied(),
+                        is_baseline,
+                        commands,
+                    );
+                    if changed {
                         if on {
                             self.selected.insert(e.dir.clone());
                         } else {
                             self.selected.remove(&e.dir);
                         }
                     }
-                    ui.label(&e.name);
-                    ui.label(e.config.model.name());
-                    ui.label(e.config.distill.name());
-                    let running = live_run == Some(e.dir.as_path());
-                    ui.label(if running { "running" } else { e.status.as_str() });
-                    let best = e.state.as_ref().and_then(|s| s.best.as_ref()).map(|b| b.miou);
-                    ui.label(best.map_or("—".into(), |m| format!("{m:.4}")));
-                    match &e.row {
-                        Some(r) => {
-                            ui.label(r.delta.map_or("—".into(), |d| format!("{d:+.4}")));
-                            ui.label(format_params(r.params));
-                            ui.label(format!("{} @ {}", format_macs(r.gmacs), r.eval_size));
-                            ui.label(format!("{:.2}", r.ms_per_image));
-                            ui.label(r.train_seconds.map_or("—".into(), duration));
-                            ui.label(format!("{:.4}", r.score()));
-                        }
-                        None => {
-                            for _ in 0..6 {
-                                ui.label("—");
-                            }
-                        }
-                    }
-                    ui.label(egui::RichText::new(e.dir.display().to_string()).weak().small());
-                    ui.end_row();
                 }
             });
         });
     }
 
-    fn curves_ui(&self, ui: &mut Ui) {
+    fn curves_ui(&mut self, ui: &mut Ui, smoothing: f64) {
         let chosen: Vec<&RunEntry> = self.entries.iter().filter(|e| self.selected.contains(&e.dir)).collect();
         if chosen.is_empty() {
             note(ui, "Select runs to overlay their curves.");
             return;
         }
-        let w = ui.available_width() / 2.0 - 8.0;
-        let h = ui.available_height().max(160.0);
-        let miou: Vec<(String, Vec<[f64; 2]>)> = chosen
+        let class_names: Vec<String> = chosen
             .iter()
-            .map(|e| {
-                let pts = e
-                    .state
-                    .as_ref()
-                    .map(|s| s.history.iter().map(|r| [(r.epoch + 1) as f64, r.miou]).collect())
-                    .unwrap_or_default();
-                (e.name.clone(), pts)
-            })
-            .collect();
-        let loss: Vec<(String, Vec<[f64; 2]>)> = chosen
-            .iter()
-            .map(|e| {
-                let smooth = crate::report::plots::ema(&e.steps.iter().map(|s| s.1).collect::<Vec<_>>(), 0.1);
-                (e.name.clone(), e.steps.iter().zip(smooth).map(|(s, v)| [s.0 as f64, v]).collect())
-            })
-            .collect();
+            .filter_map(|e| e.state.as_ref()?.history.last().map(|r| r.iou.len()))
+            .max()
+            .map(|n| crate::data::ClassSet::for_num_classes(n).names)
+            .unwrap_or_default();
+        let mut metrics = self.metrics;
         ui.horizontal(|ui| {
-            Plot::new("runs_loss")
-                .width(w)
-                .height(h)
-                .legend(Legend::default())
-                .x_axis_label("step")
-                .y_axis_label("training loss (EMA 0.1)")
-                .show(ui, |p| {
-                    for (name, pts) in loss {
-                        p.line(Line::new(name, pts));
-                    }
-                });
-            Plot::new("runs_miou")
-                .width(w)
-                .height(h)
-                .legend(Legend::default())
-                .x_axis_label("epoch")
-                .y_axis_label("val mIoU")
-                .include_y(0.0)
-                .show(ui, |p| {
-                    for (name, pts) in miou {
-                        p.line(Line::new(name, pts));
-                    }
-                });
+            for (k, metric) in metrics.iter_mut().enumerate() {
+                let label = ui.label(if k == 0 { "left plot" } else { "right plot" });
+                egui::ComboBox::from_id_salt(("runs_metric", k))
+                    .selected_text(metric.label(&class_names))
+                    .show_ui(ui, |ui| {
+                        let base = [
+                            Metric::TrainLoss,
+                            Metric::Ce,
+                            Metric::Kd,
+                            Metric::Feature,
+                            Metric::ValLoss,
+                            Metric::Miou,
+                            Metric::PixelAccuracy,
+                        ];
+                        let classes = (0..class_names.len()).map(Metric::ClassIou);
+                        for m in base.into_iter().chain(classes) {
+                            ui.selectable_value(metric, m, m.label(&class_names));
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+            }
+        });
+        self.metrics = metrics;
+        let w = ui.available_width() / 2.0 - 8.0;
+        let size = egui::vec2(w, ui.available_height().max(160.0));
+        ui.horizontal(|ui| {
+            for (k, metric) in self.metrics.iter().enumerate() {
+                let series: Vec<Series> =
+                    chosen.iter().map(|e| Series::new(e.name.clone(), metric.series(e), run_color(&e.name))).collect();
+                let label = metric.label(&class_names);
+                let plot = CurvePlot {
+                    id: if k == 0 { "runs_left" } else { "runs_right" },
+                    x: if metric.per_step() { XAxis::Step } else { XAxis::Epoch },
+                    y_label: &label,
+                    y_range: (!metric.per_step() && *metric != Metric::ValLoss).then_some((0.0, 1.0)),
+                    size,
+                    smoothing: if metric.per_step() { smoothing } else { 0.0 },
+                };
+                plot.show(ui, &series);
+            }
         });
     }
+}
+
+/// One run's row after its checkbox.
+fn entry_row_ui(
+    ui: &mut Ui,
+    e: &RunEntry,
+    running: bool,
+    delta: Option<f64>,
+    is_baseline: bool,
+    commands: &mut CommandQueue,
+) {
+    ui.horizontal(|ui| {
+        let c = run_color(&e.name);
+        super::widgets::swatch(ui, [c.r(), c.g(), c.b()]);
+        ui.label(&e.name);
+    });
+    ui.label(e.config.model.name());
+    ui.label(e.config.distill.name());
+    ui.horizontal(|ui| {
+        ui.label(if running { "running" } else { e.status.as_str() });
+        if e.resumable
+            && !running
+            && ui.small_button("Resume").on_hover_text("continue from the last checkpoint").clicked()
+        {
+            commands.push(Command::ResumeRun(e.dir.clone()));
+        }
+    });
+    let best = e.state.as_ref().and_then(|s| s.best.as_ref()).map(|b| b.miou);
+    ui.label(best.map_or("—".into(), |m| format!("{m:.4}")));
+    if is_baseline {
+        ui.label("baseline").on_hover_text("the other runs of this student are compared with this one");
+    } else {
+        ui.label(delta.map_or("—".into(), |d| format!("{d:+.4}")));
+    }
+    match &e.row {
+        Some(r) => {
+            ui.label(format_params(r.params));
+            ui.label(format!("{} @ {}", format_macs(r.gmacs), r.eval_size));
+            let ms = ui.label(format!("{:.2}", r.ms_per_image));
+            if let Some((lo, hi)) = r.ms_range {
+                ms.on_hover_text(format!("fastest {lo:.2} ms, slowest {hi:.2} ms of 10 passes"));
+            }
+            ui.label(train_time(r));
+            ui.label(format!("{:.4}", r.score()));
+        }
+        None => {
+            for _ in 0..5 {
+                ui.label("—");
+            }
+        }
+    }
+    ui.horizontal(|ui| {
+        if e.row.is_some() && ui.small_button("Browse").on_hover_text("its predictions, image by image").clicked() {
+            commands.push(Command::BrowseRun(e.dir.clone()));
+        }
+        if ui.small_button("Folder").on_hover_text(e.dir.display().to_string()).clicked() {
+            commands.push(Command::OpenFolder(e.dir.clone()));
+        }
+    });
+    ui.end_row();
 }
 
 /// The teacher's row: its evaluated quality (Train tab's Evaluate, cached), no training columns.

@@ -207,6 +207,13 @@ pub struct AppState {
     pub train: TrainForm,
     pub browse: BrowseSettings,
     pub downloads: DownloadSettings,
+    /// The run last started or resumed here: its curves are shown again on the next start.
+    pub last_run: Option<PathBuf>,
+    /// TensorBoard-style smoothing of loss curves (0 = raw), shared by the Train and Runs tabs.
+    pub smoothing: f64,
+    /// The Runs tab's comparison baseline per student architecture (model name → run folder):
+    /// a completed run without distillation. Unset: the most recent such run.
+    pub baselines: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for AppState {
@@ -220,6 +227,9 @@ impl Default for AppState {
             train: TrainForm::default(),
             browse: BrowseSettings::default(),
             downloads: DownloadSettings::default(),
+            last_run: None,
+            smoothing: 0.6,
+            baselines: Default::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use egui::Ui;
 
+use super::commands::{Command, CommandQueue};
 use super::jobs::{Job, Poll};
 use super::state::AppState;
 use super::widgets::{error_text, note};
@@ -110,8 +111,8 @@ impl TeacherPanel {
                     self.error = Some(e);
                     self.job = None;
                 }
-                Poll::Failed => {
-                    self.error = Some("the evaluation stopped unexpectedly".into());
+                Poll::Failed(why) => {
+                    self.error = Some(why);
                     self.job = None;
                 }
             }
@@ -144,7 +145,7 @@ impl TeacherPanel {
     }
 
     /// Architecture, "from a run" menu, Evaluate and the result.
-    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool) {
+    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool, commands: &mut CommandQueue) {
         ui.horizontal(|ui| {
             let label = ui.label("Teacher");
             egui::ComboBox::from_id_salt("teacher_model")
@@ -172,7 +173,7 @@ impl TeacherPanel {
                 }
             });
         });
-        self.evaluate_ui(ui, state);
+        self.evaluate_ui(ui, commands);
         match self.quality() {
             Some(q) if q.near_chance() && teacher_needed => {
                 error_text(
@@ -189,7 +190,7 @@ impl TeacherPanel {
         }
     }
 
-    fn evaluate_ui(&mut self, ui: &mut Ui, state: &AppState) {
+    fn evaluate_ui(&mut self, ui: &mut Ui, commands: &mut CommandQueue) {
         if let Some(job) = &self.job {
             ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
             ui.horizontal(|ui| {
@@ -197,7 +198,7 @@ impl TeacherPanel {
                 let fraction = job.progress.fraction().unwrap_or(0.0);
                 ui.add(egui::ProgressBar::new(fraction).text(format!("evaluating the teacher: {done}/{total} images")));
                 if ui.button("Cancel").clicked() {
-                    self.cancel.store(true, Ordering::Relaxed);
+                    commands.push(Command::CancelTeacherEvaluation);
                 }
             });
             return;
@@ -211,7 +212,7 @@ impl TeacherPanel {
             let text = if again { "Evaluate again" } else { "Evaluate" };
             let hover = format!("validation mIoU, pixel accuracy and per-class IoU ({})", describe(key.resize));
             if ui.button(text).on_hover_text(hover).clicked() {
-                self.start(ui.ctx(), key, state);
+                commands.push(Command::EvaluateTeacher);
             }
             match self.quality() {
                 Some(q) => {
@@ -242,7 +243,18 @@ impl TeacherPanel {
         }
     }
 
-    fn start(&mut self, ctx: &egui::Context, key: QualityKey, state: &AppState) {
+    /// Stops an evaluation in progress (what was shown before stays).
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Evaluates the form's teacher on the dataset in the background (the app applies
+    /// [`Command::EvaluateTeacher`] here); nothing happens without a teacher and a dataset.
+    pub fn start(&mut self, ctx: &egui::Context, state: &AppState) {
+        let Some(key) = self.key.clone() else { return };
+        if self.job.is_some() {
+            return;
+        }
         self.cancel = Arc::new(AtomicBool::new(false));
         self.error = None;
         let cancel = self.cancel.clone();

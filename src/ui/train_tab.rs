@@ -1,24 +1,27 @@
 //! The Train tab: dataset, model, distillation and hyper-parameters on the left; controls,
 //! progress and live curves (loss with its parts, validation loss, mIoU, per-class IoU) on the
-//! right. The engine runs on its own thread; this panel drains its events once per frame.
+//! right. The engine runs on its own thread; this panel drains its events once per frame, and
+//! its buttons push [`Command`]s that the app applies.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use egui::Ui;
-use egui_plot::{Bar, BarChart, Legend, Line, Plot};
+use egui::{Color32, Ui};
 
+use super::commands::{Command, CommandQueue, Question};
 use super::data_panel::DataPanel;
 use super::jobs::{Job, Poll};
-use super::state::AppState;
+use super::plots::{CurvePlot, Series, XAxis, class_bars};
+use super::state::{AppState, TrainForm};
 use super::widgets::{duration, error_text, note, section};
+use crate::data::ClassSet;
 use crate::distill::{DistillMode, KdForm};
 use crate::model::{ModelKind, build_trainable, format_params};
-use crate::report::plots::ema;
+use crate::train::checkpoint::{self, CheckpointState};
 use crate::train::config::{OptimizerKind, ScheduleKind};
 use crate::train::events::{EndReason, EvalMetrics, RunInfo, StepMetrics, Summary, TrainEvent};
-use crate::train::{TrainHandle, start};
+use crate::train::{TrainConfig, TrainHandle, start};
 use crate::util::device::{CUDA_BUILT, DeviceChoice};
 
 /// Where the run on screen stands.
@@ -32,15 +35,64 @@ pub enum RunStatus {
     Failed(String),
 }
 
-/// What the engine said so far about the run on screen.
+/// What is known about the run on screen: live from the engine, or read back from its folder.
 #[derive(Default)]
 pub struct LiveRun {
+    /// The run's folder (known before the engine starts it, and for a run read from disk).
+    pub run_dir: Option<PathBuf>,
     pub info: Option<RunInfo>,
     pub steps: Vec<StepMetrics>,
     pub evals: Vec<EvalMetrics>,
+    /// Engine messages of the current session (cleared when a run starts).
     pub messages: Vec<String>,
     /// Work before the first step (the teacher cache), while it runs.
     pub preparing: Option<Preparing>,
+    /// Class names of the run's dataset (from the engine, or from the run's evaluations).
+    pub class_names: Vec<String>,
+}
+
+impl LiveRun {
+    /// A run's curves and status as its folder holds them (metrics.csv and the last checkpoint):
+    /// what the app shows again after a restart, and the history a resumed run continues.
+    pub fn from_folder(dir: &Path) -> Option<(LiveRun, RunStatus)> {
+        let config = crate::train::run_folder::read_config(dir)?;
+        let saved = checkpoint::load_state(&checkpoint::last_path(dir)).ok();
+        let steps = crate::report::runs::saved_steps(dir, saved.as_ref().map_or(0, |s| s.step));
+        let evals: Vec<EvalMetrics> = saved
+            .iter()
+            .flat_map(|s| &s.history)
+            .map(|r| EvalMetrics {
+                epoch: r.epoch,
+                step: r.step,
+                val_loss: r.val_loss,
+                miou: r.miou,
+                pixel_acc: r.pixel_acc,
+                iou: r.iou.clone(),
+                ms_per_image: r.ms_per_image,
+            })
+            .collect();
+        let classes = evals.last().map_or(0, |e| e.iou.len());
+        let class_names = if classes > 0 { ClassSet::for_num_classes(classes).names } else { Vec::new() };
+        let status = match &saved {
+            Some(s) => RunStatus::Finished(saved_summary(dir, s, &config)),
+            None => RunStatus::Idle,
+        };
+        let live = LiveRun { run_dir: Some(dir.to_path_buf()), steps, evals, class_names, ..Default::default() };
+        Some((live, status))
+    }
+}
+
+fn saved_summary(dir: &Path, s: &CheckpointState, config: &TrainConfig) -> Summary {
+    Summary {
+        reason: if s.epoch >= config.epochs { EndReason::Completed } else { EndReason::Stopped },
+        run_dir: dir.to_path_buf(),
+        epochs_done: s.epoch,
+        steps_done: s.step,
+        best_miou: s.best.as_ref().map(|b| b.miou),
+        best_epoch: s.best.as_ref().map(|b| b.epoch),
+        train_seconds: s.train_seconds,
+        skipped_samples: Vec::new(),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -53,15 +105,29 @@ pub struct Preparing {
     pub done_at_start: usize,
 }
 
+/// What pressing Start leads to.
+pub enum StartPlan {
+    Start(Box<TrainConfig>),
+    /// The run name is taken: the user chooses.
+    Ask(Question),
+    /// The form cannot start (the reason is shown under the controls).
+    Refused,
+}
+
+/// Why Start refused, shown until the form or the dataset changes.
+struct StartError {
+    message: String,
+    form: TrainForm,
+    data: Option<PathBuf>,
+}
+
 pub struct TrainTab {
     handle: Option<TrainHandle>,
     pub status: RunStatus,
     pub live: LiveRun,
-    /// TensorBoard-style smoothing of the loss curves (0 = raw).
-    smoothing: f64,
     params: HashMap<ModelKind, usize>,
     params_job: Option<Job<Vec<(ModelKind, usize)>>>,
-    start_error: Option<String>,
+    start_error: Option<StartError>,
     /// The run in progress trains a teacher of this architecture: when it completes, the
     /// teacher field points at it.
     training_teacher: Option<ModelKind>,
@@ -75,7 +141,6 @@ impl Default for TrainTab {
             handle: None,
             status: RunStatus::Idle,
             live: LiveRun::default(),
-            smoothing: 0.6,
             params: HashMap::new(),
             params_job: None,
             start_error: None,
@@ -86,11 +151,23 @@ impl Default for TrainTab {
 }
 
 /// A run name not yet taken in `runs_dir`: `base`, `base-2`, `base-3`, ….
-pub fn unique_run_name(runs_dir: &std::path::Path, base: &str) -> String {
+pub fn unique_run_name(runs_dir: &Path, base: &str) -> String {
     (1..)
         .map(|i| if i == 1 { base.to_string() } else { format!("{base}-{i}") })
         .find(|n| !runs_dir.join(n).exists())
         .unwrap_or_default()
+}
+
+/// How a run folder stands, in words, and whether it can be resumed.
+pub fn describe_run(dir: &Path) -> (String, bool) {
+    let Some(config) = crate::train::run_folder::read_config(dir) else {
+        return ("a folder that is not a run".into(), false);
+    };
+    match checkpoint::load_state(&checkpoint::last_path(dir)) {
+        Ok(s) if s.epoch >= config.epochs => (format!("completed ({} epochs)", s.epoch), false),
+        Ok(s) => (format!("stopped after epoch {}/{} (step {})", s.epoch, config.epochs, s.step), true),
+        Err(_) => ("a run without a checkpoint yet (stopped before its first)".into(), false),
+    }
 }
 
 impl TrainTab {
@@ -101,6 +178,53 @@ impl TrainTab {
 
     pub fn is_running(&self) -> bool {
         matches!(self.status, RunStatus::Starting | RunStatus::Running | RunStatus::Paused)
+    }
+
+    /// Running and not paused: the spinner turns only then.
+    pub fn is_training_now(&self) -> bool {
+        matches!(self.status, RunStatus::Starting | RunStatus::Running)
+    }
+
+    /// "training mbv3s-tiny-none · epoch 3/30" for the top bar, while a run is on screen.
+    pub fn top_bar_status(&self) -> Option<String> {
+        let name = self.live.run_dir.as_deref().map(super::app::run_name)?;
+        let epoch = self
+            .live
+            .steps
+            .last()
+            .filter(|s| s.steps_per_epoch > 0)
+            .map(|s| format!(" · epoch {}/{}", s.epoch + 1, s.total_steps / s.steps_per_epoch.max(1)));
+        Some(match &self.status {
+            RunStatus::Idle => return None,
+            RunStatus::Starting => format!("starting {name}"),
+            RunStatus::Running if self.live.steps.is_empty() && self.live.preparing.is_some() => {
+                format!("{name}: building the teacher cache")
+            }
+            RunStatus::Running => format!("training {name}{}", epoch.unwrap_or_default()),
+            RunStatus::Paused => format!("paused: {name}{}", epoch.unwrap_or_default()),
+            RunStatus::Finished(s) if s.reason == EndReason::Completed => format!("{name}: completed"),
+            RunStatus::Finished(s) => format!("{name}: stopped after epoch {}", s.epochs_done),
+            RunStatus::Failed(_) => format!("{name}: failed"),
+        })
+    }
+
+    /// The run on screen when it can be continued from its checkpoint (stopped, interrupted or
+    /// failed after a checkpoint).
+    pub fn resumable_run(&self) -> Option<PathBuf> {
+        if self.is_running() {
+            return None;
+        }
+        let dir = self.live.run_dir.clone()?;
+        let completed = matches!(&self.status, RunStatus::Finished(s) if s.reason == EndReason::Completed);
+        (!completed && describe_run(&dir).1).then_some(dir)
+    }
+
+    /// Shows a run's curves and status as its folder holds them.
+    pub fn show_saved_run(&mut self, dir: &Path) {
+        if let Some((live, status)) = LiveRun::from_folder(dir) {
+            self.live = live;
+            self.status = status;
+        }
     }
 
     /// Drains engine events; call once per frame (never blocks).
@@ -124,6 +248,8 @@ impl TrainTab {
         for event in handle.events.try_iter() {
             match event {
                 TrainEvent::Started(info) => {
+                    self.live.class_names = info.class_names.clone();
+                    self.live.run_dir = Some(info.run_dir.clone());
                     self.live.info = Some(info);
                     self.status = RunStatus::Running;
                 }
@@ -133,8 +259,16 @@ impl TrainTab {
                     let done_at_start = self.live.preparing.as_ref().map_or(done, |p| p.done_at_start);
                     self.live.preparing = Some(Preparing { what, done, total, started, done_at_start });
                 }
-                TrainEvent::Step(s) => self.live.steps.push(s),
-                TrainEvent::Evaluated(e) => self.live.evals.push(e),
+                TrainEvent::Step(s) => {
+                    // A resumed run replays nothing: drop saved rows this session trains again.
+                    self.live.steps.retain(|old| old.step < s.step);
+                    self.live.preparing = None;
+                    self.live.steps.push(s);
+                }
+                TrainEvent::Evaluated(e) => {
+                    self.live.evals.retain(|old| old.epoch < e.epoch);
+                    self.live.evals.push(e);
+                }
                 TrainEvent::CheckpointSaved { .. } => {}
                 TrainEvent::Paused => self.status = RunStatus::Paused,
                 TrainEvent::Resumed => self.status = RunStatus::Running,
@@ -142,12 +276,14 @@ impl TrainTab {
                     if let Some(model) = self.training_teacher.take()
                         && s.reason == EndReason::Completed
                     {
-                        self.trained_teacher = Some((model, crate::train::checkpoint::student_path(&s.run_dir)));
+                        self.trained_teacher = Some((model, checkpoint::student_path(&s.run_dir)));
                     }
+                    self.live.preparing = None;
                     self.status = RunStatus::Finished(s);
                 }
                 TrainEvent::Failed { message, .. } => {
                     self.training_teacher = None;
+                    self.live.preparing = None;
                     self.status = RunStatus::Failed(message);
                 }
             }
@@ -169,71 +305,125 @@ impl TrainTab {
         }
     }
 
+    pub fn pause(&self) {
+        if let Some(h) = &self.handle {
+            h.pause();
+        }
+    }
+
+    pub fn unpause(&self) {
+        if let Some(h) = &self.handle {
+            h.resume();
+        }
+    }
+
+    /// Stops the run after its current step; it writes a checkpoint and can be resumed.
+    pub fn stop(&self) {
+        if let Some(h) = &self.handle {
+            h.resume();
+            h.stop();
+        }
+    }
+
     /// The teacher a completed "Train a teacher" run produced (once), for the teacher field.
     pub fn take_trained_teacher(&mut self) -> Option<(ModelKind, PathBuf)> {
         self.trained_teacher.take()
     }
 
-    fn start(&mut self, state: &AppState, data: &DataPanel) {
+    fn refuse(&mut self, message: String, state: &AppState, data: &DataPanel) -> StartPlan {
+        let data = data.usable().map(|i| i.root.clone());
+        self.start_error = Some(StartError { message, form: state.train.clone(), data });
+        StartPlan::Refused
+    }
+
+    /// What Start does with the form as it stands: start, ask about a taken name, or refuse.
+    pub fn plan_start(&mut self, state: &AppState, data: &DataPanel) -> StartPlan {
         self.start_error = None;
-        let Some(info) = data.usable() else {
-            self.start_error = Some("choose a dataset with train and val images first".into());
-            return;
-        };
+        if data.usable().is_none() {
+            return self.refuse("choose a dataset with train and val images first".into(), state, data);
+        }
         let form = &state.train;
         if form.mode.needs_teacher() && !form.teacher_path().is_some_and(|p| p.is_file()) {
-            self.start_error = Some(format!("distillation mode `{}` needs the teacher weights file", form.mode.name()));
-            return;
+            let message = format!("distillation mode `{}` needs the teacher weights file", form.mode.name());
+            return self.refuse(message, state, data);
         }
-        let base = if form.name.trim().is_empty() {
-            format!("{}-{}", form.model, form.mode.name())
-        } else {
-            form.name.trim().to_string()
-        };
-        let name = unique_run_name(&state.runs_dir, &base);
-        let config = form.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), name);
-        self.start_config(config, None);
+        let typed = !form.name.trim().is_empty();
+        let base = if typed { form.name.trim().to_string() } else { format!("{}-{}", form.model, form.mode.name()) };
+        let existing = state.runs_dir.join(&base);
+        if !existing.exists() {
+            return self.config_named(state, data, base).map_or(StartPlan::Refused, |c| StartPlan::Start(Box::new(c)));
+        }
+        let (status, resumable) = describe_run(&existing);
+        let fresh = unique_run_name(&state.runs_dir, &base);
+        if typed || resumable {
+            return StartPlan::Ask(Question::NameTaken {
+                name: base,
+                status,
+                resumable: resumable.then_some(existing),
+                fresh,
+            });
+        }
+        // An automatic name whose run is complete: the next free automatic name, as asked.
+        self.config_named(state, data, fresh).map_or(StartPlan::Refused, |c| StartPlan::Start(Box::new(c)))
+    }
+
+    /// The form's run under `name`, validated (a refusal is shown under the controls).
+    pub fn config_named(&mut self, state: &AppState, data: &DataPanel, name: String) -> Option<TrainConfig> {
+        let info = data.usable()?;
+        let config = state.train.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), name);
+        match config.validate() {
+            Ok(()) => Some(config),
+            Err(e) => {
+                self.refuse(format!("{e:#}"), state, data);
+                None
+            }
+        }
     }
 
     /// "Train a teacher for this dataset": the teacher recipe on the chosen dataset, shown live
     /// like any run; when it completes, the teacher field points at its weights.
-    fn start_teacher_training(&mut self, state: &AppState, data: &DataPanel) {
-        self.start_error = None;
-        let Some(info) = data.usable() else { return };
+    pub fn teacher_config(&mut self, state: &AppState, data: &DataPanel) -> Option<TrainConfig> {
+        let info = data.usable()?;
         let form_config =
             state.train.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), String::new());
         let mut config = form_config.teacher_recipe();
         config.name = unique_run_name(&state.runs_dir, &format!("teacher-{}", config.model));
-        let model = config.model;
-        self.start_config(config, Some(model));
+        Some(config)
     }
 
-    fn start_config(&mut self, config: crate::train::TrainConfig, teacher: Option<ModelKind>) {
-        if let Err(e) = config.validate() {
-            self.start_error = Some(format!("{e:#}"));
-            return;
+    /// Starts (or, with `resume`, continues) a run on the engine's thread. A resumed run keeps the
+    /// curves already on screen (read from its folder).
+    pub fn start_config(&mut self, config: TrainConfig, resume: bool, teacher: Option<ModelKind>) {
+        self.start_error = None;
+        let run_dir = config.run_dir();
+        if resume {
+            self.live.info = None;
+            self.live.messages.clear();
+            self.live.preparing = None;
+        } else {
+            self.live = LiveRun::default();
         }
-        self.live = LiveRun::default();
+        self.live.run_dir = Some(run_dir);
         self.status = RunStatus::Starting;
         self.training_teacher = teacher;
-        self.handle = Some(start(config, false));
+        self.handle = Some(start(config, resume));
     }
 
-    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &mut DataPanel) {
+    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &mut DataPanel, commands: &mut CommandQueue) {
         egui::Panel::left("train_form").resizable(true).default_size(330.0).show(ui, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| self.form_ui(ui, state, data));
+            egui::ScrollArea::vertical().show(ui, |ui| self.form_ui(ui, state, data, commands));
         });
-        egui::CentralPanel::default().show(ui, |ui| self.live_ui(ui, state, data));
+        egui::CentralPanel::default().show(ui, |ui| self.live_ui(ui, state, data, commands));
     }
 
-    fn form_ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &mut DataPanel) {
+    fn form_ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &mut DataPanel, commands: &mut CommandQueue) {
         let editable = !self.is_running();
         section(ui, "Data");
-        ui.add_enabled_ui(editable, |ui| data.ui(ui, state));
+        ui.add_enabled_ui(editable, |ui| data.ui(ui, state, commands));
         section(ui, "Weights");
         let teacher_needed = state.train.mode.needs_teacher();
-        ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed));
-        self.train_teacher_ui(ui, state, data, editable);
+        ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed, commands));
+        train_teacher_ui(ui, state, data, editable, commands);
         ui.add_enabled_ui(editable, |ui| {
             let f = &mut state.train;
             section(ui, "Student");
@@ -368,52 +558,57 @@ impl TrainTab {
             });
         });
     }
+}
 
-    /// Offered where a dataset has no competent teacher yet: the demo dataset, or a teacher that
-    /// scores near chance.
-    fn train_teacher_ui(&mut self, ui: &mut Ui, state: &AppState, data: &DataPanel, editable: bool) {
-        let Some(info) = data.usable() else { return };
-        let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
-        let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
-        if !(info.is_demo || weak_teacher || no_teacher && state.train.mode.needs_teacher()) {
-            return;
-        }
-        let recipe = crate::train::TrainConfig::default().teacher_recipe();
-        let hover = format!(
-            "trains {} ({} epochs, lr {}, crop {}) on this dataset's labels, then points the teacher field at it",
-            recipe.model, recipe.epochs, recipe.optimizer.lr, state.train.size
-        );
-        if ui
-            .add_enabled(editable, egui::Button::new("Train a teacher for this dataset"))
-            .on_hover_text(hover)
-            .clicked()
-        {
-            self.start_teacher_training(state, data);
-        }
+/// Offered where a dataset has no competent teacher yet: the demo dataset, or a teacher that
+/// scores near chance.
+fn train_teacher_ui(ui: &mut Ui, state: &AppState, data: &DataPanel, editable: bool, commands: &mut CommandQueue) {
+    let Some(info) = data.usable() else { return };
+    let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
+    let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
+    if !(info.is_demo || weak_teacher || no_teacher && state.train.mode.needs_teacher()) {
+        return;
     }
+    let recipe = crate::train::TrainConfig::default().teacher_recipe();
+    let hover = format!(
+        "trains {} ({} epochs, lr {}, crop {}) on this dataset's labels, then points the teacher field at it",
+        recipe.model, recipe.epochs, recipe.optimizer.lr, state.train.size
+    );
+    if ui.add_enabled(editable, egui::Button::new("Train a teacher for this dataset")).on_hover_text(hover).clicked() {
+        commands.push(Command::TrainTeacher);
+    }
+}
 
-    fn controls_ui(&mut self, ui: &mut Ui, state: &AppState, data: &DataPanel) {
+impl TrainTab {
+    fn controls_ui(&mut self, ui: &mut Ui, commands: &mut CommandQueue) {
         ui.horizontal(|ui| {
             let running = self.is_running();
             if ui.add_enabled(!running, egui::Button::new("Start")).clicked() {
-                self.start(state, data);
+                commands.push(Command::StartRun);
             }
             let paused = self.status == RunStatus::Paused;
-            if ui.add_enabled(running && !paused, egui::Button::new("Pause")).clicked()
-                && let Some(h) = &self.handle
-            {
-                h.pause();
+            if ui.add_enabled(running && !paused, egui::Button::new("Pause")).clicked() {
+                commands.push(Command::PauseRun);
             }
-            if ui.add_enabled(paused, egui::Button::new("Resume")).clicked()
-                && let Some(h) = &self.handle
-            {
-                h.resume();
+            // Resume continues a paused run, or a stopped/interrupted one from its checkpoint.
+            let resumable = self.resumable_run();
+            let resume = ui.add_enabled(paused || resumable.is_some(), egui::Button::new("Resume"));
+            let resume = match &resumable {
+                Some(dir) => resume.on_hover_text(format!("continue {} from its last checkpoint", dir.display())),
+                None => resume,
+            };
+            if resume.clicked() {
+                match resumable {
+                    Some(dir) => commands.push(Command::ResumeRun(dir)),
+                    None => commands.push(Command::UnpauseRun),
+                }
             }
-            if ui.add_enabled(running, egui::Button::new("Stop")).clicked()
-                && let Some(h) = &self.handle
+            if ui
+                .add_enabled(running, egui::Button::new("Stop"))
+                .on_hover_text("stops after the current step and keeps a checkpoint")
+                .clicked()
             {
-                h.resume();
-                h.stop();
+                commands.push(Command::StopRun);
             }
             ui.separator();
             ui.label(match &self.status {
@@ -423,23 +618,29 @@ impl TrainTab {
                 RunStatus::Paused => "paused".into(),
                 RunStatus::Finished(s) => match s.reason {
                     EndReason::Completed => format!("finished: best mIoU {:.4}", s.best_miou.unwrap_or(f64::NAN)),
-                    EndReason::Stopped => "stopped (checkpoint saved)".into(),
+                    EndReason::Stopped => {
+                        format!("stopped after epoch {} (checkpoint saved; Resume continues it)", s.epochs_done)
+                    }
                 },
                 RunStatus::Failed(_) => "failed".into(),
             });
         });
     }
 
-    fn live_ui(&mut self, ui: &mut Ui, state: &AppState, data: &DataPanel) {
-        self.controls_ui(ui, state, data);
+    fn live_ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &DataPanel, commands: &mut CommandQueue) {
+        self.controls_ui(ui, commands);
+        let data_root = data.usable().map(|i| i.root.clone());
         if let Some(e) = &self.start_error {
-            error_text(ui, e.clone());
+            // Shown until the user changes what it was about.
+            if e.form == state.train && e.data == data_root {
+                error_text(ui, e.message.clone());
+            }
         }
         if let RunStatus::Failed(m) = &self.status {
             error_text(ui, m.clone());
         }
-        if let Some(info) = &self.live.info {
-            note(
+        match &self.live.info {
+            Some(info) => note(
                 ui,
                 format!(
                     "{} ({}), {} distillation{} on {}: {} train / {} val images, saved in {}",
@@ -452,61 +653,82 @@ impl TrainTab {
                     info.val_images,
                     info.run_dir.display()
                 ),
-            );
+            ),
+            None => {
+                if let Some(dir) = &self.live.run_dir
+                    && !self.is_running()
+                {
+                    note(ui, format!("{} (read from its folder)", dir.display()));
+                }
+            }
         }
-        for m in self.live.messages.iter().rev().take(2) {
-            note(ui, m.clone());
+        if self.is_running() {
+            for m in self.live.messages.iter().rev().take(2) {
+                note(ui, m.clone());
+            }
         }
         self.progress_ui(ui);
         ui.horizontal(|ui| {
             let label = ui.label("smoothing");
-            ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99)).labelled_by(label.id);
+            ui.add(egui::Slider::new(&mut state.smoothing, 0.0..=0.99)).labelled_by(label.id);
         });
-        self.charts_ui(ui);
+        self.charts_ui(ui, state.smoothing);
     }
 
     fn progress_ui(&self, ui: &mut Ui) {
+        if !self.is_running() {
+            return;
+        }
         if let Some(p) = &self.live.preparing
-            && self.live.steps.is_empty()
-            && self.is_running()
+            && self.live.steps.iter().all(|s| s.total_steps == 0)
         {
             let fresh = p.done.saturating_sub(p.done_at_start);
-            let eta = (fresh > 0).then(|| p.started.elapsed().as_secs_f64() / fresh as f64 * (p.total - p.done) as f64);
+            let paused = self.status == RunStatus::Paused;
+            let eta = (fresh > 0 && !paused)
+                .then(|| p.started.elapsed().as_secs_f64() / fresh as f64 * (p.total - p.done) as f64);
             let text = format!(
-                "building the {}: {}/{} images · ETA {}",
+                "building the {}: {}/{} images · {}",
                 p.what,
                 p.done,
                 p.total,
-                eta.map_or_else(|| "…".into(), duration)
+                if paused {
+                    "paused".to_string()
+                } else {
+                    format!("ETA {}", eta.map_or_else(|| "…".into(), duration))
+                }
             );
             ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(text));
             return;
         }
-        let Some(last) = self.live.steps.last() else {
-            if self.status == RunStatus::Starting {
-                ui.horizontal(|ui| {
+        let Some(last) = self.live.steps.last().filter(|s| s.total_steps > 0) else {
+            ui.horizontal(|ui| {
+                if self.status == RunStatus::Starting {
                     ui.spinner();
-                    ui.label("loading data and models…");
-                });
-            }
+                }
+                ui.label(if self.status == RunStatus::Paused { "paused" } else { "loading data and models…" });
+            });
             return;
         };
         let epochs = last.total_steps / last.steps_per_epoch.max(1);
+        // Paused: the ETA is frozen at its last value and says so.
+        let eta = match self.status {
+            RunStatus::Paused => "paused".to_string(),
+            _ => format!("ETA {}", duration(last.eta_secs)),
+        };
         let text = format!(
-            "epoch {}/{} · step {}/{} · loss {:.4} · {:.1} img/s · ETA {}",
+            "epoch {}/{} · step {}/{} · loss {:.4} · {:.1} img/s · {eta}",
             last.epoch + 1,
             epochs,
             last.step,
             last.total_steps,
             last.loss,
             last.images_per_sec,
-            duration(last.eta_secs)
         );
         ui.add(egui::ProgressBar::new(last.step as f32 / last.total_steps.max(1) as f32).text(text));
     }
 
-    fn charts_ui(&self, ui: &mut Ui) {
-        if self.live.steps.is_empty() {
+    fn charts_ui(&self, ui: &mut Ui, smoothing: f64) {
+        if self.live.run_dir.is_none() {
             ui.add_space(40.0);
             ui.vertical_centered(|ui| {
                 note(ui, "The loss, validation loss, mIoU and per-class IoU curves grow here while a run trains.");
@@ -514,80 +736,61 @@ impl TrainTab {
             });
             return;
         }
-        let alpha = 1.0 - self.smoothing;
+        if self.live.steps.is_empty()
+            && let Some(p) = &self.live.preparing
+            && self.is_running()
+        {
+            note(ui, format!("building the {} before the first step: the curves start when training does", p.what));
+        }
         let steps = &self.live.steps;
-        let series = |f: &dyn Fn(&StepMetrics) -> Option<f64>| -> Vec<[f64; 2]> {
-            let pts: Vec<(f64, f64)> = steps.iter().filter_map(|s| f(s).map(|v| (s.step as f64, v))).collect();
-            let smooth = ema(&pts.iter().map(|p| p.1).collect::<Vec<_>>(), alpha);
-            pts.iter().zip(smooth).map(|(p, v)| [p.0, v]).collect()
+        let series = |name: &str, color: Color32, f: &dyn Fn(&StepMetrics) -> Option<f64>| {
+            Series::new(name, steps.iter().filter_map(|s| f(s).map(|v| [s.step as f64, v])).collect(), color)
         };
-        let lines = [
-            ("total", series(&|s| Some(s.loss))),
-            ("CE", series(&|s| Some(s.ce))),
-            ("KD", series(&|s| s.kd)),
-            ("feature", series(&|s| s.feature)),
+        let losses = [
+            series("total", Color32::from_rgb(31, 119, 180), &|s| Some(s.loss)),
+            series("CE", Color32::from_rgb(255, 127, 14), &|s| Some(s.ce)),
+            series("KD", Color32::from_rgb(44, 160, 44), &|s| s.kd),
+            series("feature", Color32::from_rgb(214, 39, 40), &|s| s.feature),
         ];
+        let losses: Vec<Series> = losses.into_iter().filter(|s| !s.points.is_empty() || s.name == "total").collect();
         let h = (ui.available_height() / 2.0 - 20.0).max(140.0);
-        Plot::new("loss_plot")
-            .legend(Legend::default())
-            .height(h)
-            .x_axis_label("step")
-            .y_axis_label("training loss")
-            .show(ui, |p| {
-                for (name, pts) in lines {
-                    if !pts.is_empty() {
-                        p.line(Line::new(name, pts));
-                    }
-                }
-            });
+        let w = ui.available_width();
+        let size = egui::vec2(w, h);
+        CurvePlot { id: "loss_plot", x: XAxis::Step, y_label: "training loss", y_range: None, size, smoothing }
+            .show(ui, &losses);
         let evals = &self.live.evals;
-        let val_loss: Vec<[f64; 2]> = evals.iter().map(|e| [(e.epoch + 1) as f64, e.val_loss]).collect();
-        let miou: Vec<[f64; 2]> = evals.iter().map(|e| [(e.epoch + 1) as f64, e.miou]).collect();
-        let class_names = self.live.info.as_ref().map(|i| i.class_names.clone()).unwrap_or_default();
-        let bars: Vec<Bar> = evals
-            .last()
-            .map(|e| {
-                e.iou
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(c, v)| {
-                        v.map(|v| Bar::new(c as f64, v).name(class_names.get(c).cloned().unwrap_or_default()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let per_epoch = |f: &dyn Fn(&EvalMetrics) -> f64| -> Vec<[f64; 2]> {
+            evals.iter().map(|e| [(e.epoch + 1) as f64, f(e)]).collect()
+        };
+        let val_loss = [Series::new("val loss", per_epoch(&|e| e.val_loss), Color32::from_rgb(148, 103, 189))];
+        let miou = [
+            Series::new("mIoU", per_epoch(&|e| e.miou), Color32::from_rgb(31, 119, 180)),
+            Series::new("pixel accuracy", per_epoch(&|e| e.pixel_acc), Color32::from_rgb(127, 127, 127)),
+        ];
         let w = ui.available_width() / 3.0 - 8.0;
-        let h = ui.available_height().max(120.0);
+        let size = egui::vec2(w, ui.available_height().max(120.0));
+        let names = self.live.class_names.clone();
+        let colors = ClassSet::for_num_classes(names.len().max(1)).colors;
         ui.horizontal(|ui| {
-            Plot::new("val_loss_plot").width(w).height(h).x_axis_label("epoch").y_axis_label("val loss").show(
-                ui,
-                |p| {
-                    p.line(Line::new("val loss", val_loss));
-                },
-            );
-            Plot::new("miou_plot")
-                .width(w)
-                .height(h)
-                .x_axis_label("epoch")
-                .y_axis_label("val mIoU")
-                .include_y(0.0)
-                .show(ui, |p| {
-                    p.line(Line::new("mIoU", miou));
-                });
-            let names = class_names.clone();
-            Plot::new("iou_plot")
-                .width(w)
-                .height(h)
-                .include_y(0.0)
-                .include_y(1.0)
-                .y_axis_label("IoU per class (last eval)")
-                .x_axis_formatter(move |m, _| names.get(m.value.round() as usize).cloned().unwrap_or_default())
-                .show(ui, |p| p.bar_chart(BarChart::new("IoU", bars).width(0.7)));
+            CurvePlot {
+                id: "val_loss_plot",
+                x: XAxis::Epoch,
+                y_label: "val loss",
+                y_range: None,
+                size,
+                smoothing: 0.0,
+            }
+            .show(ui, &val_loss);
+            let y_range = Some((0.0, 1.0));
+            CurvePlot { id: "miou_plot", x: XAxis::Epoch, y_label: "val mIoU", y_range, size, smoothing: 0.0 }
+                .show(ui, &miou);
+            let last = evals.last().map(|e| e.iou.clone()).unwrap_or_default();
+            class_bars(ui, "iou_plot", size, &names, &colors, &last);
         });
     }
 }
 
-/// The folder a run on screen writes to.
+/// The folder of the run on screen.
 pub fn live_run_dir(tab: &TrainTab) -> Option<PathBuf> {
-    tab.live.info.as_ref().map(|i| i.run_dir.clone())
+    tab.live.run_dir.clone()
 }

@@ -194,8 +194,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_naturally() {
-    }
+    fn sizes_read_naturally() {}
 
     #[test]
     fn http_statuses_say_whether_retrying_helps() {

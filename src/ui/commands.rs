@@ -1,0 +1,115 @@
+//! The one route from what the user asked for to what the app does (as in rerun's viewer):
+//! panels draw and push [`Command`]s; the app applies them at one point per frame
+//! ([`super::SegdistillApp`]'s `apply`), after every panel has drawn. Panels never start threads
+//! or touch another panel's state while drawing, so each action has one place that carries it
+//! out and one place to test.
+
+use std::path::PathBuf;
+
+use super::data_panel::WeightsSlot;
+
+/// What a download button fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownloadTarget {
+    Voc,
+    Weights(WeightsSlot),
+}
+
+/// How the user answered "training is running — close anyway?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseChoice {
+    /// Stop the run (it writes a checkpoint) and close once it has stopped.
+    StopAndClose,
+    /// Keep the window and the run.
+    KeepTraining,
+}
+
+/// Everything a user can ask the app to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Start a run from the Train form; asks first when its name is taken.
+    StartRun,
+    /// Start the Train form's run under this (free) name.
+    StartRunNamed(String),
+    /// Train the teacher recipe on the chosen dataset.
+    TrainTeacher,
+    PauseRun,
+    UnpauseRun,
+    StopRun,
+    /// Continue a stopped or interrupted run from its last checkpoint.
+    ResumeRun(PathBuf),
+    /// Use the demo dataset (drawing it first when it is not there).
+    UseDemoData,
+    Download(DownloadTarget),
+    CancelDownload(DownloadTarget),
+    EvaluateTeacher,
+    CancelTeacherEvaluation,
+    SetRunsDir(PathBuf),
+    RescanRuns,
+    /// Write report.md for the runs selected in the Runs tab.
+    ExportReport,
+    /// Open a folder in the desktop's file manager.
+    OpenFolder(PathBuf),
+    /// Browse a run's predictions.
+    BrowseRun(PathBuf),
+    /// The answer to the close question.
+    Close(CloseChoice),
+    /// Dismiss the open question without acting.
+    DismissQuestion,
+}
+
+/// Commands pushed during a frame, applied after it.
+#[derive(Debug, Default)]
+pub struct CommandQueue {
+    pending: Vec<Command>,
+}
+
+impl CommandQueue {
+    pub fn push(&mut self, command: Command) {
+        self.pending.push(command);
+    }
+
+    /// The commands of this frame, in the order they were pushed; leaves the queue empty.
+    pub fn take(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.pending)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// A question the app asks before it acts (shown as a modal dialog).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Question {
+    /// The run name is taken: resume that run, start under a fresh name, or cancel.
+    NameTaken {
+        name: String,
+        /// How the existing run stands ("completed", "stopped after epoch 3/30", …).
+        status: String,
+        /// The existing run's folder, when it can be resumed (stopped or interrupted).
+        resumable: Option<PathBuf>,
+        /// The first free name (`name-2`, `name-3`, …).
+        fresh: String,
+    },
+    /// The window is closing while a run trains.
+    CloseWhileTraining { run: String },
+}
+
+/// Opens `dir` in the desktop's file manager without waiting for it.
+pub fn open_folder(dir: &std::path::Path) -> Result<(), String> {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(target_os = "windows") {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| format!("cannot open {} with {opener}: {e}", dir.display()))
+}
