@@ -17,7 +17,7 @@ use super::state::AppState;
 use super::widgets::{color_image, error_text, note, swatch};
 use crate::data::transforms::Resize;
 use crate::data::{ClassSet, Dataset, Mask, VOID};
-use crate::eval::browse::{BrowseItem, BrowseJob, BrowseMsg, BrowseRequest, start};
+use crate::eval::browse::{BrowseItem, BrowseJob, BrowseModel, BrowseMsg, BrowseRequest, start};
 use crate::model::ModelKind;
 use crate::train::predict::overlay;
 
@@ -194,7 +194,8 @@ impl BrowseTab {
         let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
         let key = (run.clone(), state.browse.split.clone(), info.root.clone(), teacher.clone());
         if self.key.as_ref() != Some(&key) {
-            self.restart(ctx, key, info.kind, teacher);
+            let teacher_cache = crate::eval::teacher_quality::cache_dir(&state.runs_dir).join("browse");
+            self.restart(ctx, key, info.kind, teacher, teacher_cache);
         }
         if let Some(job) = &self.job {
             for msg in job.rx.try_iter() {
@@ -214,6 +215,7 @@ impl BrowseTab {
         key: BrowseKey,
         kind: crate::data::DatasetKind,
         teacher: Option<(ModelKind, PathBuf)>,
+        teacher_cache: PathBuf,
     ) {
         *self = Self { sort: self.sort, source: self.source, ..Default::default() };
         let (run, split, root, _) = key.clone();
@@ -236,8 +238,14 @@ impl BrowseTab {
         let student = crate::train::checkpoint::student_path(&run);
         let req = BrowseRequest {
             dataset: Arc::new(ds),
-            student: student.is_file().then_some((config.model, student)),
-            teacher,
+            // Predictions are kept between starts: the student's in its run folder, the teacher's
+            // beside its evaluations.
+            student: student.is_file().then(|| BrowseModel {
+                kind: config.model,
+                weights: student,
+                cache_dir: Some(run.join("browse")),
+            }),
+            teacher: teacher.map(|(kind, weights)| BrowseModel { kind, weights, cache_dir: Some(teacher_cache) }),
             resize: Resize::ShorterSide(config.val_size.unwrap_or(config.size)),
             device: candle_core::Device::Cpu,
             thumbnail_height: 96,
