@@ -268,6 +268,30 @@ fn snapshot_finished_run_and_browse_grid() {
 }
 
 #[test]
+fn snapshot_the_last_runs_curves_on_start() {
+    // Fixed folders: the dataset field and the run's folder are on screen.
+    let root = std::env::temp_dir().join("segdistill-snapshot-last-run");
+    std::fs::remove_dir_all(&root).ok();
+    let (demo, runs) = (root.join("demo"), root.join("runs"));
+    let cfg = segdistill::data::demo::DemoConfig { train: 12, val: 6, size: 64, seed: 4 };
+    segdistill::data::demo::generate(&demo, &cfg, &|| {}).unwrap();
+    let run = trained_run(&demo, &runs);
+    let mut state = base_state(&runs, &demo);
+    state.data_dir = segdistill::data::demo::voc_root(&demo).display().to_string();
+    state.tab = Tab::Train;
+    state.last_run = Some(run);
+    let mut h = snapshot_harness(state);
+    wait_until(&mut h, "parameter counts and the dataset", 60, |a| {
+        a.train.has_parameter_counts() && a.data.usable().is_some()
+    });
+    assert_eq!(h.state().train.live.evals.len(), 2, "both evaluations read back from the run folder");
+    h.run_steps(8);
+    h.snapshot_options("train_last_run", &options());
+    drop(h);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
 fn data_panel_downloads_from_a_local_server_with_errors_and_cancel() {
     use common::http_server::{Behavior, TestServer};
     use segdistill::data::download::checksum::Algorithm;

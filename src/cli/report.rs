@@ -30,6 +30,7 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let opts = ReportOptions {
+        baselines: Default::default(),
         out: args.out,
         teacher_weights: args.teacher_weights,
         teacher_model: args.teacher_model,

@@ -15,11 +15,11 @@ use crate::data::mask::{LabelEncoding, decode_label_png, encode_palette_png, lab
 use crate::data::transforms::{Resize, resize_image};
 use crate::data::{Dataset, Mask, Sample};
 use crate::model::{Model, ModelKind, load_for_inference};
-use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 use crate::train::metrics::{ConfusionMatrix, score_image};
 use crate::train::predict::predict;
 use crate::train::validate::{DecodedSamples, usable_sample};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 /// A mask stored PNG-compressed (base64 text in the prediction cache).
 #[derive(Clone, Debug, PartialEq)]

@@ -28,6 +28,9 @@ pub struct ReportOptions {
     /// Best and worst images per run in the overlay PNGs.
     pub overlays: usize,
     pub device: Device,
+    /// The Δ baseline chosen per student architecture (model name → run name); a model not
+    /// listed gets its first completed no-distillation run.
+    pub baselines: std::collections::BTreeMap<String, String>,
 }
 
 /// The files written.
@@ -62,7 +65,12 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
     for run in &runs {
         rows.push(table::student_row(run, &opts.device)?);
     }
-    let baselines = table::default_baselines(&rows);
+    let mut baselines = table::default_baselines(&rows);
+    for (model, run) in &opts.baselines {
+        if rows.iter().any(|r| &r.model == model && &r.label == run && table::can_be_baseline(r)) {
+            baselines.insert(model.clone(), run.clone());
+        }
+    }
     table::fill_deltas(&mut rows, &baselines);
     let teacher = match &teacher_weights {
         Some((kind, w)) => {
@@ -84,7 +92,14 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
             Err(e) => warnings.push(format!("no overlays for run {}: {e:#}", run.name)),
         }
     }
-    let md = table::markdown(&rows, teacher.as_ref(), &runs, &images, &opts.device);
+    let cx = table::ReportContext {
+        teacher: teacher.as_ref(),
+        runs: &runs,
+        images: &images,
+        device: &opts.device,
+        baselines: &baselines,
+    };
+    let md = table::markdown(&rows, &cx);
     let markdown = opts.out.join("report.md");
     crate::util::fs::write_atomic(&markdown, md.as_bytes())
         .with_context(|| format!("cannot write {}", markdown.display()))?;

@@ -256,18 +256,33 @@ fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or("—".into(), f)
 }
 
+/// What goes into the report besides the rows.
+pub struct ReportContext<'a> {
+    pub teacher: Option<&'a Row>,
+    pub runs: &'a [RunData],
+    pub images: &'a [PathBuf],
+    pub device: &'a Device,
+    /// Model name → the run its Δ is measured against.
+    pub baselines: &'a std::collections::BTreeMap<String, String>,
+}
+
 /// The report's markdown.
-pub fn markdown(rows: &[Row], teacher: Option<&Row>, runs: &[RunData], images: &[PathBuf], device: &Device) -> String {
+pub fn markdown(rows: &[Row], cx: &ReportContext<'_>) -> String {
+    let ReportContext { teacher, runs, images, device, baselines } = *cx;
     let mut s = String::from("# segdistill report\n\n");
     s.push_str(&format!(
         "Measured on {} by `segdistill report` ({}). mIoU: best validation epoch of each run; Δ: against the \
-         no-distillation run of the same student; GMACs: multiply-adds of one forward pass at the evaluation size \
+         baseline of the same student, a completed run without distillation; GMACs: multiply-adds of one forward pass at the evaluation size \
          (S×S; GMACs in the FoM); size: weights file; ms/image: median of 10 forward passes at batch 1 after 2 warm-up \
          passes, measured once per run and stored in its speed.json; train time: training only, the teacher cache's \
          build in brackets; score: 4·mIoU/(1 + params in M); FoM: GMACs²·MB²/(mIoU − 0.65), only above 0.65 mIoU.\n\n",
         describe(device),
         chrono_free_date()
     ));
+    if !baselines.is_empty() {
+        let list: Vec<String> = baselines.iter().map(|(model, run)| format!("{model}: {run}")).collect();
+        s.push_str(&format!("Baselines: {}.\n\n", list.join(", ")));
+    }
     s.push_str(
         "| run | model | mode | mIoU | Δ mIoU | params | MACs @ S² | size MB | ms/image | train time | score | FoM |\n",
     );

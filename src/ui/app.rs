@@ -80,6 +80,8 @@ impl SegdistillApp {
 
     /// Carries out one command: the single place where what the user asked for happens.
     pub fn apply(&mut self, ctx: &egui::Context, command: Command) {
+        // A notice is about the last action: the next one replaces it.
+        self.notice = None;
         match command {
             Command::StartRun => match self.train.plan_start(&self.state, &self.data) {
                 StartPlan::Start(config) => self.start_run(*config, false),

@@ -120,11 +120,14 @@ impl CurvePlot<'_> {
                     continue;
                 }
                 if smoothing > 0.0 && raw.points.len() > 1 {
-                    p.line(Line::new(raw.name.clone(), raw.points.clone()).color(raw.color.gamma_multiply(0.25)));
+                    // Unnamed: kept out of the legend, which shows the series' own colour.
+                    let faint = raw.color.gamma_multiply(0.3);
+                    p.line(Line::new("", raw.points.clone()).color(faint).allow_hover(false));
                 }
                 p.line(Line::new(smooth.name.clone(), smooth.points.clone()).color(smooth.color).width(1.5));
-                if raw.points.len() <= 60 {
-                    // Few points (evaluations): each is visible, a lone one included.
+                if (self.x == XAxis::Epoch && raw.points.len() <= 60) || raw.points.len() == 1 {
+                    // Evaluations: each is visible, a lone one included (markers would only
+                    // thicken a long curve).
                     p.points(Points::new(smooth.name.clone(), smooth.points.clone()).color(smooth.color).radius(2.5));
                 }
             }
@@ -156,14 +159,20 @@ fn readout(series: &[Series], at: PlotPoint, x: XAxis) -> Vec<(Color32, String)>
         .collect()
 }
 
-/// Grid marks at whole numbers only (1, 2, 5, 10, 20, … apart), at most ~8 across the plot.
+/// Grid marks at whole numbers only (1, 2, 5, 10, 20, … apart), far enough apart that each gets
+/// its label at any plot width. egui_plot's `base_step_size` spans its minimum grid spacing (8
+/// points) and it labels x ticks at least 60 points apart.
 fn integer_ticks(input: GridInput) -> Vec<GridMark> {
+    const LABEL_POINTS: f64 = 72.0;
     let (lo, hi) = input.bounds;
-    let span = (hi - lo).max(1.0);
-    let step = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+    let min_step = (input.base_step_size / 8.0 * LABEL_POINTS).max(1.0);
+    let step = [1.0, 2.0, 5.0]
         .into_iter()
-        .find(|s| span / s <= 8.0 && *s >= input.base_step_size)
-        .unwrap_or(1000.0);
+        .cycle()
+        .zip((0..).map(|k| 10f64.powi(k / 3)))
+        .map(|(m, p)| m * p)
+        .find(|s| *s >= min_step)
+        .unwrap_or(min_step.ceil());
     let first = (lo / step).ceil() as i64;
     let last = (hi / step).floor() as i64;
     (first..=last).map(|k| GridMark { value: k as f64 * step, step_size: step }).collect()
@@ -179,7 +188,9 @@ pub fn class_bars(ui: &mut Ui, id: &str, size: egui::Vec2, names: &[String], col
             let v = (*v)?;
             let [r, g, b] = colors.get(c).copied().unwrap_or([128, 128, 128]);
             let name = names.get(c).cloned().unwrap_or_else(|| format!("class {c}"));
-            Some(Bar::new(c as f64, v).name(format!("{name}: {v:.3}")).fill(Color32::from_rgb(r, g, b)))
+            // Outlined: VOC's background class is black, which a dark theme would swallow.
+            let outline = egui::Stroke::new(1.0, Color32::from_gray(140));
+            Some(Bar::new(c as f64, v).name(format!("{name}: {v:.3}")).fill(Color32::from_rgb(r, g, b)).stroke(outline))
         })
         .collect();
     let labels = names.to_vec();
@@ -238,9 +249,13 @@ mod tests {
     fn epoch_ticks_are_whole_numbers_at_any_width() {
         for (lo, hi, base) in [(0.7, 1.3, 0.001), (0.0, 3.0, 0.01), (0.0, 47.0, 0.5), (1.0, 300.0, 3.0)] {
             let marks = integer_ticks(GridInput { bounds: (lo, hi), base_step_size: base });
-            assert!(!marks.is_empty() || hi - lo < 1.0, "{lo}..{hi}");
-            assert!(marks.len() <= 9, "{lo}..{hi}: {}", marks.len());
+            assert!(!marks.is_empty(), "{lo}..{hi}");
             assert!(marks.iter().all(|m| m.value.fract() == 0.0), "{lo}..{hi}");
+            // Far enough apart (in points: base/8 per unit) for egui_plot to label each one.
+            let points_apart = marks[0].step_size / (base / 8.0);
+            assert!(points_apart >= 60.0 || marks[0].step_size == 1.0, "{lo}..{hi}: {points_apart}");
         }
+        let marks = integer_ticks(GridInput { bounds: (0.0, 47.0), base_step_size: 0.5 });
+        assert_eq!(marks[1].value - marks[0].value, 5.0, "a 270-point plot of 47 epochs: every 5th");
     }
 }

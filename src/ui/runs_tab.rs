@@ -299,6 +299,8 @@ impl RunsTab {
         if self.report.is_some() || self.selected.is_empty() {
             return;
         }
+        // The report compares against the baselines the table shows.
+        let baselines = self.chosen_baselines(state);
         let dirs: Vec<PathBuf> = self.selected.iter().cloned().collect();
         let out = state.runs_dir.join("report");
         let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
@@ -307,6 +309,7 @@ impl RunsTab {
         self.report_result = None;
         let job = Job::spawn("the report", ctx, move |_| {
             let opts = crate::report::ReportOptions {
+                baselines,
                 out,
                 teacher_model: teacher.as_ref().map(|(k, _)| *k),
                 teacher_weights: teacher.map(|(_, p)| p),
@@ -345,7 +348,7 @@ impl RunsTab {
         let baselines = self.baselines_ui(ui, state);
         self.table_ui(ui, live_run, teacher, &baselines, commands);
         ui.separator();
-        self.curves_ui(ui, state.smoothing);
+        self.curves_ui(ui, &mut state.smoothing);
     }
 
     /// The runs folder, shown whole and changeable; stored absolute.
@@ -399,8 +402,9 @@ impl RunsTab {
         });
     }
 
-    /// One baseline picker per student with candidates; returns model name → baseline run name.
-    fn baselines_ui(&self, ui: &mut Ui, state: &mut AppState) -> BTreeMap<String, String> {
+    /// The baseline of each student: the user's choice where it is still a completed no-KD run
+    /// listed here, else the most recent such run. Model name → run name.
+    pub fn chosen_baselines(&self, state: &AppState) -> BTreeMap<String, String> {
         let rows: Vec<Row> = self.entries.iter().filter_map(|e| e.row.clone()).collect();
         let mut chosen = default_baselines(&rows);
         for (model, dir) in &state.baselines {
@@ -409,6 +413,12 @@ impl RunsTab {
                 chosen.insert(model.clone(), name);
             }
         }
+        chosen
+    }
+
+    /// One baseline picker per student with candidates; returns model name → baseline run name.
+    fn baselines_ui(&self, ui: &mut Ui, state: &mut AppState) -> BTreeMap<String, String> {
+        let mut chosen = self.chosen_baselines(state);
         if chosen.is_empty() {
             note(ui, "Δ mIoU needs a completed run without distillation of the same student (a baseline).");
             return chosen;
@@ -562,7 +572,7 @@ impl RunsTab {
         });
     }
 
-    fn curves_ui(&mut self, ui: &mut Ui, smoothing: f64) {
+    fn curves_ui(&mut self, ui: &mut Ui, smoothing: &mut f64) {
         let chosen: Vec<&RunEntry> = self.entries.iter().filter(|e| self.selected.contains(&e.dir)).collect();
         if chosen.is_empty() {
             note(ui, "Select runs to overlay their curves.");
@@ -598,8 +608,13 @@ impl RunsTab {
                     .response
                     .labelled_by(label.id);
             }
+            ui.separator();
+            // The same setting as the Train tab's slider.
+            let label = ui.label("smoothing");
+            ui.add(egui::Slider::new(smoothing, 0.0..=0.99)).labelled_by(label.id);
         });
         self.metrics = metrics;
+        let smoothing = *smoothing;
         let w = ui.available_width() / 2.0 - 8.0;
         let size = egui::vec2(w, ui.available_height().max(160.0));
         ui.horizontal(|ui| {

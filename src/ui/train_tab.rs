@@ -752,7 +752,10 @@ impl TrainTab {
             series("KD", Color32::from_rgb(44, 160, 44), &|s| s.kd),
             series("feature", Color32::from_rgb(214, 39, 40), &|s| s.feature),
         ];
-        let losses: Vec<Series> = losses.into_iter().filter(|s| !s.points.is_empty() || s.name == "total").collect();
+        // Without distillation the total is the CE: one line, not two on top of each other.
+        let distilled = losses[2..].iter().any(|s| !s.points.is_empty());
+        let losses: Vec<Series> =
+            losses.into_iter().filter(|s| s.name == "total" || (distilled && !s.points.is_empty())).collect();
         let h = (ui.available_height() / 2.0 - 20.0).max(140.0);
         let w = ui.available_width();
         let size = egui::vec2(w, h);
