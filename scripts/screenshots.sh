@@ -26,6 +26,10 @@ common=(--data "$data" --model mbv3s-tiny --epochs 8 --batch 8 --size 96 --lr 5e
 "$bin" train "${common[@]}" --distill none --out "$work/runs/tiny-none" 2>/dev/null
 "$bin" train "${common[@]}" --distill response --teacher-run "$work/runs/teacher-mbv3s-aspp" \
     --out "$work/runs/tiny-response" 2>/dev/null
+# The comparison report measures each finished run's speed once, on an idle machine, into its
+# speed.json: the app's table shows those (it does not measure while it trains).
+"$bin" report "$work/runs/teacher-mbv3s-aspp" "$work/runs/tiny-none" "$work/runs/tiny-response" \
+    --out "$work/report" --overlays 0 >/dev/null 2>&1
 
 # The app's saved settings: dataset, runs folder, form, the run to browse.
 python3 - "$work" "$data" "$teacher" <<'PY'

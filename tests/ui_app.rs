@@ -263,6 +263,7 @@ fn snapshot_finished_run_and_browse_grid() {
     h.snapshot_options("browse_grid", &options());
     let first = h.state().browse.sorted_ids()[0].clone();
     h.get_by_label_contains(&first).click();
+    wait_until(&mut h, "the decoded photo", 30, |a| a.browse.detail_ready());
     h.run_steps(4);
     h.snapshot_options("browse_detail", &options());
 }
@@ -285,7 +286,7 @@ fn snapshot_the_last_runs_curves_on_start() {
         a.train.has_parameter_counts() && a.data.usable().is_some()
     });
     assert_eq!(h.state().train.live.evals.len(), 2, "both evaluations read back from the run folder");
-    h.run_steps(8);
+    h.run_steps(20); // panels and plot bounds settle
     h.snapshot_options("train_last_run", &options());
     drop(h);
     std::fs::remove_dir_all(&root).ok();

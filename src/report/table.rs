@@ -108,16 +108,27 @@ pub fn speed_path(run_dir: &Path) -> PathBuf {
     run_dir.join("speed.json")
 }
 
+/// When to measure a speed that is not stored yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    /// Measure it now (and store it).
+    IfMissing,
+    /// Only read what is stored: the machine is busy (e.g. training), times now would be wrong.
+    StoredOnly,
+}
+
 /// A run's student speed: measured once and stored in `<run>/speed.json`, measured again only
 /// when the weights file, the size, the device or the thread count differ (times from one visit
-/// to the next would otherwise wander with whatever else the machine does).
+/// to the next would otherwise wander with whatever else the machine does). `None` when it is
+/// not stored and `measure` says not to measure now.
 pub fn student_speed(
     run_dir: &Path,
     kind: ModelKind,
     weights: &Path,
     size: u32,
     device: &Device,
-) -> anyhow::Result<Speed> {
+    measure_now: Measure,
+) -> anyhow::Result<Option<Speed>> {
     let (weights_len, weights_modified_ns) = file_stamp(weights)?;
     let device_name = describe(device);
     let threads = crate::util::available_threads();
@@ -127,7 +138,10 @@ pub fn student_speed(
         (s.weights_len, s.weights_modified_ns, s.size, s.threads) == (weights_len, weights_modified_ns, size, threads)
             && s.device == device_name
     }) {
-        return Ok(s);
+        return Ok(Some(s));
+    }
+    if measure_now == Measure::StoredOnly {
+        return Ok(None);
     }
     let loaded = load_for_inference(kind, weights, device)?;
     let (macs, times) = measure(&loaded.model, size, device)?;
@@ -148,7 +162,7 @@ pub fn student_speed(
     if let Ok(json) = serde_json::to_vec_pretty(&speed) {
         crate::util::fs::write_atomic(&path, &json).ok();
     }
-    Ok(speed)
+    Ok(Some(speed))
 }
 
 fn eval_size(run: &RunData) -> u32 {
@@ -156,11 +170,18 @@ fn eval_size(run: &RunData) -> u32 {
 }
 
 pub fn student_row(run: &RunData, device: &Device) -> anyhow::Result<Row> {
+    student_row_when(run, device, Measure::IfMissing)?.context("the speed was not measured")
+}
+
+/// The run's row; `None` when its speed is not stored and `measure_now` says not to measure.
+pub fn student_row_when(run: &RunData, device: &Device, measure_now: Measure) -> anyhow::Result<Option<Row>> {
     let size = eval_size(run);
-    let speed = student_speed(&run.dir, run.config.model, &run.student, size, device)?;
+    let Some(speed) = student_speed(&run.dir, run.config.model, &run.student, size, device, measure_now)? else {
+        return Ok(None);
+    };
     let size_mb = std::fs::metadata(&run.student).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
     let state = &run.state;
-    Ok(Row {
+    Ok(Some(Row {
         label: run.name.clone(),
         model: run.config.model.name().into(),
         mode: run.mode_label(),
@@ -175,7 +196,7 @@ pub fn student_row(run: &RunData, device: &Device) -> anyhow::Result<Row> {
         train_seconds: Some(state.train_seconds),
         cache_seconds: (state.cache_seconds > 0.0).then_some(state.cache_seconds),
         completed: state.epoch >= state.config.epochs,
-    })
+    }))
 }
 
 /// Δ mIoU of each run against the no-distillation run of the same student model.
@@ -424,13 +445,16 @@ mod tests {
         let weights = dir.path().join("student.safetensors");
         let t = crate::model::build_trainable(kind, 21, 0, &Device::Cpu).unwrap();
         t.varmap.save(&weights).unwrap();
-        let first = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu).unwrap();
+        let stored_only = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu, Measure::StoredOnly).unwrap();
+        assert_eq!(stored_only, None, "nothing stored yet, and not measured while busy");
+        let first = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu, Measure::IfMissing).unwrap().unwrap();
         assert!(speed_path(dir.path()).is_file());
         assert!(first.min_ms <= first.median_ms && first.median_ms <= first.max_ms);
         assert_eq!(first.repeats, TIMED);
-        let again = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu).unwrap();
+        let again = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu, Measure::StoredOnly).unwrap().unwrap();
         assert_eq!(again, first, "read back, not measured again");
-        let other_size = student_speed(dir.path(), kind, &weights, 96, &Device::Cpu).unwrap();
+        let other_size =
+            student_speed(dir.path(), kind, &weights, 96, &Device::Cpu, Measure::IfMissing).unwrap().unwrap();
         assert_eq!(other_size.size, 96);
         assert!(other_size.macs > first.macs, "measured again at the new size");
     }

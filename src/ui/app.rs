@@ -248,7 +248,8 @@ impl eframe::App for SegdistillApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         let visible = self.state.tab == Tab::Runs || self.state.tab == Tab::Browse;
-        self.runs.update(ctx, &self.state.runs_dir, visible, std::mem::take(&mut self.rescan_runs));
+        let training = self.train.is_running();
+        self.runs.update(ctx, &self.state.runs_dir, visible, std::mem::take(&mut self.rescan_runs), training);
         if self.state.tab == Tab::Browse {
             self.browse.update(ctx, &self.state, &self.data);
         }

@@ -149,6 +149,11 @@ impl BrowseTab {
         self.finished
     }
 
+    /// Whether the open image's full-resolution photo has arrived (it decodes in the background).
+    pub fn detail_ready(&self) -> bool {
+        self.detail.as_ref().is_some_and(|d| d.loading.is_none())
+    }
+
     pub fn detail_id(&self) -> Option<&str> {
         self.detail.as_ref().map(|d| self.items[d.item].id.as_str())
     }

@@ -20,7 +20,7 @@ use super::widgets::{PathField, error_text, note};
 use crate::eval::teacher_quality::TeacherQuality;
 use crate::model::format_params;
 use crate::report::table::{
-    Row, can_be_baseline, default_baselines, fill_deltas, format_macs, student_row, train_time,
+    Measure, Row, can_be_baseline, default_baselines, fill_deltas, format_macs, student_row_when, train_time,
 };
 use crate::train::TrainConfig;
 use crate::train::checkpoint::{self, CheckpointState};
@@ -43,12 +43,15 @@ pub struct RunEntry {
     pub steps: Vec<StepMetrics>,
 }
 
-fn load_entry(dir: &Path) -> Option<RunEntry> {
+/// `measure`: whether a speed not stored yet may be measured now (not while training runs).
+fn load_entry(dir: &Path, measure: Measure) -> Option<RunEntry> {
     let config = crate::train::run_folder::read_config(dir)?;
     let state = checkpoint::load_state(&checkpoint::last_path(dir)).ok();
     let (status, resumable) = describe_run(dir);
     let steps = crate::report::runs::saved_steps(dir, state.as_ref().map_or(0, |s| s.step));
-    let row = crate::report::runs::load(dir).ok().and_then(|run| student_row(&run, &candle_core::Device::Cpu).ok());
+    let row = crate::report::runs::load(dir)
+        .ok()
+        .and_then(|run| student_row_when(&run, &candle_core::Device::Cpu, measure).ok().flatten());
     Some(RunEntry {
         name: super::app::run_name(dir),
         dir: dir.to_path_buf(),
@@ -62,7 +65,7 @@ fn load_entry(dir: &Path) -> Option<RunEntry> {
 }
 
 /// Every run folder under `runs_dir`, newest first.
-pub fn scan_runs(runs_dir: &Path) -> Vec<RunEntry> {
+pub fn scan_runs(runs_dir: &Path, measure: Measure) -> Vec<RunEntry> {
     let Ok(rd) = std::fs::read_dir(runs_dir) else { return Vec::new() };
     let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = rd
         .flatten()
@@ -70,7 +73,7 @@ pub fn scan_runs(runs_dir: &Path) -> Vec<RunEntry> {
         .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-    dirs.iter().filter_map(|(_, d)| load_entry(d)).collect()
+    dirs.iter().filter_map(|(_, d)| load_entry(d, measure)).collect()
 }
 
 /// A column the table sorts by.
@@ -242,12 +245,15 @@ impl Default for RunsTab {
 const INITIAL_SELECTION: usize = 4;
 
 impl RunsTab {
-    /// Rescans when asked, or every 15 s while the tab is visible; takes finished work.
-    pub fn update(&mut self, ctx: &egui::Context, runs_dir: &Path, visible: bool, force: bool) {
+    /// Rescans when asked, or every 15 s while the tab is visible; takes finished work. While
+    /// `training`, speeds not stored yet are left unmeasured (the machine is busy): they are
+    /// measured at the first scan after the run ends.
+    pub fn update(&mut self, ctx: &egui::Context, runs_dir: &Path, visible: bool, force: bool, training: bool) {
         let stale = self.last_scan.is_none_or(|t| t.elapsed() > Duration::from_secs(15));
         if self.scan.is_none() && (force || (visible && stale)) {
             let dir = runs_dir.to_path_buf();
-            self.scan = Some(Job::spawn("scanning the runs", ctx, move |_| scan_runs(&dir)));
+            let measure = if training { Measure::StoredOnly } else { Measure::IfMissing };
+            self.scan = Some(Job::spawn("scanning the runs", ctx, move |_| scan_runs(&dir, measure)));
             self.last_scan = Some(Instant::now());
         }
         if let Some(job) = &mut self.scan {
@@ -680,8 +686,13 @@ fn entry_row_ui(
             ui.label(format!("{:.4}", r.score()));
         }
         None => {
+            let why = if crate::train::checkpoint::student_path(&e.dir).is_file() {
+                "speed and size are measured once no training runs (times taken during training would be wrong)"
+            } else {
+                "no evaluated student yet"
+            };
             for _ in 0..5 {
-                ui.label("—");
+                ui.label("—").on_hover_text(why);
             }
         }
     }
