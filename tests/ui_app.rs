@@ -548,6 +548,21 @@ fn a_panel_pushes_a_command_and_the_app_applies_it() {
     wait_until(&mut h, "the stop", 60, |a| !a.train.is_running());
 }
 
+#[test]
+fn a_run_exports_its_student_as_onnx_from_the_runs_tab() {
+    let (_demo, runs, mut state) = browse_setup();
+    state.tab = Tab::Runs;
+    let mut h = harness(state);
+    wait_until(&mut h, "the run's row", 60, |a| a.runs.entries.iter().any(|e| e.row.is_some()));
+    h.get_by_label("ONNX").click();
+    let exported = runs.path().join("exports/browse-me.onnx");
+    wait_until(&mut h, "the ONNX file", 60, |_| exported.is_file());
+    wait_until(&mut h, "the note", 10, |a| !a.runs.is_exporting());
+    h.get_by_label_contains("ONNX file written to");
+    let proto = candle_onnx::read_file(&exported).unwrap();
+    assert_eq!(proto.graph.unwrap().output[0].name, "logits");
+}
+
 /// A completed run without distillation (`epochs` epochs).
 fn trained_run_named(demo: &Path, runs: &Path, name: &str, epochs: usize) -> std::path::PathBuf {
     let mut cfg = segdistill::train::TrainConfig {

@@ -6,6 +6,7 @@ pub mod check_data;
 pub mod demo_data;
 pub mod download;
 pub mod eval;
+pub mod export;
 pub mod models;
 pub mod predict;
 pub mod progress;
@@ -48,6 +49,8 @@ pub enum Command {
     Test(test_run::TestArgs),
     /// Compare runs: markdown table, loss and mIoU curves, best/worst overlays.
     Report(report::ReportArgs),
+    /// Write a trained student (or any model) as an ONNX file for deployment.
+    Export(export::ExportArgs),
     /// Download VOC 2012, SBD masks or torchvision's weights (progress, resume, checksums).
     Download(download::DownloadArgs),
     /// Time training steps, the teacher and inference (compare with bench/pytorch_reference.py).
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Test(a)) => test_run::run(a),
         Some(Command::Report(a)) => report::run(a),
         Some(Command::Download(a)) => download::run(a),
+        Some(Command::Export(a)) => export::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Selftest(a)) => selftest::run(a),
     }

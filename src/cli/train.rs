@@ -152,7 +152,8 @@ pub struct TrainArgs {
     /// Stop cleanly after N epochs of this session (resume later with --resume).
     #[arg(long)]
     pub stop_after_epoch: Option<usize>,
-    /// Copy the best student weights to this file at the end (e.g. weights/student.safetensors).
+    /// At the end, copy the best student weights to this file (`.safetensors`), or write them as
+    /// an ONNX graph (`.onnx`, dynamic input; `segdistill export` for more options).
     #[arg(long)]
     pub export: Option<PathBuf>,
     /// Run the teacher at every step instead of caching its outputs once per image.

@@ -20,6 +20,7 @@ use candle_nn::VarBuilder;
 use super::fcn::FcnHead;
 use super::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, Dropout, Mode, bn_default, global_avg_pool};
 use super::mobilenet_v3::{MobileNetV3Config, MobileNetV3Features};
+use super::onnx::OnnxGraph;
 use super::ops::resize_bilinear;
 use super::resnet::{ResNet, ResNetDepth, ResNetFeatures};
 use super::{FeatureTap, NamedFeatures, SegOutput};
@@ -46,6 +47,10 @@ impl ConvBnRelu {
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         self.bn.forward_act(&self.conv.forward(x)?, mode, Activation::Relu)
+    }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        self.conv.export_onnx_bn(g, x, &self.bn, Activation::Relu)
     }
 }
 
@@ -81,6 +86,17 @@ impl Aspp {
         let y = self.project.forward(&Tensor::cat(&maps, 1)?, mode)?;
         self.dropout.forward(&y, mode)
     }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let mut maps = self.branches.iter().map(|br| br.export_onnx(g, x)).collect::<Result<Vec<_>>>()?;
+        let pooled = g.global_avg_pool(x);
+        let pooled = self.pooling.export_onnx(g, &pooled)?;
+        // torchvision upsamples the pooled 1×1 map bilinearly: a broadcast.
+        maps.push(g.resize_like(&pooled, x));
+        let refs: Vec<&str> = maps.iter().map(String::as_str).collect();
+        let cat = g.concat(&refs, 1);
+        self.project.export_onnx(g, &cat)
+    }
 }
 
 /// `DeepLabHead`: ASPP → 3×3 conv → BN → ReLU → 1×1 conv to the classes.
@@ -108,6 +124,12 @@ impl DeepLabHead {
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         self.classifier.forward(&self.conv.forward(&self.aspp.forward(x, mode)?, mode)?)
+    }
+
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let y = self.aspp.export_onnx(g, x)?;
+        let y = self.conv.export_onnx(g, &y)?;
+        self.classifier.export_onnx(g, &y)
     }
 }
 
@@ -207,6 +229,16 @@ impl DeepLabV3 {
             aux: aux.map(|a| resize_bilinear(&a, h, w)).transpose()?,
             features,
         })
+    }
+
+    /// The evaluation-mode logits at the input's size (no auxiliary head).
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let out = match &self.backbone {
+            Backbone::ResNet(r) => r.export_onnx(g, x)?.1,
+            Backbone::MobileNet(m) => m.export_onnx(g, x, &[MBV3_OUT])?.remove(0),
+        };
+        let logits = self.classifier.export_onnx(g, &out)?;
+        Ok(g.resize_like(&logits, x))
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {

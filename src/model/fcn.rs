@@ -8,6 +8,7 @@ use candle_core::{Module as _, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, Dropout, Mode, bn_default};
+use super::onnx::OnnxGraph;
 use super::ops::resize_bilinear;
 use super::resnet::{ResNet, ResNetDepth, ResNetFeatures};
 use super::{FeatureTap, SegOutput};
@@ -35,6 +36,11 @@ impl FcnHead {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = self.bn.forward_act(&self.conv.forward(x)?, mode, Activation::Relu)?;
         self.classifier.forward(&self.dropout.forward(&y, mode)?)
+    }
+
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let y = self.conv.export_onnx_bn(g, x, &self.bn, Activation::Relu)?;
+        self.classifier.export_onnx(g, &y)
     }
 }
 
@@ -79,6 +85,13 @@ impl FcnResNet {
             aux: aux.map(|a| resize_bilinear(&a, h, w)).transpose()?,
             features: f.named(),
         })
+    }
+
+    /// The evaluation-mode logits at the input's size (no auxiliary head).
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let (_, layer4) = self.backbone.export_onnx(g, x)?;
+        let out = self.classifier.export_onnx(g, &layer4)?;
+        Ok(g.resize_like(&out, x))
     }
 
     pub fn feature_taps() -> Vec<FeatureTap> {

@@ -6,6 +6,7 @@ use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{BatchNormConfig, Init, ModuleT as _, VarBuilder};
 use rayon::prelude::*;
 
+use super::onnx::{ConvSpec, OnnxGraph};
 use super::ops::batch_norm;
 use super::ops::conv::{self, ConvParams};
 use super::ops::{DepthwiseParams, depthwise_conv2d};
@@ -386,6 +387,73 @@ impl Linear {
         };
         add_macs(y.elem_count() * self.0.weight().dim(1)?);
         Ok(y)
+    }
+}
+
+// ONNX export (see `super::onnx`): each layer emits the nodes of its evaluation-mode forward.
+
+impl Activation {
+    pub fn export_onnx(self, g: &mut OnnxGraph, x: &str) -> String {
+        match self {
+            Self::None => x.to_string(),
+            Self::Relu => g.relu(x),
+            Self::Hardswish => g.hardswish(x),
+            Self::Hardsigmoid => g.hardsigmoid(x),
+            Self::Sigmoid => g.sigmoid(x),
+        }
+    }
+}
+
+impl Conv2d {
+    fn spec<'a>(&self, weight: &'a Tensor, bias: Option<&'a Tensor>) -> ConvSpec<'a> {
+        ConvSpec {
+            weight,
+            bias,
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        }
+    }
+
+    /// The convolution alone (with its own bias, if any).
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        g.conv(x, self.spec(&self.weight, self.bias.as_ref()))
+    }
+
+    /// `act(bn(conv(x)))` as one convolution (batch norm folded into its weight and bias) and
+    /// the activation.
+    pub fn export_onnx_bn(&self, g: &mut OnnxGraph, x: &str, bn: &BatchNorm2d, act: Activation) -> Result<String> {
+        let (weight, bias) = bn.fold(&self.weight, self.bias.as_ref())?;
+        let y = g.conv(x, self.spec(&weight, Some(&bias)))?;
+        Ok(act.export_onnx(g, &y))
+    }
+}
+
+impl BatchNorm2d {
+    /// The convolution `(weight, bias)` that computes `bn(conv(x))` in evaluation mode:
+    /// `w·γ/√(var + ε)` and `(b − mean)·γ/√(var + ε) + β`, in f64 for the scale.
+    pub fn fold(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let c = weight.dim(0)?;
+        let f64s = |t: &Tensor| t.to_dtype(DType::F64);
+        let (gamma, beta) = match self.0.weight_and_bias() {
+            Some((g, b)) => (f64s(g)?, f64s(b)?),
+            None => (Tensor::ones(c, DType::F64, weight.device())?, Tensor::zeros(c, DType::F64, weight.device())?),
+        };
+        let scale = (gamma / (f64s(self.0.running_var())? + self.0.eps())?.sqrt()?)?;
+        let conv_bias = match bias {
+            Some(b) => f64s(b)?,
+            None => Tensor::zeros(c, DType::F64, weight.device())?,
+        };
+        let folded_bias = ((conv_bias - f64s(self.0.running_mean())?)? * &scale)?.add(&beta)?;
+        let folded_weight = f64s(weight)?.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
+        Ok((folded_weight.to_dtype(DType::F32)?, folded_bias.to_dtype(DType::F32)?))
+    }
+}
+
+impl ConvBnAct {
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        self.conv.export_onnx_bn(g, x, &self.bn, self.act)
     }
 }
 

@@ -8,8 +8,9 @@
 use candle_core::{Module as _, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::{BatchNorm2d, Conv2d, ConvOpts, Mode, bn_default, global_avg_pool};
+use super::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, Mode, bn_default, global_avg_pool};
 use super::mobilenet_v3::{MobileNetV3Config, MobileNetV3Features};
+use super::onnx::OnnxGraph;
 use super::ops::resize_bilinear;
 use super::{FeatureTap, SegOutput};
 
@@ -43,6 +44,18 @@ impl LrasppHead {
         let (_, _, h, w) = low.dims4()?;
         let x = resize_bilinear(&x, h, w)?;
         self.low_classifier.forward(low)? + self.high_classifier.forward(&x)?
+    }
+
+    pub fn export_onnx(&self, g: &mut OnnxGraph, low: &str, high: &str) -> Result<String> {
+        let x = self.cbr_conv.export_onnx_bn(g, high, &self.cbr_bn, Activation::Relu)?;
+        let pooled = g.global_avg_pool(high);
+        let s = self.scale.export_onnx(g, &pooled)?;
+        let s = g.sigmoid(&s);
+        let x = g.mul(&x, &s);
+        let x = g.resize_like(&x, low);
+        let low_logits = self.low_classifier.export_onnx(g, low)?;
+        let high_logits = self.high_classifier.export_onnx(g, &x)?;
+        Ok(g.add(&low_logits, &high_logits))
     }
 }
 
@@ -81,6 +94,13 @@ impl LrasppMobileNetV3Large {
         let mut f = f.into_iter();
         let features = ["low", "mid", "high"].into_iter().zip(f.by_ref()).collect();
         Ok(SegOutput { logits, aux: None, features })
+    }
+
+    /// The evaluation-mode logits at the input's size.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let f = self.backbone.export_onnx(g, x, &[LOW, HIGH])?;
+        let logits = self.head.export_onnx(g, &f[0], &f[1])?;
+        Ok(g.resize_like(&logits, x))
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {

@@ -18,6 +18,7 @@ use candle_nn::VarBuilder;
 
 use super::layers::{Activation, Conv2d, ConvBnAct, ConvOpts, Dropout, Mode, bn_default, global_avg_pool};
 use super::mobilenet_v3::{MobileNetV3Config, MobileNetV3Features};
+use super::onnx::OnnxGraph;
 use super::ops::resize_bilinear;
 use super::{FeatureTap, SegOutput};
 
@@ -71,6 +72,20 @@ impl Aspp {
         branches.push(pooled.broadcast_as((b, c, h, w))?.contiguous()?);
         self.project.forward(&Tensor::cat(&branches, 1)?, mode)
     }
+
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let mut branches = vec![self.b0.export_onnx(g, x)?];
+        for (dw, pw) in &self.atrous {
+            let y = dw.export_onnx(g, x)?;
+            branches.push(pw.export_onnx(g, &y)?);
+        }
+        let pooled = g.global_avg_pool(x);
+        let pooled = self.pool.export_onnx(g, &pooled)?;
+        branches.push(g.resize_like(&pooled, x));
+        let refs: Vec<&str> = branches.iter().map(String::as_str).collect();
+        let cat = g.concat(&refs, 1);
+        self.project.export_onnx(g, &cat)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +137,18 @@ impl Mbv3sAspp {
         let logits = resize_bilinear(&logits, h, w)?;
         let features = ["low", "mid", "high"].into_iter().zip(f).collect();
         Ok(SegOutput { logits, aux: None, features })
+    }
+
+    /// The evaluation-mode logits at the input's size.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let f = self.backbone.export_onnx(g, x, &[LOW, HIGH])?;
+        let context = self.aspp.export_onnx(g, &f[1])?;
+        let context = g.resize_like(&context, &f[0]);
+        let low = self.low.export_onnx(g, &f[0])?;
+        let fused = g.concat(&[&context, &low], 1);
+        let y = self.fuse.export_onnx(g, &fused)?;
+        let logits = self.classifier.export_onnx(g, &y)?;
+        Ok(g.resize_like(&logits, x))
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {

@@ -12,6 +12,7 @@ use candle_nn::VarBuilder;
 use super::layers::Mode;
 use super::lraspp::LrasppHead;
 use super::mobilenet_v3::{MobileNetV3Config, MobileNetV3Features};
+use super::onnx::OnnxGraph;
 use super::ops::resize_bilinear;
 use super::{FeatureTap, SegOutput};
 
@@ -47,6 +48,13 @@ impl Mbv3sTiny {
         let logits = resize_bilinear(&self.head.forward(&f[1], &f[2], mode)?, h, w)?;
         let features = ["low", "mid", "high"].into_iter().zip(f).collect();
         Ok(SegOutput { logits, aux: None, features })
+    }
+
+    /// The evaluation-mode logits at the input's size.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let f = self.backbone.export_onnx(g, x, &[MID, HIGH])?;
+        let logits = self.head.export_onnx(g, &f[0], &f[1])?;
+        Ok(g.resize_like(&logits, x))
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {

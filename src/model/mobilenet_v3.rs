@@ -6,6 +6,7 @@
 //! `classifier.{0,3}`. Segmentation models put the features under `backbone.` (torchvision's
 //! `IntermediateLayerGetter`), the classifier model under `features.`.
 
+use super::onnx::OnnxGraph;
 use candle_core::{Module as _, Result, Tensor};
 use candle_nn::{BatchNormConfig, VarBuilder};
 
@@ -153,6 +154,15 @@ impl SqueezeExcitation {
         let s = super::layers::hardsigmoid(&self.fc2.forward(&s)?)?;
         x.broadcast_mul(&s)
     }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let pooled = g.global_avg_pool(x);
+        let s = self.fc1.export_onnx(g, &pooled)?;
+        let s = g.relu(&s);
+        let s = self.fc2.export_onnx(g, &s)?;
+        let s = g.hardsigmoid(&s);
+        Ok(g.mul(x, &s))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -201,6 +211,19 @@ impl InvertedResidual {
         }
         y = self.project.forward(&y, mode)?;
         if self.residual { y + x } else { Ok(y) }
+    }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let mut y = match &self.expand {
+            Some(e) => e.export_onnx(g, x)?,
+            None => x.to_string(),
+        };
+        y = self.depthwise.export_onnx(g, &y)?;
+        if let Some(se) = &self.se {
+            y = se.export_onnx(g, &y)?;
+        }
+        y = self.project.export_onnx(g, &y)?;
+        Ok(if self.residual { g.add(&y, x) } else { y })
     }
 }
 
@@ -254,13 +277,31 @@ impl MobileNetV3Features {
 
     /// Runs every module; returns the outputs of the modules listed in `taps` (in that order).
     pub fn forward(&self, x: &Tensor, mode: Mode, taps: &[usize]) -> Result<Vec<Tensor>> {
+        self.walk(x.clone(), taps, |m, y| match m {
+            FeatureModule::Conv(c) => c.forward(y, mode),
+            FeatureModule::Block(b) => b.forward(y, mode),
+        })
+    }
+
+    /// The graph of [`Self::forward`] in evaluation mode: the names of the tapped maps.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str, taps: &[usize]) -> Result<Vec<String>> {
+        self.walk(x.to_string(), taps, |m, y| match m {
+            FeatureModule::Conv(c) => c.export_onnx(g, y),
+            FeatureModule::Block(b) => b.export_onnx(g, y),
+        })
+    }
+
+    /// Applies `step` module after module, keeping the outputs of the modules in `taps`.
+    fn walk<T: Clone>(
+        &self,
+        x: T,
+        taps: &[usize],
+        mut step: impl FnMut(&FeatureModule, &T) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let mut out = vec![None; taps.len()];
-        let mut y = x.clone();
+        let mut y = x;
         for (i, m) in self.modules.iter().enumerate() {
-            y = match m {
-                FeatureModule::Conv(c) => c.forward(&y, mode)?,
-                FeatureModule::Block(b) => b.forward(&y, mode)?,
-            };
+            y = step(m, &y)?;
             for (slot, &t) in out.iter_mut().zip(taps) {
                 if t == i {
                     *slot = Some(y.clone());

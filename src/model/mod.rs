@@ -9,6 +9,7 @@ pub mod lraspp;
 pub mod mbv3s_aspp;
 pub mod mbv3s_tiny;
 pub mod mobilenet_v3;
+pub mod onnx;
 pub mod ops;
 pub mod resnet;
 pub mod weights;
@@ -280,6 +281,19 @@ impl Model {
             Net::Mbv3sTiny(m) => m.forward(x, mode),
             Net::Lraspp(m) => m.forward(x, mode),
         }
+    }
+
+    /// The network as an ONNX model: evaluation mode, batch norm folded, logits at the input's
+    /// size (the auxiliary head is left out, as torchvision's inference does).
+    pub fn to_onnx(&self, options: &onnx::ExportOptions) -> Result<candle_onnx::onnx::ModelProto> {
+        let doc = format!("{} with {} classes, exported by segdistill", self.kind, self.num_classes());
+        onnx::build_model(&doc, self.num_classes(), options, |g, x| match &self.net {
+            Net::Fcn(m) => m.export_onnx(g, x),
+            Net::DeepLab(m) => m.export_onnx(g, x),
+            Net::Mbv3sAspp(m) => m.export_onnx(g, x),
+            Net::Mbv3sTiny(m) => m.export_onnx(g, x),
+            Net::Lraspp(m) => m.export_onnx(g, x),
+        })
     }
 
     /// Evaluation-mode logits at the network's own low resolution (before the final resize to the

@@ -4,6 +4,7 @@
 //! dilation, as in torchvision's `_make_layer`). Keys: `conv1`, `bn1`, `layer{1..4}.{i}.conv{1..3}`,
 //! `bn{1..3}`, `downsample.{0,1}`.
 
+use super::onnx::OnnxGraph;
 use candle_core::{Module as _, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -62,6 +63,18 @@ impl Bottleneck {
             None => x.clone(),
         };
         (y + identity)?.relu()
+    }
+
+    fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
+        let y = self.conv1.export_onnx_bn(g, x, &self.bn1, Activation::Relu)?;
+        let y = self.conv2.export_onnx_bn(g, &y, &self.bn2, Activation::Relu)?;
+        let y = self.conv3.export_onnx_bn(g, &y, &self.bn3, Activation::None)?;
+        let identity = match &self.downsample {
+            Some((conv, bn)) => conv.export_onnx_bn(g, x, bn, Activation::None)?,
+            None => x.to_string(),
+        };
+        let sum = g.add(&y, &identity);
+        Ok(g.relu(&sum))
     }
 }
 
@@ -172,5 +185,19 @@ impl ResNet {
         let layer3 = run(&layer2, &self.layers[2])?;
         let layer4 = run(&layer3, &self.layers[3])?;
         Ok(ResNetFeatures { layer1, layer2, layer3, layer4 })
+    }
+
+    /// The graph of [`Self::forward`] in evaluation mode: the names of layer3 and layer4.
+    pub fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<(String, String)> {
+        let y = self.conv1.export_onnx_bn(g, x, &self.bn1, Activation::Relu)?;
+        let mut y = g.max_pool_3x3_s2(&y);
+        let mut stages = Vec::new();
+        for blocks in &self.layers {
+            for b in blocks {
+                y = b.export_onnx(g, &y)?;
+            }
+            stages.push(y.clone());
+        }
+        Ok((stages[2].clone(), stages[3].clone()))
     }
 }

@@ -159,7 +159,8 @@ pub struct TrainConfig {
     /// Stop cleanly (with a checkpoint) after this many epochs of this session; `--resume`
     /// continues. Lets a long schedule be split across sessions.
     pub stop_after_epoch: Option<usize>,
-    /// Copy the best student weights here when the run ends.
+    /// When the run ends, the best student weights are copied here (`.safetensors`) or written
+    /// as an ONNX graph (`.onnx`).
     pub export: Option<PathBuf>,
     /// Compute the teacher's outputs once per training image and reuse them every epoch (cut to
     /// each augmented view) instead of running the teacher at every step.

@@ -363,7 +363,7 @@ fn check_export(cfg: &TrainConfig) -> anyhow::Result<()> {
     if let Some(p) = &cfg.init_weights {
         inputs.push(("--init-weights", p));
     }
-    let output = crate::util::fs::Output { flag: "--export", path: export, extensions: &["safetensors"] };
+    let output = crate::util::fs::Output { flag: "--export", path: export, extensions: &["safetensors", "onnx"] };
     crate::util::fs::check_outputs(&inputs, &[output])?;
     crate::util::fs::check_writable("--export", export)
 }
@@ -840,13 +840,19 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// `--export`: the best student's weights (`.safetensors`) or its ONNX graph (`.onnx`).
     fn export(&self) -> anyhow::Result<()> {
-        if let Some(dst) = &self.cfg.export {
-            let src = checkpoint::student_path(&self.run_dir);
-            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-            crate::util::fs::write_atomic(dst, &bytes).with_context(|| format!("cannot write {}", dst.display()))?;
-            self.emit(TrainEvent::Message(format!("best student weights saved to {}", dst.display())));
+        let Some(dst) = &self.cfg.export else { return Ok(()) };
+        let src = checkpoint::student_path(&self.run_dir);
+        if dst.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+            let options = crate::model::onnx::ExportOptions::default();
+            let done = crate::model::onnx::export_file(self.cfg.model, &src, dst, &options)?;
+            self.emit(TrainEvent::Message(format!("best student exported as ONNX to {}", done.path.display())));
+            return Ok(());
         }
+        let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+        crate::util::fs::write_atomic(dst, &bytes).with_context(|| format!("cannot write {}", dst.display()))?;
+        self.emit(TrainEvent::Message(format!("best student weights saved to {}", dst.display())));
         Ok(())
     }
 

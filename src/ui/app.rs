@@ -127,6 +127,7 @@ impl SegdistillApp {
             }
             Command::RescanRuns => self.rescan_runs = true,
             Command::ExportReport => self.runs.export(ctx, &self.state),
+            Command::ExportOnnx(run) => self.runs.export_onnx(ctx, &run, &self.state),
             Command::OpenFolder(dir) => self.notice = open_folder(&dir).err(),
             Command::BrowseRun(dir) => {
                 self.state.browse.run = Some(dir);

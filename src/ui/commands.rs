@@ -48,6 +48,8 @@ pub enum Command {
     RescanRuns,
     /// Write report.md for the runs selected in the Runs tab.
     ExportReport,
+    /// Write a run's best student as an ONNX file (`<runs>/exports/<run>.onnx`).
+    ExportOnnx(PathBuf),
     /// Open a folder in the desktop's file manager.
     OpenFolder(PathBuf),
     /// Browse a run's predictions.

@@ -211,6 +211,8 @@ pub struct RunsTab {
     last_scan: Option<Instant>,
     report: Option<ReportJob>,
     report_result: Option<Result<PathBuf, String>>,
+    onnx: Option<Job<Result<PathBuf, String>>>,
+    onnx_result: Option<Result<PathBuf, String>>,
     /// Whether the first non-empty scan chose the initial selection.
     preselected: bool,
     /// The runs folder as typed or picked (applied when it changes).
@@ -232,6 +234,8 @@ impl Default for RunsTab {
             last_scan: None,
             report: None,
             report_result: None,
+            onnx: None,
+            onnx_result: None,
             preselected: false,
             runs_dir_text: None,
             runs_dir_field: PathField::default(),
@@ -275,6 +279,19 @@ impl RunsTab {
                 }
             }
         }
+        if let Some(job) = &mut self.onnx {
+            match job.poll() {
+                Poll::Running => {}
+                Poll::Done(result) => {
+                    self.onnx_result = Some(result);
+                    self.onnx = None;
+                }
+                Poll::Failed(why) => {
+                    self.onnx_result = Some(Err(why));
+                    self.onnx = None;
+                }
+            }
+        }
         if let Some(r) = &mut self.report {
             match r.job.poll() {
                 Poll::Running => ctx.request_repaint_after(Duration::from_millis(200)),
@@ -288,6 +305,11 @@ impl RunsTab {
                 }
             }
         }
+    }
+
+    /// Whether a report or an ONNX file is being written.
+    pub fn is_exporting(&self) -> bool {
+        self.report.is_some() || self.onnx.is_some()
     }
 
     /// Forgets the listed runs (the runs folder changed).
@@ -330,6 +352,28 @@ impl RunsTab {
             crate::report::write(&dirs, &opts, &progress).map(|f| f.markdown).map_err(|e| format!("{e:#}"))
         });
         self.report = Some(ReportJob { job, stage });
+    }
+
+    /// Writes a run's best student as `<runs>/exports/<run>.onnx` in the background (dynamic
+    /// input, `segdistill export` for the other options); the app applies
+    /// [`Command::ExportOnnx`] here.
+    pub fn export_onnx(&mut self, ctx: &egui::Context, run: &Path, state: &AppState) {
+        if self.onnx.is_some() {
+            return;
+        }
+        let Some(config) = crate::train::run_folder::read_config(run) else {
+            self.onnx_result = Some(Err(format!("{} holds no readable run", run.display())));
+            return;
+        };
+        let weights = crate::train::checkpoint::student_path(run);
+        let out = state.runs_dir.join("exports").join(format!("{}.onnx", super::app::run_name(run)));
+        self.onnx_result = None;
+        self.onnx = Some(Job::spawn("the ONNX export", ctx, move |_| {
+            let options = crate::model::onnx::ExportOptions::default();
+            crate::model::onnx::export_file(config.model, &weights, &out, &options)
+                .map(|done| done.path)
+                .map_err(|e| format!("{e:#}"))
+        }));
     }
 
     /// Draws the tab.
@@ -393,18 +437,12 @@ impl RunsTab {
                 let stage = r.stage.lock().map(|s| s.clone()).unwrap_or_default();
                 ui.label(format!("writing the report: {stage}…"));
             }
-            match &self.report_result {
-                Some(Ok(p)) => {
-                    note(ui, format!("report written to {}", p.display()));
-                    if let Some(folder) = p.parent()
-                        && ui.button("Open folder").clicked()
-                    {
-                        commands.push(Command::OpenFolder(folder.to_path_buf()));
-                    }
-                }
-                Some(Err(e)) => error_text(ui, e.clone()),
-                None => {}
+            written_ui(ui, "report", self.report_result.as_ref(), commands);
+            if self.onnx.is_some() {
+                ui.spinner();
+                ui.label("writing the ONNX file…");
             }
+            written_ui(ui, "ONNX file", self.onnx_result.as_ref(), commands);
         });
     }
 
@@ -642,6 +680,22 @@ impl RunsTab {
     }
 }
 
+/// "<what> written to <path>" with Open folder, or why it failed.
+fn written_ui(ui: &mut Ui, what: &str, result: Option<&Result<PathBuf, String>>, commands: &mut CommandQueue) {
+    match result {
+        Some(Ok(p)) => {
+            note(ui, format!("{what} written to {}", p.display()));
+            if let Some(folder) = p.parent()
+                && ui.button("Open folder").clicked()
+            {
+                commands.push(Command::OpenFolder(folder.to_path_buf()));
+            }
+        }
+        Some(Err(e)) => error_text(ui, e.clone()),
+        None => {}
+    }
+}
+
 /// One run's row after its checkbox.
 fn entry_row_ui(
     ui: &mut Ui,
@@ -699,6 +753,11 @@ fn entry_row_ui(
     ui.horizontal(|ui| {
         if e.row.is_some() && ui.small_button("Browse").on_hover_text("its predictions, image by image").clicked() {
             commands.push(Command::BrowseRun(e.dir.clone()));
+        }
+        let onnx_hover = "the best student as an ONNX file (exports/ in the runs folder; dynamic input, logits out; \
+                          `segdistill export` has more options)";
+        if e.row.is_some() && ui.small_button("ONNX").on_hover_text(onnx_hover).clicked() {
+            commands.push(Command::ExportOnnx(e.dir.clone()));
         }
         if ui.small_button("Folder").on_hover_text(e.dir.display().to_string()).clicked() {
             commands.push(Command::OpenFolder(e.dir.clone()));
