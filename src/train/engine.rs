@@ -3,6 +3,8 @@
 //! the seed and the step/epoch/sample index, and all state lives in the checkpoint, so a run
 //! stopped anywhere and resumed ends bit-identical to one that never stopped.
 
+use super::metrics::ImageScore;
+use super::tensorboard::EventWriter;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -205,6 +207,8 @@ struct Session<'a> {
     total_steps: usize,
     state: CheckpointState,
     log: MetricsLog,
+    /// This session's TensorBoard event file (`None` if it could not be written: the run goes on).
+    tensorboard: Option<EventWriter>,
     /// Samples left out because their files could not be used: training (dataset index →
     /// message) and validation (messages), each reported once.
     skipped_train: BTreeMap<usize, String>,
@@ -457,6 +461,13 @@ impl<'a> Session<'a> {
             }
         };
         let log = MetricsLog::open(&run_dir.join("metrics.csv"), Some((state.epoch, state.step)))?;
+        let tensorboard = match EventWriter::create(&run_dir, (state.step > 0).then_some(state.step)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                send(events, TrainEvent::Message(format!("no TensorBoard log this session: {e:#}")));
+                None
+            }
+        };
         Ok(Self {
             cfg,
             run_dir,
@@ -477,6 +488,7 @@ impl<'a> Session<'a> {
             total_steps,
             state,
             log,
+            tensorboard,
             skipped_train: BTreeMap::new(),
             skipped_val: Vec::new(),
         })
@@ -584,6 +596,7 @@ impl<'a> Session<'a> {
                     ..metrics
                 };
                 self.log.step(&m, seconds_before + session_start.elapsed().as_secs_f64())?;
+                self.log_step_scalars(&m);
                 self.emit(TrainEvent::Step(m));
             }
             let t_eval = Instant::now();
@@ -788,6 +801,7 @@ impl<'a> Session<'a> {
             ms_per_image: outcome.ms_per_image,
         };
         self.log.epoch(train_loss, lr, &eval, elapsed)?;
+        self.log_evaluation(&eval, &outcome.images);
         self.state.history.push(EpochRecord {
             epoch,
             step: self.state.step,
@@ -854,6 +868,71 @@ impl<'a> Session<'a> {
         crate::util::fs::write_atomic(dst, &bytes).with_context(|| format!("cannot write {}", dst.display()))?;
         self.emit(TrainEvent::Message(format!("best student weights saved to {}", dst.display())));
         Ok(())
+    }
+
+    /// Writes to the TensorBoard log; the first failure is reported and ends the log, not the run.
+    fn tensorboard_write(&mut self, write: impl FnOnce(&mut EventWriter) -> anyhow::Result<()>) {
+        let Some(tb) = &mut self.tensorboard else { return };
+        if let Err(e) = write(tb) {
+            self.tensorboard = None;
+            self.emit(TrainEvent::Message(format!("TensorBoard log stopped: {e:#}")));
+        }
+    }
+
+    fn log_step_scalars(&mut self, m: &StepMetrics) {
+        let mut values = vec![("train/loss".to_string(), m.loss), ("train/ce".into(), m.ce), ("train/lr".into(), m.lr)];
+        values.extend(m.kd.map(|v| ("train/kd".to_string(), v)));
+        values.extend(m.feature.map(|v| ("train/feature".to_string(), v)));
+        self.tensorboard_write(|tb| tb.scalars(m.step, &values));
+    }
+
+    /// The evaluation's scalars (validation loss, mIoU, pixel accuracy, IoU per class) and the
+    /// best and worst validation images (ground truth | prediction).
+    fn log_evaluation(&mut self, eval: &EvalMetrics, images: &[ImageScore]) {
+        if self.tensorboard.is_none() {
+            return;
+        }
+        let names = self.data.val.classes().names.clone();
+        let mut values = vec![
+            ("val/loss".to_string(), eval.val_loss),
+            ("val/mIoU".into(), eval.miou),
+            ("val/pixel_accuracy".into(), eval.pixel_acc),
+        ];
+        for (c, iou) in eval.iou.iter().enumerate() {
+            if let Some(v) = iou {
+                values.push((format!("val_IoU/{}", names.get(c).map_or("?", String::as_str)), *v));
+            }
+        }
+        self.tensorboard_write(|tb| tb.scalars(eval.step, &values));
+        let ranked = || images.iter().filter(|s| s.miou.is_finite());
+        let best = ranked().max_by(|a, b| a.miou.total_cmp(&b.miou));
+        let worst = ranked().min_by(|a, b| a.miou.total_cmp(&b.miou));
+        for (tag, score) in [("overlays/best", best), ("overlays/worst", worst)] {
+            let Some(score) = score else { continue };
+            match self.overlay_of(&score.id) {
+                Ok(Some(img)) => self.tensorboard_write(|tb| tb.image(eval.step, tag, &img)),
+                Ok(None) => {}
+                Err(e) => self.emit(TrainEvent::Message(format!("no {tag} image for TensorBoard: {e:#}"))),
+            }
+        }
+    }
+
+    /// A validation image with its ground truth and the student's prediction blended over it,
+    /// side by side.
+    fn overlay_of(&self, id: &str) -> anyhow::Result<Option<image::RgbImage>> {
+        let val = &self.data.val;
+        let Some(index) = val.samples.iter().position(|s| s.id == id) else { return Ok(None) };
+        let sample = val.load(index)?;
+        let pred = crate::train::predict::predict(&self.student, &sample.image, self.val_resize(), &self.device)?;
+        let classes = val.classes();
+        let voc = classes.dataset == "voc";
+        let truth = crate::train::predict::overlay(&sample.image, &sample.mask, classes, 0.55, voc);
+        let predicted = crate::train::predict::overlay(&sample.image, &pred.mask, classes, 0.55, voc);
+        let (w, h) = truth.dimensions();
+        let mut both = image::RgbImage::new(2 * w, h);
+        image::imageops::replace(&mut both, &truth, 0, 0);
+        image::imageops::replace(&mut both, &predicted, w as i64, 0);
+        Ok(Some(both))
     }
 
     fn summary(&self, reason: EndReason) -> Summary {

@@ -15,6 +15,7 @@ pub mod predict;
 pub mod run_folder;
 pub mod schedule;
 pub mod step;
+pub mod tensorboard;
 pub mod validate;
 
 pub use config::TrainConfig;
