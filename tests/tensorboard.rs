@@ -26,8 +26,16 @@ fn train(root: &std::path::Path, run: &std::path::Path, extra: &[&str]) {
     assert!(out.status.success(), "{}", common::stderr(&out));
 }
 
-/// (tag, step, scalar) and (tag, step) of the images, over every event file of the run.
-fn logged(run: &std::path::Path) -> (Vec<(String, i64, f32)>, Vec<(String, i64)>, usize) {
+/// What a run logged, over all its event files.
+struct Logged {
+    /// (tag, step, value)
+    scalars: Vec<(String, i64, f32)>,
+    /// (tag, step)
+    images: Vec<(String, i64)>,
+    files: usize,
+}
+
+fn logged(run: &std::path::Path) -> Logged {
     let mut files: Vec<_> = std::fs::read_dir(tb_dir(run)).unwrap().flatten().map(|e| e.path()).collect();
     files.sort();
     let (mut scalars, mut images) = (Vec::new(), Vec::new());
@@ -42,7 +50,7 @@ fn logged(run: &std::path::Path) -> (Vec<(String, i64, f32)>, Vec<(String, i64)>
             }
         }
     }
-    (scalars, images, files.len())
+    Logged { scalars, images, files: files.len() }
 }
 
 #[test]
@@ -54,7 +62,7 @@ fn a_run_logs_its_curves_and_overlays_for_tensorboard() {
     train(&root, &run, &["--stop-after-epoch", "1"]);
     let out = common::segdistill(&["train", "--resume", "--out", run.to_str().unwrap()]);
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let (scalars, images, files) = logged(&run);
+    let Logged { scalars, images, files } = logged(&run);
     assert_eq!(files, 2, "one event file per session");
     let steps: Vec<i64> = scalars.iter().filter(|s| s.0 == "train/loss").map(|s| s.1).collect();
     assert_eq!(steps, (1..=6).collect::<Vec<_>>(), "every step once: 3 epochs × 2 batches");
