@@ -10,35 +10,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use prost::Message as _;
 use segdistill::model::onnx::{ExportOptions, IMAGENET_MEAN, IMAGENET_STD, INPUT, InputShape, LOGITS, MASK};
-use segdistill::model::{Mode, Model, ModelKind, Trainable, build_trainable};
-
-/// A model with seeded weights and non-trivial batch-norm statistics.
-fn model_with_batch_norm_statistics(kind: ModelKind, classes: usize) -> Trainable {
-    let t = build_trainable(kind, classes, 3, &Device::Cpu).unwrap();
-    let vars = t.varmap.data().lock().unwrap();
-    let mut rng = segdistill::util::Rng::new(11);
-    for (name, var) in vars.iter() {
-        let n = var.elem_count();
-        let values: Option<Vec<f32>> = if name.ends_with("running_mean") {
-            Some((0..n).map(|_| rng.uniform(-0.5, 0.5)).collect())
-        } else if name.ends_with("running_var") {
-            Some((0..n).map(|_| rng.uniform(0.5, 1.5)).collect())
-        } else {
-            None
-        };
-        if let Some(v) = values {
-            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
-        }
-    }
-    drop(vars);
-    t
-}
-
-fn image(h: usize, w: usize, seed: u64) -> Tensor {
-    let mut rng = segdistill::util::Rng::new(seed);
-    let v: Vec<f32> = (0..3 * h * w).map(|_| rng.uniform(-1.0, 1.0)).collect();
-    Tensor::from_vec(v, (1, 3, h, w), &Device::Cpu).unwrap()
-}
+use segdistill::model::{Mode, Model, ModelKind, build_trainable};
 
 /// The file's bytes, decoded again and evaluated by candle-onnx.
 fn evaluate(model: &Model, options: &ExportOptions, x: &Tensor) -> HashMap<String, Tensor> {
@@ -57,9 +29,9 @@ fn max_relative_error(a: &Tensor, b: &Tensor) -> f32 {
 #[test]
 fn every_model_exports_a_graph_that_computes_its_logits() {
     // An odd, non-square size: strides, padding and the half-pixel resize all show.
-    let x = image(67, 91, 5);
+    let x = common::random_image(67, 91, 5);
     for kind in ModelKind::ALL {
-        let t = model_with_batch_norm_statistics(kind, 21);
+        let t = common::model_with_batch_norm_statistics(kind, 21);
         let ours = t.model.forward(&x, Mode::Eval).unwrap().logits;
         let out = evaluate(&t.model, &ExportOptions::default(), &x);
         let err = max_relative_error(&out[LOGITS], &ours);
@@ -71,8 +43,8 @@ fn every_model_exports_a_graph_that_computes_its_logits() {
 #[test]
 fn fixed_shapes_normalisation_and_the_mask_output() {
     let kind = ModelKind::Mbv3sAspp;
-    let t = model_with_batch_norm_statistics(kind, 5);
-    let raw = (image(64, 80, 9) * 0.5).unwrap().affine(1.0, 0.5).unwrap(); // RGB in [0, 1]
+    let t = common::model_with_batch_norm_statistics(kind, 5);
+    let raw = (common::random_image(64, 80, 9) * 0.5).unwrap().affine(1.0, 0.5).unwrap(); // RGB in [0, 1]
     let mean = Tensor::from_slice(&IMAGENET_MEAN, (1, 3, 1, 1), &Device::Cpu).unwrap();
     let std = Tensor::from_slice(&IMAGENET_STD, (1, 3, 1, 1), &Device::Cpu).unwrap();
     let normalized = raw.broadcast_sub(&mean).unwrap().broadcast_div(&std).unwrap();
@@ -100,28 +72,17 @@ fn an_unsupported_opset_is_refused_with_the_supported_range() {
     assert!(err.contains("opset 11") && err.contains("14–17"), "{err}");
 }
 
-/// The Python with onnxruntime, onnx, safetensors and numpy (`SEGDISTILL_PYTHON`, else
-/// `python3`), if there is one.
-fn python_with_onnxruntime() -> Option<String> {
-    let python = std::env::var("SEGDISTILL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import onnxruntime, onnx, safetensors, numpy"])
-        .output()
-        .ok()?;
-    probe.status.success().then_some(python)
-}
-
 #[test]
 fn onnxruntime_computes_the_same_logits_when_installed() {
-    let Some(python) = python_with_onnxruntime() else {
+    let Some(python) = common::python_with(&["onnxruntime", "onnx", "safetensors", "numpy"]) else {
         println!("skipped: no Python with onnxruntime (set SEGDISTILL_PYTHON); bench/onnx_check.py runs it by hand");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/onnx_check.py");
-    let x = image(67, 91, 7);
+    let x = common::random_image(67, 91, 7);
     for kind in ModelKind::ALL {
-        let t = model_with_batch_norm_statistics(kind, 21);
+        let t = common::model_with_batch_norm_statistics(kind, 21);
         let logits = t.model.forward(&x, Mode::Eval).unwrap().logits;
         let onnx = dir.path().join(format!("{kind}.onnx"));
         std::fs::write(&onnx, segdistill::model::onnx::encode(&t.model.to_onnx(&ExportOptions::default()).unwrap()))

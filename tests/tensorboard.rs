@@ -81,15 +81,10 @@ fn a_run_logs_its_curves_and_overlays_for_tensorboard() {
     }
 
     // TensorBoard's own reader, where installed (SEGDISTILL_PYTHON, else python3).
-    let python = std::env::var("SEGDISTILL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_tb = std::process::Command::new(&python)
-        .args(["-c", "import tensorboard"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_tb {
-        println!("TensorBoard's reader skipped: no `tensorboard` for {python}");
+    let Some(python) = common::python_with(&["tensorboard"]) else {
+        println!("TensorBoard's reader skipped: no `tensorboard` (set SEGDISTILL_PYTHON)");
         return;
-    }
+    };
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/tensorboard_check.py");
     let out = std::process::Command::new(&python).arg(script).arg(&run).output().unwrap();
     let text = common::stdout(&out);

@@ -75,3 +75,42 @@ pub fn digest_of(bytes: &[u8], algorithm: segdistill::data::download::checksum::
     std::fs::write(&p, bytes).unwrap();
     segdistill::data::download::checksum::digest_file(&p, algorithm, &segdistill::data::download::NoProgress).unwrap()
 }
+
+/// A model with seeded weights and non-trivial batch-norm statistics.
+pub fn model_with_batch_norm_statistics(
+    kind: segdistill::model::ModelKind,
+    classes: usize,
+) -> segdistill::model::Trainable {
+    let t = segdistill::model::build_trainable(kind, classes, 3, &candle_core::Device::Cpu).unwrap();
+    let vars = t.varmap.data().lock().unwrap();
+    let mut rng = segdistill::util::Rng::new(11);
+    for (name, var) in vars.iter() {
+        let n = var.elem_count();
+        let values: Option<Vec<f32>> = if name.ends_with("running_mean") {
+            Some((0..n).map(|_| rng.uniform(-0.5, 0.5)).collect())
+        } else if name.ends_with("running_var") {
+            Some((0..n).map(|_| rng.uniform(0.5, 1.5)).collect())
+        } else {
+            None
+        };
+        if let Some(v) = values {
+            var.set(&candle_core::Tensor::from_vec(v, var.shape(), &candle_core::Device::Cpu).unwrap()).unwrap();
+        }
+    }
+    drop(vars);
+    t
+}
+
+pub fn random_image(h: usize, w: usize, seed: u64) -> candle_core::Tensor {
+    let mut rng = segdistill::util::Rng::new(seed);
+    let v: Vec<f32> = (0..3 * h * w).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    candle_core::Tensor::from_vec(v, (1, 3, h, w), &candle_core::Device::Cpu).unwrap()
+}
+
+/// A Python that imports `modules` (`SEGDISTILL_PYTHON`, else `python3`), if there is one: the
+/// checks against onnxruntime, TensorBoard and PyTorch run where those are installed.
+pub fn python_with(modules: &[&str]) -> Option<String> {
+    let python = std::env::var("SEGDISTILL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python).args(["-c", &format!("import {}", modules.join(", "))]).output().ok()?;
+    probe.status.success().then_some(python)
+}
