@@ -104,22 +104,7 @@ fn closing_the_window_during_training_stops_with_a_checkpoint() {
 
 /// A finished run to browse, trained inline.
 fn trained_run(demo: &Path, runs: &Path) -> std::path::PathBuf {
-    let mut cfg = segdistill::train::TrainConfig {
-        name: "browse-me".into(),
-        runs_dir: runs.to_path_buf(),
-        data: segdistill::data::demo::voc_root(demo),
-        model: ModelKind::Mbv3sTiny,
-        distill: DistillMode::None,
-        epochs: 2,
-        batch: 4,
-        size: 64,
-        workers: 2,
-        ..Default::default()
-    };
-    cfg.optimizer.lr = 5e-3;
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    segdistill::train::run(cfg.clone(), false, &segdistill::train::Control::default(), &tx).unwrap();
-    cfg.run_dir()
+    trained_run_named(demo, runs, "browse-me", 2)
 }
 
 /// A demo dataset, a finished run on it, and the app state that browses it (the temp folders

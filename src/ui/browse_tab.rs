@@ -278,8 +278,7 @@ impl BrowseTab {
     fn controls_ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &DataPanel, runs: &[RunEntry]) {
         ui.horizontal(|ui| {
             let run_label = ui.label("Student run");
-            let with_student: Vec<&RunEntry> =
-                runs.iter().filter(|r| crate::train::checkpoint::student_path(&r.dir).is_file()).collect();
+            let with_student: Vec<&RunEntry> = runs.iter().filter(|r| r.has_student).collect();
             let current =
                 state.browse.run.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
             egui::ComboBox::from_id_salt("browse_run")

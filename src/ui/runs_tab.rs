@@ -15,7 +15,7 @@ use super::file_dialog::PickKind;
 use super::jobs::{Job, Poll};
 use super::plots::{CurvePlot, Series, XAxis, run_color};
 use super::state::AppState;
-use super::train_tab::describe_run;
+use super::train_tab::describe_state;
 use super::widgets::{PathField, error_text, note};
 use crate::eval::teacher_quality::TeacherQuality;
 use crate::model::format_params;
@@ -41,13 +41,15 @@ pub struct RunEntry {
     pub row: Option<Row>,
     /// Every training step's losses (metrics.csv).
     pub steps: Vec<StepMetrics>,
+    /// Whether the run has evaluated student weights (student.safetensors).
+    pub has_student: bool,
 }
 
 /// `measure`: whether a speed not stored yet may be measured now (not while training runs).
 fn load_entry(dir: &Path, measure: Measure) -> Option<RunEntry> {
     let config = crate::train::run_folder::read_config(dir)?;
     let state = checkpoint::load_state(&checkpoint::last_path(dir)).ok();
-    let (status, resumable) = describe_run(dir);
+    let (status, resumable) = describe_state(&config, state.as_ref());
     let steps = crate::report::runs::saved_steps(dir, state.as_ref().map_or(0, |s| s.step));
     let row = crate::report::runs::load(dir)
         .ok()
@@ -61,6 +63,7 @@ fn load_entry(dir: &Path, measure: Measure) -> Option<RunEntry> {
         resumable,
         row,
         steps,
+        has_student: checkpoint::student_path(dir).is_file(),
     })
 }
 
@@ -740,7 +743,7 @@ fn entry_row_ui(
             ui.label(format!("{:.4}", r.score()));
         }
         None => {
-            let why = if crate::train::checkpoint::student_path(&e.dir).is_file() {
+            let why = if e.has_student {
                 "speed and size are measured once no training runs (times taken during training would be wrong)"
             } else {
                 "no evaluated student yet"

@@ -133,6 +133,8 @@ pub struct TrainTab {
     training_teacher: Option<ModelKind>,
     /// A teacher run that completed, for the app to put in the teacher field.
     trained_teacher: Option<(ModelKind, PathBuf)>,
+    /// The run on screen, when it is stopped with a checkpoint (see `refresh_resumable`).
+    resumable: Option<PathBuf>,
 }
 
 impl Default for TrainTab {
@@ -146,6 +148,7 @@ impl Default for TrainTab {
             start_error: None,
             training_teacher: None,
             trained_teacher: None,
+            resumable: None,
         }
     }
 }
@@ -163,10 +166,15 @@ pub fn describe_run(dir: &Path) -> (String, bool) {
     let Some(config) = crate::train::run_folder::read_config(dir) else {
         return ("a folder that is not a run".into(), false);
     };
-    match checkpoint::load_state(&checkpoint::last_path(dir)) {
-        Ok(s) if s.epoch >= config.epochs => (format!("completed ({} epochs)", s.epoch), false),
-        Ok(s) => (format!("stopped after epoch {}/{} (step {})", s.epoch, config.epochs, s.step), true),
-        Err(_) => ("a run without a checkpoint yet (stopped before its first)".into(), false),
+    describe_state(&config, checkpoint::load_state(&checkpoint::last_path(dir)).ok().as_ref())
+}
+
+/// [`describe_run`] from a run's config and last checkpoint, already read.
+pub fn describe_state(config: &TrainConfig, last: Option<&CheckpointState>) -> (String, bool) {
+    match last {
+        Some(s) if s.epoch >= config.epochs => (format!("completed ({} epochs)", s.epoch), false),
+        Some(s) => (format!("stopped after epoch {}/{} (step {})", s.epoch, config.epochs, s.step), true),
+        None => ("a run without a checkpoint yet (stopped before its first)".into(), false),
     }
 }
 
@@ -211,12 +219,15 @@ impl TrainTab {
     /// The run on screen when it can be continued from its checkpoint (stopped, interrupted or
     /// failed after a checkpoint).
     pub fn resumable_run(&self) -> Option<PathBuf> {
-        if self.is_running() {
-            return None;
-        }
-        let dir = self.live.run_dir.clone()?;
+        self.resumable.clone().filter(|_| !self.is_running())
+    }
+
+    /// Reads whether the run on screen can be resumed from its folder: when its status changes,
+    /// not every frame (it reads the run's config and checkpoint).
+    fn refresh_resumable(&mut self) {
         let completed = matches!(&self.status, RunStatus::Finished(s) if s.reason == EndReason::Completed);
-        (!completed && describe_run(&dir).1).then_some(dir)
+        self.resumable =
+            self.live.run_dir.clone().filter(|dir| !self.is_running() && !completed && describe_run(dir).1);
     }
 
     /// Shows a run's curves and status as its folder holds them.
@@ -225,6 +236,7 @@ impl TrainTab {
             self.live = live;
             self.status = status;
         }
+        self.refresh_resumable();
     }
 
     /// Drains engine events; call once per frame (never blocks).
@@ -245,6 +257,7 @@ impl TrainTab {
             self.params.extend(v);
         }
         let Some(handle) = &self.handle else { return };
+        let mut ended = false;
         for event in handle.events.try_iter() {
             match event {
                 TrainEvent::Started(info) => {
@@ -280,11 +293,13 @@ impl TrainTab {
                     }
                     self.live.preparing = None;
                     self.status = RunStatus::Finished(s);
+                    ended = true;
                 }
                 TrainEvent::Failed { message, .. } => {
                     self.training_teacher = None;
                     self.live.preparing = None;
                     self.status = RunStatus::Failed(message);
+                    ended = true;
                 }
             }
         }
@@ -293,6 +308,9 @@ impl TrainTab {
             ctx.request_repaint_after(Duration::from_millis(100));
         } else if handle.is_finished() {
             self.handle = None;
+        }
+        if ended {
+            self.refresh_resumable();
         }
     }
 
@@ -405,6 +423,7 @@ impl TrainTab {
         }
         self.live.run_dir = Some(run_dir);
         self.status = RunStatus::Starting;
+        self.resumable = None;
         self.training_teacher = teacher;
         self.handle = Some(start(config, resume));
     }
