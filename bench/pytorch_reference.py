@@ -224,7 +224,33 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def reset_peak_memory():
+    """Restarts the peak resident-memory count (Linux: VmHWM via /proc/self/clear_refs), as
+    segdistill's bench does per row. Returns whether it could."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+LAST_PEAK = {"mib": None}
+
+
 def timed(device, warmup, repeats, fn):
+    known = reset_peak_memory()
     for _ in range(warmup):
         fn()
     sync(device)
@@ -235,11 +261,18 @@ def timed(device, warmup, repeats, fn):
         fn()
         sync(device)
         ms.append((time.perf_counter() - t0) * 1000)
+    LAST_PEAK["mib"] = peak_memory_mib() if known else None
     return ms
 
 
 def result(name, batch, size, ms):
-    return {"name": name, "batch": batch, "size": size, "median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms)}
+    """One row; peak memory comes from the `timed` call that produced `ms` (same JSON names as
+    segdistill's bench)."""
+    r = {"name": name, "batch": batch, "size": size, "median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms)}
+    if LAST_PEAK["mib"] is not None:
+        r["peak_rss_mib"] = LAST_PEAK["mib"]
+        LAST_PEAK["mib"] = None
+    return r
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,8 +514,9 @@ def main():
     def report(r):
         results.append(r)
         ips = r["batch"] * 1000 / r["median_ms"]
+        mem = f"  peak {r['peak_rss_mib']:>6.0f} MiB" if "peak_rss_mib" in r else ""
         print(f"{r['name']:<38} batch {r['batch']:>2} {r['size']:>4}px  median {r['median_ms']:>9.1f} ms  "
-              f"(min {r['min_ms']:>8.1f}, max {r['max_ms']:>8.1f})  {ips:>8.1f} img/s", flush=True,
+              f"(min {r['min_ms']:>8.1f}, max {r['max_ms']:>8.1f})  {ips:>8.1f} img/s{mem}", flush=True,
               file=__import__("sys").stderr)
 
     for name in models:

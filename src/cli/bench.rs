@@ -10,6 +10,7 @@ use clap::Args;
 use crate::distill::DistillMode;
 use crate::eval::bench::{BenchConfig, BenchReport, BenchResult, ratios, run as run_bench};
 use crate::model::ModelKind;
+use crate::model::ops::gemm::GemmLibrary;
 use crate::util::device::{DeviceChoice, Precision, describe};
 
 #[derive(Debug, Args)]
@@ -57,11 +58,20 @@ pub struct BenchArgs {
     /// Training images per measured epoch.
     #[arg(long, default_value_t = 64)]
     pub epoch_images: usize,
+    /// CPU threads (default: every core, or RAYON_NUM_THREADS); PyTorch's side takes the same
+    /// `--threads`.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// The CPU matrix-product library for the convolutions (default: SEGDISTILL_GEMM, else
+    /// matrixmultiply).
+    #[arg(long, value_parser = ["matrixmultiply", "gemm"])]
+    pub gemm: Option<String>,
 }
 
 fn line(r: &BenchResult) -> String {
+    let memory = r.peak_rss_mib.map_or(String::new(), |m| format!("  peak {m:>6.0} MiB"));
     format!(
-        "{:<38} batch {:>2} {:>4}px  median {:>9.1} ms  (min {:>8.1}, max {:>8.1})  {:>8.1} img/s",
+        "{:<38} batch {:>2} {:>4}px  median {:>9.1} ms  (min {:>8.1}, max {:>8.1})  {:>8.1} img/s{memory}",
         r.name,
         r.batch,
         r.size,
@@ -84,7 +94,15 @@ fn epochs(
     let mut out = Vec::new();
     let mut push = |name: String, secs: f64| {
         let ms = secs * 1000.0;
-        let r = BenchResult { name, batch: cfg.batch, size: cfg.size, median_ms: ms, min_ms: ms, max_ms: ms };
+        let r = BenchResult {
+            name,
+            batch: cfg.batch,
+            size: cfg.size,
+            median_ms: ms,
+            min_ms: ms,
+            max_ms: ms,
+            peak_rss_mib: None,
+        };
         on_result(&r);
         out.push(r);
     };
@@ -123,6 +141,21 @@ fn epochs(
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch >= 1 && args.size >= 32, "--batch must be ≥ 1 and --size ≥ 32");
+    if let Some(name) = &args.gemm {
+        let lib = GemmLibrary::ALL.into_iter().find(|l| l.name() == name).context("unknown --gemm")?;
+        crate::model::ops::gemm::set_library(lib);
+    }
+    match args.threads {
+        Some(n) => {
+            anyhow::ensure!(n >= 1, "--threads must be at least 1");
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build()?;
+            pool.install(|| measure(args, n))
+        }
+        None => measure(args, rayon::current_num_threads()),
+    }
+}
+
+fn measure(args: BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
     let device = args.device.resolve()?;
     let precision = Precision::apply(args.precision, &device)?;
     let modes = if args.mode.is_empty() {
@@ -142,8 +175,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         num_classes: 21,
         precision,
     };
-    let threads = crate::util::available_threads();
-    eprintln!("segdistill bench on {}, precision {precision}", describe(&device));
+    let lib = crate::model::ops::gemm::library();
+    eprintln!(
+        "segdistill bench on {}, precision {precision}, {threads} threads, CPU matrix products: {} ({} kernels)",
+        describe(&device),
+        lib.name(),
+        lib.kernel()
+    );
     let mut results = run_bench(&cfg, &device, &mut |r| eprintln!("{}", line(r)))?;
     if let Some(data) = &args.epoch_data {
         results.extend(epochs(&args, &cfg, data, &mut |r| eprintln!("{}", line(r)))?);
@@ -159,9 +197,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         })?;
         let out = ratios(&report, &theirs);
         anyhow::ensure!(!out.is_empty(), "{} shares no measurement (name, batch, size) with this run", path.display());
-        let mut table = String::from("| measurement | segdistill ms | PyTorch ms | ratio |\n|---|---:|---:|---:|\n");
-        for (name, ours, torch, ratio) in out {
-            table += &format!("| {name} | {ours:.1} | {torch:.1} | {ratio:.2}× |\n");
+        let mut table = String::from(
+            "| measurement | segdistill ms | PyTorch ms | ratio | segdistill peak MiB | PyTorch peak MiB |\n|---|---:|---:|---:|---:|---:|\n",
+        );
+        let mib = |m: Option<f64>| m.map_or("—".to_string(), |m| format!("{m:.0}"));
+        for r in out {
+            table += &format!(
+                "| {} | {:.1} | {:.1} | {:.2}× | {} | {} |\n",
+                r.name,
+                r.ours.median_ms,
+                r.theirs.median_ms,
+                r.ratio,
+                mib(r.ours.peak_rss_mib),
+                mib(r.theirs.peak_rss_mib)
+            );
         }
         if args.json { eprint!("{table}") } else { print!("{table}") }
     }

@@ -52,6 +52,11 @@ pub struct BenchResult {
     pub median_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
+    /// Peak resident memory of the process while this row ran (warm-up included), in MiB: the
+    /// peak is reset at the row's start, so it counts what the row needs plus what earlier rows
+    /// left resident (allocators keep freed memory) — run one row per process for a clean figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 impl BenchResult {
@@ -68,7 +73,8 @@ pub struct BenchReport {
     pub results: Vec<BenchResult>,
 }
 
-fn summarize(name: String, batch: usize, size: usize, mut ms: Vec<f64>) -> BenchResult {
+fn summarize(name: String, batch: usize, size: usize, timing: Timing) -> BenchResult {
+    let Timing { mut ms, peak_rss_mib } = timing;
     ms.sort_by(f64::total_cmp);
     let median = if ms.is_empty() {
         f64::NAN
@@ -84,7 +90,14 @@ fn summarize(name: String, batch: usize, size: usize, mut ms: Vec<f64>) -> Bench
         median_ms: median,
         min_ms: ms.first().copied().unwrap_or(f64::NAN),
         max_ms: ms.last().copied().unwrap_or(f64::NAN),
+        peak_rss_mib,
     }
+}
+
+/// What [`time`] measured: each timed repeat in ms, and the peak resident memory.
+struct Timing {
+    ms: Vec<f64>,
+    peak_rss_mib: Option<f64>,
 }
 
 /// Runs `f` `warmup` times untimed, then `repeats` times timed (synchronising the device).
@@ -93,7 +106,8 @@ fn time(
     warmup: usize,
     repeats: usize,
     mut f: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Timing> {
+    let peak_known = crate::util::memory::reset_peak();
     for _ in 0..warmup {
         f()?;
         synchronize(device)?;
@@ -106,7 +120,8 @@ fn time(
         synchronize(device)?;
         ms.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    Ok(ms)
+    let peak_rss_mib = if peak_known { crate::util::memory::peak_resident_mib() } else { None };
+    Ok(Timing { ms, peak_rss_mib })
 }
 
 pub(crate) fn random_input(b: usize, size: usize, seed: u64, device: &Device) -> anyhow::Result<Tensor> {
@@ -283,14 +298,23 @@ pub fn run(
 }
 
 /// `segdistill / PyTorch` ratios for the names both reports share.
-pub fn ratios(ours: &BenchReport, theirs: &BenchReport) -> Vec<(String, f64, f64, f64)> {
+pub fn ratios<'a>(ours: &'a BenchReport, theirs: &'a BenchReport) -> Vec<Pair<'a>> {
     ours.results
         .iter()
         .filter_map(|o| {
             let t = theirs.results.iter().find(|t| t.name == o.name && t.batch == o.batch && t.size == o.size)?;
-            Some((o.name.clone(), o.median_ms, t.median_ms, o.median_ms / t.median_ms))
+            Some(Pair { name: &o.name, ours: o, theirs: t, ratio: o.median_ms / t.median_ms })
         })
         .collect()
+}
+
+/// The same measurement in both reports, and segdistill's median time over PyTorch's.
+#[derive(Debug, PartialEq)]
+pub struct Pair<'a> {
+    pub name: &'a str,
+    pub ours: &'a BenchResult,
+    pub theirs: &'a BenchResult,
+    pub ratio: f64,
 }
 
 #[cfg(test)]
@@ -299,9 +323,10 @@ mod tests {
 
     #[test]
     fn summary_takes_min_median_max() {
-        let r = summarize("x".into(), 8, 64, vec![5.0, 1.0, 3.0, 100.0]);
+        let t = |ms: Vec<f64>| Timing { ms, peak_rss_mib: None };
+        let r = summarize("x".into(), 8, 64, t(vec![5.0, 1.0, 3.0, 100.0]));
         assert_eq!((r.min_ms, r.median_ms, r.max_ms), (1.0, 4.0, 100.0));
-        assert_eq!(summarize("x".into(), 2, 64, vec![2.0, 9.0, 4.0]).median_ms, 4.0);
+        assert_eq!(summarize("x".into(), 2, 64, t(vec![2.0, 9.0, 4.0])).median_ms, 4.0);
         assert!((r.images_per_sec() - 2000.0).abs() < 1e-9);
     }
 
@@ -334,6 +359,9 @@ mod tests {
         assert_eq!(seen, 4);
         assert!(results.iter().all(|r| r.median_ms > 0.0 && r.min_ms <= r.median_ms && r.median_ms <= r.max_ms));
         assert_eq!(results[3].batch, 1);
+        if cfg!(target_os = "linux") {
+            assert!(results.iter().all(|r| r.peak_rss_mib.is_some_and(|m| m > 1.0)), "peak memory per row");
+        }
     }
 
     /// Autocast (bf16 on a GPU) exercised on the CPU in f16, which candle's CPU products
@@ -381,10 +409,14 @@ mod tests {
             median_ms: ms,
             min_ms: ms,
             max_ms: ms,
+            peak_rss_mib: None,
         };
         let ours = BenchReport { device: "cpu".into(), threads: 2, results: vec![r("a", 30.0), r("b", 10.0)] };
         let theirs = BenchReport { device: "cpu".into(), threads: 2, results: vec![r("a", 20.0)] };
-        assert_eq!(ratios(&ours, &theirs), vec![("a".to_string(), 30.0, 20.0, 1.5)]);
+        let pairs = ratios(&ours, &theirs);
+        assert_eq!(pairs.len(), 1);
+        assert_eq!((pairs[0].name, pairs[0].ours.median_ms, pairs[0].theirs.median_ms), ("a", 30.0, 20.0));
+        assert_eq!(pairs[0].ratio, 1.5);
     }
 }
 

@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod device;
 pub mod fmt;
 pub mod fs;
+pub mod memory;
 pub mod par;
 pub mod rng;
 

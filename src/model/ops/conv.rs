@@ -11,9 +11,9 @@
 //! its weight gradient in place; 1×1 convolutions with stride 1 need no im2col at all.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::gemm::{GemmLibrary, Mat, Threads, sgemm};
 use super::{cpu_f32, valid_outputs};
 /// Geometry of a square-kernel convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn conv2d_gemm(x: &Tensor, weight: &Tensor, p: ConvParams) -> Result<Tensor>
     if cin != c || kh != p.k || kw != p.k {
         bail!("convolution weight {:?} does not fit input {:?}", weight.shape(), x.shape());
     }
-    x.contiguous()?.apply_op2(&weight.contiguous()?, ConvGemm(p))
+    x.contiguous()?.apply_op2(&weight.contiguous()?, ConvGemm { p, lib: super::gemm::library() })
 }
 
 /// Sizes of one convolution call.
@@ -128,79 +128,17 @@ impl Geometry {
 /// the order in which the weight gradient's partial sums add up) depends on the thread count:
 /// results are reproducible for a given `RAYON_NUM_THREADS`, and agree across counts to float
 /// rounding.
-fn image_groups(n: usize) -> (usize, Parallelism) {
+fn image_groups(n: usize) -> (usize, Threads) {
     let threads = rayon::current_num_threads().max(1);
-    if n >= threads && threads > 1 {
-        (n.div_ceil(threads), Parallelism::None)
-    } else {
-        (1, Parallelism::Rayon(threads))
-    }
+    if n >= threads && threads > 1 { (n.div_ceil(threads), Threads::One) } else { (1, Threads::All) }
 }
 
-/// A matrix inside a slice: element (i, j) at `i·row_stride + j·col_stride`.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+/// The forward convolution, with the matrix-product library chosen when it was called (its
+/// backward pass uses the same one).
+struct ConvGemm {
+    p: ConvParams,
+    lib: GemmLibrary,
 }
-
-impl<'a> Mat<'a> {
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
-    }
-
-    fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
-    }
-}
-
-/// `dst = a · b` (or `dst += a · b` when `accumulate`), `dst` row-major (a.rows × b.cols).
-fn sgemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, par: Parallelism) -> Result<()> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || dst.len() != m * n || !a.fits() || !b.fits() {
-        bail!("matrix product of {}×{} and {}×{} into {} values", a.rows, a.cols, b.rows, b.cols, dst.len());
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    // SAFETY: the checks above keep every element gemm reads (a, b) and writes (dst: m×n
-    // row-major) inside the slices; `dst` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-    Ok(())
-}
-
-struct ConvGemm(ConvParams);
 
 impl CustomOp2 for ConvGemm {
     fn name(&self) -> &'static str {
@@ -208,7 +146,7 @@ impl CustomOp2 for ConvGemm {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(self.0, l1, l2)?;
+        let g = Geometry::new(self.p, l1, l2)?;
         let (x, weight) = (cpu_f32(s1, l1, "convolution input")?, cpu_f32(s2, l2, "convolution weight")?);
         let (ckk, pix) = g.cols_dims();
         let (x_len, y_len) = (g.c * g.h * g.w, g.cout * pix);
@@ -220,7 +158,7 @@ impl CustomOp2 for ConvGemm {
             for (i, y_img) in out.chunks_mut(y_len).enumerate() {
                 let img = group * per_group + i;
                 let cols = g.columns(&x[img * x_len..(img + 1) * x_len], &mut scratch);
-                sgemm(y_img, wm, Mat::row_major(cols, ckk, pix), false, par)?;
+                sgemm(self.lib, y_img, wm, Mat::row_major(cols, ckk, pix), false, par)?;
             }
             Ok(())
         })?;
@@ -235,7 +173,7 @@ impl CustomOp2 for ConvGemm {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = Geometry::new(self.0, l1, l2)?;
+        let g = Geometry::new(self.p, l1, l2)?;
         let y = super::cudnn::forward((s1, l1), (s2, l2), g.cudnn_shape())?;
         Ok((y, Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
@@ -248,7 +186,7 @@ impl CustomOp2 for ConvGemm {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // One buffer: ∂x, then ∂W.
-        let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &ConvGemmGrad(self.0))?;
+        let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &ConvGemmGrad { p: self.p, lib: self.lib })?;
         let nx = x.elem_count();
         let gx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
         // A copy: a view would keep the whole activation-sized buffer alive as long as the
@@ -259,7 +197,10 @@ impl CustomOp2 for ConvGemm {
 }
 
 /// ∂x = col2im(Wᵀ · ∂y) and ∂W = Σₙ ∂yₙ · colsₙᵀ, packed into one buffer.
-struct ConvGemmGrad(ConvParams);
+struct ConvGemmGrad {
+    p: ConvParams,
+    lib: GemmLibrary,
+}
 
 impl CustomOp3 for ConvGemmGrad {
     fn name(&self) -> &'static str {
@@ -275,7 +216,7 @@ impl CustomOp3 for ConvGemmGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geometry::new(self.0, l1, l2)?;
+        let g = Geometry::new(self.p, l1, l2)?;
         let (x, weight, dy) = (
             cpu_f32(s1, l1, "convolution input")?,
             cpu_f32(s2, l2, "convolution weight")?,
@@ -305,11 +246,11 @@ impl CustomOp3 for ConvGemmGrad {
                     let dy_img = Mat::row_major(&dy[img * y_len..(img + 1) * y_len], g.cout, pix);
                     let cols = g.columns(&x[img * x_len..(img + 1) * x_len], &mut cols_buf);
                     // The group's first image writes its weight gradient, later ones add to it.
-                    sgemm(&mut gw_part, dy_img, Mat::row_major(cols, ckk, pix).t(), i > 0, par)?;
+                    sgemm(self.lib, &mut gw_part, dy_img, Mat::row_major(cols, ckk, pix).t(), i > 0, par)?;
                     if g.pointwise() {
-                        sgemm(gx_img, wt, dy_img, false, par)?;
+                        sgemm(self.lib, gx_img, wt, dy_img, false, par)?;
                     } else {
-                        sgemm(&mut dcols, wt, dy_img, false, par)?;
+                        sgemm(self.lib, &mut dcols, wt, dy_img, false, par)?;
                         col2im_image(&dcols, &g, gx_img);
                     }
                 }
@@ -332,7 +273,7 @@ impl CustomOp3 for ConvGemmGrad {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let g = Geometry::new(self.0, l1, l2)?;
+        let g = Geometry::new(self.p, l1, l2)?;
         let len = g.n * g.c * g.h * g.w + g.cout * g.c * g.p.k * g.p.k;
         let out = super::cudnn::backward((s1, l1), (s2, l2), (s3, l3), g.cudnn_shape())?;
         Ok((out, Shape::from(len)))
@@ -436,7 +377,9 @@ mod tests {
         ];
         // Two threads whatever the machine, so the five-image cases do run in groups of three.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        for (i, &(n, cin, cout, h, w, k, stride, padding, dilation)) in cases.iter().enumerate() {
+        for (i, lib, &(n, cin, cout, h, w, k, stride, padding, dilation)) in
+            GemmLibrary::ALL.into_iter().flat_map(|lib| cases.iter().enumerate().map(move |(i, c)| (i, lib, c)))
+        {
             let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, cin, h, w), &dev).unwrap()).unwrap();
             let wt = Var::from_tensor(&Tensor::randn(0f32, 0.5, (cout, cin, k, k), &dev).unwrap()).unwrap();
             let p = ConvParams { k, stride, padding, dilation };
@@ -444,16 +387,18 @@ mod tests {
             // A loss that weights every output differently, so every gradient entry is checked.
             let mix = Tensor::randn(0f32, 1.0, reference.shape(), &dev).unwrap();
             let (ours, g_ours) = pool.install(|| {
-                let ours = conv2d_gemm(&x, &wt, p).unwrap();
-                let grads = (&ours * &mix).unwrap().sum_all().unwrap().backward().unwrap();
-                (ours, grads)
+                super::super::gemm::with_library(lib, || {
+                    let ours = conv2d_gemm(&x, &wt, p).unwrap();
+                    let grads = (&ours * &mix).unwrap().sum_all().unwrap().backward().unwrap();
+                    (ours, grads)
+                })
             });
             assert_eq!(ours.dims(), reference.dims(), "case {i}");
-            assert!(max_rel_diff(&ours, &reference) < 1e-5, "case {i} forward");
+            assert!(max_rel_diff(&ours, &reference) < 1e-5, "{lib:?} case {i} forward");
             let g_ref = (&reference * &mix).unwrap().sum_all().unwrap().backward().unwrap();
             for (what, v) in [("input", &x), ("weight", &wt)] {
                 let (a, b) = (g_ours.get(v).unwrap(), g_ref.get(v).unwrap());
-                assert!(max_rel_diff(a, b) < 1e-4, "case {i} {what} gradient: {}", max_rel_diff(a, b));
+                assert!(max_rel_diff(a, b) < 1e-4, "{lib:?} case {i} {what} gradient: {}", max_rel_diff(a, b));
             }
         }
     }
