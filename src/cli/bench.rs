@@ -70,8 +70,9 @@ pub struct BenchArgs {
 
 fn line(r: &BenchResult) -> String {
     let memory = r.peak_rss_mib.map_or(String::new(), |m| format!("  peak {m:>6.0} MiB"));
+    let speed = r.gflops_per_sec().map_or(String::new(), |g| format!("  {g:.1} GFLOP/s"));
     format!(
-        "{:<38} batch {:>2} {:>4}px  median {:>9.1} ms  (min {:>8.1}, max {:>8.1})  {:>8.1} img/s{memory}",
+        "{:<38} batch {:>2} {:>4}px  median {:>9.1} ms  (min {:>8.1}, max {:>8.1})  {:>8.1} img/s{memory}{speed}",
         r.name,
         r.batch,
         r.size,
@@ -102,6 +103,7 @@ fn epochs(
             min_ms: ms,
             max_ms: ms,
             peak_rss_mib: None,
+            flops: None,
         };
         on_result(&r);
         out.push(r);

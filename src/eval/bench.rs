@@ -57,11 +57,20 @@ pub struct BenchResult {
     /// left resident (allocators keep freed memory) — run one row per process for a clean figure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// Floating-point operations of one repeat (2 × the convolutions' and linear layers'
+    /// multiply-adds, as `model::layers::count_macs` counts them), where counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops: Option<f64>,
 }
 
 impl BenchResult {
     pub fn images_per_sec(&self) -> f64 {
         self.batch as f64 * 1000.0 / self.median_ms.max(1e-9)
+    }
+
+    /// Achieved GFLOP/s at the median time, where the row counted its operations.
+    pub fn gflops_per_sec(&self) -> Option<f64> {
+        self.flops.map(|f| f / (self.median_ms.max(1e-9) * 1e6))
     }
 }
 
@@ -91,6 +100,7 @@ fn summarize(name: String, batch: usize, size: usize, timing: Timing) -> BenchRe
         min_ms: ms.first().copied().unwrap_or(f64::NAN),
         max_ms: ms.last().copied().unwrap_or(f64::NAN),
         peak_rss_mib,
+        flops: None,
     }
 }
 
@@ -281,7 +291,12 @@ pub fn run(
             t.forward(&x, Mode::Eval)?;
             Ok(())
         })?;
-        push(summarize("teacher_forward/fcn-resnet50".into(), cfg.batch, cfg.size, ms), &mut results);
+        // Counted on a batch of one and scaled: the count does not depend on the values.
+        let one = random_input(1, cfg.size, 13, device)?.to_dtype(cfg.precision.compute_dtype())?;
+        let (out, macs) = crate::model::layers::count_macs(|| t.forward(&one, Mode::Eval));
+        out?;
+        let row = summarize("teacher_forward/fcn-resnet50".into(), cfg.batch, cfg.size, ms);
+        push(BenchResult { flops: Some(2.0 * macs as f64 * cfg.batch as f64), ..row }, &mut results);
     }
     if cfg.infer {
         let x = random_input(1, cfg.size, 14, device)?.to_dtype(cfg.precision.compute_dtype())?;
@@ -359,6 +374,9 @@ mod tests {
         assert_eq!(seen, 4);
         assert!(results.iter().all(|r| r.median_ms > 0.0 && r.min_ms <= r.median_ms && r.median_ms <= r.max_ms));
         assert_eq!(results[3].batch, 1);
+        // FCN-ResNet50 at 32²: dozens of MFLOPs per image, counted for the teacher row only.
+        assert!(results[2].flops.is_some_and(|f| f > 1e8), "{:?}", results[2].flops);
+        assert!(results[0].flops.is_none());
         if cfg!(target_os = "linux") {
             assert!(results.iter().all(|r| r.peak_rss_mib.is_some_and(|m| m > 1.0)), "peak memory per row");
         }
@@ -410,6 +428,7 @@ mod tests {
             min_ms: ms,
             max_ms: ms,
             peak_rss_mib: None,
+            flops: None,
         };
         let ours = BenchReport { device: "cpu".into(), threads: 2, results: vec![r("a", 30.0), r("b", 10.0)] };
         let theirs = BenchReport { device: "cpu".into(), threads: 2, results: vec![r("a", 20.0)] };

@@ -46,7 +46,7 @@ impl ConvBnRelu {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.bn.forward_act(&self.conv.forward(x)?, mode, Activation::Relu)
+        self.conv.forward_bn_act(x, &self.bn, mode, Activation::Relu, None)
     }
 
     fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {

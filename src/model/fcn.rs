@@ -34,7 +34,7 @@ impl FcnHead {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.bn.forward_act(&self.conv.forward(x)?, mode, Activation::Relu)?;
+        let y = self.conv.forward_bn_act(x, &self.bn, mode, Activation::Relu, None)?;
         self.classifier.forward(&self.dropout.forward(&y, mode)?)
     }
 

@@ -124,6 +124,9 @@ pub struct Conv2d {
     padding: usize,
     dilation: usize,
     groups: usize,
+    /// The weight and bias with the following batch norm folded in, made on the first
+    /// evaluation of frozen weights ([`Self::forward_bn_act`]).
+    folded: std::sync::OnceLock<(Tensor, Vec<f32>)>,
 }
 
 impl Conv2d {
@@ -131,7 +134,70 @@ impl Conv2d {
         let weight = vb.get_with_hints((out_c, in_c / o.groups, k, k), "weight", CONV_INIT)?;
         let bias = if o.bias { Some(vb.get_with_hints(out_c, "bias", Init::Const(0.))?) } else { None };
         let padding = o.padding.unwrap_or((k - 1) / 2 * o.dilation);
-        Ok(Self { weight, bias, stride: o.stride, padding, dilation: o.dilation, groups: o.groups })
+        Ok(Self {
+            weight,
+            bias,
+            stride: o.stride,
+            padding,
+            dilation: o.dilation,
+            groups: o.groups,
+            folded: Default::default(),
+        })
+    }
+
+    /// `act(bn(self(x)) + residual)` (no residual: `act(bn(self(x)))`).
+    ///
+    /// Frozen weights (a teacher, a model loaded for inference: tensors, not trained variables)
+    /// evaluated on the CPU run as one convolution with the batch norm folded into its weight
+    /// and bias (computed once, in f64) and the bias, residual and activation applied as each
+    /// output is written: two passes over the activations fewer per layer, three for a ResNet
+    /// block's last convolution. Everything else runs the layers one after the other.
+    pub fn forward_bn_act(
+        &self,
+        x: &Tensor,
+        bn: &BatchNorm2d,
+        mode: Mode,
+        act: Activation,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        if let Some((p, fused)) = self.frozen_path(x, bn, mode, act) {
+            if self.folded.get().is_none() {
+                let (w, b) = bn.fold(&self.weight, self.bias.as_ref())?;
+                // A concurrent first call may have set it meanwhile: either result is the same.
+                let _ = self.folded.set((w, b.to_vec1()?));
+            }
+            if let Some((weight, bias)) = self.folded.get() {
+                add_macs(x.dim(0)? * self.out_channels() * conv_pixels(x, p) * self.weight.dims()[1] * p.k * p.k);
+                return conv::conv2d_gemm_frozen(x, weight, p, bias, residual, fused);
+            }
+        }
+        let y = self.forward(x)?;
+        match residual {
+            None => bn.forward_act(&y, mode, act),
+            Some(r) => act.apply(&(bn.forward(&y, mode)? + r)?),
+        }
+    }
+
+    /// The convolution's geometry and the fused activation when [`Self::forward_bn_act`] can fold.
+    fn frozen_path(
+        &self,
+        x: &Tensor,
+        bn: &BatchNorm2d,
+        mode: Mode,
+        act: Activation,
+    ) -> Option<(ConvParams, batch_norm::FusedActivation)> {
+        let fused = match act {
+            Activation::None => batch_norm::FusedActivation::Identity,
+            Activation::Relu => batch_norm::FusedActivation::Relu,
+            Activation::Hardswish => batch_norm::FusedActivation::Hardswish,
+            Activation::Hardsigmoid | Activation::Sigmoid => return None,
+        };
+        let trained = self.weight.is_variable() || bn.weight_and_bias().is_some_and(|(g, _)| g.is_variable());
+        let (_, _, k, kw) = self.weight.dims4().ok()?;
+        let dense = self.groups == 1 && k == kw;
+        let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32 && self.weight.dtype() == DType::F32;
+        (mode == Mode::Eval && !trained && dense && cpu_f32)
+            .then_some((ConvParams { k, stride: self.stride, padding: self.padding, dilation: self.dilation }, fused))
     }
 
     pub fn out_channels(&self) -> usize {
@@ -168,6 +234,12 @@ impl candle_core::Module for Conv2d {
             None => Ok(y),
         }
     }
+}
+
+/// Output pixels per image of a convolution with geometry `p` on `x` (N, C, H, W).
+fn conv_pixels(x: &Tensor, p: ConvParams) -> usize {
+    let out = |len: usize| (len + 2 * p.padding).saturating_sub(p.dilation * (p.k - 1) + 1) / p.stride + 1;
+    x.dims4().map_or(0, |(_, _, h, w)| out(h) * out(w))
 }
 
 /// Batch norm configurations used by the architectures.
@@ -296,7 +368,7 @@ impl ConvBnAct {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.bn.forward_act(&self.conv.forward(x)?, mode, self.act)
+        self.conv.forward_bn_act(x, &self.bn, mode, self.act, None)
     }
 
     pub fn out_channels(&self) -> usize {
@@ -461,6 +533,87 @@ impl ConvBnAct {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// A conv (with or without bias) and a batch norm with random running statistics, built
+    /// from plain tensors (frozen, as a loaded teacher) or from variables (trainable).
+    fn conv_bn(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        bias: bool,
+        trainable: bool,
+    ) -> (Conv2d, BatchNorm2d, candle_nn::VarMap) {
+        let dev = Device::Cpu;
+        let r = |shape: &[usize], lo: f32, hi: f32| Tensor::rand(lo, hi, shape, &dev).unwrap();
+        let mut t = std::collections::HashMap::new();
+        t.insert("c.weight".to_string(), r(&[cout, cin, k, k], -0.5, 0.5));
+        if bias {
+            t.insert("c.bias".to_string(), r(&[cout], -0.5, 0.5));
+        }
+        t.insert("b.weight".to_string(), r(&[cout], 0.5, 1.5));
+        t.insert("b.bias".to_string(), r(&[cout], -0.5, 0.5));
+        t.insert("b.running_mean".to_string(), r(&[cout], -0.5, 0.5));
+        t.insert("b.running_var".to_string(), r(&[cout], 0.2, 2.0));
+        let varmap = candle_nn::VarMap::new();
+        let vb = if trainable {
+            // Fresh variables (their values do not matter to the tests that use them).
+            VarBuilder::from_varmap(&varmap, DType::F32, &dev)
+        } else {
+            VarBuilder::from_tensors(t, DType::F32, &dev)
+        };
+        let o = ConvOpts { bias, padding: Some(k / 2), ..Default::default() };
+        let conv = Conv2d::new(vb.pp("c"), cin, cout, k, o).unwrap();
+        let bn = BatchNorm2d::new(vb.pp("b"), cout, bn_default()).unwrap();
+        (conv, bn, varmap)
+    }
+
+    #[test]
+    fn frozen_convolutions_fold_batch_norm_and_match_the_layers_one_after_the_other() {
+        use crate::model::ops::testing::max_rel_diff;
+        let dev = Device::Cpu;
+        // Batch 1 (one image on all threads: the epilogue runs after the products) and batch 5
+        // (images spread over the threads: each image finished as it is written).
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (n, k, bias, act, with_residual) in [
+            (1, 3, false, Activation::Relu, false),
+            (5, 3, true, Activation::Hardswish, false),
+            (1, 1, false, Activation::Relu, true),
+            (5, 1, false, Activation::None, true),
+            (2, 3, false, Activation::None, false),
+        ] {
+            let (conv, bn, _) = conv_bn(6, 7, k, bias, false);
+            assert!(
+                conv.frozen_path(&Tensor::zeros((1, 6, 4, 4), DType::F32, &dev).unwrap(), &bn, Mode::Eval, act)
+                    .is_some()
+            );
+            let x = Tensor::randn(0f32, 1.0, (n, 6, 9, 11), &dev).unwrap();
+            let residual = Tensor::randn(0f32, 1.0, (n, 7, 9, 11), &dev).unwrap();
+            let r = with_residual.then_some(&residual);
+            let unfolded = {
+                let y = bn.forward(&conv.forward(&x).unwrap(), Mode::Eval).unwrap();
+                let y = if let Some(r) = r { (y + r).unwrap() } else { y };
+                act.apply(&y).unwrap()
+            };
+            let folded = pool.install(|| conv.forward_bn_act(&x, &bn, Mode::Eval, act, r).unwrap());
+            let d = max_rel_diff(&folded, &unfolded);
+            assert!(d < 1e-5, "n {n} k {k} bias {bias} {act:?} residual {with_residual}: {d}");
+            // The folded weights are made once and reused.
+            let again = conv.forward_bn_act(&x, &bn, Mode::Eval, act, r).unwrap();
+            assert_eq!(max_rel_diff(&again, &folded), 0.0);
+        }
+    }
+
+    #[test]
+    fn trained_or_training_convolutions_never_fold() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((1, 6, 4, 4), DType::F32, &dev).unwrap();
+        let (conv, bn, _vars) = conv_bn(6, 7, 3, false, true);
+        assert!(conv.frozen_path(&x, &bn, Mode::Eval, Activation::Relu).is_none(), "variables change every step");
+        let (conv, bn, _) = conv_bn(6, 7, 3, false, false);
+        let train = Mode::Train { seed: 0, freeze_bn: true };
+        assert!(conv.frozen_path(&x, &bn, train, Activation::Relu).is_none(), "training mode");
+        assert!(conv.frozen_path(&x, &bn, Mode::Eval, Activation::Sigmoid).is_none(), "no fused sigmoid");
+    }
 
     #[test]
     fn differentiable_max_pool_matches_candles_and_routes_each_gradient_to_one_input() {

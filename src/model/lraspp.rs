@@ -38,7 +38,7 @@ impl LrasppHead {
 
     /// Logits at the low map's resolution.
     pub fn forward(&self, low: &Tensor, high: &Tensor, mode: Mode) -> Result<Tensor> {
-        let x = self.cbr_bn.forward(&self.cbr_conv.forward(high)?, mode)?.relu()?;
+        let x = self.cbr_conv.forward_bn_act(high, &self.cbr_bn, mode, Activation::Relu, None)?;
         let s = candle_nn::ops::sigmoid(&self.scale.forward(&global_avg_pool(high)?)?)?;
         let x = x.broadcast_mul(&s)?;
         let (_, _, h, w) = low.dims4()?;

@@ -5,7 +5,7 @@
 //! `bn{1..3}`, `downsample.{0,1}`.
 
 use super::onnx::OnnxGraph;
-use candle_core::{Module as _, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, Mode, bn_default};
@@ -55,14 +55,13 @@ impl Bottleneck {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = self.bn1.forward_act(&self.conv1.forward(x)?, mode, Activation::Relu)?;
-        let y = self.bn2.forward_act(&self.conv2.forward(&y)?, mode, Activation::Relu)?;
-        let y = self.bn3.forward(&self.conv3.forward(&y)?, mode)?;
+        let y = self.conv1.forward_bn_act(x, &self.bn1, mode, Activation::Relu, None)?;
+        let y = self.conv2.forward_bn_act(&y, &self.bn2, mode, Activation::Relu, None)?;
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, mode)?,
+            Some((conv, bn)) => conv.forward_bn_act(x, bn, mode, Activation::None, None)?,
             None => x.clone(),
         };
-        (y + identity)?.relu()
+        self.conv3.forward_bn_act(&y, &self.bn3, mode, Activation::Relu, Some(&identity))
     }
 
     fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {
@@ -168,7 +167,7 @@ impl ResNet {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<ResNetFeatures> {
-        let x = self.bn1.forward_act(&self.conv1.forward(x)?, mode, Activation::Relu)?;
+        let x = self.conv1.forward_bn_act(x, &self.bn1, mode, Activation::Relu, None)?;
         // 3×3/2 max-pool with padding 1: after a ReLU every value is ≥ 0, so zero padding equals
         // PyTorch's −∞ padding (candle's pooling has no padding argument). Training needs its
         // gradient, which candle's pooling lacks for overlapping windows.

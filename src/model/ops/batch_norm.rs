@@ -36,7 +36,7 @@ pub enum FusedActivation {
 
 impl FusedActivation {
     #[inline]
-    fn value(self, u: f32) -> f32 {
+    pub(crate) fn value(self, u: f32) -> f32 {
         match self {
             Self::Identity => u,
             Self::Relu => u.max(0.0),

@@ -13,6 +13,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::batch_norm::FusedActivation;
 use super::gemm::{GemmLibrary, Mat, Threads, sgemm};
 use super::{cpu_f32, valid_outputs};
 /// Geometry of a square-kernel convolution.
@@ -148,20 +149,7 @@ impl CustomOp2 for ConvGemm {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(self.p, l1, l2)?;
         let (x, weight) = (cpu_f32(s1, l1, "convolution input")?, cpu_f32(s2, l2, "convolution weight")?);
-        let (ckk, pix) = g.cols_dims();
-        let (x_len, y_len) = (g.c * g.h * g.w, g.cout * pix);
-        let wm = Mat::row_major(weight, g.cout, ckk);
-        let mut y = vec![0f32; g.n * y_len];
-        let (per_group, par) = image_groups(g.n);
-        y.par_chunks_mut(per_group * y_len).enumerate().try_for_each(|(group, out)| -> Result<()> {
-            let mut scratch = if g.pointwise() { Vec::new() } else { vec![0f32; ckk * pix] };
-            for (i, y_img) in out.chunks_mut(y_len).enumerate() {
-                let img = group * per_group + i;
-                let cols = g.columns(&x[img * x_len..(img + 1) * x_len], &mut scratch);
-                sgemm(self.lib, y_img, wm, Mat::row_major(cols, ckk, pix), false, par)?;
-            }
-            Ok(())
-        })?;
+        let y = forward_cpu(&g, x, weight, self.lib, None)?;
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
@@ -193,6 +181,145 @@ impl CustomOp2 for ConvGemm {
         // weight's gradient lives (until the optimizer step).
         let gw = packed.narrow(0, nx, weight.elem_count())?.reshape(weight.shape())?.copy()?;
         Ok((Some(gx), Some(gw)))
+    }
+}
+
+/// `W · cols(x)` for every image, each image's output finished by `epilogue` (if any) while it is
+/// still in cache — or, when one image has all threads (batch 1), in one parallel pass after.
+fn forward_cpu(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    lib: GemmLibrary,
+    epilogue: Option<Epilogue>,
+) -> Result<Vec<f32>> {
+    let (ckk, pix) = g.cols_dims();
+    let (x_len, y_len) = (g.c * g.h * g.w, g.cout * pix);
+    if let Some(r) = epilogue.and_then(|e| e.residual)
+        && r.len() != g.n * y_len
+    {
+        bail!("residual of {} values for a convolution output of {}", r.len(), g.n * y_len);
+    }
+    let wm = Mat::row_major(weight, g.cout, ckk);
+    let mut y = vec![0f32; g.n * y_len];
+    let (per_group, par) = image_groups(g.n);
+    y.par_chunks_mut(per_group * y_len).enumerate().try_for_each(|(group, out)| -> Result<()> {
+        let mut scratch = if g.pointwise() { Vec::new() } else { vec![0f32; ckk * pix] };
+        for (i, y_img) in out.chunks_mut(y_len).enumerate() {
+            let img = group * per_group + i;
+            let cols = g.columns(&x[img * x_len..(img + 1) * x_len], &mut scratch);
+            sgemm(lib, y_img, wm, Mat::row_major(cols, ckk, pix), false, par)?;
+            if let (Some(e), Threads::One) = (epilogue, par) {
+                e.apply(y_img, img * y_len, pix);
+            }
+        }
+        Ok(())
+    })?;
+    if let (Some(e), Threads::All) = (epilogue, par) {
+        // Channel planes of all images, spread over the threads.
+        y.par_chunks_mut(pix).enumerate().for_each(|(plane, out)| e.apply(out, plane * pix, pix));
+    }
+    Ok(y)
+}
+
+/// What a frozen convolution does to its output as it writes it: add the per-channel bias
+/// (batch norm folded into the weights, `BatchNorm2d::fold`), add a residual of the output's
+/// shape (ResNet's shortcut), apply the activation.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    bias: &'a [f32],
+    residual: Option<&'a [f32]>,
+    act: FusedActivation,
+}
+
+impl Epilogue<'_> {
+    /// Finishes `out`, which starts at flat index `start` of the output (whole channel planes
+    /// of `pix` values).
+    fn apply(&self, out: &mut [f32], start: usize, pix: usize) {
+        let cout = self.bias.len();
+        for (k, plane) in out.chunks_mut(pix).enumerate() {
+            let at = start + k * pix;
+            let b = self.bias[(at / pix) % cout];
+            match self.residual {
+                Some(r) => {
+                    for (v, r) in plane.iter_mut().zip(&r[at..at + pix]) {
+                        *v = self.act.value(*v + b + r);
+                    }
+                }
+                None => plane.iter_mut().for_each(|v| *v = self.act.value(*v + b)),
+            }
+        }
+    }
+}
+
+/// `act(conv(x, weight) + bias [+ residual])` for frozen weights (no gradient): a convolution
+/// with batch norm folded into `weight` and `bias`, finished in the same pass. CPU, f32.
+pub fn conv2d_gemm_frozen(
+    x: &Tensor,
+    weight: &Tensor,
+    p: ConvParams,
+    bias: &[f32],
+    residual: Option<&Tensor>,
+    act: FusedActivation,
+) -> Result<Tensor> {
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
+    let op = ConvFrozen { p, lib: super::gemm::library(), bias: bias.to_vec(), act };
+    match residual {
+        Some(r) => x.apply_op3_no_bwd(&weight, &r.contiguous()?, &op),
+        None => x.apply_op2_no_bwd(&weight, &op),
+    }
+}
+
+struct ConvFrozen {
+    p: ConvParams,
+    lib: GemmLibrary,
+    bias: Vec<f32>,
+    act: FusedActivation,
+}
+
+impl ConvFrozen {
+    fn run(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        residual: Option<&[f32]>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(self.p, x.1, w.1)?;
+        if self.bias.len() != g.cout {
+            bail!("{} bias values for a convolution with {} outputs", self.bias.len(), g.cout);
+        }
+        let (xs, ws) = (cpu_f32(x.0, x.1, "convolution input")?, cpu_f32(w.0, w.1, "convolution weight")?);
+        let epilogue = Epilogue { bias: &self.bias, residual, act: self.act };
+        let y = forward_cpu(&g, xs, ws, self.lib, Some(epilogue))?;
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
+    }
+}
+
+impl CustomOp2 for ConvFrozen {
+    fn name(&self) -> &'static str {
+        "conv2d-frozen"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl CustomOp3 for ConvFrozen {
+    fn name(&self) -> &'static str {
+        "conv2d-frozen-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), Some(cpu_f32(s3, l3, "convolution residual")?))
     }
 }
 
