@@ -94,8 +94,8 @@ for tag, o, t in pairs:
     print(f"| {tag} | {o['name']} | {o['batch']} | {o['median_ms']:.1f} ({o['min_ms']:.0f}–{o['max_ms']:.0f}) | {tm} | {ratio} | {mib(o)} | {mib(t)} |")
 # The teacher cache against the lab scripts' way (a live teacher every step).
 ep_o, ep_t = load(os.path.join(out, "epochs.ours.json"))["results"], load(os.path.join(out, "epochs.torch.json"))["results"]
-cached = next((r for r in ep_o if r["name"].endswith("/response")), None)
-live = next((r for r in ep_t if r["name"].endswith("/response-live")), None)
+cached = next((r for r in ep_o if r["name"].startswith("epoch/") and r["name"].endswith("/response")), None)
+live = next((r for r in ep_t if r["name"].startswith("epoch/") and r["name"].endswith("/response-live")), None)
 if cached and live:
     print(f"\nresponse-KD epoch with the teacher cache {cached['median_ms'] / 1000:.2f} s vs PyTorch's live-teacher epoch "
           f"{live['median_ms'] / 1000:.2f} s: **{cached['median_ms'] / live['median_ms']:.2f}×**")
