@@ -152,7 +152,7 @@ impl SqueezeExcitation {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let s = self.fc1.forward(&global_avg_pool(x)?)?.relu()?;
         let s = super::layers::hardsigmoid(&self.fc2.forward(&s)?)?;
-        x.broadcast_mul(&s)
+        super::ops::gate::channel_gate(x, &s)
     }
 
     fn export_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String> {

@@ -208,9 +208,11 @@ impl CustomOp3 for BatchNormFused {
         let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
         let nx = x.elem_count();
         let gx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
-        // Copies: views would keep the activation-sized buffer alive with the parameters' gradients.
-        let gw = packed.narrow(0, nx, c)?.copy()?;
-        let gb = packed.narrow(0, nx + c, c)?.copy()?;
+        // Compact copies: views would keep the activation-sized buffer alive with the parameters'
+        // gradients until the optimizer step (candle's `copy` clones the whole buffer under a view,
+        // so `force_contiguous`).
+        let gw = packed.narrow(0, nx, c)?.force_contiguous()?;
+        let gb = packed.narrow(0, nx + c, c)?.force_contiguous()?;
         Ok((Some(gx), Some(gw), Some(gb)))
     }
 }
@@ -460,8 +462,8 @@ impl CustomOp3 for BatchNormGpu {
         let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &op)?;
         let nx = x.elem_count();
         let gx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let gw = packed.narrow(0, nx, c)?.copy()?;
-        let gb = packed.narrow(0, nx + c, c)?.copy()?;
+        let gw = packed.narrow(0, nx, c)?.force_contiguous()?;
+        let gb = packed.narrow(0, nx + c, c)?.force_contiguous()?;
         Ok((Some(gx), Some(gw), Some(gb)))
     }
 }

@@ -177,9 +177,10 @@ impl CustomOp2 for ConvGemm {
         let packed = x.apply_op3_no_bwd(weight, &grad.contiguous()?, &ConvGemmGrad { p: self.p, lib: self.lib })?;
         let nx = x.elem_count();
         let gx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
-        // A copy: a view would keep the whole activation-sized buffer alive as long as the
-        // weight's gradient lives (until the optimizer step).
-        let gw = packed.narrow(0, nx, weight.elem_count())?.reshape(weight.shape())?.copy()?;
+        // A compact copy: a view would keep the whole activation-sized buffer alive as long as the
+        // weight's gradient lives (until the optimizer step); candle's `copy` clones the whole
+        // buffer under a view, `force_contiguous` only the view.
+        let gw = packed.narrow(0, nx, weight.elem_count())?.reshape(weight.shape())?.force_contiguous()?;
         Ok((Some(gx), Some(gw)))
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod cuda;
 #[cfg(feature = "cuda")]
 pub mod cudnn;
 pub mod depthwise;
+pub mod gate;
 pub mod gemm;
 
 #[cfg(test)]
