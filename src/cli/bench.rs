@@ -64,8 +64,8 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     /// The CPU matrix-product library for the convolutions (default: SEGDISTILL_GEMM, else
     /// matrixmultiply).
-    #[arg(long, value_parser = ["matrixmultiply", "gemm"])]
-    pub gemm: Option<String>,
+    #[arg(long, value_enum)]
+    pub gemm: Option<GemmLibrary>,
 }
 
 fn line(r: &BenchResult) -> String {
@@ -143,8 +143,7 @@ fn epochs(
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch >= 1 && args.size >= 32, "--batch must be ≥ 1 and --size ≥ 32");
-    if let Some(name) = &args.gemm {
-        let lib = GemmLibrary::ALL.into_iter().find(|l| l.name() == name).context("unknown --gemm")?;
+    if let Some(lib) = args.gemm {
         crate::model::ops::gemm::set_library(lib);
     }
     match args.threads {

@@ -125,7 +125,9 @@ pub struct Conv2d {
     dilation: usize,
     groups: usize,
     /// The weight and bias with the following batch norm folded in, made on the first
-    /// evaluation of frozen weights ([`Self::forward_bn_act`]).
+    /// evaluation of frozen weights ([`Self::forward_bn_act`]). It cannot go stale: frozen
+    /// weights never change, and their batch norm's running statistics move only in training
+    /// mode with batch statistics, which frozen models (teachers, inference) never run in.
     folded: std::sync::OnceLock<(Tensor, Vec<f32>)>,
 }
 
@@ -238,8 +240,7 @@ impl candle_core::Module for Conv2d {
 
 /// Output pixels per image of a convolution with geometry `p` on `x` (N, C, H, W).
 fn conv_pixels(x: &Tensor, p: ConvParams) -> usize {
-    let out = |len: usize| (len + 2 * p.padding).saturating_sub(p.dilation * (p.k - 1) + 1) / p.stride + 1;
-    x.dims4().map_or(0, |(_, _, h, w)| out(h) * out(w))
+    x.dims4().map_or(0, |(_, _, h, w)| p.out_len(h) * p.out_len(w))
 }
 
 /// Batch norm configurations used by the architectures.

@@ -26,7 +26,8 @@ pub struct ConvParams {
 }
 
 impl ConvParams {
-    fn out_len(&self, len: usize) -> usize {
+    /// Output length along one axis for an input of `len`.
+    pub fn out_len(&self, len: usize) -> usize {
         (len + 2 * self.padding).saturating_sub(self.dilation * (self.k - 1) + 1) / self.stride + 1
     }
 }

@@ -48,9 +48,11 @@ impl<'a> Mat<'a> {
 }
 
 /// Which library computes the products.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GemmLibrary {
+    #[value(name = "matrixmultiply")]
     MatrixMultiply,
+    #[value(name = "gemm")]
     Gemm,
 }
 
@@ -376,6 +378,11 @@ mod tests {
         assert_eq!(GemmLibrary::from_name("GEMM"), Some(GemmLibrary::Gemm));
         assert_eq!(GemmLibrary::from_name(" matrixmultiply"), Some(GemmLibrary::MatrixMultiply));
         assert_eq!(GemmLibrary::from_name("blas"), None);
+        // `bench --gemm` takes the same names.
+        for lib in GemmLibrary::ALL {
+            let clap_name = clap::ValueEnum::to_possible_value(&lib).map(|v| v.get_name().to_string());
+            assert_eq!(clap_name.as_deref(), Some(lib.name()));
+        }
     }
 
     #[test]
