@@ -287,16 +287,17 @@ pub fn run(
         && let Some(t) = &teacher
     {
         let x = random_input(cfg.batch, cfg.size, 13, device)?.to_dtype(cfg.precision.compute_dtype())?;
-        let ms = time(device, cfg.warmup, cfg.repeats, || {
-            t.forward(&x, Mode::Eval)?;
-            Ok(())
-        })?;
-        // Counted on a batch of one and scaled: the count does not depend on the values.
-        let one = random_input(1, cfg.size, 13, device)?.to_dtype(cfg.precision.compute_dtype())?;
-        let (out, macs) = crate::model::layers::count_macs(|| t.forward(&one, Mode::Eval));
-        out?;
-        let row = summarize("teacher_forward/fcn-resnet50".into(), cfg.batch, cfg.size, ms);
-        push(BenchResult { flops: Some(2.0 * macs as f64 * cfg.batch as f64), ..row }, &mut results);
+        // The multiply-adds are tallied over the warm-up and timed calls themselves (on this
+        // thread, where the layers count them), then divided by the number of calls.
+        let (ms, macs) = crate::model::layers::count_macs(|| {
+            time(device, cfg.warmup, cfg.repeats, || {
+                t.forward(&x, Mode::Eval)?;
+                Ok(())
+            })
+        });
+        let calls = (cfg.warmup + cfg.repeats.max(1)) as f64;
+        let row = summarize("teacher_forward/fcn-resnet50".into(), cfg.batch, cfg.size, ms?);
+        push(BenchResult { flops: Some(2.0 * macs as f64 / calls), ..row }, &mut results);
     }
     if cfg.infer {
         let x = random_input(1, cfg.size, 14, device)?.to_dtype(cfg.precision.compute_dtype())?;

@@ -169,8 +169,9 @@ impl Conv2d {
                 let _ = self.folded.set((w, b.to_vec1()?));
             }
             if let Some((weight, bias)) = self.folded.get() {
-                add_macs(x.dim(0)? * self.out_channels() * conv_pixels(x, p) * self.weight.dims()[1] * p.k * p.k);
-                return conv::conv2d_gemm_frozen(x, weight, p, bias, residual, fused);
+                let y = conv::conv2d_gemm_frozen(x, weight, p, bias, residual, fused)?;
+                self.count_macs_of(&y)?;
+                return Ok(y);
             }
         }
         let y = self.forward(x)?;
@@ -205,6 +206,13 @@ impl Conv2d {
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
     }
+
+    /// Adds the multiply-adds that produced output `y` to [`count_macs`]'s tally.
+    fn count_macs_of(&self, y: &Tensor) -> Result<()> {
+        let (_, c_in_per_group, k, kw) = self.weight.dims4()?;
+        add_macs(y.elem_count() * c_in_per_group * k * kw);
+        Ok(())
+    }
 }
 
 impl candle_core::Module for Conv2d {
@@ -220,7 +228,7 @@ impl candle_core::Module for Conv2d {
             return cast.forward(x);
         }
         let c = self.weight.dims()[0];
-        let (_, c_in_per_group, k, _) = self.weight.dims4()?;
+        let (_, _, k, _) = self.weight.dims4()?;
         let y = if self.groups > 1 && self.groups == c && self.weight.dims()[1] == 1 {
             let p = DepthwiseParams { stride: self.stride, padding: self.padding, dilation: self.dilation };
             depthwise_conv2d(x, &self.weight, p)?
@@ -230,17 +238,12 @@ impl candle_core::Module for Conv2d {
         } else {
             x.conv2d(&self.weight, self.padding, self.stride, self.dilation, self.groups)?
         };
-        add_macs(y.elem_count() * c_in_per_group * k * k);
+        self.count_macs_of(&y)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, c, 1, 1))?),
             None => Ok(y),
         }
     }
-}
-
-/// Output pixels per image of a convolution with geometry `p` on `x` (N, C, H, W).
-fn conv_pixels(x: &Tensor, p: ConvParams) -> usize {
-    x.dims4().map_or(0, |(_, _, h, w)| p.out_len(h) * p.out_len(w))
 }
 
 /// Batch norm configurations used by the architectures.

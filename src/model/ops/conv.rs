@@ -26,8 +26,7 @@ pub struct ConvParams {
 }
 
 impl ConvParams {
-    /// Output length along one axis for an input of `len`.
-    pub fn out_len(&self, len: usize) -> usize {
+    fn out_len(&self, len: usize) -> usize {
         (len + 2 * self.padding).saturating_sub(self.dilation * (self.k - 1) + 1) / self.stride + 1
     }
 }
