@@ -714,10 +714,11 @@ fn small_checkpoint() -> segdistill::train::checkpoint::Checkpoint {
         epoch_loss_count: 5,
         optimizer: segdistill::train::optim::OptimizerState { t: 85 },
         plateau: segdistill::train::schedule::PlateauState::default(),
-        best: Some(BestRecord { miou: 0.32, epoch: 2 }),
+        best: Some(BestRecord { miou: 0.32, epoch: 2, weights_digest: None }),
         history: vec![epoch(1), epoch(2)],
         train_seconds: 73.25,
         cache_seconds: 0.0,
+        inputs: Default::default(),
     };
     Checkpoint { state, model, adapters, moments }
 }
@@ -763,7 +764,7 @@ fn metrics_csv_target() -> Target {
     let csv = run.join("metrics.csv");
     {
         // Written by the training loop's own logger.
-        let mut log = MetricsLog::open(&csv, None).expect("metrics.csv");
+        let (mut log, _) = MetricsLog::open(&csv, None).expect("metrics.csv");
         for step in 1..=40 {
             log.step(&step_metrics(step), step as f64 * 0.5).expect("a step row");
         }

@@ -98,3 +98,83 @@ fn killing_the_trainer_never_leaves_a_corrupt_checkpoint() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(checkpoint::load(&checkpoint::last_path(&run)).unwrap().state.epoch, state.epoch + 1);
 }
+
+/// Every way a training can be told to end (KILL at any moment; TERM, HUP and INT, which stop
+/// it after the step with a checkpoint and exit 128 + the signal), 20 times each at random
+/// moments, on one run: resumed each time, it ends with exactly the weights, optimiser state
+/// and history of a run that was never interrupted.
+#[cfg(unix)]
+#[test]
+fn any_signal_at_any_moment_resumes_to_the_bit_identical_run() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    let (_d, data) = demo_dataset(12, 2, 48);
+    let tmp = tempfile::tempdir().unwrap();
+    let epochs = "120";
+    let args = |run: &std::path::Path, resume: bool| {
+        let mut a: Vec<String> = [
+            "train", "--data", data.to_str().unwrap(), "--model", "mbv3s-tiny", "--epochs", epochs, "--batch", "4",
+            "--size", "48", "--workers", "1", "--events-json", "--out", run.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let reference = tmp.path().join("reference");
+    let out = Command::new(env!("CARGO_BIN_EXE_segdistill")).args(args(&reference, false)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let run = tmp.path().join("signalled");
+    let signals = [libc::SIGKILL, libc::SIGTERM, libc::SIGHUP, libc::SIGINT];
+    let mut order: Vec<i32> = signals.iter().flat_map(|&s| std::iter::repeat_n(s, 20)).collect();
+    let mut rng = segdistill::util::Rng::new(2026);
+    for i in (1..order.len()).rev() {
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    let mut stopped_gracefully = 0;
+    for (round, &sig) in order.iter().enumerate() {
+        let resume = run.join("config.json").exists();
+        let child = Command::new(env!("CARGO_BIN_EXE_segdistill"))
+            .args(args(&run, resume))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Past start-up (the handlers are installed first thing), then anywhere.
+        let delay = 40 + rng.next_u64() % 500;
+        std::thread::sleep(Duration::from_millis(delay));
+        // SAFETY: sends a signal to our own child process, which has not been waited on yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        match (sig, out.status.code(), out.status.signal()) {
+            (_, Some(0), _) => break, // the schedule was done before the signal: nothing left to stop
+            (libc::SIGKILL, _, Some(libc::SIGKILL)) => {}
+            (s, Some(code), _) if code == 128 + s => stopped_gracefully += 1,
+            other => panic!("round {round}, signal {sig}: unexpected end {other:?}: {err}"),
+        }
+    }
+    assert!(stopped_gracefully >= 40, "only {stopped_gracefully} graceful stops: the run finished too early");
+    let out = Command::new(env!("CARGO_BIN_EXE_segdistill")).args(args(&run, true)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert_eq!(
+        std::fs::read(checkpoint::student_path(&run)).unwrap(),
+        std::fs::read(checkpoint::student_path(&reference)).unwrap(),
+        "the best weights differ from the uninterrupted run's"
+    );
+    let (a, b) =
+        (checkpoint::load(&checkpoint::last_path(&run)).unwrap(), checkpoint::load(&checkpoint::last_path(&reference)).unwrap());
+    for (name, t) in a.model.iter().chain(&a.moments) {
+        let other = b.model.get(name).or_else(|| b.moments.get(name)).unwrap();
+        let (x, y) = (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), other.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "{name} differs");
+    }
+    let strip = |h: &[checkpoint::EpochRecord]| h.iter().map(|e| (e.step, e.train_loss.to_bits(), e.miou.to_bits())).collect::<Vec<_>>();
+    assert_eq!(strip(&a.state.history), strip(&b.state.history), "the history differs");
+    assert_eq!((a.state.step, a.state.optimizer.t), (b.state.step, b.state.optimizer.t));
+}

@@ -13,6 +13,12 @@ use segdistill::model::{Mode, ModelKind, build_trainable};
 /// The system allocator, counting the bytes live.
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The most bytes live at once since the last reset.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn note_peak() {
+    PEAK.fetch_max(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
@@ -20,6 +26,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc(l) };
         if !p.is_null() {
             LIVE.fetch_add(l.size(), Ordering::Relaxed);
+            note_peak();
         }
         p
     }
@@ -27,6 +34,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc_zeroed(l) };
         if !p.is_null() {
             LIVE.fetch_add(l.size(), Ordering::Relaxed);
+            note_peak();
         }
         p
     }
@@ -41,8 +49,12 @@ static ALLOCATOR: Counting = Counting;
 
 const MIB: f64 = 1048576.0;
 
+/// The counters are process-wide: the tests of this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn after_backward_only_the_parameter_gradients_remain_besides_the_activations() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dev = Device::Cpu;
     let (b, size) = (2, 128);
     let student = build_trainable(ModelKind::Mbv3sAspp, 21, 0, &dev).unwrap();
@@ -67,4 +79,36 @@ fn after_backward_only_the_parameter_gradients_remain_besides_the_activations() 
     // of the graph (the image, the dropout mask): well under a third of the activations.
     assert!(kept < params + activations / 3, "{kept} bytes kept for {activations} of activations");
     drop((grads, loss, out));
+}
+
+/// The figure each model states for its training step's memory per pixel (which the trainer
+/// uses to refuse batches that cannot fit) is held to a fresh measurement: the peak of live
+/// bytes over a forward and backward pass, per input pixel, within a factor of 1.6 either way.
+#[test]
+fn each_models_stated_step_memory_matches_a_measurement() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dev = Device::Cpu;
+    let size = 128;
+    let mut report = Vec::new();
+    for kind in ModelKind::ALL {
+        let student = build_trainable(kind, 21, 0, &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, 3, size, size), &dev).unwrap();
+        let labels: Vec<u8> = (0..size * size).map(|i| (i % 21) as u8).collect();
+        let target = Target::new(&labels, (1, size, size), None, &dev).unwrap();
+        let base = LIVE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let out = student.model.forward(&x, Mode::Train { seed: 0, freeze_bn: false }).unwrap();
+        let loss = cross_entropy(&out.logits, &target).unwrap();
+        let grads = loss.backward().unwrap();
+        let peak = PEAK.load(Ordering::Relaxed) - base;
+        drop((grads, loss, out));
+        let measured = peak as f64 / (size * size) as f64;
+        let stated = kind.train_step_bytes_per_pixel();
+        report.push(format!("{kind}: measured {measured:.0} B/pixel, stated {stated:.0}"));
+        assert!(
+            measured / 1.6 <= stated && stated <= measured * 1.6,
+            "{kind}: a training step peaks at {measured:.0} bytes per pixel, the model states {stated:.0}"
+        );
+    }
+    println!("{}", report.join("\n"));
 }

@@ -134,7 +134,7 @@ impl Observer for TerminalProgress {
 }
 
 pub fn run(args: DownloadArgs) -> anyhow::Result<ExitCode> {
-    let options = HttpOptions::with_timeout_secs(args.timeout);
+    let options = HttpOptions::with_timeout_secs(args.timeout)?;
     let progress = TerminalProgress::new();
     let result = match args.what {
         What::Voc { dest, url, md5, keep_archive } => {

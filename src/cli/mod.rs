@@ -2,6 +2,7 @@
 //! headless. Each subcommand lives in its own file with its clap `Args` and a `run`.
 
 pub mod bench;
+pub mod cache;
 pub mod check_data;
 pub mod demo_data;
 pub mod download;
@@ -13,6 +14,7 @@ pub mod progress;
 pub mod report;
 pub mod score;
 pub mod selftest;
+pub mod signals;
 pub mod test_run;
 pub mod train;
 
@@ -57,6 +59,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Check that this build computes what torchvision computes, on this device and precision.
     Selftest(selftest::SelftestArgs),
+    /// List the teacher caches, or remove the orphaned ones.
+    Cache(cache::CacheArgs),
 }
 
 /// `--resize none|N`: keep the image size, or scale the shorter side to N.
@@ -101,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Export(a)) => export::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Selftest(a)) => selftest::run(a),
+        Some(Command::Cache(a)) => cache::run(a),
     }
 }
 
@@ -111,7 +116,8 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Names of files and runs reach the message: escape sequences in them are shown, not obeyed.
+            eprintln!("error: {}", crate::util::fmt::escaped_message(&format!("{err:#}")));
             ExitCode::from(2)
         }
     }

@@ -304,17 +304,40 @@ impl TrainArgs {
             }
             c = c.with_absolute_paths();
             if let Some(change) = before.changes_to(&c).into_iter().find(|ch| !ch.resumable()) {
+                if matches!(change.setting.as_str(), "data" | "teacher_weights" | "backbone_weights" | "init_weights" | "batch") {
+                    continue; // checked by the engine: a moved input with the same content, a new batch size
+                }
                 anyhow::bail!(
                     "{flag} {} differs from the run's {} {}: a resumed run keeps its data, model and training settings \
-                     (only --epochs, --lr, --device, --precision, --workers, --export, --stop-after-epoch, --checkpoint-every and the \
-                     teacher-cache flags can change); leave {flag} out, or start a new run with another --out",
+                     (only {} can change); leave {flag} out, or start a new run with another --out",
                     change.new,
                     change.setting,
-                    change.old
+                    change.old,
+                    crate::train::config::resumable_in_words()
                 );
             }
         }
         Ok(c)
+    }
+
+    /// A teacher given to a run that does not distil would be silently unused: refused, with the
+    /// flag that makes it count (the app shows its teacher only when a distillation mode is on).
+    fn check_teacher_is_used(&self) -> anyhow::Result<()> {
+        let teacher_flag = match (&self.teacher_weights, &self.teacher_run) {
+            (Some(_), _) => "--teacher-weights",
+            (None, Some(_)) => "--teacher-run",
+            (None, None) => return Ok(()),
+        };
+        if self.resume && self.distill.is_none() {
+            return Ok(()); // the run's own mode decides; a change of teacher is checked there
+        }
+        anyhow::ensure!(
+            self.distill.is_some_and(|d| d.needs_teacher()),
+            "{teacher_flag} is given but the run does not distil (--distill is {}), so the teacher would not be \
+             used; add --distill response (or feature, combined), or leave {teacher_flag} out",
+            self.distill.map_or("none", |d| d.name())
+        );
+        Ok(())
     }
 
     fn config(&self) -> anyhow::Result<TrainConfig> {
@@ -330,7 +353,7 @@ impl TrainArgs {
             return self.new_config();
         }
         let run_dir = crate::util::fs::absolute(&self.run_dir());
-        match crate::train::engine::saved_config(&run_dir)? {
+        match crate::train::run_folder::saved_config(&run_dir)? {
             Some(saved) => self.resume_config(saved),
             None => anyhow::bail!("nothing to resume: {} holds no run (start one without --resume)", run_dir.display()),
         }
@@ -340,7 +363,7 @@ impl TrainArgs {
 /// The model and best weights of the run in `dir`, for `--teacher-run`.
 fn teacher_of_run(dir: &std::path::Path) -> anyhow::Result<(ModelKind, PathBuf)> {
     let dir = crate::util::fs::absolute(dir);
-    let saved = crate::train::engine::saved_config(&dir)?.ok_or_else(|| {
+    let saved = crate::train::run_folder::saved_config(&dir)?.ok_or_else(|| {
         anyhow::anyhow!("--teacher-run {}: no run there (no config.json); point it at a run folder", dir.display())
     })?;
     let weights = crate::train::checkpoint::student_path(&dir);
@@ -355,27 +378,23 @@ fn teacher_of_run(dir: &std::path::Path) -> anyhow::Result<(ModelKind, PathBuf)>
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let signals = super::signals::StopSignals::install();
+    args.check_teacher_is_used()?;
     let config = args.config()?;
     let mut handle = start(config, args.resume);
-    let control = handle.control.clone();
-    let interrupts = std::sync::atomic::AtomicUsize::new(0);
-    // First Ctrl-C: finish the step and checkpoint; second: leave at once.
-    ctrlc::set_handler(move || {
-        if interrupts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            eprintln!("\nstopping after this step (Ctrl-C again to abort without a checkpoint)");
-            control.resume();
-            control.stop();
-        } else {
-            std::process::exit(130);
-        }
-    })
-    .ok(); // another handler may be installed (tests); training still works without it
+    signals.attach(handle.control.clone());
     let mut printer = Printer::new(args.events_json);
     let mut code = ExitCode::SUCCESS;
     for event in handle.events.iter() {
         printer.show(&event);
-        match event {
+        match &event {
             TrainEvent::Failed { .. } => code = ExitCode::from(2),
+            // A run a signal stopped before its end did not finish: scripts must see that.
+            TrainEvent::Finished(s) if s.reason != EndReason::Completed => {
+                if let Some(status) = signals.exit_status() {
+                    code = ExitCode::from(status);
+                }
+            }
             TrainEvent::Finished(_) => {}
             _ => continue,
         }
@@ -439,7 +458,7 @@ impl Printer {
                 bar.set_position(i.resumed_from.map_or(0, |(_, s)| s as u64));
                 self.bar = Some(bar);
             }
-            TrainEvent::Message(m) => self.println(format!("note: {m}")),
+            TrainEvent::Message(m) => self.println(format!("note: {}", crate::util::fmt::escaped_message(m))),
             TrainEvent::Preparing { what, done, total } => self.preparing(what, *done, *total),
             TrainEvent::Step(m) => {
                 self.end_preparing();
@@ -504,7 +523,7 @@ impl Printer {
                 if let Some(b) = self.bar.take() {
                     b.abandon();
                 }
-                eprintln!("error: {message}");
+                eprintln!("error: {}", crate::util::fmt::escaped_message(message));
                 // Only a folder the run actually made is worth pointing at.
                 if crate::train::run_folder::holds_run(run_dir) {
                     eprintln!("(run folder: {})", run_dir.display());

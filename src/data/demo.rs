@@ -279,6 +279,60 @@ pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -
         config.train.saturating_add(config.val)
     );
     let root = voc_root(out);
+    let devkit = root.parent().map(Path::to_path_buf).unwrap_or_else(|| out.to_path_buf());
+    std::fs::create_dir_all(&devkit).with_context(|| format!("cannot create {}", devkit.display()))?;
+    // One writer at a time, and the dataset appears whole or not at all: it is drawn into a
+    // staging folder beside its place and renamed into it under a lock, so two writers (or a
+    // kill half-way) can never leave a mix of two datasets.
+    let lock_path = devkit.join(".demo-data.lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another demo-data is writing into {} right now; wait for it to end, or choose another folder",
+            out.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
+        Err(std::fs::TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", lock_path.display()),
+    }
+    remove_leftovers(&devkit);
+    let staging = devkit.join(format!(".VOC2012.staging-{}", std::process::id()));
+    let written = draw_into(&staging, config, on_image);
+    if let Err(e) = written {
+        std::fs::remove_dir_all(&staging).ok(); // half-drawn: nothing in it is anyone's
+        return Err(e);
+    }
+    if root.exists() {
+        let old = devkit.join(format!(".VOC2012.old-{}", std::process::id()));
+        std::fs::rename(&root, &old).with_context(|| format!("cannot move the old {} aside", root.display()))?;
+        std::fs::rename(&staging, &root).with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
+        std::fs::remove_dir_all(&old).ok(); // replaced; a leftover is removed by the next run
+    } else {
+        std::fs::rename(&staging, &root).with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
+    }
+    drop(lock);
+    Ok(root)
+}
+
+/// Staging and replaced folders a killed `demo-data` left behind (called under the lock).
+fn remove_leftovers(devkit: &Path) {
+    let Ok(rd) = std::fs::read_dir(devkit) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".VOC2012.staging-") || name.starts_with(".VOC2012.old-") {
+            std::fs::remove_dir_all(e.path()).ok(); // best effort: only ever this tool's own folders
+        }
+    }
+}
+
+/// Draws the whole dataset into `root` (a VOC2012 layout).
+fn draw_into(root: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+    let root = root.to_path_buf();
     for dir in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
         let d = root.join(dir);
         std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -301,7 +355,7 @@ pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -
     let marker = root.join(MARKER_FILE);
     write_atomic(&marker, serde_json::to_string_pretty(config)?.as_bytes())
         .with_context(|| format!("cannot write {}", marker.display()))?;
-    Ok(root)
+    Ok(())
 }
 
 fn write_sample(root: &Path, id: &str, config: &DemoConfig, index: usize) -> anyhow::Result<()> {

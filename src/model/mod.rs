@@ -137,6 +137,24 @@ impl ModelKind {
         }
     }
 
+    /// Peak memory of one training step (forward and backward, batch 1) per input pixel, in bytes:
+    /// activations kept for the backward pass and the gradients made from them. Measured
+    /// (`tests/step_memory.rs` holds each figure to within a factor of 1.6 of a fresh
+    /// measurement), so that a batch too large for the machine is refused with a figure before
+    /// it starts, not aborted by the allocator.
+    pub fn train_step_bytes_per_pixel(self) -> f64 {
+        match self {
+            Self::FcnResnet50 => 4200.0,
+            Self::FcnResnet101 => 5600.0,
+            Self::DeeplabV3Resnet50 => 4600.0,
+            Self::DeeplabV3Resnet101 => 6000.0,
+            Self::DeeplabV3Mbv3l => 1500.0,
+            Self::Mbv3sAspp => 900.0,
+            Self::Mbv3sTiny => 500.0,
+            Self::LrasppMbv3l => 1300.0,
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }

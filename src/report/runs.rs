@@ -25,6 +25,8 @@ pub struct RunData {
     /// What could not be read (a damaged metrics.csv, …): the report says so instead of drawing
     /// empty curves silently.
     pub warnings: Vec<String>,
+    /// The process training this run right now ("process N"): its figures are partial.
+    pub training_now: Option<String>,
 }
 
 impl RunData {
@@ -54,9 +56,28 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
         Ok(t) => serde_json::from_str(&t).with_context(|| format!("cannot parse {}", images_path.display()))?,
         Err(_) => Vec::new(),
     };
-    let (steps, warnings) = step_losses(&dir.join("metrics.csv"), state.step);
+    let (steps, mut warnings) = step_losses(&dir.join("metrics.csv"), state.step);
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-    Ok(RunData { dir: dir.to_path_buf(), name, config: state.config.clone(), state, student, images, steps, warnings })
+    let training_now = crate::train::run_folder::training_holder(dir);
+    if let Some(holder) = &training_now {
+        warnings.push(format!(
+            "{} is still training ({holder}): its figures are partial, as of epoch {} of {}",
+            crate::util::fmt::escaped(&name),
+            state.epoch,
+            state.config.epochs
+        ));
+    }
+    Ok(RunData {
+        dir: dir.to_path_buf(),
+        name,
+        config: state.config.clone(),
+        state,
+        student,
+        images,
+        steps,
+        warnings,
+        training_now,
+    })
 }
 
 /// (step, loss) of every step row of a metrics.csv, and a warning when rows the run should have

@@ -77,6 +77,20 @@ pub struct Speed {
     pub weights_modified_ns: u128,
 }
 
+impl Speed {
+    /// Whether a stored figure can be a measurement at all (a damaged or hand-edited speed.json
+    /// with zero, negative, unordered or absurd times is measured again, not shown).
+    pub fn is_plausible(&self) -> bool {
+        let times = [self.min_ms, self.median_ms, self.max_ms];
+        times.iter().all(|t| t.is_finite() && *t > 0.0 && *t < 600_000.0)
+            && self.min_ms <= self.median_ms
+            && self.median_ms <= self.max_ms
+            && self.repeats > 0
+            && self.macs > 0
+            && self.params > 0
+    }
+}
+
 /// Multiply-adds and forward times (batch 1, after warm-up, synchronised) at size²×size.
 pub fn measure(model: &Model, size: u32, device: &Device) -> anyhow::Result<(u64, Vec<f64>)> {
     let x = Tensor::zeros((1, 3, size as usize, size as usize), candle_core::DType::F32, device)?;
@@ -137,6 +151,7 @@ pub fn student_speed(
     if let Some(s) = stored.filter(|s| {
         (s.weights_len, s.weights_modified_ns, s.size, s.threads) == (weights_len, weights_modified_ns, size, threads)
             && s.device == device_name
+            && s.is_plausible()
     }) {
         return Ok(Some(s));
     }
@@ -181,8 +196,12 @@ pub fn student_row_when(run: &RunData, device: &Device, measure_now: Measure) ->
     };
     let size_mb = std::fs::metadata(&run.student).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
     let state = &run.state;
+    let label = match &run.training_now {
+        Some(_) => format!("{} (still training: partial)", crate::util::fmt::escaped(&run.name)),
+        None => crate::util::fmt::escaped(&run.name),
+    };
     Ok(Some(Row {
-        label: run.name.clone(),
+        label,
         model: run.config.model.name().into(),
         mode: run.mode_label(),
         miou: run.best_miou(),

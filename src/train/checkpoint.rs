@@ -16,6 +16,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
+use crate::model::weights::digest;
 use super::optim::OptimizerState;
 use super::schedule::PlateauState;
 
@@ -40,6 +41,11 @@ pub struct EpochRecord {
 pub struct BestRecord {
     pub miou: f64,
     pub epoch: usize,
+    /// Digest of the student's weights at that epoch ([`digest::of_tensors`]): which file holds
+    /// the best weights is checked by content, not by trusting the order files were written in.
+    /// `None` in runs written before digests were kept.
+    #[serde(default)]
+    pub weights_digest: Option<String>,
 }
 
 /// Everything but the tensors.
@@ -65,6 +71,21 @@ pub struct CheckpointState {
     /// Wall-clock seconds spent building the teacher cache (all sessions; 0 without one).
     #[serde(default)]
     pub cache_seconds: f64,
+    /// What the run's inputs held when it started, so that a resume can follow them to a new
+    /// place (a moved dataset, a teacher file copied elsewhere, the run taken to another machine).
+    #[serde(default)]
+    pub inputs: InputDigests,
+}
+
+/// Digests of a run's inputs (`None`: not recorded, in runs made before they were kept).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InputDigests {
+    /// [`Dataset::fingerprint`](crate::data::Dataset::fingerprint) of the training split, then
+    /// of the validation split.
+    pub data: Option<String>,
+    /// SHA-256 of the teacher's weights file.
+    pub teacher: Option<String>,
 }
 
 /// A checkpoint in memory.
@@ -107,6 +128,7 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> anyhow::Result<()> {
     all.extend(prefixed("optim", &ckpt.moments)?);
     let mut meta = HashMap::new();
     meta.insert(STATE_KEY.to_string(), serde_json::to_string(&ckpt.state)?);
+    meta.insert(digest::METADATA_KEY.to_string(), digest::of_views(all.iter().map(|(k, v)| (k.as_str(), v))));
     let bytes = safetensors::serialize(all.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .with_context(|| format!("serialising checkpoint {}", path.display()))?;
     crate::util::fs::write_atomic(path, &bytes)
@@ -153,17 +175,24 @@ fn parse_state(path: &Path, state_json: &str) -> anyhow::Result<CheckpointState>
     Ok(state)
 }
 
-/// Reads a checkpoint, checking it is complete and of a known version.
+/// Reads a checkpoint, checking it is complete, of a known version and (when it carries one)
+/// that its tensors match their digest.
 pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| anyhow::anyhow!("checkpoint {} is damaged: {e}", path.display()))?;
+    let bytes = crate::util::fs::read_regular(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let damaged = |e: safetensors::SafeTensorError| {
+        let detail = crate::model::weights::safetensors_error(path, &bytes, e);
+        anyhow::anyhow!("checkpoint {detail}")
+    };
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(damaged)?;
     let state_json = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get(STATE_KEY))
         .with_context(|| format!("{} is not a segdistill checkpoint (no training state)", path.display()))?;
     let state = parse_state(path, state_json)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(damaged)?;
+    digest::verify(&st, meta.metadata().as_ref())
+        .map_err(|detail| anyhow::anyhow!("checkpoint {} is damaged: {detail}", path.display()))?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| anyhow::anyhow!("checkpoint {} is damaged: {e}", path.display()))?;
     let (mut model, mut adapters, mut moments) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
@@ -177,6 +206,41 @@ pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
         }
     }
     Ok(Checkpoint { state, model, adapters, moments })
+}
+
+/// The checkpoint a resume continues from: `last`, or, when it cannot be read or fails its
+/// digest, the most advanced intact one among `best` and the periodic ones, with a note saying
+/// which and why. The training after that checkpoint is done again.
+pub fn load_resumable(run_dir: &Path) -> anyhow::Result<(Checkpoint, Option<String>)> {
+    let last = last_path(run_dir);
+    let err = match load(&last) {
+        Ok(c) => return Ok((c, None)),
+        Err(e) => e,
+    };
+    let mut others = vec![best_path(run_dir)];
+    if let Ok(rd) = std::fs::read_dir(checkpoints_dir(run_dir)) {
+        others.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("epoch-"))),
+        );
+    }
+    let fallback = others
+        .into_iter()
+        .filter_map(|p| load(&p).ok().map(|c| (p, c)))
+        .max_by_key(|(_, c)| (c.state.step, c.state.epoch));
+    match fallback {
+        Some((path, ckpt)) => {
+            let note = format!(
+                "{err:#}; resuming from {} instead (epoch {}, step {}): the training after it is done again",
+                path.display(),
+                ckpt.state.epoch,
+                ckpt.state.step
+            );
+            Ok((ckpt, Some(note)))
+        }
+        None => Err(err.context(format!("no other intact checkpoint in {} to resume from", checkpoints_dir(run_dir).display()))),
+    }
 }
 
 /// Removes temp files a killed process left behind (`.<name>.tmp-<pid>`).
@@ -212,10 +276,11 @@ mod tests {
             epoch_loss_count: 3,
             optimizer: OptimizerState { t: 23 },
             plateau: PlateauState::default(),
-            best: Some(BestRecord { miou: 0.1 + 0.2, epoch: 1 }),
+            best: Some(BestRecord { miou: 0.1 + 0.2, epoch: 1, weights_digest: Some("d".into()) }),
             history: vec![],
             train_seconds: 1.5,
             cache_seconds: 0.25,
+            inputs: InputDigests { data: Some("a".into()), teacher: None },
         };
         let p = dir.path().join("c.safetensors");
         save(&p, &Checkpoint { state: state.clone(), model, adapters: BTreeMap::new(), moments }).unwrap();
@@ -228,7 +293,18 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         let err = load(&p).err().unwrap().to_string();
-        assert!(err.contains("c.safetensors") && err.contains("damaged"), "{err}");
+        assert!(err.contains("c.safetensors") && err.contains("truncated"), "{err}");
+        // Bytes appended are not called a truncation.
+        std::fs::write(&p, [bytes.as_slice(), b"junk"].concat()).unwrap();
+        let err = load(&p).err().unwrap().to_string();
+        assert!(err.contains("4 unexpected bytes after its data") && !err.contains("truncated"), "{err}");
+        // One flipped bit in a tensor is found by the digest.
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        std::fs::write(&p, &flipped).unwrap();
+        let err = load(&p).err().unwrap().to_string();
+        assert!(err.contains("c.safetensors") && err.contains("do not match the digest"), "{err}");
         std::fs::write(&p, &bytes[..12]).unwrap();
         let err = load_state(&p).err().unwrap().to_string();
         assert!(err.contains("c.safetensors") && err.contains("damaged"), "{err}");

@@ -217,27 +217,53 @@ impl Default for TrainConfig {
 
 /// Largest training or validation size accepted (pixels of the shorter side / crop).
 pub const MAX_SIZE: u32 = 4096;
+
+/// Ranges a configuration is checked against (one table for the CLI, the app's form and
+/// [`TrainConfig::validate`]).
+pub struct Limits {
+    pub epochs: std::ops::RangeInclusive<usize>,
+    pub warmup_steps_max: usize,
+}
+
+pub const LIMITS: Limits = Limits { epochs: 1..=100_000, warmup_steps_max: 10_000_000 };
 /// Largest input batch accepted, in bytes of f32 (batch × 3 × size²): beyond this no machine
 /// here trains, and the allocation would abort the process instead of saying why.
 const MAX_BATCH_BYTES: u64 = 16 << 30;
 
-/// Settings a resumed run may change (paths into the JSON form of [`TrainConfig`]); every other
-/// setting is the run's own and stays as it was saved.
-pub const RESUMABLE: &[&str] = &[
-    "name",
-    "runs_dir",
-    "epochs",
-    "stop_after_epoch",
-    "device",
-    "precision",
-    "workers",
-    "export",
-    "checkpoint_every",
-    "optimizer.lr",
-    "teacher_cache",
-    "teacher_cache_dir",
-    "teacher_cache_gb",
+/// Settings a resumed run may change, as (path into the JSON form of [`TrainConfig`], the flag
+/// that sets it); every other setting is the run's own and stays as it was saved (except inputs
+/// that moved with the same content, and the batch size: `relocate`).
+pub const RESUMABLE: &[(&str, &str)] = &[
+    ("name", "--out"),
+    ("runs_dir", "--out"),
+    ("epochs", "--epochs"),
+    ("stop_after_epoch", "--stop-after-epoch"),
+    ("device", "--device"),
+    ("precision", "--precision"),
+    ("workers", "--workers"),
+    ("export", "--export"),
+    ("checkpoint_every", "--checkpoint-every"),
+    ("optimizer.lr", "--lr"),
+    ("teacher_cache", "--no-teacher-cache"),
+    ("teacher_cache_dir", "--teacher-cache-dir"),
+    ("teacher_cache_gb", "--teacher-cache-gb"),
 ];
+
+/// The flags [`RESUMABLE`] lets a resume change, plus the batch size and moved inputs, in words:
+/// the one source of every message (and the README line) that lists them.
+pub fn resumable_in_words() -> String {
+    let mut flags: Vec<&str> = Vec::new();
+    for (_, flag) in RESUMABLE {
+        if !flags.contains(flag) && *flag != "--out" {
+            flags.push(flag);
+        }
+    }
+    format!(
+        "{}, --batch (the schedule is re-laid over the new step count), and --data / --teacher-weights pointing \
+         to the same content in a new place",
+        flags.join(", ")
+    )
+}
 
 /// One setting that differs between two configurations.
 #[derive(Clone, Debug, PartialEq)]
@@ -250,7 +276,7 @@ pub struct SettingChange {
 
 impl SettingChange {
     pub fn resumable(&self) -> bool {
-        RESUMABLE.contains(&self.setting.as_str())
+        RESUMABLE.iter().any(|(setting, _)| *setting == self.setting)
     }
 }
 
@@ -308,7 +334,27 @@ impl TrainConfig {
 
     /// Checks what can be checked before any file is read.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.epochs > 0, "epochs must be at least 1");
+        anyhow::ensure!(
+            LIMITS.epochs.contains(&self.epochs),
+            "epochs {} is out of range: use {} to {}",
+            self.epochs,
+            LIMITS.epochs.start(),
+            LIMITS.epochs.end()
+        );
+        anyhow::ensure!(
+            self.schedule.warmup_steps <= LIMITS.warmup_steps_max,
+            "warm-up steps {} is out of range: use 0 to {} (a warm-up longer than the run keeps the learning rate low \
+             throughout)",
+            self.schedule.warmup_steps,
+            LIMITS.warmup_steps_max
+        );
+        if let Some(n) = self.stop_after_epoch {
+            anyhow::ensure!(
+                n >= 1,
+                "stop after epoch {n} is out of range: use 1 or more epochs of this training session (leave it out to \
+                 train to the end)"
+            );
+        }
         anyhow::ensure!(self.batch > 0, "batch must be at least 1");
         for (what, size) in [("size", Some(self.size)), ("val size", self.val_size)] {
             if let Some(size) = size {

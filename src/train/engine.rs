@@ -16,7 +16,7 @@ use candle_nn::VarMap;
 use crossbeam_channel::Sender;
 
 use super::batches::{TrainBatch, TrainBatches};
-use super::checkpoint::{self, BestRecord, Checkpoint, CheckpointState, EpochRecord};
+use super::checkpoint::{self, BestRecord, Checkpoint, CheckpointState, EpochRecord, InputDigests};
 use super::config::TrainConfig;
 use super::control::{Control, TrainHandle};
 use super::events::*;
@@ -108,7 +108,7 @@ struct Datasets {
     val: Arc<Dataset>,
 }
 
-fn open_split(
+pub(super) fn open_split(
     cfg: &TrainConfig,
     split: &str,
     limit: Option<usize>,
@@ -194,6 +194,8 @@ struct Session<'a> {
     precision: Precision,
     events: &'a Sender<TrainEvent>,
     control: &'a Control,
+    /// The claim on the run folder: every write by path checks it still names the folder claimed.
+    folder: &'a RunFolder,
     student: Model,
     student_vars: VarMap,
     teacher: Option<Model>,
@@ -223,14 +225,13 @@ pub fn run(cfg: TrainConfig, resume: bool, control: &Control, events: &Sender<Tr
     cfg.validate()?;
     let run_dir = cfg.run_dir();
     let folder = RunFolder::claim(&run_dir)?;
-    let started = start_session(cfg, &run_dir, resume, control, events);
+    let started = start_session(cfg, &run_dir, resume, &folder, control, events);
     let mut session = match started {
         Ok(s) => s,
         Err(e) => {
-            // A resume never removes what an earlier session wrote; a folder it made is empty.
-            if !resume || folder.created() {
-                folder.abandon_untrained();
-            }
+            // Removes only what this start added: never an earlier session's files, never the
+            // user's.
+            folder.abandon_untrained();
             return Err(e);
         }
     };
@@ -243,6 +244,7 @@ fn start_session<'a>(
     cfg: TrainConfig,
     run_dir: &Path,
     resume: bool,
+    folder: &'a RunFolder,
     control: &'a Control,
     events: &'a Sender<TrainEvent>,
 ) -> anyhow::Result<Session<'a>> {
@@ -255,7 +257,7 @@ fn start_session<'a>(
     let config_path = run_folder::config_path(run_dir);
     crate::util::fs::write_atomic(&config_path, serde_json::to_string_pretty(&cfg)?.as_bytes())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-    Session::new(cfg, run_dir.to_path_buf(), resumed, control, events)
+    Session::new(cfg, run_dir.to_path_buf(), resumed, folder, control, events)
 }
 
 /// A new run needs a folder that is new, empty, or holds nothing but an unfinished claim of no run.
@@ -270,10 +272,24 @@ fn fresh_start(cfg: TrainConfig, run_dir: &Path) -> anyhow::Result<TrainConfig> 
             state.config.epochs
         );
     }
-    if last.exists() || run_folder::holds_run(run_dir) {
+    if last.exists() {
         anyhow::bail!(
-            "run folder {} already holds a run that has not finished an epoch yet: pass --resume to continue it \
-             with its saved settings, or choose another --out",
+            "run folder {} already holds a run whose last checkpoint cannot be read: pass --resume to continue it \
+             from its newest intact checkpoint, or choose another --out",
+            run_dir.display()
+        );
+    }
+    if run_folder::holds_run(run_dir) {
+        if run_folder::read_config(run_dir).is_some_and(|c| !c.data.as_os_str().is_empty()) {
+            anyhow::bail!(
+                "run folder {} already holds a run that has not finished an epoch yet: pass --resume to continue \
+                 it with its saved settings, or choose another --out",
+                run_dir.display()
+            );
+        }
+        anyhow::bail!(
+            "{} holds a config.json that is not a segdistill run's (it names no dataset); choose another folder \
+             for --out (the folder is left as it is)",
             run_dir.display()
         );
     }
@@ -282,45 +298,41 @@ fn fresh_start(cfg: TrainConfig, run_dir: &Path) -> anyhow::Result<TrainConfig> 
         anyhow::bail!(
             "{} is not empty and not a run folder (it holds {}{}); choose a new or empty folder for --out",
             run_dir.display(),
-            foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            foreign.iter().take(3).map(|n| crate::util::fmt::escaped(n)).collect::<Vec<_>>().join(", "),
             if foreign.len() > 3 { format!(" and {} more", foreign.len() - 3) } else { String::new() }
         );
     }
     Ok(cfg)
 }
 
-/// The saved configuration of the run in `run_dir` (its last checkpoint's, else its `config.json`).
-pub fn saved_config(run_dir: &Path) -> anyhow::Result<Option<TrainConfig>> {
-    let last = checkpoint::last_path(run_dir);
-    if last.exists() {
-        return Ok(Some(checkpoint::load_state(&last)?.config));
-    }
-    let path = run_folder::config_path(run_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a readable run configuration", path.display()))?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
-    }
-}
-
 /// Where a resumed run continues from, and with which configuration: the run's own, where
-/// `requested` may only change the settings in [`RESUMABLE`](super::config::RESUMABLE).
+/// `requested` may only change the settings in [`RESUMABLE`](super::config::RESUMABLE), point to
+/// inputs that moved (same content), or change the batch size.
 fn resume_point(
     requested: TrainConfig,
     run_dir: &Path,
     events: &Sender<TrainEvent>,
 ) -> anyhow::Result<(TrainConfig, Option<Checkpoint>)> {
-    let last = checkpoint::last_path(run_dir);
-    let (saved, ckpt) = if last.exists() {
-        let ckpt = checkpoint::load(&last)?;
+    let any_checkpoint = checkpoint::last_path(run_dir).exists() || checkpoint::best_path(run_dir).exists();
+    let (saved, ckpt) = if any_checkpoint {
+        let (ckpt, note) = checkpoint::load_resumable(run_dir)?;
+        if let Some(note) = note {
+            send(events, TrainEvent::Message(note));
+        }
+        let reconciled = super::best_weights::reconcile(run_dir, &ckpt.state)?;
+        for note in reconciled.notes {
+            send(events, TrainEvent::Message(note));
+        }
         (ckpt.state.config.clone(), Some(ckpt))
     } else {
-        let saved = saved_config(run_dir)?.with_context(|| {
+        let saved = run_folder::saved_config(run_dir)?.with_context(|| {
             format!("nothing to resume: {} holds no run (start one without --resume)", run_dir.display())
         })?;
+        anyhow::ensure!(
+            !saved.data.as_os_str().is_empty(),
+            "nothing to resume: {} names no dataset, so it is not a segdistill run (start a new run elsewhere)",
+            run_folder::config_path(run_dir).display()
+        );
         send(
             events,
             TrainEvent::Message("no checkpoint yet: the run starts from its beginning with its saved settings".into()),
@@ -329,17 +341,26 @@ fn resume_point(
     };
     // Runs of older versions stored paths as typed; they are read from the current directory.
     let changes = saved.with_absolute_paths().changes_to(&requested);
-    if let Some(c) = changes.iter().find(|c| !c.resumable()) {
-        anyhow::bail!(
-            "cannot resume {} with {} = {}: the run was made with {} (only the number of epochs, the learning rate, \
-             the device, the loader threads, the export path and the teacher-cache settings can change on resume)",
-            run_dir.display(),
-            c.setting,
-            c.new,
-            c.old
-        );
+    let inputs = ckpt.as_ref().map(|c| c.state.inputs.clone()).unwrap_or_default();
+    for c in changes.iter().filter(|c| !c.resumable()) {
+        let open_splits = |cfg: &TrainConfig| {
+            let (quiet, _) = crossbeam_channel::unbounded();
+            Ok((open_split(cfg, &cfg.train_split, cfg.train_limit, &quiet)?, open_split(cfg, &cfg.val_split, cfg.val_limit, &quiet)?))
+        };
+        let note = super::relocate::allowed_change(c, &requested, &inputs, &open_splits).map_err(|why| {
+            anyhow::anyhow!(
+                "cannot resume {} with {} {}: the run was made with {} {}{why} (only {} can change on resume)",
+                run_dir.display(),
+                super::relocate::flag_of(&c.setting).unwrap_or(&c.setting),
+                c.new,
+                c.setting,
+                c.old,
+                super::config::resumable_in_words()
+            )
+        })?;
+        send(events, TrainEvent::Message(note));
     }
-    for c in changes.iter().filter(|c| c.setting != "name" && c.setting != "runs_dir") {
+    for c in changes.iter().filter(|c| c.resumable() && c.setting != "name" && c.setting != "runs_dir") {
         send(events, TrainEvent::Message(format!("resuming with {} {} (was {})", c.setting, c.new, c.old)));
     }
     Ok((requested, ckpt))
@@ -348,15 +369,7 @@ fn resume_point(
 /// The export target is checked before training, not after hours of it.
 fn check_export(cfg: &TrainConfig) -> anyhow::Result<()> {
     let Some(export) = &cfg.export else { return Ok(()) };
-    // Inside the run folder it could replace a checkpoint; the run keeps its best weights as
-    // student.safetensors there anyway.
-    anyhow::ensure!(
-        !crate::util::fs::absolute(export).starts_with(crate::util::fs::absolute(&cfg.run_dir())),
-        "--export {} is inside the run folder {}, whose files it could replace; the best weights are kept there as \
-         student.safetensors already: export elsewhere",
-        export.display(),
-        cfg.run_dir().display()
-    );
+    run_folder::check_export_path(export, &cfg.run_dir())?;
     let mut inputs: Vec<(&str, &Path)> = Vec::new();
     if let Some(p) = &cfg.teacher_weights {
         inputs.push(("--teacher-weights", p));
@@ -377,10 +390,12 @@ impl<'a> Session<'a> {
         cfg: TrainConfig,
         run_dir: PathBuf,
         resumed: Option<Checkpoint>,
+        folder: &'a RunFolder,
         control: &'a Control,
         events: &'a Sender<TrainEvent>,
     ) -> anyhow::Result<Self> {
         let device = cfg.device.resolve()?;
+        super::memory_budget::check_here(&cfg, &device)?;
         let precision = Precision::apply(cfg.precision, &device)?;
         let data = Datasets {
             train: open_split(&cfg, &cfg.train_split, cfg.train_limit, events)?,
@@ -422,14 +437,39 @@ impl<'a> Session<'a> {
         let mut optimizer = Optimizer::new(cfg.optimizer.clone(), params);
         let mut schedule = Schedule::new(cfg.schedule.clone(), cfg.optimizer.lr, total_steps, steps_per_epoch);
 
+        // Rows of metrics.csv are kept up to where the checkpoint stood when it was written.
+        let mut log_until = None;
         let state = match resumed {
             Some(ckpt) => {
+                log_until = Some((ckpt.state.epoch, ckpt.state.step));
                 let path = checkpoint::last_path(&run_dir);
                 load_varmap(&student_vars, &ckpt.model, "student", &path)?;
                 load_varmap(&adapter_vars, &ckpt.adapters, "adapter", &path)?;
                 optimizer.load_moments(&ckpt.moments, ckpt.state.optimizer.clone())?;
                 schedule.plateau = ckpt.state.plateau.clone();
-                CheckpointState { config: cfg.clone(), ..ckpt.state }
+                let mut state = CheckpointState { config: cfg.clone(), ..ckpt.state };
+                let old_batch = ckpt.state.config.batch;
+                if old_batch != cfg.batch {
+                    let old_drop_last = data.train.len() >= old_batch;
+                    let old_steps = batches_per_epoch(data.train.len(), old_batch, old_drop_last).max(1);
+                    let (step_before, batch_before) = (state.step, state.batch_in_epoch);
+                    // The same place in the epoch (in samples) and in the schedule (in epochs).
+                    state.batch_in_epoch = state.batch_in_epoch * old_batch / cfg.batch;
+                    state.step = state.epoch * steps_per_epoch + state.batch_in_epoch;
+                    send(
+                        events,
+                        TrainEvent::Message(format!(
+                            "batch size {} (was {old_batch}): {steps_per_epoch} steps per epoch instead of {old_steps}; \
+                             the learning-rate schedule is re-laid over {total_steps} steps and continues at the same \
+                             point (step {step_before} → {}, batch {batch_before} → {} of this epoch); the result is \
+                             not bit-identical to a run trained at one batch size",
+                            cfg.batch,
+                            state.step,
+                            state.batch_in_epoch
+                        )),
+                    );
+                }
+                state
             }
             None => {
                 if let Some(path) = &cfg.backbone_weights {
@@ -457,10 +497,21 @@ impl<'a> Session<'a> {
                     history: Vec::new(),
                     train_seconds: 0.0,
                     cache_seconds: 0.0,
+                    inputs: InputDigests {
+                        data: Some(super::relocate::data_digest(&data.train, &data.val)),
+                        teacher: match (&teacher, &cfg.teacher_weights) {
+                            (Some(_), Some(path)) => Some(super::relocate::file_digest(path)?),
+                            _ => None,
+                        },
+                    },
                 }
             }
         };
-        let log = MetricsLog::open(&run_dir.join("metrics.csv"), Some((state.epoch, state.step)))?;
+        let (log, log_note) =
+            MetricsLog::open(&run_dir.join("metrics.csv"), Some(log_until.unwrap_or((state.epoch, state.step))))?;
+        if let Some(note) = log_note {
+            send(events, TrainEvent::Message(note));
+        }
         let tensorboard = match EventWriter::create(&run_dir, (state.step > 0).then_some(state.step)) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -475,6 +526,7 @@ impl<'a> Session<'a> {
             precision,
             events,
             control,
+            folder,
             student,
             student_vars,
             teacher,
@@ -823,16 +875,22 @@ impl<'a> Session<'a> {
         self.emit(TrainEvent::Evaluated(eval));
 
         let improved = scores.miou.is_finite() && self.state.best.as_ref().is_none_or(|b| scores.miou > b.miou);
+        let student_weights = varmap_tensors(&self.student_vars);
         if improved {
-            self.state.best = Some(BestRecord { miou: scores.miou, epoch });
+            let weights_digest = Some(crate::model::weights::digest::of_tensors(&student_weights)?);
+            self.state.best = Some(BestRecord { miou: scores.miou, epoch, weights_digest });
         }
+        // `last` first: it holds this epoch's weights, so whatever happens before the best files
+        // are written, the recorded best is in a checkpoint (and `best_weights::reconcile` finds it).
         self.save(checkpoint::last_path(&self.run_dir), CheckpointKind::Last)?;
         if improved {
             self.save(checkpoint::best_path(&self.run_dir), CheckpointKind::Best)?;
             let student = checkpoint::student_path(&self.run_dir);
-            save_safetensors(&varmap_tensors(&self.student_vars), &student)
+            self.folder.ensure_still_claimed()?;
+            save_safetensors(&student_weights, &student)
                 .with_context(|| format!("cannot write the best student weights {} (disk full?)", student.display()))?;
             let images_path = self.run_dir.join("best_images.json");
+            self.folder.ensure_still_claimed()?;
             crate::util::fs::write_atomic(&images_path, serde_json::to_string(&outcome.images)?.as_bytes())
                 .with_context(|| format!("cannot write {} (disk full?)", images_path.display()))?;
         }
@@ -843,6 +901,7 @@ impl<'a> Session<'a> {
     }
 
     fn save(&self, path: PathBuf, kind: CheckpointKind) -> anyhow::Result<()> {
+        self.folder.ensure_still_claimed()?;
         let ckpt = Checkpoint {
             state: CheckpointState { optimizer: self.optimizer.state.clone(), ..self.state.clone() },
             model: varmap_tensors(&self.student_vars),

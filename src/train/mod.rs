@@ -3,15 +3,18 @@
 //! size with `predict`, scored by `metrics`) which the loop runs every epoch.
 
 pub mod batches;
+pub mod best_weights;
 pub mod checkpoint;
 pub mod config;
 pub mod control;
 pub mod engine;
 pub mod events;
+pub mod memory_budget;
 pub mod metrics;
 pub mod metrics_log;
 pub mod optim;
 pub mod predict;
+pub mod relocate;
 pub mod run_folder;
 pub mod schedule;
 pub mod step;

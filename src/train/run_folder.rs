@@ -3,10 +3,14 @@
 //! process exits or crashes, so it can never go stale. A second training (another process, or
 //! another run in the app) into the same folder is refused with a message naming the holder.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
 
 use super::checkpoint;
 
@@ -18,31 +22,74 @@ const CONFIG_FILE: &str = "config.json";
 pub struct RunFolder {
     dir: PathBuf,
     /// Holds the lock; closing the file releases it.
-    _lock: File,
+    lock: File,
     /// Whether this claim made the folder (so an abandoned claim may remove it again).
     created: bool,
+    /// What the folder held when it was claimed: a failed start removes only what it added.
+    held_before: BTreeSet<OsString>,
 }
 
 /// Files of a run folder that are the run's own (anything else means the folder is not a run's).
-const RUN_FILES: &[&str] =
-    &[LOCK_FILE, CONFIG_FILE, "metrics.csv", "checkpoints", "student.safetensors", "best_images.json"];
+const RUN_FILES: &[&str] = &[
+    LOCK_FILE,
+    CONFIG_FILE,
+    "metrics.csv",
+    "checkpoints",
+    "student.safetensors",
+    "best_images.json",
+    "speed.json",
+    "tb",
+    "browse",
+    "exports",
+];
+
+/// Opens (creating) a lock file without following a link at its place and without blocking on
+/// a FIFO, and refuses anything but a regular file: a planted link must never make the lock's
+/// note overwrite another file.
+fn open_lock_file(path: &Path) -> anyhow::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "{} is {what}, not the lock file a run keeps: remove it (a run folder's .lock is an ordinary file)",
+            path.display()
+        )
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_file()
+    {
+        return Err(refuse(crate::util::fs::describe_file_type(&meta.file_type())));
+    }
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return refuse("a symbolic link");
+        }
+        anyhow::anyhow!("cannot open {}: {e}", path.display())
+    })?;
+    let meta = file.metadata().map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(refuse(crate::util::fs::describe_file_type(&meta.file_type())));
+    }
+    Ok(file)
+}
 
 impl RunFolder {
     /// Creates `dir` if needed and locks it for this process.
     pub fn claim(dir: &Path) -> anyhow::Result<Self> {
-        let created = !dir.exists();
+        let created = std::fs::symlink_metadata(dir).is_err();
         if dir.exists() && !dir.is_dir() {
             anyhow::bail!("run folder {} is a file; choose a folder for --out", dir.display());
         }
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create run folder {}: {e}", dir.display()))?;
+        let held_before = entry_names(dir);
         let path = dir.join(LOCK_FILE);
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false) // the holder's note must stay readable until the lock is ours
-            .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let mut file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -59,13 +106,16 @@ impl RunFolder {
             Err(std::fs::TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
         }
         let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        // Best effort: the note names this process in a rival's message; the lock works without it.
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| write!(file, "{} {started}", std::process::id()))
+        // Best effort: the note names this process in a rival's message; the lock works without
+        // it. The file is ours and a regular one by now; it is cut to the note only after the
+        // note is written, so a reader never sees it empty.
+        let note = format!("{} {started}", std::process::id());
+        file.rewind()
+            .and_then(|()| file.write_all(note.as_bytes()))
+            .and_then(|()| file.set_len(note.len() as u64))
             .ok();
         file.flush().ok();
-        Ok(Self { dir: dir.to_path_buf(), _lock: file, created })
+        Ok(Self { dir: dir.to_path_buf(), lock: file, created, held_before })
     }
 
     /// Whether this claim made the folder (it held nothing of anyone's before).
@@ -73,23 +123,121 @@ impl RunFolder {
         self.created
     }
 
+    /// Checks that the folder at this path is still the one claimed: a folder deleted (or moved
+    /// away) while its run trains may be made again by another training, and this one must then
+    /// write nothing more into it. Called before every write by path.
+    pub fn ensure_still_claimed(&self) -> anyhow::Result<()> {
+        let path = self.dir.join(LOCK_FILE);
+        let same = match (self.lock.metadata(), std::fs::symlink_metadata(&path)) {
+            (Ok(held), Ok(now)) => same_identity(&held, &now),
+            _ => false,
+        };
+        anyhow::ensure!(
+            same,
+            "run folder {} was deleted, moved or replaced while this training ran; it stops here and writes \
+             nothing more into that path (whatever is there now is someone else's)",
+            self.dir.display()
+        );
+        Ok(())
+    }
+
     /// Gives the folder back after a start that failed before anything was trained: removes what
-    /// the start wrote (configuration, empty log and checkpoint folder), and the folder itself when
-    /// this claim created it, so a failed start leaves nothing behind. A folder with a checkpoint
-    /// is never touched.
+    /// this start added (configuration, empty log, TensorBoard folder, checkpoint folder), and the
+    /// folder itself when this claim created it, so a failed start leaves nothing behind and never
+    /// touches what was there before. A folder with a checkpoint is never touched.
     pub fn abandon_untrained(self) {
-        if checkpoint::last_path(&self.dir).exists() {
+        if checkpoint::last_path(&self.dir).exists() || self.ensure_still_claimed().is_err() {
             return;
         }
-        for name in [CONFIG_FILE, "metrics.csv"] {
-            std::fs::remove_file(self.dir.join(name)).ok(); // may not have been written
+        for name in [CONFIG_FILE, "metrics.csv", "tb", "checkpoints"] {
+            if self.held_before.contains(std::ffi::OsStr::new(name)) {
+                continue;
+            }
+            let path = self.dir.join(name);
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).ok(); // made by this start: no checkpoint in it (checked above)
+            } else {
+                std::fs::remove_file(&path).ok(); // may not have been written
+            }
         }
-        std::fs::remove_dir(checkpoint::checkpoints_dir(&self.dir)).ok(); // only if empty
-        if self.created {
+        if !self.held_before.contains(std::ffi::OsStr::new(LOCK_FILE)) {
             std::fs::remove_file(self.dir.join(LOCK_FILE)).ok();
+        }
+        if self.created {
             std::fs::remove_dir(&self.dir).ok(); // only if now empty
         }
     }
+}
+
+fn entry_names(dir: &Path) -> BTreeSet<OsString> {
+    std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name()).collect()).unwrap_or_default()
+}
+
+#[cfg(unix)]
+fn same_identity(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_identity(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
+/// The process training the run in `dir` right now (its lock is held), as "process N" when its
+/// note names it; `None` when no training holds the folder. Asks with a shared lock held for
+/// an instant, so it never blocks and never takes the folder from anyone.
+pub fn training_holder(dir: &Path) -> Option<String> {
+    let path = dir.join(LOCK_FILE);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    let mut file = std::fs::OpenOptions::new().read(true).open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None, // released when the file closes
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut note = String::new();
+            file.read_to_string(&mut note).ok(); // the note only improves the description
+            Some(describe_holder(note.trim()))
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
+/// Refuses an export path that would write into a run folder: any other run's (its weights,
+/// even its checkpoints), or this run's own outside its `exports/` folder.
+pub fn check_export_path(export: &Path, own_run_dir: &Path) -> anyhow::Result<()> {
+    let path = crate::util::fs::absolute(export);
+    let own = crate::util::fs::absolute(own_run_dir);
+    if path.starts_with(&own) {
+        anyhow::ensure!(
+            path.starts_with(own.join(EXPORTS_DIR)),
+            "--export {} is inside the run folder {}, whose files it could replace (the best weights are kept \
+             there as student.safetensors already): export into {} or elsewhere",
+            export.display(),
+            own.display(),
+            own.join(EXPORTS_DIR).display()
+        );
+        return Ok(());
+    }
+    if let Some(run) = path.ancestors().skip(1).find(|dir| is_run_folder(dir)) {
+        anyhow::bail!(
+            "--export {} is inside {}, the folder of another run, whose files it could replace; choose a path \
+             outside run folders",
+            export.display(),
+            run.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where a run's own exports go (the one place inside a run folder an export may be written).
+pub const EXPORTS_DIR: &str = "exports";
+
+/// Whether `dir` is a run folder: it holds a run's configuration, lock or checkpoints.
+pub fn is_run_folder(dir: &Path) -> bool {
+    holds_run(dir) || dir.join(LOCK_FILE).exists() || checkpoint::checkpoints_dir(dir).join("last.safetensors").exists()
 }
 
 /// Whether `dir` holds a run (a configuration written by a training that started).
@@ -101,10 +249,37 @@ pub fn config_path(dir: &Path) -> PathBuf {
     dir.join(CONFIG_FILE)
 }
 
-/// The configuration in a run folder's `config.json`, for listing and display; `None` when the
-/// folder holds no readable one (not a run).
+/// The configuration of the run in `dir`, for listing, display and resuming: its newest readable
+/// checkpoint's (a damaged `config.json` does not change what the run is), else its
+/// `config.json`; `None` when the folder holds neither (not a run).
 pub fn read_config(dir: &Path) -> Option<super::TrainConfig> {
-    serde_json::from_str(&std::fs::read_to_string(config_path(dir)).ok()?).ok()
+    saved_config(dir).ok().flatten()
+}
+
+/// The saved configuration of the run in `run_dir`: its newest readable checkpoint's (`last`,
+/// else `best` or a periodic one), else its `config.json`.
+pub fn saved_config(run_dir: &Path) -> anyhow::Result<Option<super::TrainConfig>> {
+    let last = checkpoint::last_path(run_dir);
+    if last.exists() {
+        let err = match checkpoint::load_state(&last) {
+            Ok(state) => return Ok(Some(state.config)),
+            Err(e) => e,
+        };
+        let other = [checkpoint::best_path(run_dir)].into_iter().find_map(|p| checkpoint::load_state(&p).ok());
+        return match other {
+            Some(state) => Ok(Some(state.config)),
+            None => Err(err),
+        };
+    }
+    let path = config_path(run_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a readable run configuration", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// Entries of `dir` that no run writes (a folder of the user's other files is not a run folder).

@@ -107,7 +107,12 @@ impl SegdistillApp {
             Command::ResumeRun(dir) => {
                 self.question = None;
                 match crate::train::run_folder::read_config(&dir) {
-                    Some(config) => {
+                    Some(mut config) => {
+                        // The row clicked is the run resumed, wherever its configuration says it was
+                        // made (a copied or moved folder, a damaged config.json).
+                        let dir = crate::util::fs::absolute(&dir);
+                        config.name = dir.file_name().map_or_else(|| config.name.clone(), |n| n.to_string_lossy().into_owned());
+                        config.runs_dir = dir.parent().map_or_else(|| config.runs_dir.clone(), std::path::Path::to_path_buf);
                         self.train.show_saved_run(&dir);
                         self.start_run(config, true);
                         self.state.tab = Tab::Train;

@@ -111,7 +111,7 @@ impl WeightsRow {
         let name = w.name.to_string();
         self.outcome = None;
         self.task = Some(DownloadTask::spawn(&format!("{} weights", slot.label()), ctx, move |obs| {
-            let files = download::download_weights(&dir, &[name], base.as_deref(), &HttpOptions::default(), obs)?;
+            let files = download::download_weights(&dir, &[name], base.as_deref(), &HttpOptions::with_timeout_secs(None).unwrap_or_default(), obs)?;
             Ok(files.into_iter().next().map(|f| f.path).unwrap_or_default())
         }));
     }
@@ -363,7 +363,7 @@ impl DataPanel {
         let md5 = Checksum::md5(&d.voc_md5).ok();
         self.voc_outcome = None;
         self.voc_task = Some(DownloadTask::spawn("VOC 2012", ctx, move |obs| {
-            download::download_voc(&dest, url.as_deref(), md5, false, &HttpOptions::default(), obs).map(|f| f.path)
+            download::download_voc(&dest, url.as_deref(), md5, false, &HttpOptions::with_timeout_secs(None).unwrap_or_default(), obs).map(|f| f.path)
         }));
     }
 

@@ -22,9 +22,32 @@ pub fn human_bytes(n: u64) -> String {
     if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
+/// Text from a file name, a sample id or a run name, safe to print: control characters (escape
+/// sequences that would move a terminal's cursor or recolour it, tabs, line breaks) are shown as
+/// Rust escapes (`\u{1b}`), everything else as it is.
+pub fn escaped(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let shown: Vec<char> = if c.is_control() { c.escape_default().collect() } else { vec![c] };
+            shown
+        })
+        .collect()
+}
+
+/// Like [`escaped`] for a whole message, whose own line breaks stay line breaks.
+pub fn escaped_message(text: &str) -> String {
+    text.split('\n').map(escaped).collect::<Vec<_>>().join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(escaped("run\u{1b}[31mred\tx\n"), "run\\u{1b}[31mred\\tx\\n");
+        assert_eq!(escaped("voc-étè 2007_000032"), "voc-étè 2007_000032");
+    }
 
     #[test]
     fn durations_and_sizes_read_as_people_write_them() {

@@ -27,7 +27,14 @@ pub fn write_atomic_with(
     }
     let tmp = temp_path_for(path);
     let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
+        // A temporary file is always new: a leftover of this process id is removed (a link is
+        // removed itself, never followed), and `create_new` refuses whatever appears meanwhile,
+        // so a planted link can never redirect the write to another file.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         let mut w = std::io::BufWriter::new(file);
         write(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
@@ -45,6 +52,110 @@ pub fn write_atomic_with(
         std::fs::remove_file(&tmp).ok(); // the temp file may not exist; nothing else to clean
     }
     result
+}
+
+/// What a file-system entry is, in words: "a symbolic link", "a FIFO", "a folder", ….
+pub fn describe_file_type(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file (a link to one is followed). A FIFO or
+/// a device is refused without blocking on it (opened non-blocking, its type checked on the open
+/// file), so a stray special file can never hang a reader; the error says what was found.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let file_type = file.metadata()?.file_type();
+    if !file_type.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is {}, not a regular file", path.display(), describe_file_type(&file_type)),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        // Reads of a regular file never block; the flag is cleared so nothing else sees it.
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: fcntl on a file descriptor this function owns, with plain integer flags.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// The whole content of a regular file ([`open_regular`]: never blocks on a FIFO or a device).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Removes the temporary files ([`write_atomic`]'s `.<name>.tmp-<pid>`) in `dir` that a killed
+/// process left behind. A file whose process is still alive is kept: it may be another run
+/// sharing the folder (a teacher cache), in the middle of a write.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).map(|(_, pid)| pid) else {
+            continue;
+        };
+        let alive = pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id() && process_alive(pid));
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether a process with this id exists (where that cannot be told: assume it does).
+fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: signal 0 sends nothing; it only asks whether the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 /// `path` made absolute: canonical (symbolic links and `..` resolved) when it exists, else the

@@ -19,6 +19,27 @@ fn parse_kib(status: &str, key: &str) -> Option<u64> {
     line[key.len()..].trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
+/// Memory this process can still take, in bytes: the least of the system's available memory
+/// (`MemAvailable`) and what is left under a cgroup limit (containers, systemd slices). `None`
+/// where it cannot be told (not Linux).
+pub fn available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let mut available = parse_kib(&meminfo, "MemAvailable:")? * 1024;
+    // cgroup v2, then v1: the limit of this process's group minus what the group uses.
+    let read_u64 = |p: &str| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let limits = [
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ];
+    for (limit, usage) in limits {
+        if let (Some(limit), Some(usage)) = (read_u64(limit), read_u64(usage)) {
+            available = available.min(limit.saturating_sub(usage));
+            break;
+        }
+    }
+    Some(available)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

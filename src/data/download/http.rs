@@ -21,20 +21,45 @@ pub struct HttpOptions {
     pub connect_timeout: Duration,
 }
 
+/// The stall timeouts accepted, in seconds (`--timeout`, `SEGDISTILL_TIMEOUT`).
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
 impl Default for HttpOptions {
     fn default() -> Self {
-        let secs = std::env::var("SEGDISTILL_TIMEOUT").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(30);
-        Self { stall_timeout: Duration::from_secs(secs.max(1)), connect_timeout: Duration::from_secs(20) }
+        Self { stall_timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS), connect_timeout: Duration::from_secs(20) }
     }
 }
 
 impl HttpOptions {
-    pub fn with_timeout_secs(secs: Option<u64>) -> Self {
-        let mut o = Self::default();
-        if let Some(s) = secs {
-            o.stall_timeout = Duration::from_secs(s.max(1));
-        }
-        o
+    /// The options for a download: the stall timeout from `secs` (`--timeout`), else from
+    /// `SEGDISTILL_TIMEOUT`, else 30 s. A value outside [`TIMEOUT_RANGE`] or that is no number
+    /// is refused with the range, not quietly replaced.
+    pub fn with_timeout_secs(secs: Option<u64>) -> anyhow::Result<Self> {
+        let (secs, source) = match secs {
+            Some(s) => (s, "--timeout".to_string()),
+            None => match std::env::var("SEGDISTILL_TIMEOUT") {
+                Ok(text) => {
+                    let s = text.trim().parse::<u64>().map_err(|_| {
+                        anyhow::anyhow!(
+                            "SEGDISTILL_TIMEOUT={} is not a number of seconds: use {} to {}",
+                            crate::util::fmt::escaped(&text),
+                            TIMEOUT_RANGE.start(),
+                            TIMEOUT_RANGE.end()
+                        )
+                    })?;
+                    (s, "SEGDISTILL_TIMEOUT".to_string())
+                }
+                Err(_) => (DEFAULT_TIMEOUT_SECS, String::new()),
+            },
+        };
+        anyhow::ensure!(
+            TIMEOUT_RANGE.contains(&secs),
+            "{source} {secs} is out of range: use {} to {} seconds",
+            TIMEOUT_RANGE.start(),
+            TIMEOUT_RANGE.end()
+        );
+        Ok(Self { stall_timeout: Duration::from_secs(secs), ..Self::default() })
     }
 
     fn agent_for(&self, url: &str) -> Result<ureq::Agent, DownloadError> {

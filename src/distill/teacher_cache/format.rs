@@ -152,7 +152,7 @@ impl CachedImage {
     }
 
     pub fn read(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let bytes = crate::util::fs::read_regular(path).map_err(|e| e.to_string())?;
         Self::decode(&bytes)
     }
 }
@@ -220,7 +220,7 @@ impl Header {
     /// Reads a whole entry and checks its header, length and checksum, without decoding the maps:
     /// whether an entry can be used.
     pub fn read_verified(path: &Path) -> Result<Self, String> {
-        Self::parse_verified(&std::fs::read(path).map_err(|e| e.to_string())?)
+        Self::parse_verified(&crate::util::fs::read_regular(path).map_err(|e| e.to_string())?)
     }
 
     /// The header of a whole file's bytes, after checking the length and the data's checksum.

@@ -18,6 +18,7 @@
 //!   `tests/teacher_cache.rs` measure the agreement.
 
 pub mod format;
+pub mod manifest;
 pub mod sample;
 
 use std::path::{Path, PathBuf};
@@ -108,6 +109,19 @@ impl TeacherCache {
     /// (width, height). A damaged entry is deleted, so the next cache build makes it again.
     pub fn read(&self, index: usize, size: Option<(u32, u32)>) -> Result<CachedImage, DataError> {
         let path = self.entry_path(index);
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
+            && !meta.file_type().is_file()
+        {
+            // Not a file the cache wrote: it is left alone, and the message says what it is.
+            return Err(DataError::Decode {
+                path: path.clone(),
+                reason: format!(
+                    "teacher cache entry is {}, not a file the cache wrote: remove it, and the run's next start \
+                     rebuilds the entry",
+                    crate::util::fs::describe_file_type(&meta.file_type())
+                ),
+            });
+        }
         let img = CachedImage::read(&path).map_err(|reason| {
             std::fs::remove_file(&path).ok(); // rebuilt at the next start; gone is as good as damaged
             DataError::Decode {
@@ -297,6 +311,8 @@ pub fn prepare(
     keep_going: &dyn Fn() -> bool,
 ) -> anyhow::Result<Prepared> {
     let dir = cache_dir(&location.root, teacher, weights, &spec, dataset);
+    // Temporary files of a build that was killed (a live process's are kept: runs share caches).
+    crate::util::fs::remove_stale_temp_files(&dir);
     let ids: Vec<String> = dataset.samples.iter().map(|s| s.id.clone()).collect();
     let mut cache = TeacherCache { dir: dir.clone(), spec: spec.clone(), ids, unusable: Vec::new() };
     let total = dataset.len();
@@ -344,6 +360,18 @@ pub fn prepare(
         }
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if manifest::Manifest::read(&dir).is_none()
+        && let Some((teacher_len, teacher_modified_ns)) = manifest::file_stamp(weights)
+    {
+        let m = manifest::Manifest {
+            teacher_model: teacher.kind().name().to_string(),
+            teacher_weights: crate::util::fs::absolute(weights),
+            teacher_len,
+            teacher_modified_ns,
+            dataset: crate::util::fs::absolute(&dataset.root),
+        };
+        m.write(&dir).ok(); // only `cache list` reads it; the cache works without it
+    }
     let done_before = total - missing.len();
     progress(done_before, total);
     for (k, &i) in missing.iter().enumerate() {
@@ -368,6 +396,16 @@ pub fn prepare(
         let x = Tensor::from_vec(normalize(&resize_image(&sample, bw, bh)), (1, 3, bh as usize, bw as usize), device)?;
         let entry = CachedImage { src_width: w, src_height: h, source, maps: teacher_maps(teacher, &x, &spec)? };
         let path = cache.entry_path(i);
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
+            && !meta.file_type().is_file()
+        {
+            return Ok(Prepared::Skipped(format!(
+                "the teacher cache entry {} is {}, not a file the cache wrote; training runs the teacher live \
+                 (remove it to let the cache be built)",
+                path.display(),
+                crate::util::fs::describe_file_type(&meta.file_type())
+            )));
+        }
         if let Err(e) = crate::util::fs::write_atomic(&path, &entry.encode()) {
             return Ok(Prepared::Skipped(format!(
                 "cannot write the teacher cache entry {}: {e}; training runs the teacher live (free some space, or \

@@ -8,6 +8,7 @@
 //!   teacher and for inference;
 //! * [`load_into_varmap`]: copies values into a trainable model's `VarMap` (students, resume).
 
+pub mod digest;
 pub mod error;
 mod finite;
 pub mod hashed;
@@ -95,16 +96,10 @@ impl From<torch::LoadedTensors> for FileEntries {
 
 fn read_safetensors(path: &Path) -> Result<FileEntries, WeightsError> {
     use candle_core::safetensors::Load as _;
-    let bytes = std::fs::read(path).map_err(|e| WeightsError::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-        use safetensors::SafeTensorError as E;
-        match e {
-            E::MetadataIncompleteBuffer | E::HeaderTooSmall | E::InvalidHeaderLength => {
-                WeightsError::truncated(path, e.to_string())
-            }
-            e => WeightsError::malformed(path, e.to_string()),
-        }
-    })?;
+    let bytes = crate::util::fs::read_regular(path).map_err(|e| WeightsError::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| safetensors_error(path, &bytes, e))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| safetensors_error(path, &bytes, e))?;
+    digest::verify(&st, header.metadata().as_ref()).map_err(|detail| WeightsError::malformed(path, detail))?;
     let mut entries = FileEntries::default();
     for (name, view) in st.tensors() {
         use safetensors::Dtype as D;
@@ -118,6 +113,45 @@ fn read_safetensors(path: &Path) -> Result<FileEntries, WeightsError> {
         entries.tensors.insert(name, t);
     }
     Ok(entries)
+}
+
+/// What is wrong with a safetensors file that does not parse: shorter than its header says
+/// ("truncated"), longer ("N unexpected bytes after its data"), or otherwise malformed.
+pub fn safetensors_error(path: &Path, bytes: &[u8], e: safetensors::SafeTensorError) -> WeightsError {
+    match safetensors_extent(bytes) {
+        Some(expected) if (bytes.len() as u64) < expected => WeightsError::truncated(
+            path,
+            format!("{} bytes of the {expected} its header describes", bytes.len()),
+        ),
+        Some(expected) if (bytes.len() as u64) > expected => WeightsError::malformed(
+            path,
+            format!("it has {} unexpected bytes after its data (something was appended to it)", bytes.len() as u64 - expected),
+        ),
+        Some(_) => WeightsError::malformed(path, e.to_string()),
+        None if bytes.len() < 8 => WeightsError::truncated(path, format!("{} bytes, shorter than a header", bytes.len())),
+        None => match e {
+            safetensors::SafeTensorError::MetadataIncompleteBuffer | safetensors::SafeTensorError::HeaderTooSmall => {
+                WeightsError::truncated(path, e.to_string())
+            }
+            e => WeightsError::malformed(path, e.to_string()),
+        },
+    }
+}
+
+/// The length a safetensors file should have by its header (8 + header + the furthest data
+/// offset), when the header itself is readable.
+fn safetensors_extent(bytes: &[u8]) -> Option<u64> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..usize::try_from(n.checked_add(8)?).ok()?)?;
+    let json: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let end = json
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    (8 + n).checked_add(end)
 }
 
 impl StateDict {
@@ -380,7 +414,9 @@ pub fn save_safetensors(tensors: &BTreeMap<String, Tensor>, path: &Path) -> anyh
         .iter()
         .map(|(k, v)| Ok((k.clone(), v.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<candle_core::Result<_>>()?;
-    let bytes = safetensors::serialize(data.iter().map(|(k, v)| (k.as_str(), v)), None)?;
+    let digest = digest::of_views(data.iter().map(|(k, v)| (k.as_str(), v)));
+    let metadata = HashMap::from([(digest::METADATA_KEY.to_string(), digest)]);
+    let bytes = safetensors::serialize(data.iter().map(|(k, v)| (k.as_str(), v)), Some(metadata))?;
     crate::util::fs::write_atomic(path, &bytes)?;
     Ok(())
 }

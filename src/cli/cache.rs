@@ -1,0 +1,86 @@
+//! `segdistill cache list|prune`: the teacher-cache folders under a runs folder, their size, and
+//! whether a run can still use them; `prune` removes the orphaned ones (their teacher file changed
+//! or is gone, or their dataset is gone).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::distill::teacher_cache::manifest;
+use crate::util::fmt::{escaped, human_bytes};
+
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub action: CacheAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CacheAction {
+    /// List the cache folders: size, entries, and whether a run can still use each.
+    List(CacheRoot),
+    /// Remove the orphaned cache folders (teacher file changed or gone, dataset gone).
+    Prune {
+        #[command(flatten)]
+        root: CacheRoot,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CacheRoot {
+    /// The teacher-cache folder (default: runs/teacher-cache, as `train --teacher-cache-dir`).
+    #[arg(long, default_value = "runs/teacher-cache")]
+    pub dir: PathBuf,
+}
+
+pub fn run(args: CacheArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        CacheAction::List(root) => {
+            let folders = manifest::list(&root.dir)
+                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", root.dir.display()))?;
+            if folders.is_empty() {
+                println!("no teacher caches in {}", root.dir.display());
+            }
+            for f in &folders {
+                let status = match (&f.manifest, f.orphaned_because()) {
+                    (None, _) => "unknown (built by an older version; kept)".to_string(),
+                    (Some(_), Some(why)) => format!("orphaned: {why}"),
+                    (Some(m), None) => format!("current ({} on {})", m.teacher_model, m.dataset.display()),
+                };
+                println!(
+                    "{}  {}  {} entries  {}",
+                    escaped(&f.dir.display().to_string()),
+                    human_bytes(f.bytes),
+                    f.entries,
+                    escaped(&status)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheAction::Prune { root, dry_run } => {
+            let folders = manifest::list(&root.dir)
+                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", root.dir.display()))?;
+            let (mut removed, mut freed) = (0usize, 0u64);
+            for f in folders {
+                let Some(why) = f.orphaned_because() else { continue };
+                let verb = if dry_run { "would remove" } else { "removed" };
+                if !dry_run {
+                    std::fs::remove_dir_all(&f.dir)
+                        .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", f.dir.display()))?;
+                }
+                println!("{verb} {} ({}): {}", escaped(&f.dir.display().to_string()), human_bytes(f.bytes), escaped(&why));
+                removed += 1;
+                freed += f.bytes;
+            }
+            println!(
+                "{} orphaned cache folder(s), {}{}",
+                removed,
+                human_bytes(freed),
+                if dry_run { " would be freed" } else { " freed" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
