@@ -124,7 +124,6 @@ fn resume_refuses_flags_it_cannot_apply_and_applies_the_others() {
     let before = std::fs::read(checkpoint::last_path(&run)).unwrap();
     for (flag, value, saved) in [
         ("--model", "mbv3s-aspp", "mbv3s-tiny"),
-        ("--batch", "2", "4"),
         ("--size", "96", "64"),
         ("--seed", "3", "0"),
         ("--distill", "response", "none"),

@@ -534,6 +534,28 @@ fn a_panel_pushes_a_command_and_the_app_applies_it() {
 }
 
 #[test]
+fn resume_acts_on_the_row_clicked_whatever_its_config_json_says() {
+    use segdistill::ui::commands::Command;
+    let runs = tempfile::tempdir().unwrap();
+    let demo = demo_data(12, 4, 10);
+    let made = stopped_run(demo.path(), runs.path(), "made-here");
+    // Moved to another name, with a damaged configuration: the checkpoint still says what it is.
+    let moved = runs.path().join("moved-here");
+    std::fs::rename(&made, &moved).unwrap();
+    std::fs::write(moved.join("config.json"), "{}").unwrap();
+    let state = AppState { runs_dir: runs.path().to_path_buf(), ..Default::default() };
+    let mut h = harness(state);
+    h.run_steps(2);
+    let ctx = h.ctx.clone();
+    h.state_mut().apply(&ctx, Command::ResumeRun(moved.clone()));
+    assert!(h.state().train.is_running(), "the moved run resumes");
+    assert_eq!(h.state().train.live.run_dir.as_deref(), Some(moved.as_path()));
+    h.state_mut().apply(&ctx, Command::StopRun);
+    wait_until(&mut h, "the stop", 60, |a| !a.train.is_running());
+    assert!(!made.exists() && !runs.path().join("run").exists(), "nothing was made at another path");
+}
+
+#[test]
 fn a_run_exports_its_student_as_onnx_from_the_runs_tab() {
     let (_demo, runs, mut state) = browse_setup();
     state.tab = Tab::Runs;

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 
 use crate::model::ModelKind;
 use crate::model::onnx::{ExportOptions, IMAGENET_MEAN, IMAGENET_STD, INPUT, InputShape, LOGITS, MASK, OPSETS};
@@ -64,16 +63,11 @@ fn shape(args: &ExportArgs) -> anyhow::Result<InputShape> {
 fn source(args: &ExportArgs) -> anyhow::Result<(ModelKind, PathBuf)> {
     match (&args.run, args.model, &args.weights) {
         (Some(run), _, _) => {
-            let config = crate::train::run_folder::read_config(run)
-                .with_context(|| format!("{} is not a run folder (no readable config.json)", run.display()))?;
-            let weights = crate::train::checkpoint::student_path(run);
-            anyhow::ensure!(
-                weights.is_file(),
-                "{} has no evaluated student yet ({} is missing): train at least one epoch",
-                run.display(),
-                weights.display()
-            );
-            Ok((config.model, weights))
+            let best = crate::train::best_weights::best_student(run)?;
+            for note in &best.notes {
+                eprintln!("note: {note}");
+            }
+            Ok((best.config.model, best.weights))
         }
         (None, Some(kind), Some(weights)) => Ok((kind, weights.clone())),
         _ => anyhow::bail!("give --run RUN_DIR, or --model NAME with --weights FILE"),

@@ -5,13 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 
 use crate::data::Dataset;
 use crate::data::transforms::Resize;
 use crate::model::{format_params, load_for_inference};
-use crate::train::TrainConfig;
-use crate::train::checkpoint::student_path;
 use crate::train::validate::evaluate;
 use crate::util::device::{DeviceChoice, describe};
 
@@ -33,18 +30,11 @@ pub struct TestArgs {
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args.run.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("{} is not a run folder (no config.json)", args.run.display()))?;
-    let cfg: TrainConfig =
-        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", config_path.display()))?;
-    let weights = student_path(&args.run);
-    anyhow::ensure!(
-        weights.is_file(),
-        "{} has no trained weights yet ({} is missing)",
-        args.run.display(),
-        weights.display()
-    );
+    let run = crate::train::best_weights::best_student(&args.run)?;
+    for note in &run.notes {
+        eprintln!("note: {note}");
+    }
+    let (cfg, weights) = (run.config, run.weights);
     let device = args.device.resolve()?;
     let loaded = load_for_inference(cfg.model, &weights, &device)?;
     let split = args.split.unwrap_or(cfg.val_split.clone());

@@ -363,18 +363,11 @@ impl TrainArgs {
 /// The model and best weights of the run in `dir`, for `--teacher-run`.
 fn teacher_of_run(dir: &std::path::Path) -> anyhow::Result<(ModelKind, PathBuf)> {
     let dir = crate::util::fs::absolute(dir);
-    let saved = crate::train::run_folder::saved_config(&dir)?.ok_or_else(|| {
-        anyhow::anyhow!("--teacher-run {}: no run there (no config.json); point it at a run folder", dir.display())
-    })?;
-    let weights = crate::train::checkpoint::student_path(&dir);
-    anyhow::ensure!(
-        weights.is_file(),
-        "--teacher-run {}: the run has no best weights yet ({} is missing: it is written after the first \
-         evaluation); train it further or pick a finished run",
-        dir.display(),
-        weights.display()
-    );
-    Ok((saved.model, weights))
+    let run = crate::train::best_weights::best_student(&dir).map_err(|e| e.context(format!("--teacher-run {}", dir.display())))?;
+    for note in &run.notes {
+        eprintln!("note: {note}");
+    }
+    Ok((run.config.model, run.weights))
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {

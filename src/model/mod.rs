@@ -144,14 +144,14 @@ impl ModelKind {
     /// it starts, not aborted by the allocator.
     pub fn train_step_bytes_per_pixel(self) -> f64 {
         match self {
-            Self::FcnResnet50 => 4200.0,
-            Self::FcnResnet101 => 5600.0,
-            Self::DeeplabV3Resnet50 => 4600.0,
-            Self::DeeplabV3Resnet101 => 6000.0,
-            Self::DeeplabV3Mbv3l => 1500.0,
-            Self::Mbv3sAspp => 900.0,
-            Self::Mbv3sTiny => 500.0,
-            Self::LrasppMbv3l => 1300.0,
+            Self::FcnResnet50 => 8000.0,
+            Self::FcnResnet101 => 13400.0,
+            Self::DeeplabV3Resnet50 => 8100.0,
+            Self::DeeplabV3Resnet101 => 13600.0,
+            Self::DeeplabV3Mbv3l => 1550.0,
+            Self::Mbv3sAspp => 1600.0,
+            Self::Mbv3sTiny => 400.0,
+            Self::LrasppMbv3l => 1200.0,
         }
     }
 

@@ -49,6 +49,13 @@ fn candidate_checkpoints(run_dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// The first intact checkpoint of the run whose model weights have this digest.
+fn checkpoint_holding(run_dir: &Path, digest: &str) -> Option<(PathBuf, Checkpoint)> {
+    candidate_checkpoints(run_dir)
+        .into_iter()
+        .find_map(|p| checkpoint::load(&p).ok().filter(|c| model_digest(c).as_deref() == Some(digest)).map(|c| (p, c)))
+}
+
 /// Makes `checkpoints/best.safetensors` and `student.safetensors` hold the weights of the best
 /// epoch `state` records. Only for a caller that holds the run folder's claim (it writes).
 pub fn reconcile(run_dir: &Path, state: &CheckpointState) -> anyhow::Result<Reconciled> {
@@ -63,10 +70,7 @@ pub fn reconcile(run_dir: &Path, state: &CheckpointState) -> anyhow::Result<Reco
     if student_ok && best_ckpt_ok {
         return Ok(out);
     }
-    let source = candidate_checkpoints(run_dir)
-        .into_iter()
-        .find_map(|p| checkpoint::load(&p).ok().filter(|c| model_digest(c).as_ref() == Some(want)).map(|c| (p, c)));
-    let Some((source_path, source)) = source else {
+    let Some((source_path, source)) = checkpoint_holding(run_dir, want) else {
         out.notes.push(format!(
             "the weights of the best epoch ({}) are in no intact file of {}; {} is left as it is and is replaced \
              when an evaluation next improves",
@@ -105,44 +109,62 @@ pub fn reconcile(run_dir: &Path, state: &CheckpointState) -> anyhow::Result<Reco
 /// notes say what happened.
 pub fn for_reading(run_dir: &Path) -> anyhow::Result<(PathBuf, Reconciled)> {
     let student = checkpoint::student_path(run_dir);
-    let state = checkpoint::load_state(&checkpoint::last_path(run_dir)).ok();
-    let want = state.as_ref().and_then(|s| s.best.as_ref()).and_then(|b| b.weights_digest.clone());
-    let Some(want) = want else {
-        // Nothing recorded to check against (an older run, or no checkpoint): the file as it is.
+    let Some(state) = checkpoint::load_state(&checkpoint::last_path(run_dir)).ok() else {
+        // No checkpoint to check against (weights copied out of a run): the file as it is.
+        return Ok((student, Reconciled::default()));
+    };
+    let Some(want) = state.best.as_ref().and_then(|b| b.weights_digest.clone()) else {
+        // A run from before digests were recorded: nothing to check against.
         return Ok((student, Reconciled::default()));
     };
     if verified_file_digest(&student).as_deref() == Some(want.as_str()) {
         return Ok((student, Reconciled::default()));
     }
-    let state = state.context("unreachable: a digest came from the state")?;
-    match super::run_folder::RunFolder::claim(run_dir) {
-        Ok(claim) => {
-            let done = reconcile(run_dir, &state)?;
-            drop(claim);
-            Ok((student, done))
-        }
-        Err(_) => {
-            // Another process trains the run: leave its files alone, read a recovered copy.
-            let source = candidate_checkpoints(run_dir)
-                .into_iter()
-                .find_map(|p| checkpoint::load(&p).ok().filter(|c| model_digest(c).as_ref() == Some(&want)).map(|c| (p, c)))
-                .with_context(|| {
-                    format!(
-                        "{} does not hold the run's best weights and no checkpoint of {} does (the run is being \
-                         trained by another process: try again when it has saved its next epoch)",
-                        student.display(),
-                        run_dir.display()
-                    )
-                })?;
-            let copy = std::env::temp_dir().join(format!("segdistill-best-{}.safetensors", &want[..16]));
-            save_safetensors(&source.1.model, &copy)?;
-            let notes = vec![format!(
-                "{} does not hold the run's best weights; read them from {} instead (copied to {})",
-                student.display(),
-                source.0.display(),
-                copy.display()
-            )];
-            Ok((copy, Reconciled { notes }))
-        }
+    if let Ok(claim) = super::run_folder::RunFolder::claim(run_dir) {
+        let done = reconcile(run_dir, &state)?;
+        drop(claim);
+        return Ok((student, done));
     }
+    // Another process trains the run: leave its files alone, read a recovered copy.
+    let (source_path, source) = checkpoint_holding(run_dir, &want).with_context(|| {
+        format!(
+            "{} does not hold the run's best weights and no checkpoint of {} does (the run is being trained by \
+             another process: try again when it has saved its next epoch)",
+            student.display(),
+            run_dir.display()
+        )
+    })?;
+    let copy = std::env::temp_dir().join(format!("segdistill-best-{}.safetensors", &want[..16.min(want.len())]));
+    save_safetensors(&source.model, &copy)?;
+    let notes = vec![format!(
+        "{} does not hold the run's best weights; read them from {} instead (copied to {})",
+        student.display(),
+        source_path.display(),
+        copy.display()
+    )];
+    Ok((copy, Reconciled { notes }))
+}
+
+/// A run's model and its best weights, checked against the run's record (see [`for_reading`]).
+pub struct BestStudent {
+    pub config: crate::train::config::TrainConfig,
+    pub weights: PathBuf,
+    /// What the check repaired or where the weights were read from instead; empty when all held.
+    pub notes: Vec<String>,
+}
+
+/// The model and checked best weights of the run in `run_dir`, for everything that reads a
+/// trained run (`test`, `export`, `--teacher-run`, the app). Errors say what is missing.
+pub fn best_student(run_dir: &Path) -> anyhow::Result<BestStudent> {
+    let config = super::run_folder::saved_config(run_dir)?.with_context(|| {
+        format!("{} is not a run folder (it has no config.json and no checkpoint)", run_dir.display())
+    })?;
+    let (weights, checked) = for_reading(run_dir)?;
+    anyhow::ensure!(
+        weights.is_file(),
+        "{} has no best weights yet ({} is written after the first evaluation): train at least one epoch",
+        run_dir.display(),
+        weights.display()
+    );
+    Ok(BestStudent { config, weights, notes: checked.notes })
 }

@@ -886,13 +886,16 @@ impl<'a> Session<'a> {
         if improved {
             self.save(checkpoint::best_path(&self.run_dir), CheckpointKind::Best)?;
             let student = checkpoint::student_path(&self.run_dir);
-            self.folder.ensure_still_claimed()?;
-            save_safetensors(&student_weights, &student)
-                .with_context(|| format!("cannot write the best student weights {} (disk full?)", student.display()))?;
+            self.folder.write(|| {
+                save_safetensors(&student_weights, &student)
+                    .with_context(|| format!("cannot write the best student weights {} (disk full?)", student.display()))
+            })?;
             let images_path = self.run_dir.join("best_images.json");
-            self.folder.ensure_still_claimed()?;
-            crate::util::fs::write_atomic(&images_path, serde_json::to_string(&outcome.images)?.as_bytes())
-                .with_context(|| format!("cannot write {} (disk full?)", images_path.display()))?;
+            let images = serde_json::to_string(&outcome.images)?;
+            self.folder.write(|| {
+                crate::util::fs::write_atomic(&images_path, images.as_bytes())
+                    .with_context(|| format!("cannot write {} (disk full?)", images_path.display()))
+            })?;
         }
         if self.cfg.checkpoint_every > 0 && (epoch + 1).is_multiple_of(self.cfg.checkpoint_every) {
             self.save(checkpoint::periodic_path(&self.run_dir, epoch + 1), CheckpointKind::Periodic)?;
@@ -901,14 +904,13 @@ impl<'a> Session<'a> {
     }
 
     fn save(&self, path: PathBuf, kind: CheckpointKind) -> anyhow::Result<()> {
-        self.folder.ensure_still_claimed()?;
         let ckpt = Checkpoint {
             state: CheckpointState { optimizer: self.optimizer.state.clone(), ..self.state.clone() },
             model: varmap_tensors(&self.student_vars),
             adapters: varmap_tensors(&self.adapter_vars),
             moments: self.optimizer.moment_tensors(),
         };
-        checkpoint::save(&path, &ckpt)?;
+        self.folder.write(|| checkpoint::save(&path, &ckpt))?;
         self.emit(TrainEvent::CheckpointSaved { kind, path, epoch: self.state.epoch, step: self.state.step });
         Ok(())
     }

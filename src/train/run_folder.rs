@@ -141,6 +141,17 @@ impl RunFolder {
         Ok(())
     }
 
+    /// Runs a write into the folder by path, between two checks of the claim: before, so nothing
+    /// is written into a folder that is someone else's now; and after a failure, so a write that
+    /// failed because the folder went away in between is reported as that, not as a full disk.
+    pub fn write<T>(&self, write: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.ensure_still_claimed()?;
+        write().map_err(|e| match self.ensure_still_claimed() {
+            Err(lost) => lost,
+            Ok(()) => e,
+        })
+    }
+
     /// Gives the folder back after a start that failed before anything was trained: removes what
     /// this start added (configuration, empty log, TensorBoard folder, checkpoint folder), and the
     /// folder itself when this claim created it, so a failed start leaves nothing behind and never

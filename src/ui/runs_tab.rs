@@ -364,16 +364,14 @@ impl RunsTab {
         if self.onnx.is_some() {
             return;
         }
-        let Some(config) = crate::train::run_folder::read_config(run) else {
-            self.onnx_result = Some(Err(format!("{} holds no readable run", run.display())));
-            return;
-        };
-        let weights = crate::train::checkpoint::student_path(run);
-        let out = state.runs_dir.join("exports").join(format!("{}.onnx", super::app::run_name(run)));
+        let run = run.to_path_buf();
+        let out = state.runs_dir.join("exports").join(format!("{}.onnx", super::app::run_name(&run)));
         self.onnx_result = None;
         self.onnx = Some(Job::spawn("the ONNX export", ctx, move |_| {
+            // The best weights are checked against the run's record (and repaired) off the UI thread.
+            let best = crate::train::best_weights::best_student(&run).map_err(|e| format!("{e:#}"))?;
             let options = crate::model::onnx::ExportOptions::default();
-            crate::model::onnx::export_file(config.model, &weights, &out, &options)
+            crate::model::onnx::export_file(best.config.model, &best.weights, &out, &options)
                 .map(|done| done.path)
                 .map_err(|e| format!("{e:#}"))
         }));

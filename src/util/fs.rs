@@ -134,7 +134,8 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
         let Some(pid) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")).map(|(_, pid)| pid) else {
             continue;
         };
-        let alive = pid.parse::<u32>().is_ok_and(|pid| pid != std::process::id() && process_alive(pid));
+        // This process's own files count as live: another of its threads may be writing them.
+        let alive = pid.parse::<u32>().is_ok_and(process_alive);
         if !alive && std::fs::remove_file(e.path()).is_ok() {
             removed += 1;
         }

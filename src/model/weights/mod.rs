@@ -129,19 +129,30 @@ pub fn safetensors_error(path: &Path, bytes: &[u8], e: safetensors::SafeTensorEr
         ),
         Some(_) => WeightsError::malformed(path, e.to_string()),
         None if bytes.len() < 8 => WeightsError::truncated(path, format!("{} bytes, shorter than a header", bytes.len())),
-        None => match e {
-            safetensors::SafeTensorError::MetadataIncompleteBuffer | safetensors::SafeTensorError::HeaderTooSmall => {
+        None => match (header_len(bytes), e) {
+            // The stated header length is plausible (safetensors caps it at 100 MB) but runs
+            // past the end of the file: the file was cut inside its header.
+            (Some(n), _) if n <= 100_000_000 && 8 + n > bytes.len() as u64 => WeightsError::truncated(
+                path,
+                format!("{} bytes, shorter than the {n}-byte header it announces", bytes.len()),
+            ),
+            (_, e @ (safetensors::SafeTensorError::MetadataIncompleteBuffer | safetensors::SafeTensorError::HeaderTooSmall)) => {
                 WeightsError::truncated(path, e.to_string())
             }
-            e => WeightsError::malformed(path, e.to_string()),
+            (_, e) => WeightsError::malformed(path, e.to_string()),
         },
     }
+}
+
+/// The header length a safetensors file states in its first 8 bytes.
+fn header_len(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
 /// The length a safetensors file should have by its header (8 + header + the furthest data
 /// offset), when the header itself is readable.
 fn safetensors_extent(bytes: &[u8]) -> Option<u64> {
-    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let n = header_len(bytes)?;
     let header = bytes.get(8..usize::try_from(n.checked_add(8)?).ok()?)?;
     let json: serde_json::Value = serde_json::from_slice(header).ok()?;
     let end = json
