@@ -35,7 +35,7 @@ pack() {
   local mib=$(( $(du -sk "$dir" | cut -f1) / 1024 ))
   echo "packed $dir: ${mib} MiB (binary $(( $(stat -c %s "$bin") / 1048576 )) MiB before xz)"
   if [ "$mib" -gt "$MAX_PACK_MIB" ]; then
-    echo "error: the pack is ${mib} MiB, over the ${MAX_PACK_MIB} MiB that can travel" >&2
+    echo "error: the pack is ${mib} MiB, over the ${MAX_PACK_MIB} MiB a pack may take" >&2
     exit 1
   fi
 }
