@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU verification as one command.
 #
-#   scripts/gpu-check.sh --pack [PACK_DIR]          here (Rust, network): build the cuda release
+#   scripts/gpu-check.sh --pack [PACK_DIR]          build machine (Rust, network): build the cuda release
 #                                                   binary and pack it into PACK_DIR (default
 #                                                   gpu-pack/, git-ignored, ≤ 60 MiB)
 #   scripts/gpu-check.sh [--device cuda|cpu] [--pack-dir DIR] [--quick] OUT_DIR
@@ -10,7 +10,7 @@
 #                                                   selftest, bench, epochs and a 2-epoch training,
 #                                                   writing OUT_DIR/results.json and results.md
 #
-# `--device cpu` dry-runs every step here with small sizes (the binary of `cargo build --release`
+# `--device cpu` dry-runs every step on the CPU with small sizes (the binary of `cargo build --release`
 # when no pack exists). Each step has its own timeout, so one hang does not eat the others; a
 # failed step is recorded in the results and the rest still run. The whole run is meant to take
 # at most 8 minutes on an H100/H200.
@@ -90,7 +90,7 @@ for cand in "$PY" /opt/torch/.venv/bin/python python3; do
 done
 "$PY" -c "import torch" 2> /dev/null || { echo "error: no python with torch and torchvision (set PYTHON)" >&2; exit 2; }
 
-# The binary: the pack's, else (dry runs here) the release build's.
+# The binary: the pack's, else (CPU dry runs) the release build's.
 BIN="$WORK/segdistill"
 if [ -f "$PACK_DIR/segdistill.xz" ]; then
   "$PY" -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
