@@ -1,5 +1,7 @@
 //! With the `cuda` feature: compiles src/model/ops/kernels.cu to PTX with nvcc (found through
-//! CUDA_ROOT / CUDA_PATH / CUDA_HOME or PATH; `../shared/tools/cuda-toolchain.sh` sets them up).
+//! NVCC, CUDA_ROOT / CUDA_PATH / CUDA_HOME or PATH). It needs a CUDA toolkit with nvcc, no GPU:
+//! NVIDIA's toolkit, or the CUDA 13.0 compiler from PyPI that `scripts/cuda-toolchain.sh` installs
+//! (`eval "$(scripts/cuda-toolchain.sh)"` sets the variables).
 //! The PTX targets the virtual architecture of CUDA_COMPUTE_CAP (default 90: H100/H200), which the
 //! driver compiles for the GPU at load time. The default CPU build does nothing here.
 
@@ -35,8 +37,8 @@ fn main() {
         Ok(s) if s.success() => {}
         Ok(s) => panic!("{} failed ({s}) compiling {source}", nvcc.display()),
         Err(e) => panic!(
-            "cannot run {} ({e}): the `cuda` feature needs nvcc; run `eval \"$(../shared/tools/cuda-toolchain.sh)\"` \
-             or set CUDA_ROOT",
+            "cannot run {} ({e}): the `cuda` feature needs nvcc; install a CUDA toolkit and set CUDA_ROOT, \
+             or run `eval \"$(scripts/cuda-toolchain.sh)\"`",
             nvcc.display()
         ),
     }

@@ -8,7 +8,7 @@
 #   bash bench/cpu-compare.sh [--threads 2] [--out DIR] [--quick]
 #
 # Needs target/release/segdistill (`cargo build --release`) and a Python with torch + torchvision
-# ($PYTHON, default python3). --quick: fewer repeats and no epochs (a smoke run of this script).
+# ($PYTHON, default python3). $TEACHER: FCN-ResNet50 weights for the epoch rows (default: generated). --quick: fewer repeats and no epochs (a smoke run of this script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=2
@@ -31,7 +31,12 @@ rm -f "$OUT"/*.json  # rows of an earlier run must not mix in
 export RAYON_NUM_THREADS=$THREADS
 REPEATS=5; WARMUP=2
 [ $QUICK = 1 ] && { REPEATS=1; WARMUP=1; }
-TEACHER=../shared/fixtures/torchvision/fcn_resnet50_random_legacy.pth
+# The teacher's weights for the epoch rows: $TEACHER, else FCN-ResNet50 with random calibrated
+# weights written by bench/make_parity_fixtures.py (same cost as the published weights).
+TEACHER=${TEACHER:-$OUT/fixtures/fcn_resnet50_random_legacy.pth}
+if [ ! -f "$TEACHER" ] && [ $QUICK = 0 ]; then
+  "$PYTHON" bench/make_parity_fixtures.py "$OUT/fixtures" >&2
+fi
 
 ours() { "$BIN" bench --threads "$THREADS" --json "$@"; }
 theirs() { "$PYTHON" bench/pytorch_reference.py --threads "$THREADS" --json "$@"; }

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Regenerates the torchvision parity fixtures (`fixtures/torchvision/` of the shared folder)
-into OUT_DIR, seeded, on the CPU:
+"""Writes the torchvision parity fixtures (what `cargo test`, `segdistill selftest --fixtures` and
+`segdistill bench --epoch-data` read) into OUT_DIR, seeded, on the CPU:
 
     python3 bench/make_parity_fixtures.py OUT_DIR [--seed N] [--skip-fcn] [--compare DIR]
 
-Writes the same files, with the same names, formats, keys, shapes and dtypes as the shared set:
+Files (names, formats, keys, shapes and dtypes as the tests expect them):
 
   fcn_resnet50_random_legacy.pth        legacy torch.save (pickle protocol 2, not a zip) of
                                         fcn_resnet50(num_classes=21, aux_loss=True): 334 keys
@@ -14,7 +14,7 @@ Writes the same files, with the same names, formats, keys, shapes and dtypes as 
                                         written next to them)
   README.md                             what is where, torch/torchvision versions and the seed
 
-Values differ from the shared set (other seed, other random draws) but are self-consistent: the
+Values depend on the seed and the torch version but are self-consistent: the
 outputs are computed from the weights written beside them. Weights are random but *calibrated*:
 every BatchNorm gets running statistics from 3 forward passes in train mode on random input
 (cumulative average, so `num_batches_tracked` = 3), then random affine parameters (weight
@@ -24,7 +24,7 @@ U(0.5, 1.5), bias N(0, 0.1)); all models run in eval mode.
 draws from its own seed (derived from --seed), so the other files and keys are the same with or
 without --skip-fcn.
 
---compare DIR checks OUT_DIR against another fixtures folder (normally the shared one): the
+--compare DIR checks OUT_DIR against another fixtures folder (e.g. the one the tests use): the
 parity.safetensors key set, shapes and dtypes, and each weights file's format (zip or legacy),
 key set, shapes and dtypes. Values are not compared. Prints every difference and exits 1 if any.
 With --no-generate, only the comparison runs.

@@ -2,7 +2,7 @@
 """Reference outputs of torchvision's segmentation zoo for `tests/zoo.rs`, small enough for the repo.
 
 Every parameter and buffer is filled by a formula both sides compute exactly (`hashed_values`
-below; `segdistill::model::weights::hashed` in Rust), so no weights travel: the fixtures are the
+below; `segdistill::model::weights::hashed` in Rust), so no weights file is shipped: the fixtures are the
 key/shape listings of each model's `state_dict` (what a published file must match), one small
 input and torchvision's outputs for it (`out`, `aux`) in eval mode.
 
@@ -11,7 +11,8 @@ input and torchvision's outputs for it (`out`, `aux`) in eval mode.
 
 Models: fcn_resnet101, deeplabv3_resnet50, deeplabv3_resnet101, deeplabv3_mobilenet_v3_large (with
 their aux heads), and the ImageNet backbones resnet101 / mobilenet_v3_large (listings only, for
-`--backbone-weights`). FCN-ResNet50 and LR-ASPP are covered by the fixtures in ../shared.
+`--backbone-weights`). FCN-ResNet50 and LR-ASPP are covered by the torchvision parity fixtures
+(bench/make_parity_fixtures.py).
 """
 
 import argparse

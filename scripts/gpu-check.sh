@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU verification as one command.
 #
-#   scripts/gpu-check.sh --pack [PACK_DIR]          here (Rust, network): build the cuda release
+#   scripts/gpu-check.sh --pack [PACK_DIR]          build machine (Rust, network): build the cuda release
 #                                                   binary and pack it into PACK_DIR (default
 #                                                   gpu-pack/, git-ignored, ≤ 60 MiB)
 #   scripts/gpu-check.sh [--device cuda|cpu] [--pack-dir DIR] [--quick] OUT_DIR
@@ -10,7 +10,7 @@
 #                                                   selftest, bench, epochs and a 2-epoch training,
 #                                                   writing OUT_DIR/results.json and results.md
 #
-# `--device cpu` dry-runs every step here with small sizes (the binary of `cargo build --release`
+# `--device cpu` dry-runs every step on the CPU with small sizes (the binary of `cargo build --release`
 # when no pack exists). Each step has its own timeout, so one hang does not eat the others; a
 # failed step is recorded in the results and the rest still run. The whole run is meant to take
 # at most 8 minutes on an H100/H200.
@@ -35,7 +35,7 @@ pack() {
   local mib=$(( $(du -sk "$dir" | cut -f1) / 1024 ))
   echo "packed $dir: ${mib} MiB (binary $(( $(stat -c %s "$bin") / 1048576 )) MiB before xz)"
   if [ "$mib" -gt "$MAX_PACK_MIB" ]; then
-    echo "error: the pack is ${mib} MiB, over the ${MAX_PACK_MIB} MiB that can travel" >&2
+    echo "error: the pack is ${mib} MiB, over the ${MAX_PACK_MIB} MiB a pack may take" >&2
     exit 1
   fi
 }
@@ -82,14 +82,15 @@ step() {
   return 0
 }
 
-# Python with PyTorch: the GPU machines keep it in /opt/torch/.venv.
+# Python with PyTorch and torchvision: $PYTHON, else a virtual environment in /opt/torch/.venv,
+# else python3.
 PY="${PYTHON:-}"
-for cand in "$PY" /opt/torch/.venv/bin/python /work/torchvenv/bin/python python3; do
+for cand in "$PY" /opt/torch/.venv/bin/python python3; do
   [ -n "$cand" ] && command -v "$cand" > /dev/null && "$cand" -c "import torch, torchvision" 2> /dev/null && { PY="$cand"; break; }
 done
 "$PY" -c "import torch" 2> /dev/null || { echo "error: no python with torch and torchvision (set PYTHON)" >&2; exit 2; }
 
-# The binary: the pack's, else (dry runs here) the release build's.
+# The binary: the pack's, else (CPU dry runs) the release build's.
 BIN="$WORK/segdistill"
 if [ -f "$PACK_DIR/segdistill.xz" ]; then
   "$PY" -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" \
