@@ -387,3 +387,34 @@ fn a_batch_too_large_for_memory_is_refused_with_the_largest_that_fits_and_resume
     let state = checkpoint::load_state(&checkpoint::last_path(&run)).unwrap();
     assert_eq!((state.epoch, state.config.batch, state.step), (3, 2, 3 * 4), "the schedule is laid over the new steps");
 }
+
+#[test]
+fn a_report_on_a_run_still_training_marks_it_partial_and_shows_its_name_escaped() {
+    let (_d, data) = demo_dataset(12, 2, 64);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("live\u{1b}[31mred");
+    let mut training = Command::new(env!("CARGO_BIN_EXE_segdistill"))
+        .args(train_args(s(&data), s(&run), "400"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !checkpoint::student_path(&run).exists() || !checkpoint::last_path(&run).exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no first evaluation");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out_dir = tmp.path().join("report");
+    let report = segdistill(&["report", s(&run), "--out", s(&out_dir)]);
+    training.kill().ok();
+    training.wait().ok();
+    ok(&report);
+    let printed = format!("{}{}", stdout(&report), stderr(&report));
+    let markdown = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(printed.contains("is still training"), "{printed}");
+    assert!(markdown.contains("(still training: partial)"), "{markdown}");
+    for text in [&printed, &markdown] {
+        assert!(!text.contains('\u{1b}'), "a raw escape sequence was printed: {text}");
+        assert!(text.contains("live\\u{1b}[31mred"), "the name is shown escaped: {text}");
+    }
+}

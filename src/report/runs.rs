@@ -12,6 +12,7 @@ use crate::train::metrics_log;
 /// Everything a report needs from a run.
 pub struct RunData {
     pub dir: PathBuf,
+    /// The folder's name, control characters escaped (see [`load`]).
     pub name: String,
     pub config: TrainConfig,
     /// State of the last checkpoint (history, best, training time).
@@ -57,12 +58,13 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
         Err(_) => Vec::new(),
     };
     let (steps, mut warnings) = step_losses(&dir.join("metrics.csv"), state.step);
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+    // The name as reports show it: a folder name may hold control characters (escape sequences
+    // that would recolour a terminal), so it is escaped once, here, for every table, legend and title.
+    let name = dir.file_name().map_or_else(|| "run".into(), |n| crate::util::fmt::escaped(&n.to_string_lossy()));
     let training_now = crate::train::run_folder::training_holder(dir);
     if let Some(holder) = &training_now {
         warnings.push(format!(
-            "{} is still training ({holder}): its figures are partial, as of epoch {} of {}",
-            crate::util::fmt::escaped(&name),
+            "{name} is still training ({holder}): its figures are partial, as of epoch {} of {}",
             state.epoch,
             state.config.epochs
         ));

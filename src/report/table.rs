@@ -197,8 +197,8 @@ pub fn student_row_when(run: &RunData, device: &Device, measure_now: Measure) ->
     let size_mb = std::fs::metadata(&run.student).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
     let state = &run.state;
     let label = match &run.training_now {
-        Some(_) => format!("{} (still training: partial)", crate::util::fmt::escaped(&run.name)),
-        None => crate::util::fmt::escaped(&run.name),
+        Some(_) => format!("{} (still training: partial)", run.name),
+        None => run.name.clone(),
     };
     Ok(Some(Row {
         label,
@@ -476,5 +476,24 @@ mod tests {
             student_speed(dir.path(), kind, &weights, 96, &Device::Cpu, Measure::IfMissing).unwrap().unwrap();
         assert_eq!(other_size.size, 96);
         assert!(other_size.macs > first.macs, "measured again at the new size");
+        // An absurd stored figure (hand-edited, damaged) is measured again, not shown.
+        let absurd = Speed { median_ms: -3.0, ..other_size.clone() };
+        crate::util::fs::write_atomic(&speed_path(dir.path()), serde_json::to_string(&absurd).unwrap().as_bytes())
+            .unwrap();
+        let remeasured =
+            student_speed(dir.path(), kind, &weights, 96, &Device::Cpu, Measure::IfMissing).unwrap().unwrap();
+        assert!(remeasured.is_plausible() && remeasured.median_ms > 0.0, "{remeasured:?}");
+        assert_eq!(
+            student_speed(dir.path(), kind, &weights, 96, &Device::Cpu, Measure::StoredOnly).unwrap(),
+            Some(remeasured)
+        );
+        for bad in [
+            Speed { min_ms: 5.0, median_ms: 1.0, ..first.clone() },
+            Speed { max_ms: f64::NAN, ..first.clone() },
+            Speed { median_ms: 1e9, max_ms: 1e9, ..first.clone() },
+            Speed { repeats: 0, ..first.clone() },
+        ] {
+            assert!(!bad.is_plausible(), "{bad:?}");
+        }
     }
 }
