@@ -418,3 +418,34 @@ fn a_report_on_a_run_still_training_marks_it_partial_and_shows_its_name_escaped(
         assert!(text.contains("live\\u{1b}[31mred"), "the name is shown escaped: {text}");
     }
 }
+
+#[test]
+fn cache_list_names_orphaned_teacher_caches_and_prune_removes_only_those() {
+    use segdistill::distill::teacher_cache::manifest::{Manifest, file_stamp};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("teacher-cache");
+    let teacher = tmp.path().join("teacher.safetensors");
+    std::fs::write(&teacher, b"weights").unwrap();
+    let (len, modified) = file_stamp(&teacher).unwrap();
+    let folder = |name: &str, teacher_len: u64| {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let dataset = tmp.path().to_path_buf();
+        Manifest { teacher_model: "fcn-resnet50".into(), teacher_weights: teacher.clone(), teacher_len, teacher_modified_ns: modified, dataset }
+            .write(&dir)
+            .unwrap();
+        dir
+    };
+    let (current, orphaned) = (folder("current", len), folder("orphaned", len + 1));
+    let list = segdistill(&["cache", "list", "--dir", s(&root)]);
+    ok(&list);
+    let listed = stdout(&list);
+    let line = |name: &str| listed.lines().find(|l| l.contains(name)).unwrap_or_default().to_string();
+    assert!(line("orphaned").contains("orphaned: its teacher file") && line("current").contains("current ("), "{listed}");
+    ok(&segdistill(&["cache", "prune", "--dir", s(&root), "--dry-run"]));
+    assert!(orphaned.is_dir(), "a dry run removes nothing");
+    let prune = segdistill(&["cache", "prune", "--dir", s(&root)]);
+    ok(&prune);
+    assert!(!orphaned.exists() && current.is_dir(), "{}", stdout(&prune));
+    assert!(stdout(&prune).contains("1 orphaned cache folder(s)"), "{}", stdout(&prune));
+}

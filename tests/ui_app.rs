@@ -595,3 +595,36 @@ fn text_input<'a>(h: &'a Harness<'static, SegdistillApp>, value: &'a str) -> Opt
     use egui_kittest::kittest::NodeT as _;
     h.get_all_by_value(value).find(|n| n.accesskit_node().role() == egui::accesskit::Role::TextInput)
 }
+
+#[test]
+fn the_runs_tab_lists_teacher_caches_and_removes_the_orphaned_ones() {
+    use segdistill::distill::teacher_cache::manifest::Manifest;
+    let runs = tempfile::tempdir().unwrap();
+    let root = runs.path().join("teacher-cache");
+    let teacher = runs.path().join("teacher.safetensors");
+    std::fs::write(&teacher, b"weights").unwrap();
+    let (len, modified) = segdistill::distill::teacher_cache::manifest::file_stamp(&teacher).unwrap();
+    let folder = |name: &str, teacher_len: u64| {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.tc"), vec![0u8; 1000]).unwrap();
+        let manifest = Manifest {
+            teacher_model: "fcn-resnet50".into(),
+            teacher_weights: teacher.clone(),
+            teacher_len,
+            teacher_modified_ns: modified,
+            dataset: runs.path().to_path_buf(),
+        };
+        manifest.write(&dir).unwrap();
+        dir
+    };
+    let current = folder("current", len);
+    let orphaned = folder("orphaned", len + 1); // built for another version of the teacher file
+    let state = AppState { runs_dir: runs.path().to_path_buf(), tab: Tab::Runs, ..Default::default() };
+    let mut h = harness(state);
+    wait_until(&mut h, "the cache listing", 30, |a| a.runs.caches.len() == 2);
+    h.get_by_label("Remove orphaned caches").click();
+    wait_until(&mut h, "the removal", 30, |_| !orphaned.exists());
+    assert!(current.is_dir(), "the current cache is kept");
+    wait_until(&mut h, "the listing after it", 30, |a| a.runs.caches.len() == 1);
+}

@@ -31,7 +31,7 @@ pub enum CacheAction {
 #[derive(Debug, clap::Args)]
 pub struct CacheRoot {
     /// The teacher-cache folder (default: runs/teacher-cache, as `train --teacher-cache-dir`).
-    #[arg(long, default_value = "runs/teacher-cache")]
+    #[arg(long, default_value_os_t = crate::train::config::default_teacher_cache_root(&crate::train::TrainConfig::default().runs_dir))]
     pub dir: PathBuf,
 }
 
@@ -60,20 +60,13 @@ pub fn run(args: CacheArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         CacheAction::Prune { root, dry_run } => {
-            let folders = manifest::list(&root.dir)
-                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", root.dir.display()))?;
-            let (mut removed, mut freed) = (0usize, 0u64);
-            for f in folders {
-                let Some(why) = f.orphaned_because() else { continue };
-                let verb = if dry_run { "would remove" } else { "removed" };
-                if !dry_run {
-                    std::fs::remove_dir_all(&f.dir)
-                        .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", f.dir.display()))?;
-                }
-                println!("{verb} {} ({}): {}", escaped(&f.dir.display().to_string()), human_bytes(f.bytes), escaped(&why));
-                removed += 1;
-                freed += f.bytes;
+            let pruned = manifest::prune_orphaned(&root.dir, dry_run)
+                .map_err(|e| anyhow::anyhow!("pruning {}: {e}", root.dir.display()))?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for (f, why) in &pruned {
+                println!("{verb} {} ({}): {}", escaped(&f.dir.display().to_string()), human_bytes(f.bytes), escaped(why));
             }
+            let (removed, freed) = (pruned.len(), pruned.iter().map(|(f, _)| f.bytes).sum::<u64>());
             println!(
                 "{} orphaned cache folder(s), {}{}",
                 removed,

@@ -230,6 +230,11 @@ pub const LIMITS: Limits = Limits { epochs: 1..=100_000, warmup_steps_max: 10_00
 /// here trains, and the allocation would abort the process instead of saying why.
 const MAX_BATCH_BYTES: u64 = 16 << 30;
 
+/// Where runs under `runs_dir` keep their teacher caches unless told otherwise.
+pub fn default_teacher_cache_root(runs_dir: &std::path::Path) -> PathBuf {
+    runs_dir.join("teacher-cache")
+}
+
 /// Settings a resumed run may change, as (path into the JSON form of [`TrainConfig`], the flag
 /// that sets it); every other setting is the run's own and stays as it was saved (except inputs
 /// that moved with the same content, and the batch size: `relocate`).
@@ -300,7 +305,7 @@ impl TrainConfig {
     }
 
     pub fn teacher_cache_root(&self) -> PathBuf {
-        self.teacher_cache_dir.clone().unwrap_or_else(|| self.runs_dir.join("teacher-cache"))
+        self.teacher_cache_dir.clone().unwrap_or_else(|| default_teacher_cache_root(&self.runs_dir))
     }
 
     /// The same configuration with every path absolute (and canonical where the file exists),

@@ -131,6 +131,7 @@ impl SegdistillApp {
                 self.rescan_runs = true;
             }
             Command::RescanRuns => self.rescan_runs = true,
+            Command::PruneTeacherCaches => self.runs.prune_caches(ctx, &self.state.runs_dir),
             Command::ExportReport => self.runs.export(ctx, &self.state),
             Command::ExportOnnx(run) => self.runs.export_onnx(ctx, &run, &self.state),
             Command::OpenFolder(dir) => self.notice = open_folder(&dir).err(),

@@ -46,6 +46,8 @@ pub enum Command {
     CancelTeacherEvaluation,
     SetRunsDir(PathBuf),
     RescanRuns,
+    /// Remove the teacher-cache folders no run can use any more (teacher file changed or gone).
+    PruneTeacherCaches,
     /// Write report.md for the runs selected in the Runs tab.
     ExportReport,
     /// Write a run's best student as an ONNX file (`<runs>/exports/<run>.onnx`).

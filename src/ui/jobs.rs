@@ -94,6 +94,18 @@ pub enum Poll<T> {
     Failed(String),
 }
 
+/// Polls the job in `slot`, a job whose work answers `Ok` or an error in words: once it has
+/// ended, empties the slot and returns how it ended (a panic as an `Err` too).
+pub fn take_finished<T: Send + 'static>(slot: &mut Option<Job<Result<T, String>>>) -> Option<Result<T, String>> {
+    let ended = match slot.as_mut()?.poll() {
+        Poll::Running => return None,
+        Poll::Done(result) => result,
+        Poll::Failed(why) => Err(why),
+    };
+    *slot = None;
+    Some(ended)
+}
+
 /// The text of a panic payload (`panic!` with a literal or with a formatted message).
 pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload

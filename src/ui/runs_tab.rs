@@ -12,7 +12,7 @@ use egui::Ui;
 
 use super::commands::{Command, CommandQueue};
 use super::file_dialog::PickKind;
-use super::jobs::{Job, Poll};
+use super::jobs::{Job, Poll, take_finished};
 use super::plots::{CurvePlot, Series, XAxis, run_color};
 use super::state::AppState;
 use super::train_tab::describe_state;
@@ -22,7 +22,10 @@ use crate::model::format_params;
 use crate::report::table::{
     Measure, Row, can_be_baseline, default_baselines, fill_deltas, format_macs, student_row_when, train_time,
 };
+use crate::distill::teacher_cache::manifest::{self, CacheFolder};
 use crate::train::TrainConfig;
+use crate::train::config::default_teacher_cache_root;
+use crate::util::fmt::human_bytes;
 use crate::train::checkpoint::{self, CheckpointState};
 use crate::train::events::StepMetrics;
 
@@ -209,7 +212,11 @@ struct ReportJob {
 pub struct RunsTab {
     pub entries: Vec<RunEntry>,
     pub selected: BTreeSet<PathBuf>,
-    scan: Option<Job<Vec<RunEntry>>>,
+    scan: Option<Job<(Vec<RunEntry>, Vec<CacheFolder>)>>,
+    /// The teacher-cache folders of the runs folder (listed by each scan), and their removal.
+    pub caches: Vec<CacheFolder>,
+    prune: Option<Job<Result<String, String>>>,
+    prune_result: Option<Result<String, String>>,
     scan_error: Option<String>,
     last_scan: Option<Instant>,
     report: Option<ReportJob>,
@@ -233,6 +240,9 @@ impl Default for RunsTab {
             entries: Vec::new(),
             selected: BTreeSet::new(),
             scan: None,
+            caches: Vec::new(),
+            prune: None,
+            prune_result: None,
             scan_error: None,
             last_scan: None,
             report: None,
@@ -260,13 +270,17 @@ impl RunsTab {
         if self.scan.is_none() && (force || (visible && stale)) {
             let dir = runs_dir.to_path_buf();
             let measure = if training { Measure::StoredOnly } else { Measure::IfMissing };
-            self.scan = Some(Job::spawn("scanning the runs", ctx, move |_| scan_runs(&dir, measure)));
+            self.scan = Some(Job::spawn("scanning the runs", ctx, move |_| {
+                let caches = manifest::list(&default_teacher_cache_root(&dir)).unwrap_or_default();
+                (scan_runs(&dir, measure), caches)
+            }));
             self.last_scan = Some(Instant::now());
         }
         if let Some(job) = &mut self.scan {
             match job.poll() {
                 Poll::Running => {}
-                Poll::Done(v) => {
+                Poll::Done((v, caches)) => {
+                    self.caches = caches;
                     if !self.preselected {
                         // A first look overlays the most recent runs rather than an empty chart.
                         self.selected = v.iter().take(INITIAL_SELECTION).map(|e| e.dir.clone()).collect();
@@ -282,18 +296,12 @@ impl RunsTab {
                 }
             }
         }
-        if let Some(job) = &mut self.onnx {
-            match job.poll() {
-                Poll::Running => {}
-                Poll::Done(result) => {
-                    self.onnx_result = Some(result);
-                    self.onnx = None;
-                }
-                Poll::Failed(why) => {
-                    self.onnx_result = Some(Err(why));
-                    self.onnx = None;
-                }
-            }
+        if let Some(result) = take_finished(&mut self.prune) {
+            self.prune_result = Some(result);
+            self.last_scan = None; // list what is left at the next frame
+        }
+        if let Some(result) = take_finished(&mut self.onnx) {
+            self.onnx_result = Some(result);
         }
         if let Some(r) = &mut self.report {
             match r.job.poll() {
@@ -377,6 +385,22 @@ impl RunsTab {
         }));
     }
 
+    /// Removes the orphaned teacher-cache folders of the runs folder in the background (the app
+    /// applies [`Command::PruneTeacherCaches`] here); the next scan lists what is left.
+    pub fn prune_caches(&mut self, ctx: &egui::Context, runs_dir: &Path) {
+        if self.prune.is_some() {
+            return;
+        }
+        let root = default_teacher_cache_root(runs_dir);
+        self.prune_result = None;
+        self.prune = Some(Job::spawn("removing orphaned teacher caches", ctx, move |_| {
+            let pruned = manifest::prune_orphaned(&root, false).map_err(|e| e.to_string())?;
+            let freed: u64 = pruned.iter().map(|(f, _)| f.bytes).sum();
+            Ok(format!("removed {} orphaned teacher cache(s), {} freed", pruned.len(), human_bytes(freed)))
+        }));
+        self.caches.retain(|c| c.orphaned_because().is_none());
+    }
+
     /// Draws the tab.
     /// `teacher`: the Train tab's teacher, when evaluated on its dataset (the table's first row).
     pub fn ui(
@@ -444,6 +468,44 @@ impl RunsTab {
                 ui.label("writing the ONNX file…");
             }
             written_ui(ui, "ONNX file", self.onnx_result.as_ref(), commands);
+        });
+        self.caches_ui(ui, commands);
+    }
+
+    /// One line on the teacher caches: their size, and the orphaned ones with a button to remove them.
+    fn caches_ui(&self, ui: &mut Ui, commands: &mut CommandQueue) {
+        if self.caches.is_empty() && self.prune_result.is_none() {
+            return;
+        }
+        ui.horizontal(|ui| {
+            let total: u64 = self.caches.iter().map(|c| c.bytes).sum();
+            let orphaned: Vec<&CacheFolder> = self.caches.iter().filter(|c| c.orphaned_because().is_some()).collect();
+            let orphaned_bytes: u64 = orphaned.iter().map(|c| c.bytes).sum();
+            ui.label(format!("teacher caches: {} ({})", self.caches.len(), human_bytes(total)));
+            if !orphaned.is_empty() {
+                let why: Vec<String> = orphaned
+                    .iter()
+                    .filter_map(|c| Some(format!("{}: {}", c.dir.display(), c.orphaned_because()?)))
+                    .collect();
+                ui.label(format!("{} orphaned ({})", orphaned.len(), human_bytes(orphaned_bytes))).on_hover_text(why.join("\n"));
+                if ui
+                    .add_enabled(self.prune.is_none(), egui::Button::new("Remove orphaned caches"))
+                    .on_hover_text("their teacher file changed or is gone, or their dataset is gone: no run can use them")
+                    .clicked()
+                {
+                    commands.push(Command::PruneTeacherCaches);
+                }
+            }
+            if self.prune.is_some() {
+                ui.spinner();
+            }
+            match &self.prune_result {
+                Some(Ok(done)) => {
+                    ui.label(done);
+                }
+                Some(Err(e)) => error_text(ui, e.clone()),
+                None => {}
+            }
         });
     }
 

@@ -92,3 +92,18 @@ pub fn list(root: &Path) -> std::io::Result<Vec<CacheFolder>> {
     out.sort_by(|a, b| a.dir.cmp(&b.dir));
     Ok(out)
 }
+
+/// Removes the orphaned cache folders under `root` (only lists them when `dry_run`): each with
+/// why it could go. `cache prune` and the app's Runs tab both call this.
+pub fn prune_orphaned(root: &Path, dry_run: bool) -> std::io::Result<Vec<(CacheFolder, String)>> {
+    let mut pruned = Vec::new();
+    for folder in list(root)? {
+        let Some(why) = folder.orphaned_because() else { continue };
+        if !dry_run {
+            std::fs::remove_dir_all(&folder.dir)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot remove {}: {e}", folder.dir.display())))?;
+        }
+        pruned.push((folder, why));
+    }
+    Ok(pruned)
+}
