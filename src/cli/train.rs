@@ -190,7 +190,8 @@ const FLAGS: &[(&str, Setter)] = &[
     ("--init-weights", |a, c| given(&a.init_weights, |v| c.init_weights = Some(v.clone()))),
     ("--epochs", |a, c| given(&a.epochs, |v| c.epochs = *v)),
     ("--batch", |a, c| given(&a.batch, |v| c.batch = *v)),
-    ("--optimizer", |a, c| given(&a.optimizer, |v| c.optimizer.kind = *v)),
+    // Before --lr: switching the optimiser moves a default rate to the new optimiser's default.
+    ("--optimizer", |a, c| given(&a.optimizer, |v| c.optimizer.set_kind(*v))),
     ("--lr", |a, c| given(&a.lr, |v| c.optimizer.lr = *v)),
     ("--size", |a, c| given(&a.size, |v| c.size = *v)),
     ("--val-size", |a, c| given(&a.val_size, |v| c.val_size = Some(*v))),
@@ -282,9 +283,6 @@ impl TrainArgs {
         let mut c = TrainConfig::default();
         for (_, set) in FLAGS {
             set(self, &mut c);
-        }
-        if self.lr.is_none() {
-            c.optimizer.lr = c.optimizer.kind.default_lr();
         }
         self.place(&mut c);
         Ok(c.with_absolute_paths())
@@ -590,6 +588,21 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 20, "only {checked} documented defaults found");
+    }
+
+    /// The per-optimiser default learning rate lives in the configuration: an SGD run from the
+    /// CLI and from the app's form train at the same rate, and a chosen rate stays.
+    #[test]
+    fn an_sgd_run_from_the_cli_and_from_the_app_trains_at_the_same_rate() {
+        let cli = config(&["--optimizer", "sgd"]);
+        let mut form = crate::ui::state::TrainForm::default();
+        form.set_optimizer(OptimizerKind::Sgd);
+        let app = form.to_config("/d".into(), None, "/runs".into(), "x".into());
+        assert_eq!((cli.optimizer.lr, app.optimizer.lr), (0.01, 0.01));
+        assert_eq!(config(&["--optimizer", "sgd", "--lr", "0.001"]).optimizer.lr, 0.001, "a chosen rate stays");
+        form.lr = 0.05;
+        form.set_optimizer(OptimizerKind::Adamw);
+        assert_eq!(form.lr, 0.05, "a chosen rate stays in the form too");
     }
 
     #[test]

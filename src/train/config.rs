@@ -44,6 +44,18 @@ pub struct OptimizerConfig {
     pub grad_clip: Option<f64>,
 }
 
+impl OptimizerConfig {
+    /// Switches the optimiser. A learning rate still at the old optimiser's default moves to the
+    /// new one's (AdamW 1e-3, SGD 0.01), so a run started from the app or the CLI trains at the
+    /// same rate; a rate the user chose stays.
+    pub fn set_kind(&mut self, kind: OptimizerKind) {
+        if self.lr == self.kind.default_lr() {
+            self.lr = kind.default_lr();
+        }
+        self.kind = kind;
+    }
+}
+
 impl Default for OptimizerConfig {
     fn default() -> Self {
         Self {
@@ -222,10 +234,23 @@ pub const MAX_SIZE: u32 = 4096;
 /// [`TrainConfig::validate`]).
 pub struct Limits {
     pub epochs: std::ops::RangeInclusive<usize>,
+    pub batch: std::ops::RangeInclusive<usize>,
+    /// Training and validation size (pixels of the crop / shorter side).
+    pub size: std::ops::RangeInclusive<u32>,
+    /// α, β, γ and the auxiliary head's weight.
+    pub loss_weight: std::ops::RangeInclusive<f64>,
+    pub tau: std::ops::RangeInclusive<f64>,
     pub warmup_steps_max: usize,
 }
 
-pub const LIMITS: Limits = Limits { epochs: 1..=100_000, warmup_steps_max: 10_000_000 };
+pub const LIMITS: Limits = Limits {
+    epochs: 1..=100_000,
+    batch: 1..=4096,
+    size: 32..=MAX_SIZE,
+    loss_weight: 0.0..=1000.0,
+    tau: 0.01..=100.0,
+    warmup_steps_max: 10_000_000,
+};
 /// Largest input batch accepted, in bytes of f32 (batch × 3 × size²): beyond this no machine
 /// here trains, and the allocation would abort the process instead of saying why.
 const MAX_BATCH_BYTES: u64 = 16 << 30;
@@ -360,12 +385,22 @@ impl TrainConfig {
                  train to the end)"
             );
         }
-        anyhow::ensure!(self.batch > 0, "batch must be at least 1");
+        let batch = &LIMITS.batch;
+        anyhow::ensure!(
+            batch.contains(&self.batch),
+            "batch {} is out of range: use {} to {}",
+            self.batch,
+            batch.start(),
+            batch.end()
+        );
         for (what, size) in [("size", Some(self.size)), ("val size", self.val_size)] {
             if let Some(size) = size {
+                let range = &LIMITS.size;
                 anyhow::ensure!(
-                    (32..=MAX_SIZE).contains(&size),
-                    "{what} {size} is out of range: use 32 to {MAX_SIZE} pixels"
+                    range.contains(&size),
+                    "{what} {size} is out of range: use {} to {} pixels",
+                    range.start(),
+                    range.end()
                 );
             }
         }
@@ -383,12 +418,24 @@ impl TrainConfig {
             self.scale.0 > 0.0 && self.scale.1 >= self.scale.0 && self.scale.1.is_finite(),
             "scale range must be 0 < min ≤ max"
         );
-        anyhow::ensure!(self.loss.tau > 0.0 && self.loss.tau.is_finite(), "tau must be a positive number");
+        let tau = &LIMITS.tau;
+        anyhow::ensure!(
+            tau.contains(&self.loss.tau),
+            "tau {} is out of range: use {} to {}",
+            self.loss.tau,
+            tau.start(),
+            tau.end()
+        );
         for (what, v) in [
             ("alpha", self.loss.alpha),
             ("beta", self.loss.beta),
             ("gamma", self.loss.gamma),
             ("aux weight", self.loss.aux_weight),
+        ] {
+            let range = &LIMITS.loss_weight;
+            anyhow::ensure!(range.contains(&v), "{what} {v} is out of range: use {} to {}", range.start(), range.end());
+        }
+        for (what, v) in [
             ("weight decay", self.optimizer.weight_decay),
             ("momentum", self.optimizer.momentum),
             ("teacher cache budget (GB)", self.teacher_cache_gb),
@@ -447,6 +494,42 @@ fn show(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The limits table is what `validate` enforces (the app's form draws its fields from the
+    /// same table): each bound is accepted, one step past it refused with the range.
+    #[test]
+    fn the_limits_table_is_what_validate_enforces() {
+        let ok = |c: TrainConfig| c.validate().map(|_| ()).map_err(|e| e.to_string());
+        let base = || TrainConfig { name: "x".into(), ..Default::default() };
+        for batch in [*LIMITS.batch.start(), 64] {
+            ok(TrainConfig { batch, size: 32, ..base() }).unwrap();
+        }
+        assert!(ok(TrainConfig { batch: LIMITS.batch.end() + 1, size: 32, ..base() }).unwrap_err().contains("batch"));
+        for size in [*LIMITS.size.start(), *LIMITS.size.end()] {
+            ok(TrainConfig { size, batch: 1, ..base() }).unwrap();
+        }
+        for size in [LIMITS.size.start() - 1, LIMITS.size.end() + 1] {
+            let err = ok(TrainConfig { size, batch: 1, ..base() }).unwrap_err();
+            assert!(err.contains(&format!("use {} to {}", LIMITS.size.start(), LIMITS.size.end())), "{err}");
+        }
+        let mut c = base();
+        c.loss.tau = *LIMITS.tau.end();
+        c.loss.beta = *LIMITS.loss_weight.end();
+        ok(c.clone()).unwrap();
+        c.loss.beta = LIMITS.loss_weight.end() * 1.01;
+        assert!(ok(c.clone()).unwrap_err().contains("beta"));
+        c.loss.beta = 0.5;
+        c.loss.tau = LIMITS.tau.start() / 2.0;
+        assert!(ok(c).unwrap_err().contains("tau"));
+    }
+
+    /// The README's list of what a resume may change is the table's own words.
+    #[test]
+    fn the_readme_lists_what_a_resume_may_change_from_the_table() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat(readme).contains(&flat(&resumable_in_words())), "README.md should say: {}", resumable_in_words());
+    }
 
     #[test]
     fn the_teacher_recipe_keeps_the_data_and_drops_distillation() {

@@ -9,7 +9,7 @@ use crate::data::DatasetKind;
 use crate::distill::{DistillMode, KdForm};
 use crate::model::ModelKind;
 use crate::train::TrainConfig;
-use crate::train::config::{OptimizerKind, ScheduleKind};
+use crate::train::config::{OptimizerConfig, OptimizerKind, ScheduleKind};
 use crate::util::device::DeviceChoice;
 
 /// The tabs of the main window.
@@ -98,6 +98,13 @@ fn path_or_none(s: &str) -> Option<PathBuf> {
 }
 
 impl TrainForm {
+    /// Switches the optimiser as [`OptimizerConfig::set_kind`] does for every run.
+    pub fn set_optimizer(&mut self, kind: OptimizerKind) {
+        let mut o = OptimizerConfig { kind: self.optimizer, lr: self.lr, ..Default::default() };
+        o.set_kind(kind);
+        (self.optimizer, self.lr) = (o.kind, o.lr);
+    }
+
     pub fn teacher_path(&self) -> Option<PathBuf> {
         path_or_none(&self.teacher_weights)
     }

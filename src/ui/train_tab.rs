@@ -19,7 +19,7 @@ use crate::data::ClassSet;
 use crate::distill::{DistillMode, KdForm};
 use crate::model::{ModelKind, build_trainable, format_params};
 use crate::train::checkpoint::{self, CheckpointState};
-use crate::train::config::{OptimizerKind, ScheduleKind};
+use crate::train::config::{LIMITS, OptimizerKind, ScheduleKind};
 use crate::train::events::{EndReason, EvalMetrics, RunInfo, StepMetrics, Summary, TrainEvent};
 use crate::train::{TrainConfig, TrainHandle, start};
 use crate::util::device::{CUDA_BUILT, DeviceChoice};
@@ -470,20 +470,20 @@ impl TrainTab {
             });
             egui::Grid::new("loss_grid").num_columns(2).show(ui, |ui| {
                 let label = ui.label("α (CE)");
-                ui.add(egui::DragValue::new(&mut f.alpha).speed(0.01).range(0.0..=10.0)).labelled_by(label.id);
+                ui.add(egui::DragValue::new(&mut f.alpha).speed(0.01).range(LIMITS.loss_weight)).labelled_by(label.id);
                 ui.end_row();
                 let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("β (KD)"));
-                ui.add_enabled(f.mode.uses_logits(), egui::DragValue::new(&mut f.beta).speed(0.01).range(0.0..=10.0))
+                ui.add_enabled(f.mode.uses_logits(), egui::DragValue::new(&mut f.beta).speed(0.01).range(LIMITS.loss_weight))
                     .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("τ"));
-                ui.add_enabled(f.mode.uses_logits(), egui::DragValue::new(&mut f.tau).speed(0.05).range(0.1..=20.0))
+                ui.add_enabled(f.mode.uses_logits(), egui::DragValue::new(&mut f.tau).speed(0.05).range(LIMITS.tau))
                     .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.add_enabled(f.mode.uses_features(), egui::Label::new("γ (features)"));
                 ui.add_enabled(
                     f.mode.uses_features(),
-                    egui::DragValue::new(&mut f.gamma).speed(0.01).range(0.0..=10.0),
+                    egui::DragValue::new(&mut f.gamma).speed(0.01).range(LIMITS.loss_weight),
                 )
                 .labelled_by(label.id);
                 ui.end_row();
@@ -505,27 +505,31 @@ impl TrainTab {
             section(ui, "Optimisation");
             egui::Grid::new("optim_grid").num_columns(2).show(ui, |ui| {
                 let label = ui.label("epochs");
-                ui.add(egui::DragValue::new(&mut f.epochs).range(1..=1000)).labelled_by(label.id);
+                ui.add(egui::DragValue::new(&mut f.epochs).range(LIMITS.epochs)).labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label("batch");
-                ui.add(egui::DragValue::new(&mut f.batch).range(1..=256)).labelled_by(label.id);
+                ui.add(egui::DragValue::new(&mut f.batch).range(LIMITS.batch)).labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label("crop size");
-                ui.add(egui::DragValue::new(&mut f.size).range(32..=1024).speed(8)).labelled_by(label.id);
+                ui.add(egui::DragValue::new(&mut f.size).range(LIMITS.size).speed(8)).labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label("learning rate");
                 ui.add(egui::DragValue::new(&mut f.lr).speed(1e-4).range(1e-6..=1.0).max_decimals(6))
                     .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label("optimiser");
+                let mut optimizer = f.optimizer;
                 egui::ComboBox::from_id_salt("optimizer")
                     .selected_text(format!("{:?}", f.optimizer))
                     .show_ui(ui, |ui| {
-                        ui.selectable_value(&mut f.optimizer, OptimizerKind::Adamw, "Adamw");
-                        ui.selectable_value(&mut f.optimizer, OptimizerKind::Sgd, "Sgd");
+                        ui.selectable_value(&mut optimizer, OptimizerKind::Adamw, "Adamw");
+                        ui.selectable_value(&mut optimizer, OptimizerKind::Sgd, "Sgd");
                     })
                     .response
                     .labelled_by(label.id);
+                if optimizer != f.optimizer {
+                    f.set_optimizer(optimizer);
+                }
                 ui.end_row();
                 let label = ui.label("schedule");
                 egui::ComboBox::from_id_salt("schedule")

@@ -194,9 +194,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_naturally() {}
-
-    #[test]
     fn http_statuses_say_whether_retrying_helps() {
         let kept = Some(Kept { part: PathBuf::from("/d/v.tar.part"), bytes: 42 });
         // (status, kept part, what the advice must say, what it must not)
