@@ -12,6 +12,7 @@ pub mod mobilenet_v3;
 pub mod onnx;
 pub mod ops;
 pub mod resnet;
+pub mod spec;
 pub mod weights;
 
 use std::path::Path;
@@ -65,94 +66,39 @@ pub struct FeatureTap {
     pub stride: usize,
 }
 
-/// The models segdistill knows, by their CLI names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+/// The models segdistill knows; everything about each is in its [`spec::ModelSpec`] (name,
+/// builder, role, backbone, memory), looked up with [`ModelKind::spec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModelKind {
-    /// torchvision's FCN-ResNet50 (the default teacher).
-    #[value(name = "fcn-resnet50")]
-    #[serde(rename = "fcn-resnet50")]
     FcnResnet50,
-    /// torchvision's FCN-ResNet101.
-    #[value(name = "fcn-resnet101")]
-    #[serde(rename = "fcn-resnet101")]
     FcnResnet101,
-    /// torchvision's DeepLabV3-ResNet50.
-    #[value(name = "deeplabv3-resnet50")]
-    #[serde(rename = "deeplabv3-resnet50")]
     DeeplabV3Resnet50,
-    /// torchvision's DeepLabV3-ResNet101.
-    #[value(name = "deeplabv3-resnet101")]
-    #[serde(rename = "deeplabv3-resnet101")]
     DeeplabV3Resnet101,
-    /// torchvision's DeepLabV3-MobileNetV3-Large.
-    #[value(name = "deeplabv3-mbv3l")]
-    #[serde(rename = "deeplabv3-mbv3l")]
     DeeplabV3Mbv3l,
-    /// MobileNetV3-Small + ASPP + decoder (the lab's student).
-    #[value(name = "mbv3s-aspp")]
-    #[serde(rename = "mbv3s-aspp")]
     Mbv3sAspp,
-    /// Ultra-compact MobileNetV3-Small + LR-ASPP (< 0.5 M parameters).
-    #[value(name = "mbv3s-tiny")]
-    #[serde(rename = "mbv3s-tiny")]
     Mbv3sTiny,
-    /// torchvision's LR-ASPP MobileNetV3-Large.
-    #[value(name = "lraspp-mbv3l")]
-    #[serde(rename = "lraspp-mbv3l")]
     LrasppMbv3l,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 8] = [
-        Self::FcnResnet50,
-        Self::FcnResnet101,
-        Self::DeeplabV3Resnet50,
-        Self::DeeplabV3Resnet101,
-        Self::DeeplabV3Mbv3l,
-        Self::Mbv3sAspp,
-        Self::Mbv3sTiny,
-        Self::LrasppMbv3l,
-    ];
-    pub const STUDENTS: [ModelKind; 3] = [Self::Mbv3sAspp, Self::Mbv3sTiny, Self::LrasppMbv3l];
+    pub const ALL: [ModelKind; spec::SPECS.len()] = spec::ALL;
+    /// The compact networks offered as students.
+    pub const STUDENTS: [ModelKind; spec::STUDENTS.len()] = spec::STUDENTS;
     /// torchvision's segmentation zoo: the architectures of its published COCO-VOC files.
-    pub const TEACHERS: [ModelKind; 6] = [
-        Self::FcnResnet50,
-        Self::FcnResnet101,
-        Self::DeeplabV3Resnet50,
-        Self::DeeplabV3Resnet101,
-        Self::DeeplabV3Mbv3l,
-        Self::LrasppMbv3l,
-    ];
+    pub const TEACHERS: [ModelKind; spec::TEACHERS.len()] = spec::TEACHERS;
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::FcnResnet50 => "fcn-resnet50",
-            Self::FcnResnet101 => "fcn-resnet101",
-            Self::DeeplabV3Resnet50 => "deeplabv3-resnet50",
-            Self::DeeplabV3Resnet101 => "deeplabv3-resnet101",
-            Self::DeeplabV3Mbv3l => "deeplabv3-mbv3l",
-            Self::Mbv3sAspp => "mbv3s-aspp",
-            Self::Mbv3sTiny => "mbv3s-tiny",
-            Self::LrasppMbv3l => "lraspp-mbv3l",
-        }
+    /// Everything the registry knows of this architecture.
+    pub fn spec(self) -> &'static spec::ModelSpec {
+        &spec::SPECS[self as usize]
     }
 
-    /// Peak memory of one training step (forward and backward, batch 1) per input pixel, in bytes:
-    /// activations kept for the backward pass and the gradients made from them. Measured
-    /// (`tests/step_memory.rs` holds each figure to within a factor of 1.6 of a fresh
-    /// measurement), so that a batch too large for the machine is refused with a figure before
-    /// it starts, not aborted by the allocator.
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// See [`spec::ModelSpec::train_step_bytes_per_pixel`].
     pub fn train_step_bytes_per_pixel(self) -> f64 {
-        match self {
-            Self::FcnResnet50 => 8000.0,
-            Self::FcnResnet101 => 13400.0,
-            Self::DeeplabV3Resnet50 => 8100.0,
-            Self::DeeplabV3Resnet101 => 13600.0,
-            Self::DeeplabV3Mbv3l => 1550.0,
-            Self::Mbv3sAspp => 1600.0,
-            Self::Mbv3sTiny => 400.0,
-            Self::LrasppMbv3l => 1200.0,
-        }
+        self.spec().train_step_bytes_per_pixel
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -161,39 +107,21 @@ impl ModelKind {
 
     /// The key of the final classifier's weight, whose first dimension is the class count.
     fn classifier_key(self) -> &'static str {
-        match self {
-            Self::FcnResnet50
-            | Self::FcnResnet101
-            | Self::DeeplabV3Resnet50
-            | Self::DeeplabV3Resnet101
-            | Self::DeeplabV3Mbv3l => "classifier.4.weight",
-            Self::Mbv3sAspp => "decoder.classifier.weight",
-            Self::Mbv3sTiny | Self::LrasppMbv3l => "classifier.low_classifier.weight",
-        }
+        self.spec().classifier_key
     }
 
     /// The torchvision ImageNet classifier whose features are this model's backbone (its
     /// weights load with `--backbone-weights`).
     pub fn backbone(self) -> &'static str {
-        match self {
-            Self::Mbv3sAspp | Self::Mbv3sTiny => "mobilenet_v3_small",
-            Self::LrasppMbv3l | Self::DeeplabV3Mbv3l => "mobilenet_v3_large",
-            Self::FcnResnet50 | Self::DeeplabV3Resnet50 => "resnet50",
-            Self::FcnResnet101 | Self::DeeplabV3Resnet101 => "resnet101",
-        }
+        self.spec().backbone
     }
 
     /// The architecture of a torchvision file by its published name (`deeplabv3_resnet50_coco-…`).
     pub fn from_torchvision_file_name(file_name: &str) -> Option<Self> {
-        const PREFIXES: [(&str, ModelKind); 6] = [
-            ("fcn_resnet50_", ModelKind::FcnResnet50),
-            ("fcn_resnet101_", ModelKind::FcnResnet101),
-            ("deeplabv3_resnet50_", ModelKind::DeeplabV3Resnet50),
-            ("deeplabv3_resnet101_", ModelKind::DeeplabV3Resnet101),
-            ("deeplabv3_mobilenet_v3_large", ModelKind::DeeplabV3Mbv3l),
-            ("lraspp_mobilenet_v3_large", ModelKind::LrasppMbv3l),
-        ];
-        PREFIXES.iter().find(|(p, _)| file_name.starts_with(p)).map(|(_, k)| *k)
+        spec::SPECS
+            .iter()
+            .find(|s| s.torchvision_file_prefix.is_some_and(|p| file_name.starts_with(p)))
+            .map(|s| s.kind)
     }
 
     /// The architecture a state dict was saved from, by its telltale keys (`has` says whether a key
@@ -226,7 +154,7 @@ impl ModelKind {
     /// Whether the architecture has torchvision's auxiliary head (FCN and DeepLabV3 do; trained
     /// with it, as torchvision's reference recipe does with `aux_loss=True`).
     pub fn has_aux_head(self) -> bool {
-        !matches!(self, Self::Mbv3sAspp | Self::Mbv3sTiny | Self::LrasppMbv3l)
+        self.spec().aux_head
     }
 }
 
@@ -236,43 +164,47 @@ impl std::fmt::Display for ModelKind {
     }
 }
 
+/// The CLI takes the registry's names (`--model mbv3s-tiny`), with each spec's line as help.
+impl clap::ValueEnum for ModelKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.spec().about))
+    }
+}
+
+/// Run folders and settings store the registry's name.
+impl Serialize for ModelKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            serde::de::Error::custom(format!("unknown model `{name}`; known: {}", known.join(", ")))
+        })
+    }
+}
+
 /// A built network of a registered architecture.
 #[derive(Clone, Debug)]
 pub struct Model {
     kind: ModelKind,
-    net: Net,
-}
-
-#[derive(Clone, Debug)]
-enum Net {
-    Fcn(fcn::FcnResNet),
-    DeepLab(deeplabv3::DeepLabV3),
-    Mbv3sAspp(mbv3s_aspp::Mbv3sAspp),
-    Mbv3sTiny(mbv3s_tiny::Mbv3sTiny),
-    Lraspp(lraspp::LrasppMobileNetV3Large),
+    net: Arc<dyn spec::SegNet>,
 }
 
 impl Model {
     /// Builds `kind` from a var builder (weights from a file, or fresh variables); `aux` adds the
     /// auxiliary head where the architecture has one.
     pub fn new(kind: ModelKind, vb: VarBuilder, num_classes: usize, aux: bool) -> Result<Self> {
-        use deeplabv3::{DeepLabBackbone, DeepLabV3};
-        use resnet::ResNetDepth;
-        let aux = aux && kind.has_aux_head();
-        let deeplab = |backbone| {
-            Ok::<_, candle_core::Error>(Net::DeepLab(DeepLabV3::new(vb.clone(), backbone, num_classes, aux)?))
-        };
-        let net = match kind {
-            ModelKind::FcnResnet50 => Net::Fcn(fcn::FcnResNet::new(vb, ResNetDepth::R50, num_classes, aux)?),
-            ModelKind::FcnResnet101 => Net::Fcn(fcn::FcnResNet::new(vb, ResNetDepth::R101, num_classes, aux)?),
-            ModelKind::DeeplabV3Resnet50 => deeplab(DeepLabBackbone::ResNet50)?,
-            ModelKind::DeeplabV3Resnet101 => deeplab(DeepLabBackbone::ResNet101)?,
-            ModelKind::DeeplabV3Mbv3l => deeplab(DeepLabBackbone::MobileNetV3Large)?,
-            ModelKind::Mbv3sAspp => Net::Mbv3sAspp(mbv3s_aspp::Mbv3sAspp::new(vb, num_classes)?),
-            ModelKind::Mbv3sTiny => Net::Mbv3sTiny(mbv3s_tiny::Mbv3sTiny::new(vb, num_classes)?),
-            ModelKind::LrasppMbv3l => Net::Lraspp(lraspp::LrasppMobileNetV3Large::new(vb, num_classes)?),
-        };
-        Ok(Self { kind, net })
+        let net = (kind.spec().build)(vb, num_classes, aux && kind.has_aux_head())?;
+        Ok(Self { kind, net: Arc::from(net) })
     }
 
     pub fn kind(&self) -> ModelKind {
@@ -280,71 +212,31 @@ impl Model {
     }
 
     pub fn num_classes(&self) -> usize {
-        match &self.net {
-            Net::Fcn(m) => m.num_classes(),
-            Net::DeepLab(m) => m.num_classes(),
-            Net::Mbv3sAspp(m) => m.num_classes(),
-            Net::Mbv3sTiny(m) => m.num_classes(),
-            Net::Lraspp(m) => m.num_classes(),
-        }
+        self.net.num_classes()
     }
 
     /// `x`: normalised images (B, 3, H, W). A teacher runs in eval mode; any model, the teachers
     /// included, trains in train mode (batch statistics, dropout).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<SegOutput> {
-        match &self.net {
-            Net::Fcn(m) => m.forward(x, mode),
-            Net::DeepLab(m) => m.forward(x, mode),
-            Net::Mbv3sAspp(m) => m.forward(x, mode),
-            Net::Mbv3sTiny(m) => m.forward(x, mode),
-            Net::Lraspp(m) => m.forward(x, mode),
-        }
+        self.net.forward(x, mode)
     }
 
     /// The network as an ONNX model: evaluation mode, batch norm folded, logits at the input's
     /// size (the auxiliary head is left out, as torchvision's inference does).
     pub fn to_onnx(&self, options: &onnx::ExportOptions) -> Result<candle_onnx::onnx::ModelProto> {
         let doc = format!("{} with {} classes, exported by segdistill", self.kind, self.num_classes());
-        onnx::build_model(&doc, self.num_classes(), options, |g, x| match &self.net {
-            Net::Fcn(m) => m.export_onnx(g, x),
-            Net::DeepLab(m) => m.export_onnx(g, x),
-            Net::Mbv3sAspp(m) => m.export_onnx(g, x),
-            Net::Mbv3sTiny(m) => m.export_onnx(g, x),
-            Net::Lraspp(m) => m.export_onnx(g, x),
-        })
+        onnx::build_model(&doc, self.num_classes(), options, |g, x| self.net.export_onnx(g, x))
     }
 
     /// Evaluation-mode logits at the network's own low resolution (before the final resize to the
-    /// input), and its feature maps: what the teacher cache stores. FCN's and DeepLabV3's
-    /// classifiers run at stride 8 (16 on MobileNetV3), and resizing their output is all that is
-    /// left of the forward pass; the other networks are resized down to stride 4, where their
-    /// decoders work.
+    /// input), and its feature maps: what the teacher cache stores (see
+    /// [`spec::SegNet::forward_low_res`]).
     pub fn forward_low_res(&self, x: &Tensor) -> Result<(Tensor, Vec<(&'static str, Tensor)>)> {
-        match &self.net {
-            Net::Fcn(m) => {
-                let (logits, _, f) = m.forward_low_res(x, Mode::Eval)?;
-                Ok((logits, f.named()))
-            }
-            Net::DeepLab(m) => {
-                let (logits, _, f) = m.forward_low_res(x, Mode::Eval)?;
-                Ok((logits, f))
-            }
-            _ => {
-                let out = self.forward(x, Mode::Eval)?;
-                let (_, _, h, w) = x.dims4()?;
-                Ok((ops::resize_bilinear(&out.logits, h.div_ceil(4), w.div_ceil(4))?, out.features))
-            }
-        }
+        self.net.forward_low_res(x)
     }
 
     pub fn feature_taps(&self) -> Vec<FeatureTap> {
-        match &self.net {
-            Net::Fcn(_) => fcn::FcnResNet::feature_taps(),
-            Net::DeepLab(m) => m.feature_taps(),
-            Net::Mbv3sAspp(m) => m.feature_taps(),
-            Net::Mbv3sTiny(m) => m.feature_taps(),
-            Net::Lraspp(m) => m.feature_taps(),
-        }
+        self.net.feature_taps()
     }
 }
 
