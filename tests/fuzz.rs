@@ -764,7 +764,7 @@ fn metrics_csv_target() -> Target {
     let csv = run.join("metrics.csv");
     {
         // Written by the training loop's own logger.
-        let (mut log, _) = MetricsLog::open(&csv, None).expect("metrics.csv");
+        let (mut log, _) = MetricsLog::open(&csv, None, &[]).expect("metrics.csv");
         for step in 1..=40 {
             log.step(&step_metrics(step), step as f64 * 0.5).expect("a step row");
         }
@@ -779,7 +779,7 @@ fn metrics_csv_target() -> Target {
         put(&resumed, bytes)?;
         let rows = segdistill::train::metrics_log::read(&csv).map_err(|e| e.to_string())?;
         let data = segdistill::report::runs::load(&run).map_err(|e| format!("{e:#}"))?;
-        MetricsLog::open(&resumed, Some((1, 20))).map_err(|e| format!("{e:#}"))?;
+        MetricsLog::open(&resumed, Some((1, 20)), &[]).map_err(|e| format!("{e:#}"))?;
         std::hint::black_box((rows.len(), data.steps.len()));
         Ok(())
     };
@@ -796,6 +796,7 @@ fn step_metrics(step: usize) -> segdistill::train::events::StepMetrics {
         ce: 2.0 / step as f64,
         kd: Some(0.5 / step as f64),
         feature: None,
+        terms: Vec::new(),
         lr: 1e-3,
         images_per_sec: 31.5,
         eta_secs: 1200.0,

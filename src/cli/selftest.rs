@@ -17,6 +17,9 @@ pub struct SelftestArgs {
     pub precision: Option<Precision>,
     /// Folder of torchvision fixtures (parity.safetensors and the weights files beside it; write
     /// one with `python bench/make_parity_fixtures.py DIR`). Without it those checks are skipped.
+    /// A `kd/` sub-folder (`python bench/make_kd_fixtures.py --out DIR/kd`; the repository's own is
+    /// tests/fixtures/kd) checks the distillation loss terms too; a folder with only `kd/` checks
+    /// just those.
     #[arg(long)]
     pub fixtures: Option<PathBuf>,
     /// Steps of the seeded training compared between the device and the CPU (0: skip).

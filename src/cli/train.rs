@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::data::DatasetKind;
+use crate::distill::loss_terms::LossTerms;
 use crate::distill::{DistillMode, KdForm, PixelAverage};
 use crate::model::{ModelKind, format_params};
 use crate::train::config::{OptimizerKind, ScheduleKind};
@@ -24,9 +25,16 @@ pub struct TrainArgs {
     /// Student model [default: mbv3s-aspp].
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
-    /// Distillation mode [default: none].
+    /// Distillation mode [default: none]: a preset for `--loss` (none = ce, response = ce + response,
+    /// feature = ce + feature, combined = all three, weighted by --alpha, --beta, --gamma).
     #[arg(long, value_enum)]
     pub distill: Option<DistillMode>,
+    /// The loss as weighted terms instead of a --distill preset, e.g. `ce=1,kd=0.5,cwd-logits=3`;
+    /// options after a colon: `kd=1:tau=2`, `dist=1:beta=1:gamma=2`, `pairwise=0.5:scale=0.5`.
+    /// Terms: ce, response, feature, kd, cwd-logits, cwd-features, pairwise, ifvd, cirkd, at, fitnet,
+    /// dist (a name alone takes its default weight; docs/distillation.md).
+    #[arg(long, conflicts_with = "distill")]
+    pub loss: Option<LossTerms>,
     /// Teacher weights (torchvision's fcn_resnet50_coco-1167a1af.pth or a trained student).
     #[arg(long)]
     pub teacher_weights: Option<PathBuf>,
@@ -184,6 +192,7 @@ const FLAGS: &[(&str, Setter)] = &[
     ("--dataset", |a, c| given(&a.dataset, |v| c.dataset = Some(*v))),
     ("--model", |a, c| given(&a.model, |v| c.model = *v)),
     ("--distill", |a, c| given(&a.distill, |v| c.distill = *v)),
+    ("--loss", |a, c| given(&a.loss, |v| c.loss_terms = Some(v.clone()))),
     ("--teacher-weights", |a, c| given(&a.teacher_weights, |v| c.teacher_weights = Some(v.clone()))),
     ("--teacher-model", |a, c| given(&a.teacher_model, |v| c.teacher = *v)),
     ("--backbone-weights", |a, c| given(&a.backbone_weights, |v| c.backbone_weights = Some(v.clone()))),
@@ -261,12 +270,17 @@ const FLAGS: &[(&str, Setter)] = &[
 ];
 
 impl TrainArgs {
-    /// The run folder: `--out`, else `runs/<model>-<distill>`.
+    /// The run folder: `--out`, else `runs/<model>-<distill>` (`runs/<model>-<term>-<term>…` with `--loss`).
     fn run_dir(&self) -> PathBuf {
         let defaults = TrainConfig::default();
         self.out.clone().unwrap_or_else(|| {
             let (model, distill) = (self.model.unwrap_or(defaults.model), self.distill.unwrap_or(defaults.distill));
-            PathBuf::from("runs").join(format!("{model}-{}", distill.name()))
+            let what = match &self.loss {
+                // `--loss ce=1,kd=0.5` → `ce-kd`
+                Some(l) => l.0.iter().map(|t| t.kind.name()).collect::<Vec<_>>().join("-"),
+                None => distill.name().to_string(),
+            };
+            PathBuf::from("runs").join(format!("{model}-{what}"))
         })
     }
 
@@ -326,11 +340,11 @@ impl TrainArgs {
             (None, Some(_)) => "--teacher-run",
             (None, None) => return Ok(()),
         };
-        if self.resume && self.distill.is_none() {
+        if self.resume && self.distill.is_none() && self.loss.is_none() {
             return Ok(()); // the run's own mode decides; a change of teacher is checked there
         }
         anyhow::ensure!(
-            self.distill.is_some_and(|d| d.needs_teacher()),
+            self.distill.is_some_and(|d| d.needs_teacher()) || self.loss.as_ref().is_some_and(|l| l.needs_teacher()),
             "{teacher_flag} is given but the run does not distil (--distill is {}), so the teacher would not be \
              used; add --distill response (or feature, combined), or leave {teacher_flag} out",
             self.distill.map_or("none", |d| d.name())
@@ -457,6 +471,12 @@ impl Printer {
                     b.set_position(m.step as u64);
                     let kd = m.kd.map(|v| format!(" kd {v:.3}")).unwrap_or_default();
                     let ft = m.feature.map(|v| format!(" feat {v:.3}")).unwrap_or_default();
+                    let ft: String = ft + &m
+                        .terms
+                        .iter()
+                        .filter(|(n, _)| !matches!(n.as_str(), "ce" | "kd" | "response" | "feature"))
+                        .map(|(n, v)| format!(" {n} {v:.3}"))
+                        .collect::<String>();
                     b.set_message(format!(
                         "epoch {}/{} loss {:.4} (ce {:.3}{kd}{ft}) lr {:.2e} {:.1} img/s ETA {}",
                         m.epoch + 1,
@@ -603,6 +623,21 @@ mod tests {
         form.lr = 0.05;
         form.set_optimizer(OptimizerKind::Adamw);
         assert_eq!(form.lr, 0.05, "a chosen rate stays in the form too");
+    }
+
+    #[test]
+    fn loss_terms_come_from_loss_and_exclude_distill() {
+        let c = config(&["--loss", "ce=1,kd=0.5:tau=2,cwd-logits"]);
+        let terms = c.loss_terms.as_ref().unwrap();
+        assert_eq!(terms.to_string(), "ce=1,kd=0.5:tau=2,cwd-logits=3");
+        assert!(c.needs_teacher() && c.uses_teacher_logits() && !c.uses_teacher_features());
+        assert_eq!(config(&[]).loss_terms, None, "without --loss the preset stands");
+        let both = Cli::try_parse_from(["train", "--data", "/d", "--loss", "ce=1", "--distill", "response"]);
+        let err = both.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--loss") && err.contains("--distill"), "{err}");
+        let bad = Cli::try_parse_from(["train", "--data", "/d", "--loss", "ce=1,nope"]);
+        let err = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("no loss term `nope`"), "{err}");
     }
 
     #[test]

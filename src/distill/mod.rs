@@ -5,9 +5,11 @@ pub mod ce;
 pub mod feature;
 mod gpu;
 pub mod kd;
+pub mod loss_terms;
 mod softmax;
 mod target;
 pub mod teacher_cache;
+pub mod terms;
 
 use candle_core::{DType, Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -89,6 +91,8 @@ pub struct LossParts {
     pub ce: Tensor,
     pub kd: Option<Tensor>,
     pub feature: Option<Tensor>,
+    /// With a term list: every term's unweighted value, in the list's order.
+    pub terms: Vec<(loss_terms::TermKind, Tensor)>,
 }
 
 /// What the teacher said about a batch (detached).
@@ -151,5 +155,43 @@ pub fn total_loss(
         total = (total + (&l * cfg.gamma)?)?;
         feature = Some(l);
     }
-    Ok(LossParts { total, ce, kd, feature })
+    Ok(LossParts { total, ce, kd, feature, terms: Vec::new() })
+}
+
+/// Σ weight·term over a term list (`--loss`), with the same fp32 treatment as [`total_loss`].
+/// `ce` is the cross-entropy term's value (computed for the log when the list has none), `kd` the
+/// `response` or `kd` term's, `feature` the `feature` term's.
+pub fn terms_loss(
+    terms: &loss_terms::TermsDistiller,
+    cfg: &LossConfig,
+    student: &crate::model::SegOutput,
+    teacher: Option<&TeacherSignal>,
+    target: &Target,
+) -> Result<LossParts> {
+    let student = &student.to_dtype(DType::F32)?;
+    let teacher_f32 = match teacher {
+        Some(t)
+            if t.logits.is_some_and(|l| l.dtype() != DType::F32)
+                || t.features.iter().any(|(_, f)| f.dtype() != DType::F32) =>
+        {
+            let logits = t.logits.map(|l| l.to_dtype(DType::F32)).transpose()?;
+            let features =
+                t.features.iter().map(|(n, f)| Ok((*n, f.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
+            Some((logits, features))
+        }
+        _ => None,
+    };
+    let teacher_cast =
+        teacher_f32.as_ref().map(|(logits, features)| TeacherSignal { logits: logits.as_ref(), features });
+    let teacher = teacher_cast.as_ref().or(teacher);
+    let (total, parts) = terms.loss(cfg, student, teacher, target)?;
+    use loss_terms::TermKind;
+    let find = |k: TermKind| parts.iter().find(|(p, _)| *p == k).map(|(_, v)| v.clone());
+    let ce = match find(TermKind::Ce) {
+        Some(ce) => ce,
+        None => ce::cross_entropy(&student.logits.detach(), target)?,
+    };
+    let kd = find(TermKind::Response).or_else(|| find(TermKind::Kd));
+    let feature = find(TermKind::Feature);
+    Ok(LossParts { total, ce, kd, feature, terms: parts })
 }

@@ -226,6 +226,7 @@ impl SyntheticTraining {
         let model = StepModel {
             student: &self.student.model,
             distiller: self.distiller.as_ref(),
+            terms: None,
             optimizer: &mut self.optimizer,
             mode: self.mode,
             loss: &self.loss_cfg,

@@ -4,5 +4,6 @@
 
 pub mod bench;
 pub mod browse;
+pub mod kd_parity;
 pub mod selftest;
 pub mod teacher_quality;

@@ -10,6 +10,9 @@
 //!   against their textbook formula on the CPU, forward and every gradient. On a GPU also bilinear
 //!   resizing against the CPU kernel (on the CPU that kernel *is* the reference, checked by the
 //!   fixtures). Under bf16 autocast the inputs enter in bf16, as the networks see them.
+//! - **kd**: the distillation loss terms (`kd/` beside the fixtures, written by
+//!   `bench/make_kd_fixtures.py`): each term's value and gradient against PyTorch's. A fixtures
+//!   folder holding only `kd/` checks just these.
 //! - **training**: a short seeded run (synthetic batches, a student with combined distillation
 //!   from a seeded teacher) on the device and on the CPU, loss compared step by step. On the CPU
 //!   the second run is a repeat: it checks that training is deterministic.
@@ -177,7 +180,20 @@ pub fn run(cfg: &SelftestConfig, on_check: &mut dyn FnMut(&Check)) -> anyhow::Re
     };
     let mut skipped = Vec::new();
     match &cfg.fixtures {
-        Some(dir) => fixture_checks(dir, &cfg.device, &mut checker, &mut skipped)?,
+        Some(dir) => {
+            let kd_dir = dir.join(super::kd_parity::KD_DIR);
+            // A folder with only the `kd/` loss-term fixtures checks just those.
+            if dir.join(PARITY_FILE).is_file() || !kd_dir.is_dir() {
+                fixture_checks(dir, &cfg.device, &mut checker, &mut skipped)?;
+            } else {
+                skipped.push(format!("fixtures: no {PARITY_FILE} in {}", dir.display()));
+            }
+            if kd_dir.is_dir() {
+                kd_checks(&kd_dir, &cfg.device, &mut checker)?;
+            } else {
+                skipped.push(format!("kd: no {} folder", kd_dir.display()));
+            }
+        }
         None => skipped.push("fixtures: no --fixtures folder given".into()),
     }
     op_checks(&cfg.device, &mut checker)?;
@@ -259,6 +275,24 @@ fn fixture_checks(dir: &Path, device: &Device, checker: &mut Checker, skipped: &
         Ok(())
     });
     checker.case("fixtures", "losses", |c| loss_checks(&fx, device, c));
+    Ok(())
+}
+
+/// The distillation loss terms (`kd/<term>.safetensors`, from `bench/make_kd_fixtures.py`):
+/// value and gradient of each against PyTorch.
+fn kd_checks(dir: &Path, device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
+    let files = super::kd_parity::fixture_files(dir)?;
+    anyhow::ensure!(!files.is_empty(), "{} holds no loss-term fixtures (*.safetensors)", dir.display());
+    for f in files {
+        let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        checker.case("kd", &name.clone(), |c| {
+            let p = super::kd_parity::check_fixture(&f, device)?;
+            let bound = c.bounds.loss;
+            c.push("kd", p.name.clone(), p.loss_error, bound);
+            c.push("kd", format!("{}.grad", p.name), p.grad_error, bound);
+            Ok(())
+        });
+    }
     Ok(())
 }
 
@@ -654,5 +688,16 @@ mod tests {
         assert!(report.checks.iter().any(|c| c.group == "training"));
         assert!(report.checks.iter().filter(|c| c.group == "ops").count() >= 6 * 3 + 4 * 4);
         assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+    }
+
+    #[test]
+    fn a_folder_with_only_kd_fixtures_checks_every_loss_term() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let cfg = SelftestConfig { device: Device::Cpu, precision: Precision::Fp32, fixtures: Some(dir), train_steps: 0 };
+        let report = run(&cfg, &mut |_| {}).unwrap();
+        let kd: Vec<_> = report.checks.iter().filter(|c| c.group == "kd").collect();
+        assert_eq!(kd.len(), 2 * 10, "value and gradient of every fixture: {kd:#?}");
+        assert!(kd.iter().all(|c| c.ok), "{kd:#?}");
+        assert!(report.skipped.iter().any(|s| s.contains(PARITY_FILE)), "{:?}", report.skipped);
     }
 }

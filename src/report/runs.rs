@@ -123,6 +123,14 @@ pub fn saved_steps(dir: &Path, steps_done: usize) -> Vec<crate::train::events::S
                 ce: num(r, "ce")?,
                 kd: num(r, "kd"),
                 feature: num(r, "feature"),
+                terms: {
+                    let mut t: Vec<(String, f64)> = r
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.strip_prefix("term_")?.to_string(), v.parse::<f64>().ok()?)))
+                        .collect();
+                    t.sort_by(|a, b| a.0.cmp(&b.0));
+                    t
+                },
                 lr: num(r, "lr").unwrap_or(f64::NAN),
                 images_per_sec: num(r, "images_per_sec").unwrap_or(f64::NAN),
                 eta_secs: f64::NAN,

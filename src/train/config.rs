@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
+use crate::distill::loss_terms::LossTerms;
 use crate::distill::{DistillMode, LossConfig};
 use crate::model::ModelKind;
 use crate::util::device::{DeviceChoice, Precision};
@@ -135,6 +136,10 @@ pub struct TrainConfig {
     pub model: ModelKind,
     pub distill: DistillMode,
     pub loss: LossConfig,
+    /// The loss as a list of weighted terms (`--loss`); `None`: the `distill` preset with the
+    /// weights of `loss` (run folders written before term lists existed read as `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_terms: Option<LossTerms>,
     pub teacher: ModelKind,
     pub teacher_weights: Option<PathBuf>,
     /// ImageNet weights for the backbone (MobileNetV3 or ResNet-50; `None`: from scratch).
@@ -198,6 +203,7 @@ impl Default for TrainConfig {
             model: ModelKind::Mbv3sAspp,
             distill: DistillMode::None,
             loss: LossConfig::default(),
+            loss_terms: None,
             teacher: ModelKind::FcnResnet50,
             teacher_weights: None,
             backbone_weights: None,
@@ -311,6 +317,34 @@ impl SettingChange {
 }
 
 impl TrainConfig {
+    /// The terms the run's loss is made of: `loss_terms`, else the `distill` preset's.
+    pub fn terms(&self) -> LossTerms {
+        self.loss_terms.clone().unwrap_or_else(|| LossTerms::preset(self.distill, &self.loss))
+    }
+
+    /// The run reads a teacher.
+    pub fn needs_teacher(&self) -> bool {
+        self.loss_terms.as_ref().map_or(self.distill.needs_teacher(), |t| t.needs_teacher())
+    }
+
+    /// The run reads the teacher's logits.
+    pub fn uses_teacher_logits(&self) -> bool {
+        self.loss_terms.as_ref().map_or(self.distill.uses_logits(), |t| t.uses_logits())
+    }
+
+    /// The run reads the teacher's feature maps.
+    pub fn uses_teacher_features(&self) -> bool {
+        self.loss_terms.as_ref().map_or(self.distill.uses_features(), |t| t.uses_features())
+    }
+
+    /// The distillation's name for messages: the preset's, or the term list.
+    pub fn loss_name(&self) -> String {
+        match &self.loss_terms {
+            Some(t) => t.to_string(),
+            None => self.distill.name().to_string(),
+        }
+    }
+
     /// The recipe of "Train a teacher for this dataset": MobileNetV3-Small + ASPP + stride-4
     /// decoder (1.6 M parameters, 8× the compact student) trained on the labels alone for 30
     /// epochs at the form's crop size, with a learning rate that converges from scratch. Chosen
@@ -453,12 +487,15 @@ impl TrainConfig {
             "run name `{}` must be a plain folder name",
             self.name
         );
-        if self.distill.needs_teacher() {
+        if let Some(terms) = &self.loss_terms {
+            terms.validate().map_err(|e| anyhow::anyhow!("--loss: {e}"))?;
+        }
+        if self.needs_teacher() {
             anyhow::ensure!(
                 self.teacher_weights.is_some(),
-                "distillation mode `{}` needs --teacher-weights (e.g. weights/fcn_resnet50_coco-1167a1af.pth; \
+                "distillation `{}` needs --teacher-weights (e.g. weights/fcn_resnet50_coco-1167a1af.pth; \
                  `segdistill download weights` fetches it)",
-                self.distill.name()
+                self.loss_name()
             );
         }
         Ok(())
@@ -559,6 +596,25 @@ mod tests {
         let model = changes.iter().find(|c| c.setting == "model").unwrap();
         assert_eq!((model.old.as_str(), model.new.as_str(), model.resumable()), ("mbv3s-aspp", "mbv3s-tiny", false));
         assert!(changes.iter().any(|c| c.setting == "optimizer.lr" && c.resumable()));
+    }
+
+    #[test]
+    fn loss_terms_are_optional_in_saved_configs_and_round_trip() {
+        // A config.json written before term lists existed has no `loss_terms`: the preset stands.
+        let old = serde_json::to_value(TrainConfig::default()).unwrap();
+        assert!(old.get("loss_terms").is_none(), "a preset run writes the same config.json as before");
+        let read: TrainConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(read.loss_terms, None);
+        assert_eq!(read.terms().to_string(), "ce=1");
+        let with = TrainConfig {
+            loss_terms: Some("ce=1,kd=0.5,pairwise=0.5:scale=0.5".parse().unwrap()),
+            teacher_weights: Some("t.pth".into()),
+            ..Default::default()
+        };
+        let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+        assert!(with.needs_teacher() && with.uses_teacher_features() && with.uses_teacher_logits());
+        assert_eq!(with.loss_name(), "ce=1,kd=0.5,pairwise=0.5:scale=0.5");
     }
 
     #[test]

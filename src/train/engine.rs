@@ -29,6 +29,7 @@ use crate::data::loader::{Loader, LoaderConfig, SegmentationBatches, batches_per
 use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
 use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
+use crate::distill::loss_terms::TermsDistiller;
 use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};
@@ -200,6 +201,8 @@ struct Session<'a> {
     student_vars: VarMap,
     teacher: Option<Model>,
     distiller: Option<FeatureDistiller>,
+    /// The loss as a term list (`--loss`), with its adapters.
+    terms: Option<TermsDistiller>,
     adapter_vars: VarMap,
     optimizer: Optimizer,
     schedule: Schedule,
@@ -404,11 +407,11 @@ impl<'a> Session<'a> {
         let num_classes = data.train.num_classes();
         let trainable_student = build_trainable(cfg.model, num_classes, cfg.seed, &device)?;
         let (student, student_vars) = (trainable_student.model, trainable_student.varmap);
-        let teacher = match (&cfg.teacher_weights, cfg.distill.needs_teacher()) {
+        let teacher = match (&cfg.teacher_weights, cfg.needs_teacher()) {
             (Some(path), true) => {
                 let t = load_for_inference(cfg.teacher, path, &device).context("loading the teacher")?;
                 anyhow::ensure!(
-                    !cfg.distill.uses_logits() || t.model.num_classes() == num_classes,
+                    !cfg.uses_teacher_logits() || t.model.num_classes() == num_classes,
                     "the teacher {} predicts {} classes but the dataset has {num_classes}",
                     path.display(),
                     t.model.num_classes()
@@ -418,12 +421,17 @@ impl<'a> Session<'a> {
             _ => None,
         };
         let adapter_vars = VarMap::new();
-        let distiller = match (&teacher, cfg.distill.uses_features()) {
-            (Some(t), true) => {
+        let (distiller, terms) = match (&cfg.loss_terms, &teacher) {
+            (Some(list), _) => {
                 let vb = seeded_var_builder(&adapter_vars, cfg.seed ^ 0xADA9, &device);
-                Some(FeatureDistiller::new(vb, &student.feature_taps(), &t.feature_taps())?)
+                let teacher_taps = teacher.as_ref().map(|t| t.feature_taps()).unwrap_or_default();
+                (None, Some(TermsDistiller::new(list.clone(), vb, &student.feature_taps(), &teacher_taps)?))
             }
-            _ => None,
+            (None, Some(t)) if cfg.distill.uses_features() => {
+                let vb = seeded_var_builder(&adapter_vars, cfg.seed ^ 0xADA9, &device);
+                (Some(FeatureDistiller::new(vb, &student.feature_taps(), &t.feature_taps())?), None)
+            }
+            _ => (None, None),
         };
         let class_weights = cfg.class_weights.then(|| class_weights(&data.train));
         let drop_last = data.train.len() >= cfg.batch;
@@ -508,7 +516,11 @@ impl<'a> Session<'a> {
             }
         };
         let (log, log_note) =
-            MetricsLog::open(&run_dir.join("metrics.csv"), Some(log_until.unwrap_or((state.epoch, state.step))))?;
+            MetricsLog::open(&run_dir.join("metrics.csv"), Some(log_until.unwrap_or((state.epoch, state.step))), &{
+                let names: Option<Vec<String>> =
+                    cfg.loss_terms.as_ref().map(|t| t.0.iter().map(|t| t.kind.name().to_string()).collect());
+                names.unwrap_or_default()
+            })?;
         if let Some(note) = log_note {
             send(events, TrainEvent::Message(note));
         }
@@ -531,6 +543,7 @@ impl<'a> Session<'a> {
             student_vars,
             teacher,
             distiller,
+            terms,
             adapter_vars,
             optimizer,
             schedule,
@@ -581,8 +594,8 @@ impl<'a> Session<'a> {
                 let vars = self.student_vars.data().lock().unwrap_or_else(|p| p.into_inner());
                 crate::model::count_params(vars.iter().map(|(k, v)| (k.as_str(), v.elem_count())))
             },
-            teacher: self.cfg.distill.needs_teacher().then(|| self.cfg.teacher.name().to_string()),
-            mode: self.cfg.distill.name().into(),
+            teacher: self.cfg.needs_teacher().then(|| self.cfg.teacher.name().to_string()),
+            mode: self.cfg.loss_name(),
             device: format!("{}, {}", describe(&self.device), self.precision),
             train_images: self.data.train.len(),
             val_images: self.data.val.len(),
@@ -672,10 +685,15 @@ impl<'a> Session<'a> {
         if !self.cfg.teacher_cache {
             return Ok(None);
         }
-        let features = match &self.distiller {
-            Some(d) => {
+        let maps = match (&self.distiller, &self.terms) {
+            (Some(d), _) => Some(d.teacher_maps()),
+            (None, Some(t)) => Some(t.teacher_maps()),
+            (None, None) => None,
+        };
+        let features = match maps {
+            Some(maps) => {
                 let taps = teacher.feature_taps();
-                d.teacher_maps()
+                maps
                     .iter()
                     .filter_map(|n| taps.iter().find(|t| t.name == *n))
                     .map(|t| (t.name, t.stride))
@@ -684,7 +702,7 @@ impl<'a> Session<'a> {
             None => Vec::new(),
         };
         let spec =
-            CacheSpec { base: Resize::ShorterSide(self.cfg.size), logits: self.cfg.distill.uses_logits(), features };
+            CacheSpec { base: Resize::ShorterSide(self.cfg.size), logits: self.cfg.uses_teacher_logits(), features };
         let location = CacheLocation {
             root: self.cfg.teacher_cache_root(),
             budget_bytes: (self.cfg.teacher_cache_gb.max(0.0) * 1e9) as u64,
@@ -779,6 +797,7 @@ impl<'a> Session<'a> {
         let model = StepModel {
             student: &self.student,
             distiller: self.distiller.as_ref(),
+            terms: self.terms.as_ref(),
             optimizer: &mut self.optimizer,
             mode: self.cfg.distill,
             loss: &self.cfg.loss,
@@ -786,7 +805,7 @@ impl<'a> Session<'a> {
             freeze_bn: self.cfg.freeze_bn,
         };
         let inputs = StepBatch { images: &x, target: &target, teacher: signal.as_ref(), dropout_seed: seed, lr };
-        let LossValues { total: loss, ce, kd, feature } = match optimization_step(model, inputs)? {
+        let LossValues { total: loss, ce, kd, feature, terms } = match optimization_step(model, inputs)? {
             StepOutcome::Updated(values) => values,
             StepOutcome::NonFiniteLoss(v) | StepOutcome::NonFiniteGradient(v) => {
                 return Err(NonFiniteLoss::new(v, step + 1, lr, self).into());
@@ -805,6 +824,7 @@ impl<'a> Session<'a> {
             ce,
             kd,
             feature,
+            terms: terms.into_iter().map(|(k, v)| (k.name().to_string(), v)).collect(),
             lr,
             images_per_sec: 0.0,
             eta_secs: 0.0,
@@ -944,6 +964,13 @@ impl<'a> Session<'a> {
         let mut values = vec![("train/loss".to_string(), m.loss), ("train/ce".into(), m.ce), ("train/lr".into(), m.lr)];
         values.extend(m.kd.map(|v| ("train/kd".to_string(), v)));
         values.extend(m.feature.map(|v| ("train/feature".to_string(), v)));
+        // A term list logs every term by name (`ce`, `kd` and `feature` are above already).
+        values.extend(
+            m.terms
+                .iter()
+                .filter(|(n, _)| !matches!(n.as_str(), "ce" | "kd" | "feature"))
+                .map(|(n, v)| (format!("train/{n}"), *v)),
+        );
         self.tensorboard_write(|tb| tb.scalars(m.step, &values));
     }
 

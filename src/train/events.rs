@@ -19,6 +19,9 @@ pub struct StepMetrics {
     pub ce: f64,
     pub kd: Option<f64>,
     pub feature: Option<f64>,
+    /// With a term list (`--loss`): every term's unweighted value by name, in the list's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<(String, f64)>,
     pub lr: f64,
     /// Training throughput over the recent steps.
     pub images_per_sec: f64,

@@ -16,7 +16,7 @@ const USABLE_SHARE: f64 = 0.85;
 pub fn bytes_per_image(cfg: &TrainConfig) -> f64 {
     let pixels = f64::from(cfg.size).powi(2);
     let mut per_image = cfg.model.train_step_bytes_per_pixel() * pixels;
-    if cfg.distill.needs_teacher() && !cfg.teacher_cache {
+    if cfg.needs_teacher() && !cfg.teacher_cache {
         // Inference keeps no activations for a backward pass: about a quarter of a step's peak.
         per_image += 0.25 * cfg.teacher.train_step_bytes_per_pixel() * pixels;
     }

@@ -14,6 +14,19 @@ pub const HEADER: &str = "kind,epoch,step,loss,ce,kd,feature,lr,val_loss,miou,pi
 pub struct MetricsLog {
     path: PathBuf,
     file: std::fs::File,
+    /// The loss terms with a column of their own (`term_<name>`, after [`HEADER`]'s), for runs
+    /// whose loss is a term list.
+    terms: Vec<String>,
+}
+
+/// The header of a log with columns for `terms`.
+pub fn header_with(terms: &[String]) -> String {
+    let mut h = HEADER.to_string();
+    for t in terms {
+        h.push_str(",term_");
+        h.push_str(t);
+    }
+    h
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -25,7 +38,13 @@ impl MetricsLog {
     /// Every row that reads is kept; rows that do not (damaged bytes) are moved aside to a file
     /// beside it, and the returned note says so. A last row cut short by a killed process is
     /// simply dropped.
-    pub fn open(path: &Path, keep_until: Option<(usize, usize)>) -> anyhow::Result<(Self, Option<String>)> {
+    pub fn open(
+        path: &Path,
+        keep_until: Option<(usize, usize)>,
+        terms: &[String],
+    ) -> anyhow::Result<(Self, Option<String>)> {
+        let header = header_with(terms);
+        let fields = header.split(',').count();
         let bytes = match (crate::util::fs::read_regular(path), keep_until) {
             (Ok(bytes), Some(_)) => bytes,
             (Err(e), Some(_)) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -41,8 +60,8 @@ impl MetricsLog {
             let complete = raw.ends_with(b"\n");
             let text = std::str::from_utf8(raw).ok().map(|l| l.trim_end_matches(['\n', '\r']));
             match text {
-                Some(HEADER) => {}
-                Some(l) if row_is_valid(l) => {
+                Some(l) if l == header => {}
+                Some(l) if row_is_valid(l, fields) => {
                     if row_is_before(l, epochs, steps) {
                         kept.push(l.to_string());
                     }
@@ -67,7 +86,7 @@ impl MetricsLog {
                 aside.display()
             ));
         }
-        let mut content = format!("{HEADER}\n");
+        let mut content = format!("{header}\n");
         for l in &kept {
             content.push_str(l);
             content.push('\n');
@@ -78,7 +97,7 @@ impl MetricsLog {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok((Self { path: path.to_path_buf(), file }, note))
+        Ok((Self { path: path.to_path_buf(), file, terms: terms.to_vec() }, note))
     }
 
     fn append(&mut self, row: String) -> anyhow::Result<()> {
@@ -86,8 +105,13 @@ impl MetricsLog {
     }
 
     pub fn step(&mut self, m: &StepMetrics, elapsed: f64) -> anyhow::Result<()> {
+        let terms: String = self
+            .terms
+            .iter()
+            .map(|t| format!(",{}", opt(m.terms.iter().find(|(n, _)| n == t).map(|(_, v)| *v))))
+            .collect();
         self.append(format!(
-            "step,{},{},{},{},{},{},{},,,,{:.3},{:.3}",
+            "step,{},{},{},{},{},{},{},,,,{:.3},{:.3}{terms}",
             m.epoch,
             m.step,
             m.loss,
@@ -102,17 +126,25 @@ impl MetricsLog {
 
     pub fn epoch(&mut self, train_loss: f64, lr: f64, e: &EvalMetrics, elapsed: f64) -> anyhow::Result<()> {
         self.append(format!(
-            "epoch,{},{},{},,,,{},{},{},{},,{:.3}",
-            e.epoch, e.step, train_loss, lr, e.val_loss, e.miou, e.pixel_acc, elapsed
+            "epoch,{},{},{},,,,{},{},{},{},,{:.3}{}",
+            e.epoch,
+            e.step,
+            train_loss,
+            lr,
+            e.val_loss,
+            e.miou,
+            e.pixel_acc,
+            elapsed,
+            ",".repeat(self.terms.len())
         ))
     }
 }
 
 /// Whether a line is a whole row this log writes: the right number of fields, a known kind, an
 /// epoch and a step, and numbers (or nothing) in every other field.
-fn row_is_valid(line: &str) -> bool {
+fn row_is_valid(line: &str, num_fields: usize) -> bool {
     let fields: Vec<&str> = line.split(',').collect();
-    fields.len() == HEADER.split(',').count()
+    fields.len() == num_fields
         && matches!(fields[0], "step" | "epoch")
         && fields[1].parse::<usize>().is_ok()
         && fields[2].parse::<usize>().is_ok()
@@ -157,7 +189,7 @@ mod tests {
         bytes[third] = 0xff;
         bytes.extend(b"step,1,9,1.3,1.");
         std::fs::write(&path, &bytes).unwrap();
-        let (_log, note) = MetricsLog::open(&path, Some((1, 8))).unwrap();
+        let (_log, note) = MetricsLog::open(&path, Some((1, 8)), &[]).unwrap();
         let note = note.expect("the damaged row is reported");
         assert!(note.contains("1 row(s)") && note.contains("metrics.unreadable-"), "{note}");
         let text = std::fs::read_to_string(&path).unwrap();

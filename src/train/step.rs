@@ -5,6 +5,7 @@
 use candle_core::{DType, Tensor};
 
 use super::optim::Optimizer;
+use crate::distill::loss_terms::{TermKind, TermsDistiller};
 use crate::distill::{self, DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal};
 use crate::model::{Mode, Model};
 
@@ -12,6 +13,8 @@ use crate::model::{Mode, Model};
 pub struct StepModel<'a> {
     pub student: &'a Model,
     pub distiller: Option<&'a FeatureDistiller>,
+    /// The loss as a term list (`--loss`); `None`: the `mode` preset.
+    pub terms: Option<&'a TermsDistiller>,
     pub optimizer: &'a mut Optimizer,
     pub mode: DistillMode,
     pub loss: &'a LossConfig,
@@ -32,16 +35,18 @@ pub struct StepBatch<'a> {
 }
 
 /// The loss and its parts, read from the device in one transfer.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LossValues {
     pub total: f64,
     pub ce: f64,
     pub kd: Option<f64>,
     pub feature: Option<f64>,
+    /// With a term list: every term's unweighted value.
+    pub terms: Vec<(TermKind, f64)>,
 }
 
 /// How a step ended.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum StepOutcome {
     /// The weights were updated.
     Updated(LossValues),
@@ -54,17 +59,22 @@ pub enum StepOutcome {
 /// Runs one step; the weights change only when it returns [`StepOutcome::Updated`].
 pub fn optimization_step(m: StepModel, batch: StepBatch) -> anyhow::Result<StepOutcome> {
     let out = m.student.forward(batch.images, Mode::Train { seed: batch.dropout_seed, freeze_bn: m.freeze_bn })?;
-    let parts = distill::total_loss(m.mode, m.loss, &out, batch.teacher, batch.target, m.distiller)?;
+    let parts = match m.terms {
+        Some(terms) => distill::terms_loss(terms, m.loss, &out, batch.teacher, batch.target)?,
+        None => distill::total_loss(m.mode, m.loss, &out, batch.teacher, batch.target, m.distiller)?,
+    };
     // Every part in one read: on a GPU each read waits for the device.
     let read: Vec<&Tensor> = [Some(&parts.total), Some(&parts.ce), parts.kd.as_ref(), parts.feature.as_ref()]
         .into_iter()
         .flatten()
+        .chain(parts.terms.iter().map(|(_, v)| v))
         .collect();
     let mut values = Tensor::stack(&read, 0)?.to_dtype(DType::F64)?.to_vec1::<f64>()?.into_iter();
     let mut next = || values.next().ok_or_else(|| anyhow::anyhow!("a loss part was not read"));
     let (total, ce) = (next()?, next()?);
     let kd = parts.kd.as_ref().map(|_| next()).transpose()?;
     let feature = parts.feature.as_ref().map(|_| next()).transpose()?;
+    let terms = parts.terms.iter().map(|(k, _)| Ok((*k, next()?))).collect::<anyhow::Result<Vec<_>>>()?;
     if !total.is_finite() {
         return Ok(StepOutcome::NonFiniteLoss(total));
     }
@@ -80,5 +90,5 @@ pub fn optimization_step(m: StepModel, batch: StepBatch) -> anyhow::Result<StepO
         None => 1.0,
     };
     m.optimizer.step(&grads, batch.lr, scale)?;
-    Ok(StepOutcome::Updated(LossValues { total, ce, kd, feature }))
+    Ok(StepOutcome::Updated(LossValues { total, ce, kd, feature, terms }))
 }
