@@ -260,7 +260,7 @@ fn absurd_sizes_and_numbers_are_errors_not_aborts() {
         ("--size", "100000", "out of range"),
         ("--teacher-cache-gb", "NaN", "teacher cache budget"),
         ("--beta", "inf", "beta"),
-        ("--batch", "100000000", "lower --batch"),
+        ("--batch", "100000000", "out of range: use 1 to"),
     ] {
         let mut args = train_args(s(&data), s(&run), "1");
         args.retain(|a| *a != "--size" && *a != "64" && *a != "--batch" && *a != "4");

@@ -5,6 +5,7 @@
 pub mod batches;
 pub mod best_weights;
 pub mod checkpoint;
+pub mod checkpoint_policy;
 pub mod config;
 pub mod control;
 pub mod engine;
