@@ -124,6 +124,14 @@ impl ModelKind {
             .map(|s| s.kind)
     }
 
+    /// torchvision's published weights of this architecture, if it publishes some (the download
+    /// catalog knows the files; the registry knows which architecture each file name is).
+    pub fn published_weights(self) -> Option<crate::data::download::catalog::Weights> {
+        crate::data::download::catalog::WEIGHTS
+            .into_iter()
+            .find(|w| Self::from_torchvision_file_name(w.file_name) == Some(self))
+    }
+
     /// The architecture a state dict was saved from, by its telltale keys (`has` says whether a key
     /// is present); `None` when it matches none.
     pub fn detect(has: impl Fn(&str) -> bool) -> Option<Self> {

@@ -296,4 +296,17 @@ mod tests {
         assert_eq!(names.len(), SPECS.len());
         assert_eq!(STUDENTS.to_vec(), SPECS.iter().filter(|s| s.student).map(|s| s.kind).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn every_zoo_architecture_has_its_published_file_and_students_have_none() {
+        for kind in TEACHERS {
+            let w = kind.published_weights().unwrap_or_else(|| panic!("{kind}"));
+            assert_eq!(ModelKind::from_torchvision_file_name(w.file_name), Some(kind));
+        }
+        assert!(ModelKind::Mbv3sTiny.published_weights().is_none());
+        assert_eq!(
+            ModelKind::DeeplabV3Mbv3l.published_weights().map(|w| w.file_name),
+            Some("deeplabv3_mobilenet_v3_large-fc3c493d.pth")
+        );
+    }
 }

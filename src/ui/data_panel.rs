@@ -64,7 +64,7 @@ impl WeightsSlot {
     /// MobileNetV3-Small backbone.
     fn catalog(self, teacher: crate::model::ModelKind) -> Option<download::catalog::Weights> {
         match self {
-            Self::Teacher => download::catalog::Weights::of_model(teacher),
+            Self::Teacher => teacher.published_weights(),
             Self::Backbone => Some(download::WEIGHTS[1]),
         }
     }

@@ -68,11 +68,6 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// torchvision's published weights of a segmentation architecture, if it publishes some.
-    pub fn of_model(model: crate::model::ModelKind) -> Option<Weights> {
-        WEIGHTS.into_iter().find(|w| crate::model::ModelKind::from_torchvision_file_name(w.file_name) == Some(model))
-    }
-
     pub fn url(&self, base: &str) -> String {
         format!("{}/{}", base.trim_end_matches('/'), self.file_name)
     }
@@ -395,16 +390,6 @@ mod tests {
             assert!(Checksum::from_torch_file_name(w.file_name).is_some(), "{}", w.file_name);
         }
         assert_eq!(WEIGHTS.iter().filter(|w| w.essential).count(), 3, "the default download stays small");
-        // Every zoo architecture has its published file; students have none.
-        for kind in crate::model::ModelKind::TEACHERS {
-            let w = Weights::of_model(kind).unwrap_or_else(|| panic!("{kind}"));
-            assert_eq!(crate::model::ModelKind::from_torchvision_file_name(w.file_name), Some(kind));
-        }
-        assert!(Weights::of_model(crate::model::ModelKind::Mbv3sTiny).is_none());
-        assert_eq!(
-            Weights::of_model(crate::model::ModelKind::DeeplabV3Mbv3l).map(|w| w.file_name),
-            Some("deeplabv3_mobilenet_v3_large-fc3c493d.pth")
-        );
         let dir = tempfile::tempdir().unwrap();
         let err = download_weights(
             dir.path(),
