@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::train::TrainConfig;
-use crate::train::checkpoint::{self, CheckpointState};
+use crate::train::checkpoint::CheckpointState;
 use crate::train::metrics::ImageScore;
 use crate::train::metrics_log;
+use crate::train::run_folder::{self, RunRecord};
 
 /// Everything a report needs from a run.
 pub struct RunData {
@@ -42,26 +43,27 @@ impl RunData {
 }
 
 pub fn load(dir: &Path) -> anyhow::Result<RunData> {
-    let last = checkpoint::last_path(dir);
-    let state =
-        checkpoint::load_state(&last).with_context(|| format!("{} is not a finished run folder", dir.display()))?;
-    let student = checkpoint::student_path(dir);
+    let record = RunRecord::open(dir)?.with_context(|| format!("{} is not a run folder", dir.display()))?;
+    let state = record.state.clone().with_context(|| {
+        format!("{} is not a finished run folder: it has no readable checkpoint", dir.display())
+    })?;
+    let student = record.student_path();
     anyhow::ensure!(
         student.is_file(),
         "{} has no evaluated student yet ({} is missing)",
         dir.display(),
         student.display()
     );
-    let images_path = dir.join("best_images.json");
+    let images_path = record.best_images_path();
     let images: Vec<ImageScore> = match std::fs::read_to_string(&images_path) {
         Ok(t) => serde_json::from_str(&t).with_context(|| format!("cannot parse {}", images_path.display()))?,
         Err(_) => Vec::new(),
     };
-    let (steps, mut warnings) = step_losses(&dir.join("metrics.csv"), state.step);
+    let (steps, mut warnings) = step_losses(&record.metrics_path(), state.step);
     // The name as reports show it: a folder name may hold control characters (escape sequences
     // that would recolour a terminal), so it is escaped once, here, for every table, legend and title.
     let name = dir.file_name().map_or_else(|| "run".into(), |n| crate::util::fmt::escaped(&n.to_string_lossy()));
-    let training_now = crate::train::run_folder::training_holder(dir);
+    let training_now = record.training_now;
     if let Some(holder) = &training_now {
         warnings.push(format!(
             "{name} is still training ({holder}): its figures are partial, as of epoch {} of {}",
@@ -109,7 +111,7 @@ fn step_losses(path: &Path, steps_done: usize) -> (Vec<(usize, f64)>, Vec<String
 /// The step rows of a run's metrics.csv, up to the checkpoint's step (later rows belong to a
 /// session whose checkpoint was lost, and are replaced when the run resumes).
 pub fn saved_steps(dir: &Path, steps_done: usize) -> Vec<crate::train::events::StepMetrics> {
-    let rows = metrics_log::read(&dir.join("metrics.csv")).unwrap_or_default();
+    let rows = metrics_log::read(&run_folder::metrics_path(dir)).unwrap_or_default();
     let num = |r: &std::collections::HashMap<String, String>, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
     rows.iter()
         .filter(|r| r.get("kind").is_some_and(|k| k == "step"))

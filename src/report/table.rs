@@ -119,7 +119,7 @@ fn file_stamp(path: &Path) -> anyhow::Result<(u64, u128)> {
 
 /// Where a run keeps its student's measured speed.
 pub fn speed_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("speed.json")
+    run_dir.join(crate::train::run_folder::files::SPEED)
 }
 
 /// When to measure a speed that is not stored yet.

@@ -16,6 +16,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
+use super::run_folder::files;
 use crate::model::weights::digest;
 use super::optim::OptimizerState;
 use super::schedule::PlateauState;
@@ -97,15 +98,15 @@ pub struct Checkpoint {
 }
 
 pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("checkpoints")
+    run_dir.join(files::CHECKPOINTS)
 }
 
 pub fn last_path(run_dir: &Path) -> PathBuf {
-    checkpoints_dir(run_dir).join("last.safetensors")
+    checkpoints_dir(run_dir).join(files::LAST)
 }
 
 pub fn best_path(run_dir: &Path) -> PathBuf {
-    checkpoints_dir(run_dir).join("best.safetensors")
+    checkpoints_dir(run_dir).join(files::BEST)
 }
 
 pub fn periodic_path(run_dir: &Path, epoch: usize) -> PathBuf {
@@ -114,7 +115,7 @@ pub fn periodic_path(run_dir: &Path, epoch: usize) -> PathBuf {
 
 /// The best student weights alone (keys as the model's), for predict/eval/Browse.
 pub fn student_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("student.safetensors")
+    run_dir.join(files::STUDENT)
 }
 
 fn prefixed(prefix: &str, tensors: &BTreeMap<String, Tensor>) -> anyhow::Result<Vec<(String, Tensor)>> {

@@ -14,8 +14,38 @@ use anyhow::Context as _;
 
 use super::checkpoint;
 
-const LOCK_FILE: &str = ".lock";
-const CONFIG_FILE: &str = "config.json";
+/// The names of a run folder's files: the one place each is spelled.
+pub mod files {
+    pub const LOCK: &str = ".lock";
+    pub const CONFIG: &str = "config.json";
+    pub const METRICS: &str = "metrics.csv";
+    pub const CHECKPOINTS: &str = "checkpoints";
+    pub const LAST: &str = "last.safetensors";
+    pub const BEST: &str = "best.safetensors";
+    pub const STUDENT: &str = "student.safetensors";
+    pub const BEST_IMAGES: &str = "best_images.json";
+    pub const SPEED: &str = "speed.json";
+    pub const TENSORBOARD: &str = "tb";
+    pub const BROWSE: &str = "browse";
+    pub const EXPORTS: &str = "exports";
+}
+
+use files::{CONFIG as CONFIG_FILE, LOCK as LOCK_FILE};
+
+/// `metrics.csv` of a run.
+pub fn metrics_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(files::METRICS)
+}
+
+/// `best_images.json` of a run: the per-image scores of its best evaluation.
+pub fn best_images_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(files::BEST_IMAGES)
+}
+
+/// Where the app keeps a run's browse predictions.
+pub fn browse_cache_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join(files::BROWSE)
+}
 
 /// The claim on a run folder, held while a training writes into it.
 #[derive(Debug)]
@@ -31,16 +61,16 @@ pub struct RunFolder {
 
 /// Files of a run folder that are the run's own (anything else means the folder is not a run's).
 const RUN_FILES: &[&str] = &[
-    LOCK_FILE,
-    CONFIG_FILE,
-    "metrics.csv",
-    "checkpoints",
-    "student.safetensors",
-    "best_images.json",
-    "speed.json",
-    "tb",
-    "browse",
-    "exports",
+    files::LOCK,
+    files::CONFIG,
+    files::METRICS,
+    files::CHECKPOINTS,
+    files::STUDENT,
+    files::BEST_IMAGES,
+    files::SPEED,
+    files::TENSORBOARD,
+    files::BROWSE,
+    files::EXPORTS,
 ];
 
 /// Opens (creating) a lock file without following a link at its place and without blocking on
@@ -160,7 +190,7 @@ impl RunFolder {
         if checkpoint::last_path(&self.dir).exists() || self.ensure_still_claimed().is_err() {
             return;
         }
-        for name in [CONFIG_FILE, "metrics.csv", "tb", "checkpoints"] {
+        for name in [files::CONFIG, files::METRICS, files::TENSORBOARD, files::CHECKPOINTS] {
             if self.held_before.contains(std::ffi::OsStr::new(name)) {
                 continue;
             }
@@ -244,11 +274,11 @@ pub fn check_export_path(export: &Path, own_run_dir: &Path) -> anyhow::Result<()
 }
 
 /// Where a run's own exports go (the one place inside a run folder an export may be written).
-pub const EXPORTS_DIR: &str = "exports";
+pub const EXPORTS_DIR: &str = files::EXPORTS;
 
 /// Whether `dir` is a run folder: it holds a run's configuration, lock or checkpoints.
 pub fn is_run_folder(dir: &Path) -> bool {
-    holds_run(dir) || dir.join(LOCK_FILE).exists() || checkpoint::checkpoints_dir(dir).join("last.safetensors").exists()
+    holds_run(dir) || dir.join(LOCK_FILE).exists() || checkpoint::last_path(dir).exists()
 }
 
 /// Whether `dir` holds a run (a configuration written by a training that started).
@@ -333,6 +363,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_run_record_reads_what_the_run_is_and_where_it_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(RunRecord::open(dir.path()).unwrap().is_none(), "an empty folder holds no run");
+        let config = crate::train::TrainConfig { epochs: 3, ..Default::default() };
+        std::fs::write(config_path(dir.path()), serde_json::to_string(&config).unwrap()).unwrap();
+        let record = RunRecord::open(dir.path()).unwrap().unwrap();
+        assert_eq!((record.config.epochs, record.status()), (3, RunStatus::NotStarted));
+        assert!(!record.status().is_resumable() && record.training_now.is_none());
+        let stopped = RunRecord { state: Some(checkpoint::CheckpointState { epoch: 1, step: 7, ..test_state(&config) }), ..record.clone() };
+        assert_eq!(stopped.status().to_string(), "stopped after epoch 1/3 (step 7)");
+        assert!(stopped.status().is_resumable());
+        let done = RunRecord { state: Some(checkpoint::CheckpointState { epoch: 3, ..test_state(&config) }), ..record };
+        assert_eq!(done.status(), RunStatus::Completed { epochs: 3 });
+    }
+
+    fn test_state(config: &crate::train::TrainConfig) -> checkpoint::CheckpointState {
+        checkpoint::CheckpointState {
+            version: checkpoint::FORMAT_VERSION,
+            config: config.clone(),
+            epoch: 0,
+            batch_in_epoch: 0,
+            step: 0,
+            epoch_loss_sum: 0.0,
+            epoch_loss_count: 0,
+            optimizer: crate::train::optim::OptimizerState { t: 0 },
+            plateau: Default::default(),
+            best: None,
+            history: Vec::new(),
+            train_seconds: 0.0,
+            cache_seconds: 0.0,
+            inputs: Default::default(),
+        }
+    }
+
+    #[test]
     fn a_second_claim_is_refused_until_the_first_is_dropped() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("run");
@@ -357,5 +422,78 @@ mod tests {
         std::fs::create_dir_all(checkpoint::checkpoints_dir(&dir)).unwrap();
         claim.abandon_untrained();
         assert!(!dir.exists());
+    }
+}
+
+/// Where a run stands, as its folder says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunStatus {
+    /// Configured, but stopped before its first checkpoint (resumes from its beginning).
+    NotStarted,
+    /// Stopped after `epoch` of `epochs` (resumable).
+    Stopped { epoch: usize, epochs: usize, step: usize },
+    Completed { epochs: usize },
+}
+
+impl RunStatus {
+    /// Whether `--resume` (the app's Resume) has something to continue.
+    pub fn is_resumable(&self) -> bool {
+        matches!(self, Self::Stopped { .. })
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotStarted => f.write_str("a run without a checkpoint yet (stopped before its first)"),
+            Self::Stopped { epoch, epochs, step } => write!(f, "stopped after epoch {epoch}/{epochs} (step {step})"),
+            Self::Completed { epochs } => write!(f, "completed ({epochs} epochs)"),
+        }
+    }
+}
+
+/// One record of a run, read once from its folder: what it is (configuration: the checkpoint's,
+/// else `config.json`), where it stands (the last checkpoint's state), and whether a process
+/// trains it now. Every reader of run folders (the CLI, reports, the app) starts here.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub dir: PathBuf,
+    pub config: super::TrainConfig,
+    /// The last checkpoint's state (`None`: no readable checkpoint yet).
+    pub state: Option<checkpoint::CheckpointState>,
+    /// The process training the run right now, described ("process N, started … ago").
+    pub training_now: Option<String>,
+}
+
+impl RunRecord {
+    /// The run in `dir`; `Ok(None)` when the folder holds no run.
+    pub fn open(dir: &Path) -> anyhow::Result<Option<Self>> {
+        let Some(config) = saved_config(dir)? else { return Ok(None) };
+        Ok(Some(Self {
+            dir: dir.to_path_buf(),
+            config,
+            state: checkpoint::load_state(&checkpoint::last_path(dir)).ok(),
+            training_now: training_holder(dir),
+        }))
+    }
+
+    pub fn status(&self) -> RunStatus {
+        match &self.state {
+            Some(s) if s.epoch >= self.config.epochs => RunStatus::Completed { epochs: s.epoch },
+            Some(s) => RunStatus::Stopped { epoch: s.epoch, epochs: self.config.epochs, step: s.step },
+            None => RunStatus::NotStarted,
+        }
+    }
+
+    pub fn metrics_path(&self) -> PathBuf {
+        metrics_path(&self.dir)
+    }
+
+    pub fn best_images_path(&self) -> PathBuf {
+        best_images_path(&self.dir)
+    }
+
+    pub fn student_path(&self) -> PathBuf {
+        checkpoint::student_path(&self.dir)
     }
 }

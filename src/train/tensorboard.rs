@@ -118,7 +118,7 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<Event>> {
 
 /// The folder of a run's event files.
 pub fn tb_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("tb")
+    run_dir.join(crate::train::run_folder::files::TENSORBOARD)
 }
 
 /// Appends events to this session's file; every record is flushed, so a killed run keeps all

@@ -82,7 +82,7 @@ impl<'a> Session<'a> {
                     })?;
                 }
                 CheckpointAction::BestImages => {
-                    let path = self.run_dir.join("best_images.json");
+                    let path = crate::train::run_folder::best_images_path(&self.run_dir);
                     let images = serde_json::to_string(&outcome.images)?;
                     self.folder.write(|| {
                         crate::util::fs::write_atomic(&path, images.as_bytes())

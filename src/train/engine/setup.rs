@@ -209,7 +209,7 @@ impl<'a> Session<'a> {
             }
         };
         let (log, log_note) =
-            MetricsLog::open(&run_dir.join("metrics.csv"), Some(log_until.unwrap_or((state.epoch, state.step))), &{
+            MetricsLog::open(&crate::train::run_folder::metrics_path(&run_dir), Some(log_until.unwrap_or((state.epoch, state.step))), &{
                 let names: Option<Vec<String>> =
                     cfg.loss_terms.as_ref().map(|t| t.0.iter().map(|t| t.kind.name().to_string()).collect());
                 names.unwrap_or_default()
