@@ -15,6 +15,7 @@ pub mod report;
 pub mod score;
 pub mod selftest;
 pub mod signals;
+pub mod study;
 pub mod test_run;
 pub mod train;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Selftest(selftest::SelftestArgs),
     /// List the teacher caches, or remove the orphaned ones.
     Cache(cache::CacheArgs),
+    /// Compare distillation methods over several seeds: mean ± sd, Δ vs no KD, significance.
+    Study(Box<study::StudyArgs>),
 }
 
 /// `--resize none|N`: keep the image size, or scale the shorter side to N.
@@ -106,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Selftest(a)) => selftest::run(a),
         Some(Command::Cache(a)) => cache::run(a),
+        Some(Command::Study(a)) => study::run(*a),
     }
 }
 

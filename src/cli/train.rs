@@ -383,7 +383,11 @@ fn teacher_of_run(dir: &std::path::Path) -> anyhow::Result<(ModelKind, PathBuf)>
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
-    let signals = super::signals::StopSignals::install();
+    run_with_signals(args, &super::signals::StopSignals::install())
+}
+
+/// One training under signal handlers already installed (a study runs many in one process).
+pub(super) fn run_with_signals(args: TrainArgs, signals: &super::signals::StopSignals) -> anyhow::Result<ExitCode> {
     args.check_teacher_is_used()?;
     let config = args.config()?;
     let mut handle = start(config, args.resume);

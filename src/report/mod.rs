@@ -5,6 +5,7 @@
 pub mod overlays;
 pub mod plots;
 pub mod runs;
+pub mod study;
 pub mod table;
 
 use std::path::PathBuf;

@@ -1,0 +1,104 @@
+//! `segdistill study`: which distillation helps, with error bars. A grid of methods × seeds over
+//! one dataset, teacher and student, run back to back as ordinary run folders under the study
+//! folder (`<method>-seed<k>`: resumable, the teacher cache shared), then summarised: mean ± sd
+//! per method, Δ vs no KD with Welch's t-test, and the smallest difference the study resolves.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::distill::DistillMode;
+use crate::distill::loss_terms::LossTerms;
+use crate::report::study;
+use crate::train::run_folder::{RunRecord, RunStatus};
+
+#[derive(Debug, clap::Args)]
+pub struct StudyArgs {
+    /// A method to compare: a preset (`none`, `response`, `feature`, `combined`) or a term list as
+    /// `train --loss` takes it (`ce=1,kd=0.5`, `ce=1,cwd-logits=3`). Repeat for each; `none` (the
+    /// baseline) is always included.
+    #[arg(long = "method", required_unless_present = "report")]
+    pub methods: Vec<String>,
+    /// Seeds per method (the runs use seeds --seed … --seed + N − 1).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    /// Only summarise the study in --out (runs nothing).
+    #[arg(long)]
+    pub report: bool,
+    /// Every other setting, as `train` takes it (`--out` is the study folder).
+    #[command(flatten)]
+    pub train: super::train::TrainArgs,
+}
+
+/// A method's folder-safe cell name: `none`, `ce1-kd0.5`.
+fn cell_name(method: &str) -> String {
+    method.replace(['=', ':'], "").replace(',', "-").replace(['/', '\\', ' '], "_")
+}
+
+pub fn run(args: StudyArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.train.out.clone().ok_or_else(|| anyhow::anyhow!("--out is required: the study folder"))?;
+    anyhow::ensure!(
+        args.train.distill.is_none() && args.train.loss.is_none() && !args.train.resume,
+        "a study sets each run's loss from --method and resumes what it finds: leave out --distill, --loss and --resume"
+    );
+    if !args.report {
+        let code = run_grid(&args, &dir)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
+    let cells = study::cells(&dir)?;
+    anyhow::ensure!(!cells.is_empty(), "{} holds no study runs (`<method>-seed<k>` folders)", dir.display());
+    let summary = study::summary_markdown(&cells);
+    let path = dir.join("study.md");
+    crate::util::fs::write_atomic(&path, summary.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    println!("{summary}");
+    eprintln!("summary written to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Trains every cell that is not completed yet, one after the other (stopped ones resume).
+fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    let mut methods: Vec<String> = vec![study::BASELINE.to_string()];
+    methods.extend(args.methods.iter().filter(|m| m.as_str() != study::BASELINE).cloned());
+    let base_seed = args.train.seed.unwrap_or(0);
+    let signals = super::signals::StopSignals::install();
+    let total = methods.len() as u64 * args.seeds;
+    let mut done = 0;
+    for method in &methods {
+        for seed in base_seed..base_seed + args.seeds {
+            done += 1;
+            let run = dir.join(study::run_name(&cell_name(method), seed));
+            let status = RunRecord::open(&run).ok().flatten().map(|r| r.status());
+            if matches!(status, Some(RunStatus::Completed { .. })) {
+                eprintln!("[{done}/{total}] {} completed already", run.display());
+                continue;
+            }
+            eprintln!("[{done}/{total}] {method}, seed {seed}: {}", run.display());
+            let mut cell = args.train.clone();
+            cell.out = Some(run.clone());
+            cell.seed = Some(seed);
+            cell.resume = status.is_some_and(|s| s.is_resumable());
+            cell.teacher_cache_dir =
+                cell.teacher_cache_dir.or_else(|| Some(crate::train::config::default_teacher_cache_root(dir)));
+            match <DistillMode as clap::ValueEnum>::from_str(method, false).ok() {
+                Some(mode) => cell.distill = Some(mode),
+                None => {
+                    cell.loss = Some(
+                        method.parse::<LossTerms>().map_err(|e| anyhow::anyhow!("--method {method}: {e}"))?,
+                    )
+                }
+            }
+            if method == study::BASELINE {
+                // The baseline learns from labels alone: no teacher to load or cache.
+                (cell.teacher_run, cell.teacher_weights, cell.teacher_model) = (None, None, None);
+            }
+            let code = super::train::run_with_signals(cell, &signals)?;
+            if code != ExitCode::SUCCESS {
+                eprintln!("the study stopped at {}; run the same command again to continue", run.display());
+                return Ok(code);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,247 @@
+//! A study's summary: the runs of a study folder grouped by method (cell), each cell's best
+//! validation mIoU as mean ± standard deviation over its seeds, the difference to the no-KD cell
+//! with Welch's t-test, and what the study can resolve (the pooled spread and the smallest
+//! difference it would detect).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::train::run_folder::{RunRecord, RunStatus};
+
+/// The folder name of a study's run: `<cell>-seed<seed>`.
+pub fn run_name(cell: &str, seed: u64) -> String {
+    format!("{cell}-seed{seed}")
+}
+
+/// The cell and seed of a study run's folder name.
+fn parse_run_name(name: &str) -> Option<(&str, u64)> {
+    let (cell, seed) = name.rsplit_once("-seed")?;
+    Some((cell, seed.parse().ok()?))
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// Welch's two-sample t-test: (t, degrees of freedom, two-sided p). `None` with fewer than two
+/// values on a side, or no spread at all.
+pub fn welch(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let ((ma, sa), (mb, sb)) = (mean_sd(a), mean_sd(b));
+    let (va, vb) = (sa * sa / a.len() as f64, sb * sb / b.len() as f64);
+    if va + vb <= 0.0 {
+        return None;
+    }
+    let t = (ma - mb) / (va + vb).sqrt();
+    let df = (va + vb).powi(2) / (va * va / (a.len() as f64 - 1.0) + vb * vb / (b.len() as f64 - 1.0));
+    Some((t, df, two_sided_p(t, df)))
+}
+
+/// Two-sided p-value of Student's t with `df` degrees of freedom: I_{df/(df+t²)}(df/2, 1/2).
+pub fn two_sided_p(t: f64, df: f64) -> f64 {
+    regularized_incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+}
+
+/// I_x(a, b) by its continued fraction (Numerical Recipes' `betacf`, Lentz's method).
+fn regularized_incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    // The fraction converges fast for x < (a + 1) / (a + b + 2); use the symmetry otherwise.
+    if x < (a + 1.0) / (a + b + 2.0) {
+        ln_front.exp() * beta_fraction(a, b, x) / a
+    } else {
+        1.0 - ln_front.exp() * beta_fraction(b, a, 1.0 - x) / b
+    }
+}
+
+fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    d = if d.abs() < TINY { TINY } else { d };
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..300 {
+        let m = f64::from(m);
+        let m2 = 2.0 * m;
+        for aa in [m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))] {
+            d = 1.0 + aa * d;
+            d = if d.abs() < TINY { TINY } else { d };
+            c = 1.0 + aa / c;
+            c = if c.abs() < TINY { TINY } else { c };
+            d = 1.0 / d;
+            h *= d * c;
+        }
+        if (d * c - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9: about 15 significant digits).
+fn ln_gamma(x: f64) -> f64 {
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Reflection: Γ(x)Γ(1 − x) = π / sin(πx).
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let series = C[1..].iter().enumerate().fold(C[0], |s, (i, c)| s + c / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
+}
+
+/// One method of a study: its seeds' best mIoU.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub name: String,
+    /// (seed, best validation mIoU) of each completed run.
+    pub results: Vec<(u64, f64)>,
+    /// Runs of the cell that are not completed yet.
+    pub unfinished: Vec<PathBuf>,
+}
+
+impl Cell {
+    pub fn values(&self) -> Vec<f64> {
+        self.results.iter().map(|r| r.1).collect()
+    }
+}
+
+/// The cells of the study in `dir`, by name.
+pub fn cells(dir: &Path) -> anyhow::Result<BTreeMap<String, Cell>> {
+    let mut cells: BTreeMap<String, Cell> = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot read the study folder {}: {e}", dir.display()))?;
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    for run in dirs {
+        let Some(name) = run.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some((cell, seed)) = parse_run_name(name) else { continue };
+        let Ok(Some(record)) = RunRecord::open(&run) else { continue };
+        let entry = cells.entry(cell.to_string()).or_insert_with(|| Cell {
+            name: cell.to_string(),
+            results: Vec::new(),
+            unfinished: Vec::new(),
+        });
+        match (record.status(), record.state.as_ref().and_then(|s| s.best.as_ref())) {
+            (RunStatus::Completed { .. }, Some(best)) => entry.results.push((seed, best.miou)),
+            _ => entry.unfinished.push(run.clone()),
+        }
+    }
+    Ok(cells)
+}
+
+/// The baseline cell: no distillation.
+pub const BASELINE: &str = "none";
+
+/// The study's summary as a Markdown table with what it can resolve.
+pub fn summary_markdown(cells: &BTreeMap<String, Cell>) -> String {
+    let baseline = cells.get(BASELINE).map(Cell::values).unwrap_or_default();
+    let mut out = String::from(
+        "| method | runs | best val mIoU (mean ± sd) | Δ vs none | p (Welch) | |\n|---|---|---|---|---|---|\n",
+    );
+    for cell in cells.values() {
+        let values = cell.values();
+        if values.is_empty() {
+            out.push_str(&format!("| {} | 0 ({} unfinished) | — | — | — | |\n", cell.name, cell.unfinished.len()));
+            continue;
+        }
+        let (mean, sd) = mean_sd(&values);
+        let (delta, p) = if cell.name == BASELINE || baseline.is_empty() {
+            ("—".to_string(), "—".to_string())
+        } else {
+            let (base_mean, _) = mean_sd(&baseline);
+            let p = welch(&values, &baseline).map(|w| w.2);
+            (format!("{:+.4}", mean - base_mean), p.map_or("—".into(), |p| format!("{p:.3}")))
+        };
+        let significant = p_is_significant(&p);
+        let unfinished = if cell.unfinished.is_empty() { String::new() } else { format!(" (+{} unfinished)", cell.unfinished.len()) };
+        out.push_str(&format!(
+            "| {} | {}{unfinished} | {mean:.4} ± {sd:.4} | {delta} | {p} | {} |\n",
+            cell.name,
+            values.len(),
+            if significant { "significant (p < 0.05)" } else { "" }
+        ));
+    }
+    let (pooled, n) = pooled_sd(cells);
+    if let Some(pooled) = pooled {
+        // Two-sided α = 0.05 and 80 % power: z-values 1.96 + 0.84 (a normal approximation).
+        let detectable = 2.8 * pooled * (2.0 / n as f64).sqrt();
+        out.push_str(&format!(
+            "\nPooled seed-to-seed sd {pooled:.4} over cells of {n} runs: a difference of about {detectable:.4} mIoU \
+             is the smallest this study detects (α 0.05, power 0.8); smaller ones need more seeds or a larger \
+             validation set.\n"
+        ));
+    }
+    out
+}
+
+fn p_is_significant(p: &str) -> bool {
+    p.parse::<f64>().is_ok_and(|p| p < 0.05)
+}
+
+/// The pooled standard deviation of the cells with two or more runs, and their typical size.
+fn pooled_sd(cells: &BTreeMap<String, Cell>) -> (Option<f64>, usize) {
+    let (mut ss, mut dof, mut sizes) = (0.0, 0usize, Vec::new());
+    for values in cells.values().map(Cell::values).filter(|v| v.len() >= 2) {
+        let (_, sd) = mean_sd(&values);
+        ss += sd * sd * (values.len() - 1) as f64;
+        dof += values.len() - 1;
+        sizes.push(values.len());
+    }
+    if dof == 0 {
+        return (None, 0);
+    }
+    sizes.sort_unstable();
+    (Some((ss / dof as f64).sqrt()), sizes[sizes.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference values from scipy.stats (ttest_ind with equal_var=False; t.sf).
+    #[test]
+    fn welch_and_the_t_distribution_match_scipy() {
+        let (t, df, p) = welch(&[0.61, 0.63, 0.60, 0.64], &[0.58, 0.57, 0.60, 0.56]).unwrap();
+        assert!((t - 3.4).abs() < 1e-12 && (df - 5.973451327433627).abs() < 1e-9, "{t} {df}");
+        assert!((p - 0.014595725345927093).abs() < 1e-9, "{p}");
+        for (t, df, want) in [(2.0, 10.0, 0.07338803477074037), (0.5, 3.3, 0.6485350763995584), (4.0, 1.5, 0.08983252695432825)]
+        {
+            let p = two_sided_p(t, df);
+            assert!((p - want).abs() < 1e-9, "t {t} df {df}: {p} vs {want}");
+        }
+        assert!(welch(&[0.5], &[0.4, 0.3]).is_none() && welch(&[0.5, 0.5], &[0.4, 0.4]).is_none());
+    }
+
+    #[test]
+    fn study_run_names_round_trip() {
+        assert_eq!(parse_run_name(&run_name("ce1-kd0.5", 3)), Some(("ce1-kd0.5", 3)));
+        assert_eq!(parse_run_name("teacher-cache"), None);
+    }
+}
