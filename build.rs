@@ -1,5 +1,5 @@
 //! With the `cuda` feature: compiles src/model/ops/kernels.cu to PTX with nvcc (found through
-//! CUDA_ROOT / CUDA_PATH / CUDA_HOME or PATH; `../shared/tools/cuda-toolchain.sh` sets them up).
+//! CUDA_ROOT / CUDA_PATH / CUDA_HOME or PATH; `scripts/cuda-toolchain.sh` sets them up).
 //! The PTX targets the virtual architecture of CUDA_COMPUTE_CAP (default 90: H100/H200), which the
 //! driver compiles for the GPU at load time. The default CPU build does nothing here.
 
@@ -35,7 +35,7 @@ fn main() {
         Ok(s) if s.success() => {}
         Ok(s) => panic!("{} failed ({s}) compiling {source}", nvcc.display()),
         Err(e) => panic!(
-            "cannot run {} ({e}): the `cuda` feature needs nvcc; run `eval \"$(../shared/tools/cuda-toolchain.sh)\"` \
+            "cannot run {} ({e}): the `cuda` feature needs nvcc; run `eval \"$(scripts/cuda-toolchain.sh)\"` \
              or set CUDA_ROOT",
             nvcc.display()
         ),
