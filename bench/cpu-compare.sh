@@ -5,7 +5,11 @@
 # batches 2 / 8 / 16 (one process per row), and the step at 1 and 2 threads. Prints markdown tables
 # for docs/performance.md and keeps every JSON under $OUT.
 #
-#   bash bench/cpu-compare.sh [--threads 2] [--out DIR] [--quick]
+#   bash bench/cpu-compare.sh [--threads 2] [--out DIR] [--quick] [--teacher FILE]
+#
+# --teacher: the FCN-ResNet50 weights file the epochs distill from (torchvision's key names, any
+# format). Without it, one is written under $OUT/fixtures by bench/make_parity_fixtures.py (random,
+# calibrated weights in the legacy torch.save format, as torchvision's published file).
 #
 # Needs target/release/segdistill (`cargo build --release`) and a Python with torch + torchvision
 # ($PYTHON, default python3). $TEACHER: FCN-ResNet50 weights for the epoch rows (default: generated). --quick: fewer repeats and no epochs (a smoke run of this script).
@@ -14,11 +18,13 @@ cd "$(dirname "$0")/.."
 THREADS=2
 OUT=${OUT:-/tmp/segdistill-cpu-compare}
 QUICK=0
+TEACHER=
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
+    --teacher) TEACHER=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -31,12 +37,11 @@ rm -f "$OUT"/*.json  # rows of an earlier run must not mix in
 export RAYON_NUM_THREADS=$THREADS
 REPEATS=5; WARMUP=2
 [ $QUICK = 1 ] && { REPEATS=1; WARMUP=1; }
-# The teacher's weights for the epoch rows: $TEACHER, else FCN-ResNet50 with random calibrated
-# weights written by bench/make_parity_fixtures.py (same cost as the published weights).
-TEACHER=${TEACHER:-$OUT/fixtures/fcn_resnet50_random_legacy.pth}
-if [ ! -f "$TEACHER" ] && [ $QUICK = 0 ]; then
-  "$PYTHON" bench/make_parity_fixtures.py "$OUT/fixtures" >&2
+if [ -z "$TEACHER" ]; then
+  TEACHER="$OUT/fixtures/fcn_resnet50_random_legacy.pth"
+  [ -f "$TEACHER" ] || "$PYTHON" bench/make_parity_fixtures.py "$OUT/fixtures" >&2
 fi
+[ -f "$TEACHER" ] || { echo "no teacher weights at $TEACHER" >&2; exit 1; }
 
 ours() { "$BIN" bench --threads "$THREADS" --json "$@"; }
 theirs() { "$PYTHON" bench/pytorch_reference.py --threads "$THREADS" --json "$@"; }

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the torchvision parity fixtures (what `cargo test`, `segdistill selftest --fixtures` and
-`segdistill bench --epoch-data` read) into OUT_DIR, seeded, on the CPU:
+"""Writes torchvision parity fixtures into OUT_DIR, seeded, on the CPU. Three modes:
 
     python3 bench/make_parity_fixtures.py OUT_DIR [--seed N] [--skip-fcn] [--compare DIR]
+    python3 bench/make_parity_fixtures.py --small tests/fixtures/torchvision
+    python3 bench/make_parity_fixtures.py --torch-formats tests/fixtures/torch
 
-Files (names, formats, keys, shapes and dtypes as the tests expect them):
+The full set (first form, about 175 MB) writes the weights files themselves:
 
   fcn_resnet50_random_legacy.pth        legacy torch.save (pickle protocol 2, not a zip) of
                                         fcn_resnet50(num_classes=21, aux_loss=True): 334 keys
@@ -14,8 +15,7 @@ Files (names, formats, keys, shapes and dtypes as the tests expect them):
                                         written next to them)
   README.md                             what is where, torch/torchvision versions and the seed
 
-Values depend on the seed and the torch version but are self-consistent: the
-outputs are computed from the weights written beside them. Weights are random but *calibrated*:
+The outputs are computed from the weights written beside them. Weights are random but *calibrated*:
 every BatchNorm gets running statistics from 3 forward passes in train mode on random input
 (cumulative average, so `num_batches_tracked` = 3), then random affine parameters (weight
 U(0.5, 1.5), bias N(0, 0.1)); all models run in eval mode.
@@ -24,10 +24,23 @@ U(0.5, 1.5), bias N(0, 0.1)); all models run in eval mode.
 draws from its own seed (derived from --seed), so the other files and keys are the same with or
 without --skip-fcn.
 
---compare DIR checks OUT_DIR against another fixtures folder (e.g. the one the tests use): the
+--compare DIR checks OUT_DIR against another fixtures folder (e.g. an older full set): the
 parity.safetensors key set, shapes and dtypes, and each weights file's format (zip or legacy),
 key set, shapes and dtypes. Values are not compared. Prints every difference and exits 1 if any.
 With --no-generate, only the comparison runs.
+
+--small writes the set committed in `tests/fixtures/torchvision` (well under 1 MB): the same
+`parity.safetensors` keys (smaller inputs: 1×3×33×41 for the models), and instead of weights
+files a `weights.json` listing every key, shape and dtype of each model's torchvision state dict.
+Every weight is the hashed formula of `bench/hashed_weights.py`, which segdistill computes bit for
+bit alike (`segdistill::model::weights::hashed`), so the weights themselves never travel.
+`segdistill selftest --fixtures DIR` takes either kind of folder.
+
+--torch-formats writes real `torch.save` output for a small model (segdistill's `mbv3s-tiny`,
+built in PyTorch by `python/segdistill_torch.py`, hashed weights, `num_batches_tracked` = 3): the
+legacy format (`_use_new_zipfile_serialization=False`, pickle protocol 2, as torchvision's
+published FCN-ResNet50 file) and the zip format, plus PyTorch's output for one input
+(`reference.safetensors`: `input`, `out`).
 """
 import argparse
 import collections
@@ -292,6 +305,115 @@ def metric_part(seed, fx):
 
 
 # ---------------------------------------------------------------------------------------------
+# The small committed set: hashed weights, small inputs, no weights files
+
+
+SMALL_HW = (33, 41)  # odd: every resize and strided convolution meets a non-divisible edge
+WEIGHTS_LISTING = "weights.json"
+
+
+def hashed_fill(model):
+    """Every float tensor of the state dict from the hashed formula; the listing (name, shape,
+    dtype) of every key, integer counters included, in state-dict order."""
+    from hashed_weights import hashed_values
+
+    sd = model.state_dict()
+    listing = []
+    for name, t in sd.items():
+        if t.dtype == torch.float32:
+            sd[name] = hashed_values(name, tuple(t.shape))
+            listing.append([name, list(t.shape), "F32"])
+        else:
+            assert name.endswith("num_batches_tracked"), name
+            listing.append([name, list(t.shape), "I64"])
+    model.load_state_dict(sd)
+    return listing
+
+
+def small_models(seed, fx, listings):
+    from torchvision.models import mobilenet_v3_small
+    from torchvision.models.segmentation import fcn_resnet50, lraspp_mobilenet_v3_large
+
+    shape = (1, 3) + SMALL_HW
+    g = torch.Generator().manual_seed(seed)
+
+    # FCN-ResNet50 with its aux head, backbone features hooked.
+    model = fcn_resnet50(weights=None, weights_backbone=None, num_classes=CLASSES, aux_loss=True).eval()
+    listings[FCN_FILE] = hashed_fill(model)
+    assert len(listings[FCN_FILE]) == 334
+    x = torch.randn(shape, generator=g)
+    feats = {}
+    hooks = [
+        getattr(model.backbone, name).register_forward_hook(
+            lambda _m, _i, o, name=name: feats.__setitem__(name, o.detach().clone())
+        )
+        for name in ("layer1", "layer2", "layer3", "layer4")
+    ]
+    with torch.no_grad():
+        out = model(x)
+    for h in hooks:
+        h.remove()
+    fx["fcn.input"] = x
+    fx["fcn.out"] = out["out"]
+    fx["fcn.aux"] = out["aux"]
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        fx[f"fcn.{name}"] = feats[name]
+
+    # MobileNetV3-Small with its ImageNet classifier, every block's output.
+    model = mobilenet_v3_small(weights=None).eval()
+    listings[MBV3S_FILE] = hashed_fill(model)
+    assert len(listings[MBV3S_FILE]) == 244
+    x = torch.randn(shape, generator=g)
+    feats = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, i=i: feats.__setitem__(i, o.detach().clone()))
+        for i, m in enumerate(model.features)
+    ]
+    with torch.no_grad():
+        logits = model(x)
+    for h in hooks:
+        h.remove()
+    fx["mbv3s.input"] = x
+    for i in range(13):
+        fx[f"mbv3s.features.{i}"] = feats[i]
+    fx["mbv3s.logits"] = logits
+
+    # LR-ASPP MobileNetV3-Large.
+    model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=CLASSES).eval()
+    listings[LRASPP_FILE] = hashed_fill(model)
+    x = torch.randn(shape, generator=g)
+    with torch.no_grad():
+        fx["lraspp.input"] = x
+        fx["lraspp.out"] = model(x)["out"]
+
+
+def torch_formats(out_dir):
+    """Real torch.save output of a small model in both formats, and PyTorch's output for it."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import segdistill_torch
+
+    model = segdistill_torch.build("mbv3s-tiny", num_classes=CLASSES).eval()
+    hashed_fill(model)
+    sd = model.state_dict()
+    for name, t in sd.items():
+        if name.endswith("num_batches_tracked"):
+            t.fill_(3)
+    legacy = os.path.join(out_dir, "mbv3s_tiny_legacy.pth")
+    save_legacy(sd, legacy)
+    save_zip(sd, os.path.join(out_dir, "mbv3s_tiny_zip.pth"))
+    x = torch.randn((1, 3) + SMALL_HW, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        out = model(x)["out"]
+    for path in (legacy, os.path.join(out_dir, "mbv3s_tiny_zip.pth")):
+        check_reload(path, lambda: segdistill_torch.build("mbv3s-tiny", num_classes=CLASSES), x, out, "mbv3s-tiny")
+    import torchvision
+
+    save_safetensors({"input": x, "out": out.contiguous()}, os.path.join(out_dir, "reference.safetensors"),
+                     {"torch": torch.__version__, "torchvision": torchvision.__version__})
+    print(f"wrote mbv3s-tiny ({len(sd)} keys) in both torch formats to {out_dir}")
+
+
+# ---------------------------------------------------------------------------------------------
 # README and comparison
 
 
@@ -343,6 +465,30 @@ Metric:
   from both) → `metric.confusion` [21,21] int64 (rows = target, cols = prediction, void skipped),
   `metric.iou_per_class` [21] (NaN where union is 0), `metric.miou` (mean over classes with union > 0),
   `metric.pixel_acc`.
+"""
+
+
+SMALL_README = """# torchvision parity fixtures (small, hashed weights)
+
+Made by `bench/make_parity_fixtures.py --small --seed {seed}` with torch {torch} and torchvision
+{tv} (CPU, {threads} thread(s)).
+
+No weights files: `weights.json` lists every key of each model's torchvision state dict as
+`[name, shape, dtype]` under the file name the full set would use
+(`fcn_resnet50_random_legacy.pth`: `fcn_resnet50(num_classes=21, aux_loss=True)`, 334 keys;
+`mobilenet_v3_small_random.pth`: `mobilenet_v3_small()`, 244 keys;
+`lraspp_mobilenet_v3_large_random.pth`: `lraspp_mobilenet_v3_large(num_classes=21)`). Each float
+tensor holds the hashed formula of `bench/hashed_weights.py` (splitmix64 seeded by the FNV-1a
+hash of its name), which segdistill computes bit for bit alike
+(`segdistill::model::weights::hashed`); the int64 `num_batches_tracked` counters are unused in
+eval mode. Tolerance: max |a−b| ≤ 1e-4·max|ref| in f32 on CPU.
+
+## parity.safetensors (all f32 unless noted; scalars have shape [1])
+- `fcn.input` [1,3,33,41] → `fcn.out`, `fcn.aux` [1,21,33,41]; backbone features `fcn.layer1`
+  [1,256,9,11], `fcn.layer2` … `fcn.layer4` [1,512|1024|2048,5,6].
+- `mbv3s.input` [1,3,33,41] → `mbv3s.features.0` … `mbv3s.features.12` and `mbv3s.logits` [1,1000].
+- `lraspp.input` [1,3,33,41] → `lraspp.out` [1,21,33,41].
+- `bilinear.*`, `loss.*`, `metric.*`: as in the full set (see `bench/make_parity_fixtures.py`).
 """
 
 
@@ -440,20 +586,32 @@ def main():
     ap.add_argument("--compare", metavar="DIR", help="check key set, shapes and dtypes against DIR; exit 1 on any difference")
     ap.add_argument("--no-generate", action="store_true", help="with --compare: only compare OUT_DIR as it is")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    ap.add_argument("--small", action="store_true",
+                    help="the small committed set: hashed weights listed in weights.json, no weights files")
+    ap.add_argument("--torch-formats", action="store_true",
+                    help="a small model's weights in the legacy and the zip torch.save format")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
 
+    if a.torch_formats:
+        os.makedirs(a.out_dir, exist_ok=True)
+        torch_formats(a.out_dir)
+        return
     if not a.no_generate:
         import torchvision
 
         os.makedirs(a.out_dir, exist_ok=True)
         fx = collections.OrderedDict()
-        steps = [] if a.skip_fcn else [("fcn", fcn_part)]
-        steps += [("mbv3s", mbv3s_part), ("lraspp", lraspp_part)]
-        for part, fn in steps:
-            print(f"{part} …", file=sys.stderr, flush=True)
-            fn(a.out_dir, part_seed(a.seed, part), fx)
+        listings = {}
+        if a.small:
+            small_models(part_seed(a.seed, "fcn"), fx, listings)
+        else:
+            steps = [] if a.skip_fcn else [("fcn", fcn_part)]
+            steps += [("mbv3s", mbv3s_part), ("lraspp", lraspp_part)]
+            for part, fn in steps:
+                print(f"{part} …", file=sys.stderr, flush=True)
+                fn(a.out_dir, part_seed(a.seed, part), fx)
         bilinear_part(part_seed(a.seed, "bilinear"), fx)
         loss_part(part_seed(a.seed, "loss"), fx)
         metric_part(part_seed(a.seed, "metric"), fx)
@@ -463,12 +621,21 @@ def main():
                 assert torch.isfinite(v).all(), k
         tensors = {k: v.detach().contiguous() for k, v in fx.items()}
         meta = {"torch": torch.__version__, "torchvision": torchvision.__version__, "seed": str(a.seed),
-                "skip_fcn": str(a.skip_fcn).lower()}
+                "skip_fcn": str(a.skip_fcn).lower(), "weights": "hashed" if a.small else "files"}
         save_safetensors(tensors, os.path.join(a.out_dir, PARITY_FILE), meta)
+        if a.small:
+            import json
+
+            with open(os.path.join(a.out_dir, WEIGHTS_LISTING), "w") as f:
+                json.dump({"weights": "hashed", "torch": torch.__version__, "torchvision": torchvision.__version__,
+                           "files": listings}, f, separators=(",", ":"))
+            for name in WEIGHT_FILES:  # stale: the outputs are those of the hashed weights
+                if os.path.exists(os.path.join(a.out_dir, name)):
+                    os.remove(os.path.join(a.out_dir, name))
         if a.skip_fcn and os.path.exists(os.path.join(a.out_dir, FCN_FILE)):
             os.remove(os.path.join(a.out_dir, FCN_FILE))  # stale: its outputs are not in parity.safetensors
         with open(os.path.join(a.out_dir, "README.md"), "w") as f:
-            f.write(README.format(
+            f.write((SMALL_README if a.small else README).format(
                 seed=a.seed, skip=" --skip-fcn" if a.skip_fcn else "", torch=torch.__version__,
                 tv=torchvision.__version__, threads=a.threads,
                 fcn_note=" (**not written**: --skip-fcn)" if a.skip_fcn else "",

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Reference outputs of torchvision's segmentation zoo for `tests/zoo.rs`, small enough for the repo.
 
-Every parameter and buffer is filled by a formula both sides compute exactly (`hashed_values`
-below; `segdistill::model::weights::hashed` in Rust), so no weights file is shipped: the fixtures are the
-key/shape listings of each model's `state_dict` (what a published file must match), one small
+Every parameter and buffer is filled by a formula both sides compute exactly (`hashed_values` in
+`bench/hashed_weights.py`; `segdistill::model::weights::hashed` in Rust), so no weights travel: the
+fixtures are the key/shape listings of each model's `state_dict` (what a published file must match), one small
 input and torchvision's outputs for it (`out`, `aux`) in eval mode.
 
     pip install torch torchvision safetensors numpy
@@ -11,19 +11,19 @@ input and torchvision's outputs for it (`out`, `aux`) in eval mode.
 
 Models: fcn_resnet101, deeplabv3_resnet50, deeplabv3_resnet101, deeplabv3_mobilenet_v3_large (with
 their aux heads), and the ImageNet backbones resnet101 / mobilenet_v3_large (listings only, for
-`--backbone-weights`). FCN-ResNet50 and LR-ASPP are covered by the torchvision parity fixtures
-(bench/make_parity_fixtures.py).
+`--backbone-weights`). FCN-ResNet50, MobileNetV3-Small and LR-ASPP are covered by
+`bench/make_parity_fixtures.py --small` (`tests/fixtures/torchvision`).
 """
 
 import argparse
 import json
-import math
 import os
 
-import numpy as np
 import torch
 import torchvision
 from safetensors.torch import save_file
+
+from hashed_weights import hashed_values
 
 NUM_CLASSES = 4
 # Odd sizes: every resize and strided convolution meets a non-divisible edge.
@@ -43,42 +43,6 @@ BACKBONES = {
     "resnet101": lambda: torchvision.models.resnet101(weights=None),
     "mobilenet_v3_large": lambda: torchvision.models.mobilenet_v3_large(weights=None),
 }
-
-MASK64 = (1 << 64) - 1
-
-
-def fnv1a64(text):
-    h = 0xCBF29CE484222325
-    for b in text.encode():
-        h = ((h ^ b) * 0x100000001B3) & MASK64
-    return h
-
-
-def uniform(seed, n):
-    """splitmix64(seed + i·φ) for i in 0..n, top 24 bits as [0, 1) — exact in float64 and float32."""
-    with np.errstate(over="ignore"):
-        z = np.uint64(seed) + np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)
-
-
-def hashed_values(name, shape):
-    """The value of tensor `name`: what Rust's `hashed_tensor` computes (f64 maths, then f32)."""
-    n = int(np.prod(shape)) if len(shape) else 1
-    u = uniform(fnv1a64(name), n)
-    if name.endswith("running_var"):
-        v = 0.5 + u
-    elif name.endswith("running_mean") or name.endswith("bias"):
-        v = (u - 0.5) * 0.02
-    elif len(shape) == 1:  # a batch norm's γ
-        v = 0.5 + u
-    else:  # conv / linear weights: variance 1/fan_in
-        fan_in = int(np.prod(shape[1:]))
-        v = (2.0 * u - 1.0) * math.sqrt(3.0 / fan_in)
-    return torch.from_numpy(v.astype(np.float32).reshape(shape))
-
 
 def fill(model):
     sd = model.state_dict()

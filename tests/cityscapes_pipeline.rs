@@ -1,4 +1,4 @@
-//! Cityscapes end to end at toy scale, on the real frame in `../shared/data/cityscapes`: a
+//! Cityscapes end to end at toy scale, on the real frame in `tests/fixtures/cityscapes`: a
 //! DeepLabV3-MobileNetV3-Large teacher trained from ImageNet backbone weights (19 train ids), a
 //! student distilled from that run, and the comparison report with the teacher row and the
 //! low-complexity FoM column. The ImageNet file is torchvision's `mobilenet_v3_large` layout filled
@@ -15,17 +15,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A Cityscapes folder whose train split holds the shared frame twice (two names) and whose val
+/// A Cityscapes folder whose train split holds the real frame twice (two names) and whose val
 /// split holds it once.
 fn toy_cityscapes(root: &Path) {
-    let shared = shared_dir().join("data/cityscapes");
+    let real = cityscapes();
     let frame = "frankfurt_000000_000294";
     for (split, names) in
         [("train", &["frankfurt_000000_000001", "frankfurt_000000_000002"][..]), ("val", &[frame][..])]
     {
         for name in names {
             for (dir, suffix) in [("leftImg8bit", "leftImg8bit"), ("gtFine", "gtFine_labelIds")] {
-                let from = shared.join(format!("{dir}/val/frankfurt/{frame}_{suffix}.png"));
+                let from = real.join(format!("{dir}/val/frankfurt/{frame}_{suffix}.png"));
                 let to = root.join(format!("{dir}/{split}/frankfurt/{name}_{suffix}.png"));
                 std::fs::create_dir_all(to.parent().unwrap()).unwrap();
                 std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));

@@ -5,12 +5,13 @@ mod common;
 use common::*;
 
 #[test]
-fn check_data_on_shared_voc_reports_four_usable_pairs_and_missing_images() {
-    let out = segdistill(&["check-data", "--data", shared_voc().to_str().unwrap(), "--split", "train"]);
+fn check_data_on_real_voc_reports_four_usable_pairs_and_missing_images() {
+    // tests/fixtures/voc2012: 10 train ids, 4 with their real image.
+    let out = segdistill(&["check-data", "--data", voc().to_str().unwrap(), "--split", "train"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "not fully usable → exit 1\n{text}\n{}", stderr(&out));
-    assert!(text.contains("images: 1464 listed, 4 usable"), "{text}");
-    assert!(text.contains("missing image: 1460"), "{text}");
+    assert!(text.contains("images: 10 listed, 4 usable"), "{text}");
+    assert!(text.contains("missing image: 6"), "{text}");
     assert!(text.contains("2007_000032.jpg"), "missing images are listed with their path");
     assert!(!stderr(&out).contains("panicked"));
     assert!(text.contains("person") && text.contains("void"), "class histogram printed");

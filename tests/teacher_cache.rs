@@ -25,7 +25,7 @@ use segdistill::util::Rng;
 const BASE: Resize = Resize::Fixed { width: 72, height: 64 };
 
 fn teacher_weights() -> PathBuf {
-    shared_dir().join("fixtures/torchvision/fcn_resnet50_random_legacy.pth")
+    torchvision_weights("fcn_resnet50_random_legacy.pth")
 }
 
 fn spec() -> CacheSpec {

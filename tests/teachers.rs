@@ -82,12 +82,20 @@ fn teacher_run_errors_name_the_folder() {
 #[test]
 fn a_teacher_trains_from_a_full_file_or_from_imagenet_resnet_weights() {
     let (tmp, data) = demo_dataset(2, 1, 48);
-    let fixture = shared_dir().join("fixtures/torchvision/fcn_resnet50_random_legacy.pth");
-    // Fine-tuning from torchvision's file format (legacy pickle, aux head, num_batches_tracked).
+    // Fine-tuning from torchvision's FCN-ResNet50 (every key of its state dict, aux head included;
+    // hashed values). The legacy pickle format itself is tested on real torch.save output in
+    // weights_loading.rs.
+    let fixture = torchvision_weights("fcn_resnet50_random_legacy.pth");
     let run = tmp.path().join("finetune");
     let out = train(s(&data), s(&run), "fcn-resnet50", &["--init-weights", s(&fixture)]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("started from 279 tensors"), "334 keys less 55 counters: {}", stderr(&out));
+    // Real torch.save output in the legacy format, int64 counters included (a small model).
+    let legacy = torch_file("mbv3s_tiny_legacy.pth");
+    let run = tmp.path().join("finetune-legacy");
+    let out = train(s(&data), s(&run), "mbv3s-tiny", &["--init-weights", s(&legacy)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("started from 154 tensors"), "179 keys less 25 counters: {}", stderr(&out));
 
     // An ImageNet ResNet-50 file: the FCN's backbone under torchvision's resnet50 names, plus the
     // classifier (`fc.*`) an ImageNet file has and the FCN ignores.
@@ -107,10 +115,11 @@ fn a_teacher_trains_from_a_full_file_or_from_imagenet_resnet_weights() {
 
     // A file of another architecture is refused with the keys it lacks.
     let run = tmp.path().join("wrong");
-    let mbv3 = shared_dir().join("fixtures/torchvision/mobilenet_v3_small_random.pth");
+    let mbv3 = torchvision_weights("mobilenet_v3_small_random.pth");
     let out = train(s(&data), s(&run), "fcn-resnet50", &["--init-weights", s(&mbv3)]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("mobilenet_v3_small_random.pth"), "{}", stderr(&out));
+    let name = mbv3.file_name().unwrap().to_str().unwrap();
+    assert!(stderr(&out).contains(name), "{}", stderr(&out));
 }
 
 #[test]

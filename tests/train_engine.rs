@@ -21,7 +21,7 @@ use segdistill::train::validate::evaluate;
 use segdistill::train::{Control, TrainConfig, run, start};
 
 fn teacher_weights() -> PathBuf {
-    shared_dir().join("fixtures/torchvision/fcn_resnet50_random_legacy.pth")
+    torchvision_weights("fcn_resnet50_random_legacy.pth")
 }
 
 fn config(data: &Path, runs: &Path, name: &str, model: ModelKind, mode: DistillMode) -> TrainConfig {

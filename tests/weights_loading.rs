@@ -1,5 +1,8 @@
 //! Weights files: both torch formats and safetensors load with names and shapes checked; every
-//! kind of malformed file is an error naming the file.
+//! kind of malformed file is an error naming the file. The torch files are real `torch.save`
+//! output (`tests/fixtures/torch`, a small model in the legacy and the zip format); the
+//! torchvision architectures' files are their state dicts with hashed weights
+//! (`tests/fixtures/torchvision/weights.json`), written as safetensors.
 
 mod common;
 
@@ -9,12 +12,27 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use common::*;
+use segdistill::eval::selftest::{LRASPP_FILE, MBV3S_FILE};
+use segdistill::model::weights::hashed::hashed_values;
 use segdistill::model::weights::{StateDict, WeightsError, WeightsFormat, save_safetensors};
-use segdistill::model::{Model, ModelKind, build_trainable, load_backbone, load_for_inference, load_student_weights};
+use segdistill::model::{
+    Mode, Model, ModelKind, build_trainable, load_backbone, load_for_inference, load_student_weights,
+};
 
-fn fixture(name: &str) -> PathBuf {
-    shared_dir().join("fixtures/torchvision").join(name)
+/// A torchvision architecture's weights (hashed values, every float key of its state dict).
+fn fixture(file: &str) -> PathBuf {
+    torchvision_weights(file)
 }
+
+fn file_name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+const LEGACY: &str = "mbv3s_tiny_legacy.pth";
+const ZIP: &str = "mbv3s_tiny_zip.pth";
+/// `mbv3s-tiny`'s state dict in PyTorch: 179 keys, 25 of them batch-norm counters.
+const TINY_KEYS: usize = 179;
+const TINY_BATCH_NORMS: usize = 25;
 
 fn write_prefix(src: &Path, len: usize, dst: &Path) {
     let bytes = std::fs::read(src).unwrap();
@@ -33,7 +51,7 @@ fn load_err(path: &Path) -> WeightsError {
 
 #[test]
 fn zip_reader_agrees_with_candles_own_reader() {
-    let path = fixture("mobilenet_v3_small_random.pth");
+    let path = torch_file(ZIP);
     let ours = StateDict::load(&path).unwrap();
     assert_eq!(ours.format, WeightsFormat::TorchZip);
     let theirs = candle_core::pickle::read_all(&path).unwrap();
@@ -50,32 +68,60 @@ fn zip_reader_agrees_with_candles_own_reader() {
         assert_eq!(d, 0.0, "{name} values");
     }
     assert_eq!(float_count, ours.len());
-    assert_eq!(ours.len() + ours.skipped.len(), 244, "torchvision's mobilenet_v3_small has 244 keys");
+    assert_eq!(ours.len() + ours.skipped.len(), TINY_KEYS, "mbv3s-tiny's state dict has {TINY_KEYS} keys");
 }
 
 #[test]
-fn legacy_file_has_every_key_of_fcn_with_aux() {
-    let d = StateDict::load(&fixture("fcn_resnet50_random_legacy.pth")).unwrap();
+fn legacy_file_has_every_key_with_the_values_pytorch_saved() {
+    let d = StateDict::load(&torch_file(LEGACY)).unwrap();
     assert_eq!(d.format, WeightsFormat::TorchLegacy);
-    assert_eq!(d.len() + d.skipped.len(), 334);
+    assert_eq!(d.len() + d.skipped.len(), TINY_KEYS);
     assert!(d.skipped.iter().all(|k| k.ends_with("num_batches_tracked")));
-    assert_eq!(d.get("backbone.layer4.2.conv3.weight").unwrap().dims(), [2048, 512, 1, 1]);
-    assert_eq!(d.get("aux_classifier.4.bias").unwrap().dims(), [21]);
+    assert_eq!(d.skipped.len(), TINY_BATCH_NORMS, "every batch norm's int64 counter tolerated");
+    assert_eq!(d.get("backbone.3.block.2.0.weight").unwrap().dims(), [24, 88, 1, 1]);
+    assert_eq!(d.get("classifier.low_classifier.bias").unwrap().dims(), [21]);
+    // PyTorch wrote the hashed formula's values: each tensor read back bit for bit, in both formats.
+    let z = StateDict::load(&torch_file(ZIP)).unwrap();
+    assert_eq!(z.format, WeightsFormat::TorchZip);
+    assert_eq!(d.keys().collect::<Vec<_>>(), z.keys().collect::<Vec<_>>());
+    for k in d.keys() {
+        let expected = hashed_values(k, d.get(k).unwrap().dims());
+        for dict in [&d, &z] {
+            let v = dict.get(k).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(v == expected, "{k} in {}: values differ from what PyTorch saved", dict.path.display());
+        }
+    }
+}
+
+#[test]
+fn both_torch_formats_compute_what_pytorch_computed() {
+    let reference = candle_core::safetensors::load(torch_file("reference.safetensors"), &Device::Cpu).unwrap();
+    for name in [LEGACY, ZIP] {
+        let loaded = load_for_inference(ModelKind::Mbv3sTiny, &torch_file(name), &Device::Cpu).unwrap();
+        let out = loaded.model.forward(&reference["input"], Mode::Eval).unwrap().logits;
+        let r = &reference["out"];
+        assert_eq!(out.dims(), r.dims());
+        let diff =
+            (&out - r).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let scale = r.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(scale > 0.0 && diff <= 1e-4 * scale, "{name}: max |ours − PyTorch| = {diff:e} > 1e-4 · {scale}");
+    }
 }
 
 #[test]
 fn truncated_files_are_reported_as_truncated() {
     let tmp = tempfile::tempdir().unwrap();
-    let legacy = fixture("fcn_resnet50_random_legacy.pth");
-    // Cut inside the pickled state dict, and inside the raw storage data.
-    for (len, name) in [(20_000, "cut_pickle.pth"), (100_000_000, "cut_data.pth")] {
+    let legacy = torch_file(LEGACY);
+    let size = std::fs::metadata(&legacy).unwrap().len() as usize;
+    // Cut inside the pickled state dict (which ends at byte 28,664), and inside the raw storage data.
+    for (len, name) in [(5_000, "cut_pickle.pth"), (20_000, "cut_pickle2.pth"), (size - 100_000, "cut_data.pth")] {
         let p = tmp.path().join(name);
         write_prefix(&legacy, len, &p);
         assert!(matches!(load_err(&p), WeightsError::Truncated { .. }), "{name}");
     }
-    let zip = fixture("mobilenet_v3_small_random.pth");
+    let zip = torch_file(ZIP);
     let p = tmp.path().join("cut.zip.pth");
-    write_prefix(&zip, 5_000_000, &p);
+    write_prefix(&zip, std::fs::metadata(&zip).unwrap().len() as usize / 2, &p);
     assert!(matches!(load_err(&p), WeightsError::Truncated { .. }));
     // A safetensors file cut short.
     let mut t = BTreeMap::new();
@@ -85,6 +131,49 @@ fn truncated_files_are_reported_as_truncated() {
     let p = tmp.path().join("cut.safetensors");
     write_prefix(&full, 1000, &p);
     assert!(matches!(load_err(&p), WeightsError::Truncated { .. } | WeightsError::Malformed { .. }));
+}
+
+/// What the fuzzer found in the pickle readers, replayed on real `torch.save` output: each damaged
+/// file is an error naming the file — no panic, and no allocation sized by a damaged field.
+#[test]
+fn fuzzer_findings_on_a_real_legacy_file_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = std::fs::read(torch_file(LEGACY)).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    // A pickle string (BINUNICODE) whose u32 length asks for 4 GB: the first key's name.
+    let key = b"backbone.0.0.weight";
+    let mut head = vec![b'X'];
+    head.extend((key.len() as u32).to_le_bytes());
+    head.extend(key);
+    let at = original.windows(head.len()).position(|w| w == head.as_slice()).expect("the first key in the pickle");
+    let mut bytes = original.clone();
+    bytes[at + 1..at + 5].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let e = load_err(&write("long_string.pth", &bytes));
+    assert!(matches!(e, WeightsError::Truncated { .. } | WeightsError::Malformed { .. }), "{e}");
+    // The protocol version as a LONG1 wider than 8 bytes (it fits no 64-bit integer).
+    let protocol = b"\x80\x02M\xe9\x03.";
+    assert_eq!(&original[15..21], protocol, "the magic number's pickle, then the protocol's");
+    let mut bytes = original[..15].to_vec();
+    bytes.extend(b"\x80\x02\x8a\x09");
+    bytes.extend([1u8; 9]);
+    bytes.push(b'.');
+    bytes.extend(&original[21..]);
+    let e = load_err(&write("long1.pth", &bytes));
+    assert!(e.to_string().contains("64-bit"), "{e}");
+    // A storage's element count (the 8 bytes before its data) far beyond the file.
+    let dict = StateDict::load(&torch_file(LEGACY)).unwrap();
+    let t = dict.get("backbone.0.0.weight").unwrap();
+    let mut pattern = (t.elem_count() as i64).to_le_bytes().to_vec();
+    pattern.extend(values_of(&dict, "backbone.0.0.weight")[0].to_le_bytes());
+    let at = original.windows(pattern.len()).position(|w| w == pattern.as_slice()).expect("the storage's count");
+    let mut bytes = original.clone();
+    bytes[at..at + 8].copy_from_slice(&(1i64 << 40).to_le_bytes());
+    let e = load_err(&write("huge_count.pth", &bytes));
+    assert!(matches!(e, WeightsError::Malformed { .. } | WeightsError::Truncated { .. }), "{e}");
 }
 
 #[test]
@@ -111,17 +200,16 @@ fn wrong_model_missing_keys_shapes_and_extra_keys_are_errors() {
     let dev = Device::Cpu;
     // A backbone-only file for a segmentation model: the classifier and the whole head are
     // missing, and all of them are counted (not only the first).
-    let e = load_for_inference(ModelKind::Mbv3sAspp, &fixture("mobilenet_v3_small_random.pth"), &dev).err().unwrap();
+    let mbv3s = fixture(MBV3S_FILE);
+    let e = load_for_inference(ModelKind::Mbv3sAspp, &mbv3s, &dev).err().unwrap();
     let msg = format!("{e:#}");
-    assert!(msg.contains("mobilenet_v3_small_random.pth") && msg.contains("lacks 263 weight(s)"), "{msg}");
+    assert!(msg.contains(&file_name(&mbv3s)) && msg.contains("lacks 263 weight(s)"), "{msg}");
     // LR-ASPP weights loaded as the teacher.
-    let e = load_for_inference(ModelKind::FcnResnet50, &fixture("lraspp_mobilenet_v3_large_random.pth"), &dev)
-        .err()
-        .unwrap();
+    let e = load_for_inference(ModelKind::FcnResnet50, &fixture(LRASPP_FILE), &dev).err().unwrap();
     assert!(e.downcast_ref::<WeightsError>().is_some_and(|w| matches!(w, WeightsError::MissingKeys { .. })), "{e:#}");
 
     let tmp = tempfile::tempdir().unwrap();
-    let base = StateDict::load(&fixture("lraspp_mobilenet_v3_large_random.pth")).unwrap();
+    let base = StateDict::load(&fixture(LRASPP_FILE)).unwrap();
     let mut tensors: BTreeMap<String, Tensor> =
         base.keys().map(|k| (k.to_string(), base.get(k).unwrap().clone())).collect();
     // A wrong shape (19-class high classifier with a 21-class low one).
@@ -150,7 +238,7 @@ fn wrong_model_missing_keys_shapes_and_extra_keys_are_errors() {
 
 /// The lraspp fixture's tensors, to edit and save as safetensors.
 fn lraspp_tensors() -> BTreeMap<String, Tensor> {
-    let base = StateDict::load(&fixture("lraspp_mobilenet_v3_large_random.pth")).unwrap();
+    let base = StateDict::load(&fixture(LRASPP_FILE)).unwrap();
     base.keys().map(|k| (k.to_string(), base.get(k).unwrap().clone())).collect()
 }
 
@@ -185,7 +273,7 @@ fn every_missing_weight_is_counted_and_the_first_five_named() {
 
     // Another model's file: the whole teacher is built (missing weights are NaN placeholders) so
     // that every one of its missing weights is named, not just the first.
-    let other = Arc::new(StateDict::load(&fixture("lraspp_mobilenet_v3_large_random.pth")).unwrap());
+    let other = Arc::new(StateDict::load(&fixture(LRASPP_FILE)).unwrap());
     let (vb, used) = other.var_builder(&dev);
     assert!(Model::new(ModelKind::FcnResnet50, vb, 21, true).is_ok());
     let w = used.check_all_used(&[]).unwrap_err();
@@ -266,8 +354,8 @@ fn assert_non_finite(path: &Path, key: &str, index: usize) {
 fn nan_and_infinite_weights_are_rejected_in_every_format() {
     let tmp = tempfile::tempdir().unwrap();
     // Legacy torch file: raw storage bytes, patched in place.
-    let legacy = fixture("fcn_resnet50_random_legacy.pth");
-    let key = "aux_classifier.4.bias";
+    let legacy = torch_file(LEGACY);
+    let key = "classifier.low_classifier.bias";
     let mut bytes = std::fs::read(&legacy).unwrap();
     let at = find_values(&bytes, &values_of(&StateDict::load(&legacy).unwrap(), key));
     bytes[at + 4 * 3..at + 4 * 4].copy_from_slice(&f32::NAN.to_le_bytes());
@@ -276,8 +364,8 @@ fn nan_and_infinite_weights_are_rejected_in_every_format() {
     assert_non_finite(&p, key, 3);
 
     // Zip torch file: the storage entry is patched and its CRC updated.
-    let zip = fixture("mobilenet_v3_small_random.pth");
-    let key = "classifier.3.bias";
+    let zip = torch_file(ZIP);
+    let key = "classifier.high_classifier.weight";
     let mut bytes = std::fs::read(&zip).unwrap();
     let values = values_of(&StateDict::load(&zip).unwrap(), key);
     let at = find_values(&bytes, &values);
@@ -312,7 +400,7 @@ fn nan_and_infinite_weights_are_rejected_in_every_format() {
 #[test]
 fn imagenet_backbone_loads_into_students() {
     let dev = Device::Cpu;
-    let file = fixture("mobilenet_v3_small_random.pth");
+    let file = fixture(MBV3S_FILE);
     let reference = StateDict::load(&file).unwrap();
     for kind in [ModelKind::Mbv3sAspp, ModelKind::Mbv3sTiny] {
         let t = build_trainable(kind, 21, 0, &dev).unwrap();
@@ -325,10 +413,7 @@ fn imagenet_backbone_loads_into_students() {
         assert_eq!(d, 0.0, "{kind}: backbone weights copied");
     }
     // The large backbone does not fit the small students.
-    let e = load_backbone(
-        &build_trainable(ModelKind::Mbv3sAspp, 21, 0, &dev).unwrap().varmap,
-        &fixture("lraspp_mobilenet_v3_large_random.pth"),
-    );
+    let e = load_backbone(&build_trainable(ModelKind::Mbv3sAspp, 21, 0, &dev).unwrap().varmap, &fixture(LRASPP_FILE));
     assert!(e.is_err());
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::eval::selftest::{Check, SelftestConfig, run as run_selftest};
+use crate::eval::selftest::{Check, FixtureSet, SelftestConfig, run as run_selftest};
 use crate::util::device::{DeviceChoice, Precision, describe};
 
 #[derive(Debug, clap::Args)]
@@ -15,11 +15,11 @@ pub struct SelftestArgs {
     /// convolutions) and fp32 on the CPU, which always computes in fp32.
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
-    /// Folder of torchvision fixtures (parity.safetensors and the weights files beside it; write
-    /// one with `python bench/make_parity_fixtures.py DIR`). Without it those checks are skipped.
-    /// A `kd/` sub-folder (`python bench/make_kd_fixtures.py --out DIR/kd`; the repository's own is
-    /// tests/fixtures/kd) checks the distillation loss terms too; a folder with only `kd/` checks
-    /// just those.
+    /// Folder of torchvision fixtures (parity.safetensors and the weights beside it; write one
+    /// with `python bench/make_parity_fixtures.py DIR`). Default: the small set built in (the
+    /// one in tests/fixtures/torchvision, hashed weights) and the distillation loss terms' (the
+    /// ones in tests/fixtures/kd). A `kd/` sub-folder (`python bench/make_kd_fixtures.py --out
+    /// DIR/kd`) checks the loss terms against it; a folder with only `kd/` checks just those.
     #[arg(long)]
     pub fixtures: Option<PathBuf>,
     /// Steps of the seeded training compared between the device and the CPU (0: skip).
@@ -40,8 +40,8 @@ pub fn run(args: SelftestArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.fixtures {
         anyhow::ensure!(dir.is_dir(), "--fixtures {}: no such folder", dir.display());
     }
-    let cfg =
-        SelftestConfig { device: device.clone(), precision, fixtures: args.fixtures, train_steps: args.train_steps };
+    let fixtures = args.fixtures.map_or(FixtureSet::Builtin, FixtureSet::Folder);
+    let cfg = SelftestConfig { device: device.clone(), precision, fixtures, train_steps: args.train_steps };
     let out = |line: &str| if args.json { eprintln!("{line}") } else { println!("{line}") };
     out(&format!("segdistill selftest on {}, precision {precision}", describe(&device)));
     out(&format!("{:<9} {:<58} {:>10} {:>9}  ok", "group", "check", "max rel err", "bound"));

@@ -41,13 +41,35 @@ pub fn fixture_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Evaluates the term a fixture names on `device` and compares it with the stored value and
 /// gradient.
 pub fn check_fixture(path: &Path, device: &Device) -> anyhow::Result<TermParity> {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    check_fixture_bytes(stem, &path.display().to_string(), &bytes, device)
+}
+
+/// The fixtures of `tests/fixtures/kd`, built into the binary: `selftest` checks them by default.
+pub const BUILTIN: &[(&str, &[u8])] = &[
+    ("at", include_bytes!("../../tests/fixtures/kd/at.safetensors")),
+    ("cirkd", include_bytes!("../../tests/fixtures/kd/cirkd.safetensors")),
+    ("cwd-features", include_bytes!("../../tests/fixtures/kd/cwd-features.safetensors")),
+    ("cwd-logits", include_bytes!("../../tests/fixtures/kd/cwd-logits.safetensors")),
+    ("dist", include_bytes!("../../tests/fixtures/kd/dist.safetensors")),
+    ("dist.tau4", include_bytes!("../../tests/fixtures/kd/dist.tau4.safetensors")),
+    ("fitnet", include_bytes!("../../tests/fixtures/kd/fitnet.safetensors")),
+    ("ifvd", include_bytes!("../../tests/fixtures/kd/ifvd.safetensors")),
+    ("kd", include_bytes!("../../tests/fixtures/kd/kd.safetensors")),
+    ("pairwise", include_bytes!("../../tests/fixtures/kd/pairwise.safetensors")),
+];
+
+/// [`check_fixture`] on a fixture's bytes; `stem` names the term (`dist.tau4`: term `dist`),
+/// `source` the fixture in messages.
+pub fn check_fixture_bytes(stem: &str, source: &str, bytes: &[u8], device: &Device) -> anyhow::Result<TermParity> {
+    let stem = stem.to_string();
     let term = stem.split('.').next().unwrap_or_default().to_string();
-    let fx = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let fx = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))?;
     let get = |name: &str| -> anyhow::Result<Tensor> {
         fx.get(name)
-            .ok_or_else(|| anyhow::anyhow!("{} has no tensor `{name}`", path.display()))?
+            .ok_or_else(|| anyhow::anyhow!("{source} has no tensor `{name}`"))?
             .to_device(device)
             .map_err(Into::into)
     };
@@ -85,7 +107,7 @@ pub fn check_fixture(path: &Path, device: &Device) -> anyhow::Result<TermParity>
         "cirkd" => terms::cirkd_pixel(s, &teacher_on_grid()?, param("tau")?)?,
         "at" => terms::attention_transfer(s, &teacher_on_grid()?)?,
         "dist" => terms::dist(s, &teacher, param("tau")?, param("beta")?, param("gamma")?)?,
-        other => anyhow::bail!("{}: no loss term `{other}`", path.display()),
+        other => anyhow::bail!("{source}: no loss term `{other}`"),
     };
     let grads = loss.backward()?;
     let grad = grads.get(&student).ok_or_else(|| anyhow::anyhow!("{stem}: the loss has no gradient"))?;

@@ -1,10 +1,12 @@
 //! `selftest`: does this build, on this device and precision, compute what torchvision computes?
 //!
 //! Three groups of checks, each a row (max relative error, bound, ok):
-//! - **fixtures**: torchvision's own outputs (`parity.safetensors` and the weights files beside it,
+//! - **fixtures**: torchvision's own outputs (`parity.safetensors` and the weights beside it,
 //!   written by `bench/make_parity_fixtures.py`): FCN-ResNet50, MobileNetV3-Small, LR-ASPP, bilinear
 //!   resizing, the losses and their gradients. Models also report how many pixels' arg-max class
-//!   agrees with torchvision's.
+//!   agrees with torchvision's. The weights are either files (`torch.save` output) or, in the small
+//!   set built into the binary (`tests/fixtures/torchvision`), a listing of every key whose values
+//!   come from the hashed formula (`model::weights::hashed`) that the script computes alike.
 //! - **ops**: the layers as the models run them on the device (dense, strided, dilated and
 //!   depthwise convolution; batch norm with its fused activation, in training and evaluation)
 //!   against their textbook formula on the CPU, forward and every gradient. On a GPU also bilinear
@@ -31,23 +33,40 @@ use crate::eval::bench::{SyntheticTraining, frozen_model, random_input, random_l
 use crate::model::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, bn_default};
 use crate::model::mobilenet_v3::{MobileNetV3Classifier, MobileNetV3Config};
 use crate::model::weights::StateDict;
-use crate::model::{Mode, ModelKind, load_for_inference, ops};
+use crate::model::{Mode, ModelKind, load_state_dict_for_inference, ops};
 use crate::util::Rng;
 use crate::util::device::Precision;
 
 /// The parity fixtures' file names.
 pub const PARITY_FILE: &str = "parity.safetensors";
-const FCN_FILE: &str = "fcn_resnet50_random_legacy.pth";
-const MBV3S_FILE: &str = "mobilenet_v3_small_random.pth";
-const LRASPP_FILE: &str = "lraspp_mobilenet_v3_large_random.pth";
+pub const FCN_FILE: &str = "fcn_resnet50_random_legacy.pth";
+pub const MBV3S_FILE: &str = "mobilenet_v3_small_random.pth";
+pub const LRASPP_FILE: &str = "lraspp_mobilenet_v3_large_random.pth";
+/// Where a fixture folder lists hashed weights instead of holding weights files.
+pub const WEIGHTS_LISTING: &str = "weights.json";
+
+/// The small set (`bench/make_parity_fixtures.py --small`), built in: the default fixtures.
+const BUILTIN_PARITY: &[u8] = include_bytes!("../../tests/fixtures/torchvision/parity.safetensors");
+const BUILTIN_LISTING: &str = include_str!("../../tests/fixtures/torchvision/weights.json");
+
+/// Which torchvision fixtures the selftest compares with.
+#[derive(Clone, Debug)]
+pub enum FixtureSet {
+    /// The small set built into the binary (hashed weights).
+    Builtin,
+    /// A folder written by `bench/make_parity_fixtures.py` (either kind).
+    Folder(PathBuf),
+    /// No fixture checks.
+    Skip,
+}
 
 /// What to check.
 #[derive(Clone, Debug)]
 pub struct SelftestConfig {
     pub device: Device,
     pub precision: Precision,
-    /// The folder of torchvision fixtures; `None` skips that group.
-    pub fixtures: Option<PathBuf>,
+    /// The torchvision fixtures to compare with.
+    pub fixtures: FixtureSet,
     /// Steps of the seeded training comparison (0 skips it).
     pub train_steps: usize,
 }
@@ -180,11 +199,17 @@ pub fn run(cfg: &SelftestConfig, on_check: &mut dyn FnMut(&Check)) -> anyhow::Re
     };
     let mut skipped = Vec::new();
     match &cfg.fixtures {
-        Some(dir) => {
+        FixtureSet::Builtin => {
+            fixture_checks(&Fixtures::builtin()?, &cfg.device, &mut checker, &mut skipped);
+            for (name, bytes) in super::kd_parity::BUILTIN {
+                kd_check(name, &format!("<built-in kd/{name}>"), bytes, &cfg.device, &mut checker);
+            }
+        }
+        FixtureSet::Folder(dir) => {
             let kd_dir = dir.join(super::kd_parity::KD_DIR);
             // A folder with only the `kd/` loss-term fixtures checks just those.
             if dir.join(PARITY_FILE).is_file() || !kd_dir.is_dir() {
-                fixture_checks(dir, &cfg.device, &mut checker, &mut skipped)?;
+                fixture_checks(&Fixtures::load(dir)?, &cfg.device, &mut checker, &mut skipped);
             } else {
                 skipped.push(format!("fixtures: no {PARITY_FILE} in {}", dir.display()));
             }
@@ -194,7 +219,7 @@ pub fn run(cfg: &SelftestConfig, on_check: &mut dyn FnMut(&Check)) -> anyhow::Re
                 skipped.push(format!("kd: no {} folder", kd_dir.display()));
             }
         }
-        None => skipped.push("fixtures: no --fixtures folder given".into()),
+        FixtureSet::Skip => skipped.push("fixtures: not asked for".into()),
     }
     op_checks(&cfg.device, &mut checker)?;
     if cfg.train_steps > 0 {
@@ -215,13 +240,33 @@ pub fn run(cfg: &SelftestConfig, on_check: &mut dyn FnMut(&Check)) -> anyhow::Re
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-struct Fixtures {
+/// One entry of a hashed-weights listing: name, shape, dtype (`F32`, or `I64` for the counters).
+pub type ListingEntry = (String, Vec<usize>, String);
+
+/// A fixture set: the reference tensors, and where each model's weights come from.
+pub struct Fixtures {
+    /// The folder (or, for the built-in set, the name shown in messages).
     dir: PathBuf,
     tensors: HashMap<String, Tensor>,
+    /// Weights listings by file name (hashed weights), when the set has `weights.json`.
+    listings: Option<HashMap<String, Vec<ListingEntry>>>,
+}
+
+/// Parses `weights.json`: `{"weights": "hashed", "files": {file: [[name, shape, dtype], …]}}`.
+pub fn parse_listing(text: &str) -> anyhow::Result<HashMap<String, Vec<ListingEntry>>> {
+    #[derive(serde::Deserialize)]
+    struct Listing {
+        weights: String,
+        files: HashMap<String, Vec<ListingEntry>>,
+    }
+    let listing: Listing = serde_json::from_str(text)?;
+    anyhow::ensure!(listing.weights == "hashed", "unknown weights kind `{}`", listing.weights);
+    Ok(listing.files)
 }
 
 impl Fixtures {
-    fn load(dir: &Path) -> anyhow::Result<Self> {
+    /// A folder written by `bench/make_parity_fixtures.py`, with weights files or `weights.json`.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(PARITY_FILE);
         anyhow::ensure!(
             path.is_file(),
@@ -230,27 +275,68 @@ impl Fixtures {
         );
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        Ok(Self { dir: dir.to_path_buf(), tensors })
+        let listing = dir.join(WEIGHTS_LISTING);
+        let listings = if listing.is_file() {
+            let text = std::fs::read_to_string(&listing)?;
+            Some(parse_listing(&text).map_err(|e| anyhow::anyhow!("cannot read {}: {e:#}", listing.display()))?)
+        } else {
+            None
+        };
+        Ok(Self { dir: dir.to_path_buf(), tensors, listings })
     }
 
-    fn get(&self, name: &str) -> anyhow::Result<&Tensor> {
+    /// The small set built into the binary.
+    pub fn builtin() -> anyhow::Result<Self> {
+        let tensors = candle_core::safetensors::load_buffer(BUILTIN_PARITY, &Device::Cpu)?;
+        let listings = Some(parse_listing(BUILTIN_LISTING)?);
+        Ok(Self { dir: PathBuf::from("<built-in fixtures>"), tensors, listings })
+    }
+
+    pub fn get(&self, name: &str) -> anyhow::Result<&Tensor> {
         self.tensors
             .get(name)
             .ok_or_else(|| anyhow::anyhow!("{} has no tensor `{name}`", self.dir.join(PARITY_FILE).display()))
     }
+
+    /// Every reference tensor by name.
+    pub fn tensors(&self) -> &HashMap<String, Tensor> {
+        &self.tensors
+    }
+
+    /// The listing of a weights file of the set, if its weights are hashed.
+    pub fn listing(&self, file: &str) -> Option<&[ListingEntry]> {
+        self.listings.as_ref()?.get(file).map(Vec::as_slice)
+    }
+
+    /// Whether the set has weights for `file` (the file itself, or its listing).
+    pub fn has_weights(&self, file: &str) -> bool {
+        self.dir.join(file).is_file() || self.listing(file).is_some()
+    }
+
+    /// The weights of `file`: read from the folder when the file is there, else built from the
+    /// listing with the hashed formula (the int64 counters, unused in eval mode, left out).
+    pub fn weights(&self, file: &str) -> anyhow::Result<StateDict> {
+        let path = self.dir.join(file);
+        if path.is_file() {
+            return Ok(StateDict::load(&path)?);
+        }
+        let listing = self.listing(file).ok_or_else(|| anyhow::anyhow!("{} not found", path.display()))?;
+        let floats: Vec<(String, Vec<usize>)> =
+            listing.iter().filter(|(_, _, dtype)| dtype == "F32").map(|(n, s, _)| (n.clone(), s.clone())).collect();
+        let tensors = crate::model::weights::hashed::hashed_state_dict(&floats, &Device::Cpu)?;
+        Ok(StateDict::from_tensors(path, tensors))
+    }
 }
 
-fn fixture_checks(dir: &Path, device: &Device, checker: &mut Checker, skipped: &mut Vec<String>) -> anyhow::Result<()> {
-    let fx = Fixtures::load(dir)?;
-    let weights = |file: &str| dir.join(file);
-    if weights(FCN_FILE).is_file() {
-        checker.case("fixtures", "fcn", |c| fcn_checks(&fx, &weights(FCN_FILE), device, c));
+fn fixture_checks(fx: &Fixtures, device: &Device, checker: &mut Checker, skipped: &mut Vec<String>) {
+    if fx.has_weights(FCN_FILE) {
+        checker.case("fixtures", "fcn", |c| fcn_checks(fx, fx.weights(FCN_FILE)?, device, c));
     } else {
-        skipped.push(format!("fcn: {} absent", weights(FCN_FILE).display()));
+        skipped.push(format!("fcn: {} absent", fx.dir.join(FCN_FILE).display()));
     }
-    checker.case("fixtures", "mbv3s", |c| mbv3s_checks(&fx, &weights(MBV3S_FILE), device, c));
+    checker.case("fixtures", "mbv3s", |c| mbv3s_checks(fx, fx.weights(MBV3S_FILE)?, device, c));
     checker.case("fixtures", "lraspp", |c| {
-        let lraspp = load_for_inference(ModelKind::LrasppMbv3l, &weights(LRASPP_FILE), device)?;
+        let lraspp = load_state_dict_for_inference(ModelKind::LrasppMbv3l, fx.weights(LRASPP_FILE)?, device)?;
         let out = lraspp.model.forward(&fx.get("lraspp.input")?.to_device(device)?.to_dtype(c.dtype)?, Mode::Eval)?;
         model_rows(c, "lraspp.out", &out.logits, fx.get("lraspp.out")?);
         Ok(())
@@ -274,8 +360,7 @@ fn fixture_checks(dir: &Path, device: &Device, checker: &mut Checker, skipped: &
         );
         Ok(())
     });
-    checker.case("fixtures", "losses", |c| loss_checks(&fx, device, c));
-    Ok(())
+    checker.case("fixtures", "losses", |c| loss_checks(fx, device, c));
 }
 
 /// The distillation loss terms (`kd/<term>.safetensors`, from `bench/make_kd_fixtures.py`):
@@ -285,15 +370,23 @@ fn kd_checks(dir: &Path, device: &Device, checker: &mut Checker) -> anyhow::Resu
     anyhow::ensure!(!files.is_empty(), "{} holds no loss-term fixtures (*.safetensors)", dir.display());
     for f in files {
         let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        checker.case("kd", &name.clone(), |c| {
-            let p = super::kd_parity::check_fixture(&f, device)?;
-            let bound = c.bounds.loss;
-            c.push("kd", p.name.clone(), p.loss_error, bound);
-            c.push("kd", format!("{}.grad", p.name), p.grad_error, bound);
-            Ok(())
-        });
+        match std::fs::read(&f) {
+            Ok(bytes) => kd_check(&name, &f.display().to_string(), &bytes, device, checker),
+            Err(e) => checker.case("kd", &name, |_| anyhow::bail!("cannot read {}: {e}", f.display())),
+        }
     }
     Ok(())
+}
+
+/// One loss term's value and gradient against its PyTorch fixture.
+fn kd_check(name: &str, source: &str, bytes: &[u8], device: &Device, checker: &mut Checker) {
+    checker.case("kd", name, |c| {
+        let p = super::kd_parity::check_fixture_bytes(name, source, bytes, device)?;
+        let bound = c.bounds.loss;
+        c.push("kd", p.name.clone(), p.loss_error, bound);
+        c.push("kd", format!("{}.grad", p.name), p.grad_error, bound);
+        Ok(())
+    });
 }
 
 /// A model output's rows: the values, and the share of pixels whose class differs.
@@ -304,9 +397,9 @@ fn model_rows(checker: &mut Checker, name: &str, ours: &Tensor, reference: &Tens
     checker.push("fixtures", format!("{name} argmax"), error, b.argmax);
 }
 
-fn fcn_checks(fx: &Fixtures, weights: &Path, device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
+fn fcn_checks(fx: &Fixtures, weights: StateDict, device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
     let bound = checker.bounds.model;
-    let loaded = load_for_inference(ModelKind::FcnResnet50, weights, device)?;
+    let loaded = load_state_dict_for_inference(ModelKind::FcnResnet50, weights, device)?;
     let out = loaded.model.forward(&fx.get("fcn.input")?.to_device(device)?.to_dtype(checker.dtype)?, Mode::Eval)?;
     model_rows(checker, "fcn.out", &out.logits, fx.get("fcn.out")?);
     if let Some(aux) = &out.aux {
@@ -320,9 +413,9 @@ fn fcn_checks(fx: &Fixtures, weights: &Path, device: &Device, checker: &mut Chec
     Ok(())
 }
 
-fn mbv3s_checks(fx: &Fixtures, weights: &Path, device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
+fn mbv3s_checks(fx: &Fixtures, weights: StateDict, device: &Device, checker: &mut Checker) -> anyhow::Result<()> {
     let bound = checker.bounds.model;
-    let dict = std::sync::Arc::new(StateDict::load(weights)?);
+    let dict = std::sync::Arc::new(weights);
     let (vb, _) = dict.var_builder(device);
     let mbv3s = MobileNetV3Classifier::new(vb, MobileNetV3Config::small(false), 1000)?;
     let (logits, feats) =
@@ -681,7 +774,12 @@ mod tests {
 
     #[test]
     fn cpu_ops_and_a_short_training_pass() {
-        let cfg = SelftestConfig { device: Device::Cpu, precision: Precision::Fp32, fixtures: None, train_steps: 3 };
+        let cfg = SelftestConfig {
+            device: Device::Cpu,
+            precision: Precision::Fp32,
+            fixtures: FixtureSet::Skip,
+            train_steps: 3,
+        };
         let report = run(&cfg, &mut |_| {}).unwrap();
         let failed: Vec<_> = report.checks.iter().filter(|c| !c.ok).collect();
         assert!(failed.is_empty(), "{failed:#?}");

@@ -268,7 +268,14 @@ pub struct LoadedModel {
 /// Loads `kind` from a weights file, every key and shape checked (extra keys are an error too).
 /// The class count comes from the file.
 pub fn load_for_inference(kind: ModelKind, path: &Path, device: &Device) -> anyhow::Result<LoadedModel> {
-    let dict = Arc::new(StateDict::load(path)?);
+    load_state_dict_for_inference(kind, StateDict::load(path)?, device)
+}
+
+/// [`load_for_inference`] from a state dict already read (or built in memory); errors name its path.
+pub fn load_state_dict_for_inference(kind: ModelKind, dict: StateDict, device: &Device) -> anyhow::Result<LoadedModel> {
+    let dict = Arc::new(dict);
+    let path = dict.path.clone();
+    let path = path.as_path();
     let key = kind.classifier_key();
     // Without its classifier the file is still built (with VOC's 21 classes) so that the error
     // lists every weight it lacks, not only the first.

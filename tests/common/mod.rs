@@ -6,22 +6,76 @@ use std::path::{Path, PathBuf};
 pub mod http_server;
 use std::process::{Command, Output};
 
-/// `../shared` beside the checkout (override with SEGDISTILL_SHARED). Tests that need it fail
-/// loudly when it is missing: a skipped parity test would be a test that cannot fail.
-pub fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SEGDISTILL_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        dir.join("fixtures/torchvision").is_dir(),
-        "shared data not found at {} (set SEGDISTILL_SHARED)",
-        dir.display()
-    );
-    dir
+/// The committed fixtures, `tests/fixtures` (each with the command that makes it in its README).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-pub fn shared_voc() -> PathBuf {
-    shared_dir().join("data/voc2012")
+/// A few real PASCAL VOC 2012 masks with their split lines, and the 4 real image+mask pairs.
+pub fn voc() -> PathBuf {
+    fixtures_dir().join("voc2012")
+}
+
+/// One real Cityscapes frame (downscaled 256×128) with its gtFine labels.
+pub fn cityscapes() -> PathBuf {
+    fixtures_dir().join("cityscapes")
+}
+
+/// The small torchvision parity set: reference outputs, and hashed weights by listing.
+pub fn torchvision_fixtures_dir() -> PathBuf {
+    fixtures_dir().join("torchvision")
+}
+
+/// The small torchvision parity set, loaded once.
+pub fn torchvision_fixtures() -> &'static segdistill::eval::selftest::Fixtures {
+    static F: std::sync::OnceLock<segdistill::eval::selftest::Fixtures> = std::sync::OnceLock::new();
+    F.get_or_init(|| segdistill::eval::selftest::Fixtures::load(&torchvision_fixtures_dir()).unwrap())
+}
+
+/// A weights file for a model of the small parity set (`file` as `weights.json` names it, e.g.
+/// `fcn_resnet50_random_legacy.pth`): every float tensor of torchvision's state dict from the
+/// hashed formula, as safetensors. Written once into the target's temporary folder, under a name
+/// that changes with the listing and the formula, so a stale file is never read.
+pub fn torchvision_weights(file: &str) -> PathBuf {
+    use segdistill::model::weights::hashed::hashed_values;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let listing = std::fs::read(torchvision_fixtures_dir().join("weights.json")).unwrap();
+    let probe: Vec<u8> = hashed_values("probe.weight", &[4, 3]).iter().flat_map(|v| v.to_le_bytes()).collect();
+    let key =
+        listing.iter().chain(&probe).fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let model = file.trim_end_matches(".pth").trim_end_matches("_legacy").trim_end_matches("_random");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hashed-weights");
+    let path = dir.join(format!("{model}_hashed-{key:016x}.safetensors"));
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if !path.is_file() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let dict = torchvision_fixtures().weights(file).unwrap();
+        let tensors: std::collections::BTreeMap<String, candle_core::Tensor> =
+            dict.keys().map(|k| (k.to_string(), dict.get(k).unwrap().clone())).collect();
+        let tmp = dir.join(format!(".{model}-{}.tmp", std::process::id()));
+        segdistill::model::weights::save_safetensors(&tensors, &tmp).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+/// Real `torch.save` output of a small model (`mbv3s-tiny`, hashed weights, counters = 3):
+/// `mbv3s_tiny_legacy.pth` (legacy format, as torchvision's FCN-ResNet50 file) or
+/// `mbv3s_tiny_zip.pth`, and `reference.safetensors` (PyTorch's output for `input`).
+pub fn torch_file(name: &str) -> PathBuf {
+    fixtures_dir().join("torch").join(name)
+}
+
+/// The full real-data check is opt-in: `SEGDISTILL_REAL_DATA=DIR` (a VOC 2012 folder with all
+/// 2,913 train+val masks). `None` (and a line saying so) when it is not set.
+pub fn real_data(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("SEGDISTILL_REAL_DATA") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => {
+            println!("skipped {test}: set SEGDISTILL_REAL_DATA=DIR (a full VOC 2012 folder) to run it");
+            None
+        }
+    }
 }
 
 /// Runs the built `segdistill` binary with arguments.

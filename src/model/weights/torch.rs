@@ -137,7 +137,10 @@ fn pickle_error(path: &Path, what: &str, e: candle_core::Error) -> WeightsError 
     // The first line only: candle appends a backtrace when RUST_BACKTRACE is set.
     let full = e.to_string();
     let msg = full.lines().next().unwrap_or_default();
-    if msg.contains("failed to fill whole buffer") || msg.contains("UnexpectedEof") {
+    // A cut between two opcodes ends at the next opcode's byte ("unexpected end of file"); a cut
+    // inside an argument ends inside a read_exact ("failed to fill whole buffer").
+    let eof = ["failed to fill whole buffer", "UnexpectedEof", "unexpected end of file"];
+    if eof.iter().any(|m| msg.contains(m)) {
         WeightsError::truncated(path, format!("the file ends inside the {what}"))
     } else {
         WeightsError::malformed(path, format!("cannot parse the {what}: {msg}"))
