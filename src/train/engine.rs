@@ -28,8 +28,8 @@ use super::step::{LossValues, StepBatch, StepModel, StepOutcome, optimization_st
 use crate::data::loader::{Loader, LoaderConfig, SegmentationBatches, batches_per_epoch};
 use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
-use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
 use crate::distill::loss_terms::TermsDistiller;
+use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
 use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};
@@ -693,11 +693,7 @@ impl<'a> Session<'a> {
         let features = match maps {
             Some(maps) => {
                 let taps = teacher.feature_taps();
-                maps
-                    .iter()
-                    .filter_map(|n| taps.iter().find(|t| t.name == *n))
-                    .map(|t| (t.name, t.stride))
-                    .collect()
+                maps.iter().filter_map(|n| taps.iter().find(|t| t.name == *n)).map(|t| (t.name, t.stride)).collect()
             }
             None => Vec::new(),
         };
