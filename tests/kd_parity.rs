@@ -12,11 +12,9 @@ const BOUND: f64 = 1e-4;
 fn every_term_matches_pytorch() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kd");
     let files = fixture_files(&dir).unwrap();
-    let expected = [
-        "at", "cirkd", "cwd-features", "cwd-logits", "dist", "dist.tau4", "fitnet", "ifvd", "kd", "pairwise",
-    ];
-    let names: Vec<String> =
-        files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let expected =
+        ["at", "cirkd", "cwd-features", "cwd-logits", "dist", "dist.tau4", "fitnet", "ifvd", "kd", "pairwise"];
+    let names: Vec<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, expected, "the fixture set");
     let mut failures = Vec::new();
     for f in &files {

@@ -325,3 +325,67 @@ fn event_stream_follows_pause_resume_and_stop() {
     assert!(matches!(end, TrainEvent::Finished(ref s) if s.reason == EndReason::Stopped), "{end:?}");
     assert!(checkpoint::last_path(&cfg.run_dir()).is_file(), "stop writes a checkpoint");
 }
+
+#[test]
+fn every_loss_term_trains_the_student_only_and_the_presets_are_their_term_lists() {
+    use segdistill::distill::loss_terms::{LossTerms, TermsDistiller};
+    let dev = Device::Cpu;
+    let teacher = build_trainable(ModelKind::FcnResnet50, 21, 1, &dev).unwrap();
+    let student = build_trainable(ModelKind::Mbv3sTiny, 21, 2, &dev).unwrap();
+    let x = Tensor::randn(0f32, 1., (2, 3, 32, 32), &dev).unwrap();
+    let labels: Vec<u8> = (0..2 * 32 * 32).map(|i| if i % 7 == 0 { 255 } else { (i % 21) as u8 }).collect();
+    let target = Target::new(&labels, (2, 32, 32), None, &dev).unwrap();
+    let adapters = candle_nn::VarMap::new();
+    let vb = segdistill::model::weights::init::seeded_var_builder(&adapters, 3, &dev);
+    let (s_taps, t_taps) = (student.model.feature_taps(), teacher.model.feature_taps());
+    let t_out = teacher.model.forward(&x, Mode::Eval).unwrap();
+    let signal = TeacherSignal { logits: Some(&t_out.logits), features: &t_out.features };
+    let s_out = student.model.forward(&x, Mode::train(1)).unwrap();
+
+    let all: LossTerms = "ce,kd,cwd-logits,cwd-features,pairwise,ifvd,cirkd,at,fitnet,dist".parse().unwrap();
+    let d = TermsDistiller::new(all, vb.clone(), &s_taps, &t_taps).unwrap();
+    assert_eq!(d.teacher_maps(), ["layer4"]);
+    let parts = distill::terms_loss(&d, &LossConfig::default(), &s_out, Some(&signal), &target).unwrap();
+    assert_eq!(parts.terms.len(), 10);
+    for (k, v) in &parts.terms {
+        let v = v.to_scalar::<f32>().unwrap();
+        assert!(v.is_finite() && v >= 0.0, "{}: {v}", k.name());
+    }
+    let grads = parts.total.backward().unwrap();
+    assert_eq!(teacher.varmap.all_vars().iter().filter(|v| grads.get(v).is_some()).count(), 0, "teacher gradient");
+    assert!(student.varmap.all_vars().iter().filter(|v| grads.get(v).is_some()).count() > 50);
+    assert_eq!(adapters.all_vars().iter().filter(|v| grads.get(v).is_some()).count(), 4, "two adapters learn");
+
+    // A preset and its term list give the same loss (the feature adapters shared by name).
+    let cfg = LossConfig::default();
+    let preset = FeatureDistiller::new(vb.clone(), &s_taps, &t_taps).unwrap();
+    let old = distill::total_loss(DistillMode::Combined, &cfg, &s_out, Some(&signal), &target, Some(&preset)).unwrap();
+    let list = TermsDistiller::new(LossTerms::preset(DistillMode::Combined, &cfg), vb, &s_taps, &t_taps).unwrap();
+    let new = distill::terms_loss(&list, &cfg, &s_out, Some(&signal), &target).unwrap();
+    let (a, b) = (old.total.to_scalar::<f32>().unwrap(), new.total.to_scalar::<f32>().unwrap());
+    assert!((a - b).abs() <= 1e-6 * a.abs(), "preset {a} vs term list {b}");
+}
+
+#[test]
+fn a_term_list_run_logs_every_term_by_name() {
+    let (_d, data) = demo_dataset(8, 4, 64);
+    let runs = tempfile::tempdir().unwrap();
+    let mut cfg = config(&data, runs.path(), "terms", ModelKind::Mbv3sTiny, DistillMode::None);
+    cfg.loss_terms = Some("ce=1,kd=0.5,cwd-logits=3,at=100".parse().unwrap());
+    cfg.teacher_weights = Some(teacher_weights());
+    cfg.epochs = 1;
+    let (result, events) = run_inline(cfg.clone(), false);
+    result.unwrap();
+    let steps: Vec<_> =
+        events.iter().filter_map(|e| if let TrainEvent::Step(s) = e { Some(s.clone()) } else { None }).collect();
+    assert!(!steps.is_empty());
+    let names: Vec<&str> = steps[0].terms.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ce", "kd", "cwd-logits", "at"]);
+    assert_eq!(steps[0].kd, Some(steps[0].terms[1].1), "the kd column is the kd term");
+    let csv = std::fs::read_to_string(runs.path().join("terms/metrics.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",term_ce,term_kd,term_cwd-logits,term_at"), "{csv}");
+    let saved = checkpoint::load_state(&runs.path().join("terms/checkpoints/last.safetensors"));
+    if let Ok(state) = saved {
+        assert_eq!(state.config.loss_terms, cfg.loss_terms, "the term list is part of the run");
+    }
+}

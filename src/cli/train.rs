@@ -475,12 +475,12 @@ impl Printer {
                     b.set_position(m.step as u64);
                     let kd = m.kd.map(|v| format!(" kd {v:.3}")).unwrap_or_default();
                     let ft = m.feature.map(|v| format!(" feat {v:.3}")).unwrap_or_default();
-                    let ft: String = ft + &m
-                        .terms
-                        .iter()
-                        .filter(|(n, _)| !matches!(n.as_str(), "ce" | "kd" | "response" | "feature"))
-                        .map(|(n, v)| format!(" {n} {v:.3}"))
-                        .collect::<String>();
+                    let ft: String = ft
+                        + &m.terms
+                            .iter()
+                            .filter(|(n, _)| !matches!(n.as_str(), "ce" | "kd" | "response" | "feature"))
+                            .map(|(n, v)| format!(" {n} {v:.3}"))
+                            .collect::<String>();
                     b.set_message(format!(
                         "epoch {}/{} loss {:.4} (ce {:.3}{kd}{ft}) lr {:.2e} {:.1} img/s ETA {}",
                         m.epoch + 1,

@@ -119,9 +119,10 @@ impl TermKind {
 impl FromStr for TermKind {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Self::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            format!("no loss term `{s}`; the terms: {}", Self::ALL.map(|k| k.name()).join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("no loss term `{s}`; the terms: {}", Self::ALL.map(|k| k.name()).join(", ")))
     }
 }
 
@@ -274,7 +275,9 @@ impl FromStr for LossTerms {
                     "beta" => spec.beta = Some(v),
                     "gamma" => spec.gamma = Some(v),
                     "scale" => spec.scale = Some(v),
-                    other => return Err(format!("loss term `{name}`: unknown option `{other}` (tau, beta, gamma, scale)")),
+                    other => {
+                        return Err(format!("loss term `{name}`: unknown option `{other}` (tau, beta, gamma, scale)"));
+                    }
                 }
             }
             terms.push(spec);
@@ -302,7 +305,9 @@ impl TermsDistiller {
         let last_pair = pairs_for(teacher)[2];
         let find = |taps: &[FeatureTap], name: &str, who: &str| -> Result<FeatureTap> {
             taps.iter().find(|t| t.name == name).cloned().ok_or_else(|| {
-                candle_core::Error::Msg(format!("the feature loss terms need {who} map `{name}`, which it does not have"))
+                candle_core::Error::Msg(format!(
+                    "the feature loss terms need {who} map `{name}`, which it does not have"
+                ))
             })
         };
         let mut adapters = Vec::new();
@@ -387,13 +392,9 @@ impl TermsDistiller {
                 },
                 TermKind::Kd => terms::kd(&student.logits, logits()?, tau, target)?,
                 TermKind::CwdLogits => terms::cwd(&student.logits, logits()?, tau)?,
-                TermKind::Dist => terms::dist(
-                    &student.logits,
-                    logits()?,
-                    tau,
-                    spec.beta.unwrap_or(1.0),
-                    spec.gamma.unwrap_or(1.0),
-                )?,
+                TermKind::Dist => {
+                    terms::dist(&student.logits, logits()?, tau, spec.beta.unwrap_or(1.0), spec.gamma.unwrap_or(1.0))?
+                }
                 TermKind::CwdFeatures => {
                     let (s, t) = last()?;
                     terms::cwd(&adapter(spec.kind)?.forward(&s)?, &t, tau)?
@@ -460,7 +461,8 @@ mod tests {
 
     #[test]
     fn rejects_unknown_terms_options_and_repeats() {
-        for bad in ["ce=1,nope=2", "kd=x", "kd=1:tau=-1", "ce=1,ce=2", "at=1:tau=2", "pairwise=1:scale=2", "", "kd=1:t"] {
+        for bad in ["ce=1,nope=2", "kd=x", "kd=1:tau=-1", "ce=1,ce=2", "at=1:tau=2", "pairwise=1:scale=2", "", "kd=1:t"]
+        {
             assert!(bad.parse::<LossTerms>().is_err(), "{bad:?} parsed");
         }
     }

@@ -107,7 +107,8 @@ pub fn pairwise(student: &Tensor, teacher: &Tensor, scale: f64) -> Result<Tensor
 /// Per pixel, cos(a, b) over the channels, each vector divided by max(‖v‖, 1e-8) as
 /// `F.cosine_similarity`: (B, H·W) from (B, C, H·W).
 fn cosine_per_pixel(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let unit = |x: &Tensor| -> Result<Tensor> { x.broadcast_div(&x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8, f64::MAX)?) };
+    let unit =
+        |x: &Tensor| -> Result<Tensor> { x.broadcast_div(&x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8, f64::MAX)?) };
     (unit(a)? * unit(b)?)?.sum(1)
 }
 

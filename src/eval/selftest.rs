@@ -791,7 +791,8 @@ mod tests {
     #[test]
     fn a_folder_with_only_kd_fixtures_checks_every_loss_term() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let cfg = SelftestConfig { device: Device::Cpu, precision: Precision::Fp32, fixtures: Some(dir), train_steps: 0 };
+        let cfg =
+            SelftestConfig { device: Device::Cpu, precision: Precision::Fp32, fixtures: Some(dir), train_steps: 0 };
         let report = run(&cfg, &mut |_| {}).unwrap();
         let kd: Vec<_> = report.checks.iter().filter(|c| c.group == "kd").collect();
         assert_eq!(kd.len(), 2 * 10, "value and gradient of every fixture: {kd:#?}");
