@@ -113,8 +113,22 @@ fn any_signal_at_any_moment_resumes_to_the_bit_identical_run() {
     let epochs = "120";
     let args = |run: &std::path::Path, resume: bool| {
         let mut a: Vec<String> = [
-            "train", "--data", data.to_str().unwrap(), "--model", "mbv3s-tiny", "--epochs", epochs, "--batch", "4",
-            "--size", "48", "--workers", "1", "--events-json", "--out", run.to_str().unwrap(),
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            "mbv3s-tiny",
+            "--epochs",
+            epochs,
+            "--batch",
+            "4",
+            "--size",
+            "48",
+            "--workers",
+            "1",
+            "--events-json",
+            "--out",
+            run.to_str().unwrap(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -167,14 +181,21 @@ fn any_signal_at_any_moment_resumes_to_the_bit_identical_run() {
         std::fs::read(checkpoint::student_path(&reference)).unwrap(),
         "the best weights differ from the uninterrupted run's"
     );
-    let (a, b) =
-        (checkpoint::load(&checkpoint::last_path(&run)).unwrap(), checkpoint::load(&checkpoint::last_path(&reference)).unwrap());
+    let (a, b) = (
+        checkpoint::load(&checkpoint::last_path(&run)).unwrap(),
+        checkpoint::load(&checkpoint::last_path(&reference)).unwrap(),
+    );
     for (name, t) in a.model.iter().chain(&a.moments) {
         let other = b.model.get(name).or_else(|| b.moments.get(name)).unwrap();
-        let (x, y) = (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), other.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let (x, y) = (
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            other.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
         assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "{name} differs");
     }
-    let strip = |h: &[checkpoint::EpochRecord]| h.iter().map(|e| (e.step, e.train_loss.to_bits(), e.miou.to_bits())).collect::<Vec<_>>();
+    let strip = |h: &[checkpoint::EpochRecord]| {
+        h.iter().map(|e| (e.step, e.train_loss.to_bits(), e.miou.to_bits())).collect::<Vec<_>>()
+    };
     assert_eq!(strip(&a.state.history), strip(&b.state.history), "the history differs");
     assert_eq!((a.state.step, a.state.optimizer.t), (b.state.step, b.state.optimizer.t));
 }

@@ -19,8 +19,21 @@ fn s(p: &Path) -> &str {
 /// A quick training command line: the tiny student at 64 px on the demo data.
 fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "--data", data, "--model", "mbv3s-tiny", "--epochs", epochs, "--batch", "4", "--size", "64",
-        "--workers", "1", "--out", out,
+        "train",
+        "--data",
+        data,
+        "--model",
+        "mbv3s-tiny",
+        "--epochs",
+        epochs,
+        "--batch",
+        "4",
+        "--size",
+        "64",
+        "--workers",
+        "1",
+        "--out",
+        out,
     ]
 }
 
@@ -200,7 +213,11 @@ fn a_bad_byte_in_metrics_csv_costs_that_row_only() {
     std::fs::write(&path, &bytes).unwrap();
     let out = segdistill(&["train", "--resume", "--out", s(&run), "--epochs", "3"]);
     ok(&out);
-    assert!(stderr(&out).contains("could not be read") && stderr(&out).contains("metrics.unreadable-"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not be read") && stderr(&out).contains("metrics.unreadable-"),
+        "{}",
+        stderr(&out)
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     let step_rows = text.lines().filter(|l| l.starts_with("step,")).count();
     let state = checkpoint::load_state(&checkpoint::last_path(&run)).unwrap();
@@ -227,11 +244,9 @@ fn out_of_range_settings_are_refused_with_the_range() {
     let (_d, data) = demo_dataset(4, 1, 48);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    for (flag, value, expect) in [
-        ("--warmup-steps", "99999999999", "0 to"),
-        ("--stop-after-epoch", "0", "1 or more"),
-        ("--epochs", "0", "1 to"),
-    ] {
+    for (flag, value, expect) in
+        [("--warmup-steps", "99999999999", "0 to"), ("--stop-after-epoch", "0", "1 or more"), ("--epochs", "0", "1 to")]
+    {
         let epochs = if flag == "--epochs" { value } else { "1" };
         let mut args = train_args(s(&data), s(&run), epochs);
         if flag != "--epochs" {
@@ -302,9 +317,14 @@ fn concurrent_demo_data_never_mixes_two_datasets() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = segdistill::data::demo::DemoConfig { train: 40, val: 4, size: 64, seed };
         let reference = segdistill::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
-        ["JPEGImages/demo_000001.jpg", "SegmentationClass/demo_000001.png", "JPEGImages/demo_000044.jpg", "SegmentationClass/demo_000044.png"]
-            .iter()
-            .all(|f| std::fs::read(root.join(f)).ok() == std::fs::read(reference.join(f)).ok())
+        [
+            "JPEGImages/demo_000001.jpg",
+            "SegmentationClass/demo_000001.png",
+            "JPEGImages/demo_000044.jpg",
+            "SegmentationClass/demo_000044.png",
+        ]
+        .iter()
+        .all(|f| std::fs::read(root.join(f)).ok() == std::fs::read(reference.join(f)).ok())
     };
     assert!(matches_seed(1) ^ matches_seed(2), "the dataset on disk is neither seed's alone");
     let leftovers: Vec<_> = std::fs::read_dir(out_dir.join("VOCdevkit"))
@@ -431,9 +451,15 @@ fn cache_list_names_orphaned_teacher_caches_and_prune_removes_only_those() {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let dataset = tmp.path().to_path_buf();
-        Manifest { teacher_model: "fcn-resnet50".into(), teacher_weights: teacher.clone(), teacher_len, teacher_modified_ns: modified, dataset }
-            .write(&dir)
-            .unwrap();
+        Manifest {
+            teacher_model: "fcn-resnet50".into(),
+            teacher_weights: teacher.clone(),
+            teacher_len,
+            teacher_modified_ns: modified,
+            dataset,
+        }
+        .write(&dir)
+        .unwrap();
         dir
     };
     let (current, orphaned) = (folder("current", len), folder("orphaned", len + 1));
@@ -441,7 +467,10 @@ fn cache_list_names_orphaned_teacher_caches_and_prune_removes_only_those() {
     ok(&list);
     let listed = stdout(&list);
     let line = |name: &str| listed.lines().find(|l| l.contains(name)).unwrap_or_default().to_string();
-    assert!(line("orphaned").contains("orphaned: its teacher file") && line("current").contains("current ("), "{listed}");
+    assert!(
+        line("orphaned").contains("orphaned: its teacher file") && line("current").contains("current ("),
+        "{listed}"
+    );
     ok(&segdistill(&["cache", "prune", "--dir", s(&root), "--dry-run"]));
     assert!(orphaned.is_dir(), "a dry run removes nothing");
     let prune = segdistill(&["cache", "prune", "--dir", s(&root)]);

@@ -21,14 +21,33 @@ fn a_study_trains_its_grid_once_and_summarises_it_with_error_bars() {
     assert!(out.status.success(), "{}", stderr(&out));
     let study = tmp.path().join("study");
     let mut args = vec![
-        "study", "--data", s(&data), "--teacher-run", s(&teacher), "--model", "mbv3s-tiny", "--seeds", "2",
-        "--method", "response", "--method", "ce=1,cwd-logits=3", "--out", s(&study),
+        "study",
+        "--data",
+        s(&data),
+        "--teacher-run",
+        s(&teacher),
+        "--model",
+        "mbv3s-tiny",
+        "--seeds",
+        "2",
+        "--method",
+        "response",
+        "--method",
+        "ce=1,cwd-logits=3",
+        "--out",
+        s(&study),
     ];
     args.extend(tiny);
     let out = segdistill(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    for run in ["none-seed0", "none-seed1", "response-seed0", "response-seed1", "ce1-cwd-logits3-seed0", "ce1-cwd-logits3-seed1"]
-    {
+    for run in [
+        "none-seed0",
+        "none-seed1",
+        "response-seed0",
+        "response-seed1",
+        "ce1-cwd-logits3-seed0",
+        "ce1-cwd-logits3-seed1",
+    ] {
         assert!(study.join(run).join("student.safetensors").is_file(), "{run} was trained");
     }
     let table = std::fs::read_to_string(study.join("study.md")).unwrap();

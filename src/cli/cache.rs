@@ -38,8 +38,8 @@ pub struct CacheRoot {
 pub fn run(args: CacheArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         CacheAction::List(root) => {
-            let folders = manifest::list(&root.dir)
-                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", root.dir.display()))?;
+            let folders =
+                manifest::list(&root.dir).map_err(|e| anyhow::anyhow!("cannot list {}: {e}", root.dir.display()))?;
             if folders.is_empty() {
                 println!("no teacher caches in {}", root.dir.display());
             }
@@ -64,7 +64,12 @@ pub fn run(args: CacheArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("pruning {}: {e}", root.dir.display()))?;
             let verb = if dry_run { "would remove" } else { "removed" };
             for (f, why) in &pruned {
-                println!("{verb} {} ({}): {}", escaped(&f.dir.display().to_string()), human_bytes(f.bytes), escaped(why));
+                println!(
+                    "{verb} {} ({}): {}",
+                    escaped(&f.dir.display().to_string()),
+                    human_bytes(f.bytes),
+                    escaped(why)
+                );
             }
             let (removed, freed) = (pruned.len(), pruned.iter().map(|(f, _)| f.bytes).sum::<u64>());
             println!(

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-
 use crate::model::ModelKind;
 use crate::model::onnx::{ExportOptions, IMAGENET_MEAN, IMAGENET_STD, INPUT, InputShape, LOGITS, MASK, OPSETS};
 use crate::util::fmt::human_bytes;

@@ -49,7 +49,10 @@ impl StopSignals {
 
     fn received(&self, sig: i32) {
         if self.first.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            eprintln!("\n{}: stopping after this step (send it again to leave at once, without a checkpoint)", name(sig));
+            eprintln!(
+                "\n{}: stopping after this step (send it again to leave at once, without a checkpoint)",
+                name(sig)
+            );
             self.stop_run();
         } else {
             std::process::exit(128 + sig);

@@ -84,9 +84,8 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             match <DistillMode as clap::ValueEnum>::from_str(method, false).ok() {
                 Some(mode) => cell.distill = Some(mode),
                 None => {
-                    cell.loss = Some(
-                        method.parse::<LossTerms>().map_err(|e| anyhow::anyhow!("--method {method}: {e}"))?,
-                    )
+                    cell.loss =
+                        Some(method.parse::<LossTerms>().map_err(|e| anyhow::anyhow!("--method {method}: {e}"))?)
                 }
             }
             if method == study::BASELINE {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-
 use crate::data::Dataset;
 use crate::data::transforms::Resize;
 use crate::model::{format_params, load_for_inference};

@@ -316,7 +316,10 @@ impl TrainArgs {
             }
             c = c.with_absolute_paths();
             if let Some(change) = before.changes_to(&c).into_iter().find(|ch| !ch.resumable()) {
-                if matches!(change.setting.as_str(), "data" | "teacher_weights" | "backbone_weights" | "init_weights" | "batch") {
+                if matches!(
+                    change.setting.as_str(),
+                    "data" | "teacher_weights" | "backbone_weights" | "init_weights" | "batch"
+                ) {
                     continue; // checked by the engine: a moved input with the same content, a new batch size
                 }
                 anyhow::bail!(
@@ -375,7 +378,8 @@ impl TrainArgs {
 /// The model and best weights of the run in `dir`, for `--teacher-run`.
 fn teacher_of_run(dir: &std::path::Path) -> anyhow::Result<(ModelKind, PathBuf)> {
     let dir = crate::util::fs::absolute(dir);
-    let run = crate::train::best_weights::best_student(&dir).map_err(|e| e.context(format!("--teacher-run {}", dir.display())))?;
+    let run = crate::train::best_weights::best_student(&dir)
+        .map_err(|e| e.context(format!("--teacher-run {}", dir.display())))?;
     for note in &run.notes {
         eprintln!("note: {note}");
     }

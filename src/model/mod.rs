@@ -118,10 +118,7 @@ impl ModelKind {
 
     /// The architecture of a torchvision file by its published name (`deeplabv3_resnet50_coco-…`).
     pub fn from_torchvision_file_name(file_name: &str) -> Option<Self> {
-        spec::SPECS
-            .iter()
-            .find(|s| s.torchvision_file_prefix.is_some_and(|p| file_name.starts_with(p)))
-            .map(|s| s.kind)
+        spec::SPECS.iter().find(|s| s.torchvision_file_prefix.is_some_and(|p| file_name.starts_with(p))).map(|s| s.kind)
     }
 
     /// torchvision's published weights of this architecture, if it publishes some (the download

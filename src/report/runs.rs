@@ -44,9 +44,10 @@ impl RunData {
 
 pub fn load(dir: &Path) -> anyhow::Result<RunData> {
     let record = RunRecord::open(dir)?.with_context(|| format!("{} is not a run folder", dir.display()))?;
-    let state = record.state.clone().with_context(|| {
-        format!("{} is not a finished run folder: it has no readable checkpoint", dir.display())
-    })?;
+    let state = record
+        .state
+        .clone()
+        .with_context(|| format!("{} is not a finished run folder: it has no readable checkpoint", dir.display()))?;
     let student = record.student_path();
     anyhow::ensure!(
         student.is_file(),
@@ -67,8 +68,7 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
     if let Some(holder) = &training_now {
         warnings.push(format!(
             "{name} is still training ({holder}): its figures are partial, as of epoch {} of {}",
-            state.epoch,
-            state.config.epochs
+            state.epoch, state.config.epochs
         ));
     }
     Ok(RunData {

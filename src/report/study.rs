@@ -136,7 +136,8 @@ impl Cell {
 /// The cells of the study in `dir`, by name.
 pub fn cells(dir: &Path) -> anyhow::Result<BTreeMap<String, Cell>> {
     let mut cells: BTreeMap<String, Cell> = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot read the study folder {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot read the study folder {}: {e}", dir.display()))?;
     let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     for run in dirs {
@@ -180,7 +181,11 @@ pub fn summary_markdown(cells: &BTreeMap<String, Cell>) -> String {
             (format!("{:+.4}", mean - base_mean), p.map_or("—".into(), |p| format!("{p:.3}")))
         };
         let significant = p_is_significant(&p);
-        let unfinished = if cell.unfinished.is_empty() { String::new() } else { format!(" (+{} unfinished)", cell.unfinished.len()) };
+        let unfinished = if cell.unfinished.is_empty() {
+            String::new()
+        } else {
+            format!(" (+{} unfinished)", cell.unfinished.len())
+        };
         out.push_str(&format!(
             "| {} | {}{unfinished} | {mean:.4} ± {sd:.4} | {delta} | {p} | {} |\n",
             cell.name,
@@ -231,7 +236,8 @@ mod tests {
         let (t, df, p) = welch(&[0.61, 0.63, 0.60, 0.64], &[0.58, 0.57, 0.60, 0.56]).unwrap();
         assert!((t - 3.4).abs() < 1e-12 && (df - 5.973451327433627).abs() < 1e-9, "{t} {df}");
         assert!((p - 0.014595725345927093).abs() < 1e-9, "{p}");
-        for (t, df, want) in [(2.0, 10.0, 0.07338803477074037), (0.5, 3.3, 0.6485350763995584), (4.0, 1.5, 0.08983252695432825)]
+        for (t, df, want) in
+            [(2.0, 10.0, 0.07338803477074037), (0.5, 3.3, 0.6485350763995584), (4.0, 1.5, 0.08983252695432825)]
         {
             let p = two_sided_p(t, df);
             assert!((p - want).abs() < 1e-9, "t {t} df {df}: {p} vs {want}");

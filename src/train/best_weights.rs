@@ -65,8 +65,7 @@ pub fn reconcile(run_dir: &Path, state: &CheckpointState) -> anyhow::Result<Reco
     let student = checkpoint::student_path(run_dir);
     let best_path = checkpoint::best_path(run_dir);
     let student_ok = verified_file_digest(&student).as_ref() == Some(want);
-    let best_ckpt_ok =
-        checkpoint::load(&best_path).ok().and_then(|c| model_digest(&c)).as_ref() == Some(want);
+    let best_ckpt_ok = checkpoint::load(&best_path).ok().and_then(|c| model_digest(&c)).as_ref() == Some(want);
     if student_ok && best_ckpt_ok {
         return Ok(out);
     }

@@ -16,10 +16,10 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::run_folder::files;
-use crate::model::weights::digest;
 use super::optim::OptimizerState;
+use super::run_folder::files;
 use super::schedule::PlateauState;
+use crate::model::weights::digest;
 
 const STATE_KEY: &str = "segdistill.state";
 pub const FORMAT_VERSION: u32 = 1;
@@ -179,7 +179,8 @@ fn parse_state(path: &Path, state_json: &str) -> anyhow::Result<CheckpointState>
 /// Reads a checkpoint, checking it is complete, of a known version and (when it carries one)
 /// that its tensors match their digest.
 pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
-    let bytes = crate::util::fs::read_regular(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let bytes =
+        crate::util::fs::read_regular(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     let damaged = |e: safetensors::SafeTensorError| {
         let detail = crate::model::weights::safetensors_error(path, &bytes, e);
         anyhow::anyhow!("checkpoint {detail}")
@@ -240,7 +241,9 @@ pub fn load_resumable(run_dir: &Path) -> anyhow::Result<(Checkpoint, Option<Stri
             );
             Ok((ckpt, Some(note)))
         }
-        None => Err(err.context(format!("no other intact checkpoint in {} to resume from", checkpoints_dir(run_dir).display()))),
+        None => Err(
+            err.context(format!("no other intact checkpoint in {} to resume from", checkpoints_dir(run_dir).display()))
+        ),
     }
 }
 

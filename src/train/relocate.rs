@@ -40,7 +40,10 @@ pub fn allowed_change(
             };
             let (train, val) = open_splits(requested).map_err(|e| format!("; {} cannot be used: {e:#}", c.new))?;
             if data_digest(&train, &val) == *want {
-                Ok(format!("the dataset moved: {} holds the same splits and masks the run was made with; resuming with it", c.new))
+                Ok(format!(
+                    "the dataset moved: {} holds the same splits and masks the run was made with; resuming with it",
+                    c.new
+                ))
             } else {
                 Err(format!("; {} holds other data (its split lists or masks differ from the run's)", c.new))
             }
@@ -53,9 +56,10 @@ pub fn allowed_change(
             };
             let path = requested.teacher_weights.as_deref().ok_or("; a distilling run needs its teacher")?;
             match file_digest(path) {
-                Ok(d) if d == *want => {
-                    Ok(format!("the teacher moved: {} holds the same weights the run was made with; resuming with it", c.new))
-                }
+                Ok(d) if d == *want => Ok(format!(
+                    "the teacher moved: {} holds the same weights the run was made with; resuming with it",
+                    c.new
+                )),
                 Ok(_) => Err(format!("; {} holds other weights than the run's teacher", c.new)),
                 Err(e) => Err(format!("; {e:#}")),
             }

@@ -371,7 +371,10 @@ mod tests {
         let record = RunRecord::open(dir.path()).unwrap().unwrap();
         assert_eq!((record.config.epochs, record.status()), (3, RunStatus::NotStarted));
         assert!(!record.status().is_resumable() && record.training_now.is_none());
-        let stopped = RunRecord { state: Some(checkpoint::CheckpointState { epoch: 1, step: 7, ..test_state(&config) }), ..record.clone() };
+        let stopped = RunRecord {
+            state: Some(checkpoint::CheckpointState { epoch: 1, step: 7, ..test_state(&config) }),
+            ..record.clone()
+        };
         assert_eq!(stopped.status().to_string(), "stopped after epoch 1/3 (step 7)");
         assert!(stopped.status().is_resumable());
         let done = RunRecord { state: Some(checkpoint::CheckpointState { epoch: 3, ..test_state(&config) }), ..record };
@@ -431,8 +434,14 @@ pub enum RunStatus {
     /// Configured, but stopped before its first checkpoint (resumes from its beginning).
     NotStarted,
     /// Stopped after `epoch` of `epochs` (resumable).
-    Stopped { epoch: usize, epochs: usize, step: usize },
-    Completed { epochs: usize },
+    Stopped {
+        epoch: usize,
+        epochs: usize,
+        step: usize,
+    },
+    Completed {
+        epochs: usize,
+    },
 }
 
 impl RunStatus {

@@ -4,7 +4,6 @@ use candle_core::{Result, Tensor};
 
 use crate::model::onnx::OnnxGraph;
 
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     None,

@@ -7,8 +7,8 @@ use rayon::prelude::*;
 use crate::model::onnx::OnnxGraph;
 use crate::util::Rng;
 
-use super::*;
 use super::macs::add_macs;
+use super::*;
 
 /// torchvision's `Conv2dNormActivation`: conv (`<p>.0`) → batch norm (`<p>.1`) → activation.
 #[derive(Clone, Debug)]

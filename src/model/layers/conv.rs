@@ -10,8 +10,8 @@ use crate::model::ops::batch_norm;
 use crate::model::ops::conv::{self, ConvParams};
 use crate::model::ops::{DepthwiseParams, depthwise_conv2d};
 
-use super::*;
 use super::macs::add_macs;
+use super::*;
 
 /// torchvision's convolution init (`kaiming_normal_(mode="fan_out", nonlinearity="relu")`).
 pub const CONV_INIT: Init =

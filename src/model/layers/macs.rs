@@ -1,8 +1,5 @@
 //! Counting multiply-adds: the cost figure of segmentation papers.
 
-
-
-
 thread_local! {
     /// Multiply-adds counted by convolutions and linear layers while [`count_macs`] runs.
     static MACS: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };

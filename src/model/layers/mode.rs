@@ -1,8 +1,5 @@
 //! Whether a forward pass trains or evaluates.
 
-
-
-
 /// Whether a forward pass trains (batch statistics, dropout) or evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

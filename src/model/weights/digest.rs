@@ -43,7 +43,10 @@ pub fn of_tensors(tensors: &BTreeMap<String, candle_core::Tensor>) -> candle_cor
 
 /// Checks a parsed safetensors file against the digest in its metadata. `Ok(None)`: the file
 /// carries none (written by another tool or an older segdistill); `Err`: it does not match.
-pub fn verify(st: &safetensors::SafeTensors, metadata: Option<&HashMap<String, String>>) -> Result<Option<String>, String> {
+pub fn verify(
+    st: &safetensors::SafeTensors,
+    metadata: Option<&HashMap<String, String>>,
+) -> Result<Option<String>, String> {
     let Some(stored) = metadata.and_then(|m| m.get(METADATA_KEY)) else { return Ok(None) };
     let actual = of_views(st.tensors());
     if &actual == stored {

@@ -98,7 +98,8 @@ fn read_safetensors(path: &Path) -> Result<FileEntries, WeightsError> {
     use candle_core::safetensors::Load as _;
     let bytes = crate::util::fs::read_regular(path).map_err(|e| WeightsError::io(path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| safetensors_error(path, &bytes, e))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| safetensors_error(path, &bytes, e))?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| safetensors_error(path, &bytes, e))?;
     digest::verify(&st, header.metadata().as_ref()).map_err(|detail| WeightsError::malformed(path, detail))?;
     let mut entries = FileEntries::default();
     for (name, view) in st.tensors() {
@@ -119,16 +120,20 @@ fn read_safetensors(path: &Path) -> Result<FileEntries, WeightsError> {
 /// ("truncated"), longer ("N unexpected bytes after its data"), or otherwise malformed.
 pub fn safetensors_error(path: &Path, bytes: &[u8], e: safetensors::SafeTensorError) -> WeightsError {
     match safetensors_extent(bytes) {
-        Some(expected) if (bytes.len() as u64) < expected => WeightsError::truncated(
-            path,
-            format!("{} bytes of the {expected} its header describes", bytes.len()),
-        ),
+        Some(expected) if (bytes.len() as u64) < expected => {
+            WeightsError::truncated(path, format!("{} bytes of the {expected} its header describes", bytes.len()))
+        }
         Some(expected) if (bytes.len() as u64) > expected => WeightsError::malformed(
             path,
-            format!("it has {} unexpected bytes after its data (something was appended to it)", bytes.len() as u64 - expected),
+            format!(
+                "it has {} unexpected bytes after its data (something was appended to it)",
+                bytes.len() as u64 - expected
+            ),
         ),
         Some(_) => WeightsError::malformed(path, e.to_string()),
-        None if bytes.len() < 8 => WeightsError::truncated(path, format!("{} bytes, shorter than a header", bytes.len())),
+        None if bytes.len() < 8 => {
+            WeightsError::truncated(path, format!("{} bytes, shorter than a header", bytes.len()))
+        }
         None => match (header_len(bytes), e) {
             // The stated header length is plausible (safetensors caps it at 100 MB) but runs
             // past the end of the file: the file was cut inside its header.
@@ -136,9 +141,11 @@ pub fn safetensors_error(path: &Path, bytes: &[u8], e: safetensors::SafeTensorEr
                 path,
                 format!("{} bytes, shorter than the {n}-byte header it announces", bytes.len()),
             ),
-            (_, e @ (safetensors::SafeTensorError::MetadataIncompleteBuffer | safetensors::SafeTensorError::HeaderTooSmall)) => {
-                WeightsError::truncated(path, e.to_string())
-            }
+            (
+                _,
+                e @ (safetensors::SafeTensorError::MetadataIncompleteBuffer
+                | safetensors::SafeTensorError::HeaderTooSmall),
+            ) => WeightsError::truncated(path, e.to_string()),
             (_, e) => WeightsError::malformed(path, e.to_string()),
         },
     }

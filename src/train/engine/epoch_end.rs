@@ -89,10 +89,9 @@ impl<'a> Session<'a> {
                             .with_context(|| format!("cannot write {} (disk full?)", path.display()))
                     })?;
                 }
-                CheckpointAction::Periodic { epochs_done } => self.save(
-                    checkpoint::periodic_path(&self.run_dir, epochs_done),
-                    CheckpointKind::Periodic,
-                )?,
+                CheckpointAction::Periodic { epochs_done } => {
+                    self.save(checkpoint::periodic_path(&self.run_dir, epochs_done), CheckpointKind::Periodic)?
+                }
             }
         }
         Ok(())

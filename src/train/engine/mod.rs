@@ -9,9 +9,9 @@ mod run_loop;
 mod setup;
 mod tensorboard_sink;
 
-pub(super) use setup::open_split;
 use resume::{check_export, fresh_start, resume_point};
 use setup::Datasets;
+pub(super) use setup::open_split;
 pub(crate) use setup::trainable;
 
 use super::metrics::ImageScore;
@@ -39,8 +39,8 @@ use super::step::{LossValues, StepBatch, StepModel, StepOutcome, optimization_st
 use crate::data::loader::{Loader, LoaderConfig, SegmentationBatches, batches_per_epoch};
 use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
-use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
 use crate::distill::loss_terms::TermsDistiller;
+use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
 use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};

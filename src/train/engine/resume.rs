@@ -88,7 +88,10 @@ pub(super) fn resume_point(
     for c in changes.iter().filter(|c| !c.resumable()) {
         let open_splits = |cfg: &TrainConfig| {
             let (quiet, _) = crossbeam_channel::unbounded();
-            Ok((open_split(cfg, &cfg.train_split, cfg.train_limit, &quiet)?, open_split(cfg, &cfg.val_split, cfg.val_limit, &quiet)?))
+            Ok((
+                open_split(cfg, &cfg.train_split, cfg.train_limit, &quiet)?,
+                open_split(cfg, &cfg.val_split, cfg.val_limit, &quiet)?,
+            ))
         };
         let note = crate::train::relocate::allowed_change(c, &requested, &inputs, &open_splits).map_err(|why| {
             anyhow::anyhow!(

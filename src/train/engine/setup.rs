@@ -72,7 +72,12 @@ pub(super) fn is_batch_norm_affine(varmap: &VarMap, name: &str) -> bool {
     varmap.data().lock().unwrap_or_else(|p| p.into_inner()).contains_key(&format!("{layer}.running_mean"))
 }
 
-pub(super) fn load_varmap(varmap: &VarMap, tensors: &BTreeMap<String, Tensor>, what: &str, path: &Path) -> anyhow::Result<()> {
+pub(super) fn load_varmap(
+    varmap: &VarMap,
+    tensors: &BTreeMap<String, Tensor>,
+    what: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
     let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
     for (name, var) in vars.iter() {
         let t = tensors.get(name).with_context(|| format!("{} lacks {what} variable {name}", path.display()))?;
@@ -164,9 +169,7 @@ impl<'a> Session<'a> {
                              the learning-rate schedule is re-laid over {total_steps} steps and continues at the same \
                              point (step {step_before} → {}, batch {batch_before} → {} of this epoch); the result is \
                              not bit-identical to a run trained at one batch size",
-                            cfg.batch,
-                            state.step,
-                            state.batch_in_epoch
+                            cfg.batch, state.step, state.batch_in_epoch
                         )),
                     );
                 }
@@ -208,12 +211,15 @@ impl<'a> Session<'a> {
                 }
             }
         };
-        let (log, log_note) =
-            MetricsLog::open(&crate::train::run_folder::metrics_path(&run_dir), Some(log_until.unwrap_or((state.epoch, state.step))), &{
+        let (log, log_note) = MetricsLog::open(
+            &crate::train::run_folder::metrics_path(&run_dir),
+            Some(log_until.unwrap_or((state.epoch, state.step))),
+            &{
                 let names: Option<Vec<String>> =
                     cfg.loss_terms.as_ref().map(|t| t.0.iter().map(|t| t.kind.name().to_string()).collect());
                 names.unwrap_or_default()
-            })?;
+            },
+        )?;
         if let Some(note) = log_note {
             send(events, TrainEvent::Message(note));
         }
@@ -293,11 +299,7 @@ impl<'a> Session<'a> {
         let features = match maps {
             Some(maps) => {
                 let taps = teacher.feature_taps();
-                maps
-                    .iter()
-                    .filter_map(|n| taps.iter().find(|t| t.name == *n))
-                    .map(|t| (t.name, t.stride))
-                    .collect()
+                maps.iter().filter_map(|n| taps.iter().find(|t| t.name == *n)).map(|t| (t.name, t.stride)).collect()
             }
             None => Vec::new(),
         };
