@@ -792,11 +792,28 @@ mod tests {
     fn a_folder_with_only_kd_fixtures_checks_every_loss_term() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let cfg =
-            SelftestConfig { device: Device::Cpu, precision: Precision::Fp32, fixtures: Some(dir), train_steps: 0 };
+            SelftestConfig {
+            device: Device::Cpu,
+            precision: Precision::Fp32,
+            fixtures: FixtureSet::Folder(dir),
+            train_steps: 0,
+        };
         let report = run(&cfg, &mut |_| {}).unwrap();
         let kd: Vec<_> = report.checks.iter().filter(|c| c.group == "kd").collect();
         assert_eq!(kd.len(), 2 * 10, "value and gradient of every fixture: {kd:#?}");
         assert!(kd.iter().all(|c| c.ok), "{kd:#?}");
         assert!(report.skipped.iter().any(|s| s.contains(PARITY_FILE)), "{:?}", report.skipped);
+    }
+
+    /// The loss-term fixtures built into the binary (what `selftest` checks by default) are the
+    /// repository's, and pass.
+    #[test]
+    fn the_built_in_loss_term_fixtures_are_the_committed_ones_and_pass() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(super::super::kd_parity::KD_DIR);
+        assert_eq!(super::super::kd_parity::BUILTIN.len(), super::super::kd_parity::fixture_files(&dir).unwrap().len());
+        for (name, bytes) in super::super::kd_parity::BUILTIN {
+            let p = super::super::kd_parity::check_fixture_bytes(name, name, bytes, &Device::Cpu).unwrap();
+            assert!(p.loss_error <= 1e-4 && p.grad_error <= 1e-4, "{name}: {p:?}");
+        }
     }
 }
