@@ -133,9 +133,21 @@ pub fn safetensors_error(path: &Path, bytes: &[u8], e: safetensors::SafeTensorEr
             safetensors::SafeTensorError::MetadataIncompleteBuffer | safetensors::SafeTensorError::HeaderTooSmall => {
                 WeightsError::truncated(path, e.to_string())
             }
+            // A header of a plausible length that the file ends inside: cut short, not malformed.
+            safetensors::SafeTensorError::InvalidHeaderLength if header_cut(bytes) => WeightsError::truncated(
+                path,
+                format!("{} bytes, ending inside its header", bytes.len()),
+            ),
             e => WeightsError::malformed(path, e.to_string()),
         },
     }
+}
+
+/// Whether the file ends inside a header whose declared length is plausible (at most the 100 MB
+/// the safetensors format allows).
+fn header_cut(bytes: &[u8]) -> bool {
+    let Some(n) = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) else { return false };
+    n <= 100_000_000 && n + 8 > bytes.len() as u64
 }
 
 /// The length a safetensors file should have by its header (8 + header + the furthest data
