@@ -8,7 +8,8 @@ use crate::data::{DataError, Dataset, DatasetKind};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckDataArgs {
-    /// Dataset folder: a VOCdevkit or VOC2012 folder (or a parent), or a Cityscapes root.
+    /// Dataset folder: a VOCdevkit or VOC2012 folder (or a parent), a Cityscapes root, or a plain
+    /// folder with images/, masks/ and classes.txt.
     #[arg(long)]
     pub data: PathBuf,
     /// Dataset layout; detected from the folder when omitted.
@@ -17,12 +18,30 @@ pub struct CheckDataArgs {
     /// Split to check.
     #[arg(long, default_value = "train")]
     pub split: String,
+    /// For a plain folder without train.txt/val.txt: the share of images that goes to val. The
+    /// split is drawn with a fixed seed and written into the folder as train.txt and val.txt.
+    #[arg(long, default_value_t = crate::data::folder::DEFAULT_VAL_FRACTION)]
+    pub val_fraction: f64,
 }
 
 /// Exit status: 0 if the split is fully usable, 1 if it has problems, 2 on errors.
 pub fn run(args: CheckDataArgs) -> anyhow::Result<ExitCode> {
-    let ds = Dataset::open(&args.data, args.dataset, &args.split)?;
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.val_fraction),
+        "--val-fraction must be at least 0 and below 1 (got {})",
+        args.val_fraction
+    );
+    let ds = Dataset::open_with(&args.data, args.dataset, &args.split, args.val_fraction)?;
     println!("{} dataset at {}: split '{}' lists {} id(s)", ds.kind, ds.root.display(), ds.split, ds.len());
+    if let Some(info) = ds.folder_info() {
+        println!(
+            "{} classes from {} (mask value {} is ignored); split list {}",
+            info.classes.names.len(),
+            info.classes.file.display(),
+            info.classes.ignore,
+            crate::data::folder::split_file(&ds.root, &ds.split).display()
+        );
+    }
     let pb = super::progress::bar(ds.len() as u64, "checking");
     let report = check_dataset(&ds, &|| pb.inc(1));
     pb.finish_and_clear();
@@ -38,6 +57,7 @@ fn print_report(ds: &Dataset, r: &CheckReport) {
             match &p.error {
                 // Hundreds of these are common (images not extracted): the path says it all.
                 DataError::MissingFile { path, .. } => println!("  {}: {}", p.id, path.display()),
+                e if ds.kind == DatasetKind::Folder => println!("  {e}"),
                 e => println!("  {}: {e}", p.id),
             }
         }
@@ -63,7 +83,7 @@ fn print_report(ds: &Dataset, r: &CheckReport) {
         let summary = if summary.is_empty() { "no samples".to_string() } else { summary.join(", ") };
         println!("\nNOT FULLY USABLE: {} of {} samples usable ({summary})", r.usable, r.listed);
         let missing = r.problems.iter().filter(|p| matches!(p.error, DataError::MissingFile { .. })).count();
-        if missing * 2 > r.listed {
+        if missing * 2 > r.listed && ds.kind != DatasetKind::Folder {
             println!(
                 "most files are missing: the dataset looks incomplete (for VOC 2012, extract \
                  VOCtrainval_11-May-2012.tar here), or point --data at the full copy"

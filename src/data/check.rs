@@ -5,7 +5,6 @@ use super::classes::VOID;
 use super::dataset::{Dataset, DatasetKind};
 use super::error::DataError;
 use super::image::read_rgb;
-use super::mask::read_mask;
 use super::voc::{self, DuplicateId};
 
 /// A problem with one sample, or with the split list itself (`id` is then the listed id the
@@ -88,14 +87,24 @@ fn check_sample(ds: &Dataset, index: usize, report: &mut CheckReport) {
     let problems_before = report.problems.len();
     let mut push = |error: DataError| report.problems.push(Problem { id: files.id.clone(), error });
 
-    let image = if files.image.is_file() {
+    // A plain folder pairs files by stem: a lone file is named as the one without a partner.
+    let folder = ds.kind == DatasetKind::Folder;
+    let (has_image, has_mask) = (files.image.is_file(), files.mask.is_file());
+    let image = if has_image {
         read_rgb(&files.image).map_err(&mut push).ok()
+    } else if folder && has_mask {
+        let images = ds.root.join(super::folder::IMAGES_DIR);
+        push(DataError::MaskWithoutImage { mask: files.mask.clone(), stem: files.id.clone(), images });
+        None
     } else {
         push(DataError::MissingFile { what: "image", id: files.id.clone(), path: files.image.clone() });
         None
     };
-    let mask = if files.mask.is_file() {
-        read_mask(&files.mask, ds.kind.label_encoding()).map_err(&mut push).ok()
+    let mask = if has_mask {
+        ds.read_mask_file(&files.mask).map_err(&mut push).ok()
+    } else if folder && has_image {
+        push(DataError::ImageWithoutMask { image: files.image.clone(), expected: files.mask.clone() });
+        None
     } else {
         push(DataError::MissingFile { what: "mask", id: files.id.clone(), path: files.mask.clone() });
         None
@@ -123,8 +132,15 @@ fn check_sample(ds: &Dataset, index: usize, report: &mut CheckReport) {
 }
 
 /// Problems of the split list itself, before any sample's: ids its file repeats (VOC lists;
-/// Cityscapes splits are folders, which cannot repeat a frame).
+/// Cityscapes splits are folders, which cannot repeat a frame); for a plain folder also images
+/// without a mask, masks without an image and split lines naming neither.
 fn split_list_problems(ds: &Dataset) -> Vec<Problem> {
+    if let Some(info) = ds.folder_info() {
+        return super::folder::folder_problems(&ds.root, &ds.split, info, &ds.samples)
+            .into_iter()
+            .map(|(id, error)| Problem { id, error })
+            .collect();
+    }
     if ds.kind != DatasetKind::Voc {
         return Vec::new();
     }

@@ -1,4 +1,4 @@
-//! A split of a segmentation dataset (VOC or Cityscapes) as a list of image/mask file pairs,
+//! A split of a segmentation dataset (VOC, Cityscapes or a plain image/mask folder) as a list of image/mask file pairs,
 //! decoded on demand into an RGB image and a class mask.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::classes::ClassSet;
 use super::error::{DataError, Result};
 use super::mask::{LabelEncoding, Mask, read_mask};
-use super::{cityscapes, image::read_rgb, voc};
+use super::{cityscapes, folder, image::read_rgb, voc};
 
 /// Which on-disk layout a dataset uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -17,33 +17,46 @@ use super::{cityscapes, image::read_rgb, voc};
 pub enum DatasetKind {
     Voc,
     Cityscapes,
+    /// A plain folder: `images/`, `masks/`, a classes file and optional split lists.
+    Folder,
 }
 
 impl DatasetKind {
-    /// Cityscapes if the folder (or a child) has `leftImg8bit/`, else VOC.
+    /// A plain folder if it has `images/` and `masks/`, Cityscapes if it (or a child) has
+    /// `leftImg8bit/`, else VOC.
     pub fn detect(path: &Path) -> Self {
-        if cityscapes::looks_like_cityscapes(path) { Self::Cityscapes } else { Self::Voc }
+        if folder::looks_like_folder(path) {
+            Self::Folder
+        } else if cityscapes::looks_like_cityscapes(path) {
+            Self::Cityscapes
+        } else {
+            Self::Voc
+        }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Voc => "voc",
             Self::Cityscapes => "cityscapes",
+            Self::Folder => "folder",
         }
     }
 
-    pub fn classes(self) -> ClassSet {
+    /// The fixed classes of a layout; `None` for a folder, whose classes file names them.
+    pub fn classes(self) -> Option<ClassSet> {
         match self {
-            Self::Voc => ClassSet::voc(),
-            Self::Cityscapes => ClassSet::cityscapes(),
+            Self::Voc => Some(ClassSet::voc()),
+            Self::Cityscapes => Some(ClassSet::cityscapes()),
+            Self::Folder => None,
         }
     }
 
-    /// How this layout's mask files encode labels.
-    pub fn label_encoding(self) -> LabelEncoding {
+    /// How this layout's mask files encode labels; `None` for a folder (see its classes file).
+    pub fn label_encoding(self) -> Option<LabelEncoding> {
         match self {
-            Self::Voc => LabelEncoding::VocIndex { num_classes: 21 },
-            Self::Cityscapes => LabelEncoding::CityscapesLabelIds,
+            Self::Voc => Some(LabelEncoding::VocIndex { num_classes: 21 }),
+            Self::Cityscapes => Some(LabelEncoding::CityscapesLabelIds),
+            Self::Folder => None,
         }
     }
 
@@ -98,26 +111,57 @@ pub struct Dataset {
     pub split: String,
     pub samples: Vec<SampleFiles>,
     classes: ClassSet,
+    /// A folder dataset's classes file and file listing.
+    folder: Option<folder::FolderInfo>,
 }
 
 impl Dataset {
     /// Opens a split; `kind = None` detects the layout. Files are listed, not read: use
     /// [`Dataset::load`] per sample (or `check-data`) to find broken ones.
     pub fn open(path: &Path, kind: Option<DatasetKind>, split: &str) -> Result<Self> {
+        Self::open_with(path, kind, split, folder::DEFAULT_VAL_FRACTION)
+    }
+
+    /// [`Dataset::open`], with the share of a folder dataset that goes to `val` when the folder
+    /// has no split lists yet (the split is then written down into the folder).
+    pub fn open_with(path: &Path, kind: Option<DatasetKind>, split: &str, val_fraction: f64) -> Result<Self> {
         let kind = kind.unwrap_or_else(|| DatasetKind::detect(path));
-        let (root, samples) = match kind {
+        let (root, samples, folder_info) = match kind {
             DatasetKind::Voc => {
                 let root = voc::find_root(path)?;
                 let samples = voc::samples(&root, split)?;
-                (root, samples)
+                (root, samples, None)
             }
             DatasetKind::Cityscapes => {
                 let root = cityscapes::find_root(path)?;
                 let samples = cityscapes::samples(&root, split)?;
-                (root, samples)
+                (root, samples, None)
+            }
+            DatasetKind::Folder => {
+                let root = folder::find_root(path)?;
+                let (samples, info) = folder::open(&root, split, val_fraction)?;
+                (root, samples, Some(info))
             }
         };
-        Ok(Self { kind, root, split: split.to_string(), samples, classes: kind.classes() })
+        let classes = match &folder_info {
+            Some(info) => info.classes.class_set(),
+            None => kind.classes().unwrap_or_else(ClassSet::voc),
+        };
+        Ok(Self { kind, root, split: split.to_string(), samples, classes, folder: folder_info })
+    }
+
+    /// A folder dataset's classes file and file listing (`None` for VOC and Cityscapes).
+    pub fn folder_info(&self) -> Option<&folder::FolderInfo> {
+        self.folder.as_ref()
+    }
+
+    /// Reads a mask file the way this dataset's masks are encoded.
+    pub fn read_mask_file(&self, path: &Path) -> Result<Mask> {
+        match (&self.folder, self.kind.label_encoding()) {
+            (Some(info), _) => folder::read_mask(path, &info.classes),
+            (None, Some(encoding)) => read_mask(path, encoding),
+            (None, None) => Err(DataError::decode(path, "no classes known for this dataset")),
+        }
     }
 
     /// A digest of what this split holds: its ids in order, each image file's length and each
@@ -166,6 +210,7 @@ impl Dataset {
         match self.kind {
             DatasetKind::Voc => voc::available_splits(&self.root),
             DatasetKind::Cityscapes => cityscapes::available_splits(&self.root),
+            DatasetKind::Folder => folder::available_splits(&self.root),
         }
     }
 
@@ -200,7 +245,7 @@ impl Dataset {
         if !s.mask.is_file() {
             return Err(DataError::MissingFile { what: "mask", id: s.id.clone(), path: s.mask.clone() });
         }
-        read_mask(&s.mask, self.kind.label_encoding())
+        self.read_mask_file(&s.mask)
     }
 
     /// Decodes sample `index`, checking that image and mask have the same size.

@@ -359,16 +359,101 @@ fn draw_into(root: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> 
 }
 
 fn write_sample(root: &Path, id: &str, config: &DemoConfig, index: usize) -> anyhow::Result<()> {
+    let jpg = root.join("JPEGImages").join(format!("{id}.jpg"));
+    let png = root.join("SegmentationClass").join(format!("{id}.png"));
+    write_sample_to(&jpg, &png, config, index)
+}
+
+/// Draws sample `index` and writes its image (JPEG) to `jpg` and its mask (VOC palette PNG) to `png`.
+fn write_sample_to(jpg: &Path, png: &Path, config: &DemoConfig, index: usize) -> anyhow::Result<()> {
     let mut rng = Rng::for_item(config.seed, 0xDE30, index as u64);
     let width = config.size;
     let height = ((config.size as f32 * rng.uniform(0.7, 1.0)).round() as u32).max(16);
     let (image, mask) = render_scene(width, height, &mut rng);
-    let jpg = root.join("JPEGImages").join(format!("{id}.jpg"));
-    let png = root.join("SegmentationClass").join(format!("{id}.png"));
-    write_atomic(&jpg, &encode_jpeg(&image, 92)?).with_context(|| format!("cannot write {}", jpg.display()))?;
+    write_atomic(jpg, &encode_jpeg(&image, 92)?).with_context(|| format!("cannot write {}", jpg.display()))?;
     let palette = super::classes::voc_palette();
-    write_atomic(&png, &encode_palette_png(&mask, &palette)?)
+    write_atomic(png, &encode_palette_png(&mask, &palette)?)
         .with_context(|| format!("cannot write {}", png.display()))?;
+    Ok(())
+}
+
+/// Generates the demo dataset in the plain-folder layout right in `out`: `images/*.jpg`,
+/// `masks/*.png` (palette PNGs), `classes.txt` (the 21 VOC classes with their colours),
+/// `train.txt` and `val.txt`. Files of an earlier folder demo there are replaced; the new ones are
+/// drawn into a staging folder first, so a failed run leaves the old ones whole. Returns `out`.
+pub fn generate_folder(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(
+        (32..=MAX_SIZE).contains(&config.size),
+        "--size must be 32 to {MAX_SIZE} pixels (got {})",
+        config.size
+    );
+    anyhow::ensure!(config.train + config.val > 0, "nothing to generate: --train and --val are both 0");
+    anyhow::ensure!(
+        config.train.saturating_add(config.val) <= MAX_IMAGES,
+        "{} images asked for; the demo dataset holds at most {MAX_IMAGES}",
+        config.train.saturating_add(config.val)
+    );
+    use super::folder::{CLASSES_TXT, IMAGES_DIR, MASKS_DIR};
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let staging = out.join(format!(".folder-demo.staging-{}", std::process::id()));
+    let drawn = draw_folder_into(&staging, config, on_image);
+    if let Err(e) = drawn {
+        std::fs::remove_dir_all(&staging).ok(); // half-drawn: nothing in it is anyone's
+        return Err(e);
+    }
+    for name in [IMAGES_DIR, MASKS_DIR, CLASSES_TXT, "train.txt", "val.txt", MARKER_FILE] {
+        let (from, to) = (staging.join(name), out.join(name));
+        if to.is_dir() {
+            std::fs::remove_dir_all(&to).with_context(|| format!("cannot replace {}", to.display()))?;
+        }
+        std::fs::rename(&from, &to).with_context(|| format!("cannot move the new {name} to {}", to.display()))?;
+    }
+    std::fs::remove_dir_all(&staging).ok();
+    Ok(out.to_path_buf())
+}
+
+/// The demo's classes as a `classes.txt`: `name r g b` per line.
+pub fn folder_classes_txt() -> String {
+    super::classes::VOC_CLASS_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let [r, g, b] = super::classes::voc_color(i as u8);
+            format!("{n} {r} {g} {b}\n")
+        })
+        .collect()
+}
+
+fn draw_folder_into(dir: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+    let (images, masks) = (dir.join(super::folder::IMAGES_DIR), dir.join(super::folder::MASKS_DIR));
+    for d in [&images, &masks] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let total = config.train + config.val;
+    let ids: Vec<String> = (0..total).map(|i| format!("demo_{:06}", i + 1)).collect();
+    let written = crate::util::par::par_map(total, |i| {
+        let r = write_sample_to(
+            &images.join(format!("{}.jpg", ids[i])),
+            &masks.join(format!("{}.png", ids[i])),
+            config,
+            i,
+        );
+        on_image();
+        r
+    });
+    written.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let (train, val) = ids.split_at(config.train);
+    for (name, part) in [("train", train), ("val", val)] {
+        let text: String = part.iter().map(|id| format!("{id}\n")).collect();
+        let p = dir.join(format!("{name}.txt"));
+        write_atomic(&p, text.as_bytes()).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    let classes = dir.join(super::folder::CLASSES_TXT);
+    write_atomic(&classes, folder_classes_txt().as_bytes())
+        .with_context(|| format!("cannot write {}", classes.display()))?;
+    let marker = dir.join(MARKER_FILE);
+    write_atomic(&marker, serde_json::to_string_pretty(config)?.as_bytes())
+        .with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())
 }
 

@@ -42,8 +42,35 @@ pub enum DataError {
     #[error("split file {path} lists id '{id}' {times} times; the id is used once (delete the repeated lines)")]
     DuplicateId { path: PathBuf, id: String, times: usize },
 
+    #[error(
+        "mask {path} has colour {color:?} in {pixels} pixel(s), which is the colour of no class in {classes}; \
+         RGB masks must use the class colours given there (or save masks as index PNGs)"
+    )]
+    UnknownClassColor { path: PathBuf, color: [u8; 3], pixels: usize, classes: PathBuf },
+
+    #[error("classes file {path}{}: {reason}", line_hint(.line))]
+    ClassesFile { path: PathBuf, line: Option<usize>, reason: String },
+
+    #[error("image {image} has no mask: expected {expected} (add the mask, or move the image out of images/)")]
+    ImageWithoutMask { image: PathBuf, expected: PathBuf },
+
+    #[error(
+        "mask {mask} has no image: no {stem}.jpg, {stem}.jpeg or {stem}.png in {images} (add the image, or remove the mask)"
+    )]
+    MaskWithoutImage { mask: PathBuf, stem: String, images: PathBuf },
+
+    #[error(
+        "split file {path} line {line} names '{id}', which has no image in images/ and no mask in masks/ \
+         (fix the name, or delete the line)"
+    )]
+    SplitNamesMissing { path: PathBuf, line: usize, id: String },
+
     #[error("{path} is not a {kind} dataset: {reason}")]
     NotADataset { path: PathBuf, kind: &'static str, reason: String },
+}
+
+fn line_hint(line: &Option<usize>) -> String {
+    line.map(|n| format!(" line {n}")).unwrap_or_default()
 }
 
 fn available_hint(available: &[String]) -> String {
@@ -68,7 +95,13 @@ impl DataError {
             Self::Decode { .. } => "undecodable file",
             Self::NotPng { .. } => "mask is not a PNG",
             Self::SizeMismatch { .. } => "size mismatch",
-            Self::UnknownLabel { .. } | Self::UnknownColor { .. } => "unknown label value",
+            Self::UnknownLabel { .. } | Self::UnknownColor { .. } | Self::UnknownClassColor { .. } => {
+                "unknown label value"
+            }
+            Self::ClassesFile { .. } => "unreadable classes file",
+            Self::ImageWithoutMask { .. } => "image without a mask",
+            Self::MaskWithoutImage { .. } => "mask without an image",
+            Self::SplitNamesMissing { .. } => "split line naming a missing file",
             Self::MissingSplit { .. } => "missing split file",
             Self::EmptySplit { .. } => "empty split",
             Self::DuplicateId { .. } => "repeated id in the split file",

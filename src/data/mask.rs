@@ -161,6 +161,9 @@ pub enum LabelEncoding {
     CityscapesLabelIds,
     /// Values used as they are (predicted masks, `*_labelTrainIds.png`): 0..num_classes and 255.
     Plain { num_classes: u8 },
+    /// A plain image/mask folder: classes 0..num_classes and `ignore` (read as void); RGB masks
+    /// are mapped to indices through the classes file's colours before this encoding applies.
+    Folder { num_classes: u8, ignore: u8 },
 }
 
 impl LabelEncoding {
@@ -170,6 +173,9 @@ impl LabelEncoding {
                 format!("expected 0–{} or 255", num_classes - 1)
             }
             Self::CityscapesLabelIds => "expected Cityscapes label ids 0–33".into(),
+            Self::Folder { num_classes, ignore } => {
+                format!("expected the classes 0–{} of the classes file, or the ignore index {ignore}", num_classes - 1)
+            }
         }
     }
 }
@@ -202,6 +208,14 @@ pub fn labels_to_mask(img: LabelImage, encoding: LabelEncoding, path: &Path) -> 
         LabelEncoding::CityscapesLabelIds => {
             check_values(&mask, |v| v <= 33, encoding, path)?;
             mask.map_values(&super::classes::cityscapes_train_id_lut());
+        }
+        LabelEncoding::Folder { num_classes, ignore } => {
+            check_values(&mask, |v| v < num_classes || v == ignore, encoding, path)?;
+            if ignore != VOID {
+                let mut lut: [u8; 256] = std::array::from_fn(|i| i as u8);
+                lut[ignore as usize] = VOID;
+                mask.map_values(&lut);
+            }
         }
     }
     Ok(mask)

@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod demo;
 pub mod download;
 pub mod error;
+pub mod folder;
 pub mod image;
 pub mod loader;
 pub mod mask;

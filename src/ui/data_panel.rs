@@ -308,6 +308,7 @@ impl DataPanel {
                     ui.selectable_value(&mut state.dataset_kind, None, "auto");
                     ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Voc), "voc");
                     ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Cityscapes), "cityscapes");
+                    ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Folder), "folder");
                 })
                 .response
                 .labelled_by(label.id);
