@@ -14,7 +14,7 @@ use segdistill::model::ModelKind;
 use segdistill::train::config::ScheduleKind;
 use segdistill::ui::SegdistillApp;
 use segdistill::ui::state::{AppState, Tab};
-use segdistill::ui::train_tab::RunStatus;
+use segdistill::ui::train::RunStatus;
 
 fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
     Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |cc| SegdistillApp::start(cc, state))
@@ -281,7 +281,7 @@ fn snapshot_the_last_runs_curves_on_start() {
 fn data_panel_downloads_from_a_local_server_with_errors_and_cancel() {
     use common::http_server::{Behavior, TestServer};
     use segdistill::data::download::checksum::Algorithm;
-    use segdistill::ui::data_panel::WeightsSlot;
+    use segdistill::ui::weights::WeightsSlot;
     use segdistill::ui::downloads::Outcome;
 
     let tar = voc_tar();
@@ -508,7 +508,7 @@ fn the_detail_view_steps_through_the_current_order() {
 #[test]
 fn a_panel_pushes_a_command_and_the_app_applies_it() {
     use segdistill::ui::commands::{Command, CommandQueue};
-    use segdistill::ui::runs_tab::RunsTab;
+    use segdistill::ui::runs::RunsTab;
     let runs = tempfile::tempdir().unwrap();
     let state = AppState { runs_dir: runs.path().to_path_buf(), ..Default::default() };
     // The panel alone: drawing and clicking only records what was asked.

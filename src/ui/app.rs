@@ -6,12 +6,12 @@ use std::path::Path;
 
 use eframe::egui;
 
-use super::browse_tab::BrowseTab;
+use super::browse::BrowseTab;
 use super::commands::{CloseChoice, Command, CommandQueue, Question, open_folder};
 use super::data_panel::DataPanel;
-use super::runs_tab::RunsTab;
+use super::runs::RunsTab;
 use super::state::{AppState, Tab};
-use super::train_tab::{StartPlan, TrainTab, live_run_dir};
+use super::train::{StartPlan, TrainTab, live_run_dir};
 
 pub struct SegdistillApp {
     /// What is persisted between starts.

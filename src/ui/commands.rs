@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::data_panel::WeightsSlot;
+use super::weights::WeightsSlot;
 
 /// What a download button fetches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

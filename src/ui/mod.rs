@@ -3,17 +3,18 @@
 //! the engine and the workers compute on their own threads.
 
 pub mod app;
-pub mod browse_tab;
+pub mod browse;
 pub mod commands;
 pub mod data_panel;
 pub mod downloads;
 pub mod file_dialog;
 pub mod jobs;
 pub mod plots;
-pub mod runs_tab;
+pub mod runs;
 pub mod state;
 pub mod teacher_panel;
-pub mod train_tab;
+pub mod train;
+pub mod weights;
 pub mod widgets;
 
 pub use app::SegdistillApp;

@@ -1,0 +1,190 @@
+//! The Train tab's form: data and weights, student, distillation and optimisation settings.
+
+use egui::Ui;
+
+use super::TrainTab;
+use crate::distill::{DistillMode, KdForm};
+use crate::model::{ModelKind, format_params};
+use crate::train::config::{LIMITS, OptimizerKind, ScheduleKind};
+use crate::ui::commands::{Command, CommandQueue};
+use crate::ui::data_panel::DataPanel;
+use crate::ui::state::AppState;
+use crate::ui::widgets::section;
+use crate::util::device::{CUDA_BUILT, DeviceChoice};
+
+impl TrainTab {
+    pub(super) fn form_ui(
+        &mut self,
+        ui: &mut Ui,
+        state: &mut AppState,
+        data: &mut DataPanel,
+        commands: &mut CommandQueue,
+    ) {
+        let editable = !self.is_running();
+        section(ui, "Data");
+        ui.add_enabled_ui(editable, |ui| data.ui(ui, state, commands));
+        section(ui, "Weights");
+        let teacher_needed = state.train.mode.needs_teacher();
+        ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed, commands));
+        train_teacher_ui(ui, state, data, editable, commands);
+        ui.add_enabled_ui(editable, |ui| {
+            let f = &mut state.train;
+            section(ui, "Student");
+            ui.horizontal(|ui| {
+                let label = ui.label("model");
+                egui::ComboBox::from_id_salt("model")
+                    .selected_text(f.model.name())
+                    .show_ui(ui, |ui| {
+                        for k in ModelKind::STUDENTS {
+                            ui.selectable_value(&mut f.model, k, k.name());
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                if let Some(n) = self.params.get(&f.model) {
+                    ui.label(format!("{} parameters", format_params(*n)));
+                }
+            });
+
+            section(ui, "Distillation");
+            ui.horizontal(|ui| {
+                for m in [DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined] {
+                    ui.selectable_value(&mut f.mode, m, m.name());
+                }
+            });
+            egui::Grid::new("loss_grid").num_columns(2).show(ui, |ui| {
+                let label = ui.label("α (CE)");
+                ui.add(egui::DragValue::new(&mut f.alpha).speed(0.01).range(LIMITS.loss_weight)).labelled_by(label.id);
+                ui.end_row();
+                let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("β (KD)"));
+                ui.add_enabled(
+                    f.mode.uses_logits(),
+                    egui::DragValue::new(&mut f.beta).speed(0.01).range(LIMITS.loss_weight),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("τ"));
+                ui.add_enabled(f.mode.uses_logits(), egui::DragValue::new(&mut f.tau).speed(0.05).range(LIMITS.tau))
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.add_enabled(f.mode.uses_features(), egui::Label::new("γ (features)"));
+                ui.add_enabled(
+                    f.mode.uses_features(),
+                    egui::DragValue::new(&mut f.gamma).speed(0.01).range(LIMITS.loss_weight),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("KD form");
+                egui::ComboBox::from_id_salt("kd_form")
+                    .selected_text(match f.kd_form {
+                        KdForm::SoftCrossEntropy => "soft CE (lab)",
+                        KdForm::KlDivergence => "τ²·KL (Hinton)",
+                    })
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut f.kd_form, KdForm::SoftCrossEntropy, "soft CE (lab)");
+                        ui.selectable_value(&mut f.kd_form, KdForm::KlDivergence, "τ²·KL (Hinton)");
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+            });
+
+            section(ui, "Optimisation");
+            egui::Grid::new("optim_grid").num_columns(2).show(ui, |ui| {
+                let label = ui.label("epochs");
+                ui.add(egui::DragValue::new(&mut f.epochs).range(LIMITS.epochs)).labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("batch");
+                ui.add(egui::DragValue::new(&mut f.batch).range(LIMITS.batch)).labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("crop size");
+                ui.add(egui::DragValue::new(&mut f.size).range(LIMITS.size).speed(8)).labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("learning rate");
+                ui.add(egui::DragValue::new(&mut f.lr).speed(1e-4).range(1e-6..=1.0).max_decimals(6))
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("optimiser");
+                let mut optimizer = f.optimizer;
+                egui::ComboBox::from_id_salt("optimizer")
+                    .selected_text(format!("{:?}", f.optimizer))
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut optimizer, OptimizerKind::Adamw, "Adamw");
+                        ui.selectable_value(&mut optimizer, OptimizerKind::Sgd, "Sgd");
+                    })
+                    .response
+                    .labelled_by(label.id);
+                if optimizer != f.optimizer {
+                    f.set_optimizer(optimizer);
+                }
+                ui.end_row();
+                let label = ui.label("schedule");
+                egui::ComboBox::from_id_salt("schedule")
+                    .selected_text(format!("{:?}", f.schedule))
+                    .show_ui(ui, |ui| {
+                        for s in [
+                            ScheduleKind::Poly,
+                            ScheduleKind::Cosine,
+                            ScheduleKind::Step,
+                            ScheduleKind::Plateau,
+                            ScheduleKind::Constant,
+                        ] {
+                            ui.selectable_value(&mut f.schedule, s, format!("{s:?}"));
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("seed");
+                ui.add(egui::DragValue::new(&mut f.seed)).labelled_by(label.id);
+                ui.end_row();
+                let label = ui.label("device");
+                egui::ComboBox::from_id_salt("device")
+                    .selected_text(format!("{:?}", f.device))
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(&mut f.device, DeviceChoice::Auto, "Auto");
+                        ui.selectable_value(&mut f.device, DeviceChoice::Cpu, "Cpu");
+                        ui.add_enabled_ui(CUDA_BUILT, |ui| {
+                            ui.selectable_value(&mut f.device, DeviceChoice::Cuda, "Cuda")
+                        })
+                        .response
+                        .on_disabled_hover_text("built without CUDA (cargo build --features cuda)");
+                    })
+                    .response
+                    .labelled_by(label.id);
+                ui.end_row();
+            });
+            ui.checkbox(&mut f.class_weights, "class-weighted cross-entropy");
+            if f.mode.needs_teacher() {
+                ui.checkbox(&mut f.teacher_cache, "cache teacher outputs").on_hover_text(
+                    "Run the teacher once per training image before the first step and reuse its outputs (cut to \
+                     each augmented crop) every epoch: distillation then costs about what training without it costs.",
+                );
+            }
+            ui.horizontal(|ui| {
+                let label = ui.label("run name");
+                ui.add(egui::TextEdit::singleline(&mut f.name).hint_text("auto").desired_width(160.0))
+                    .labelled_by(label.id);
+            });
+        });
+    }
+}
+
+/// Offered where a dataset has no competent teacher yet: the demo dataset, or a teacher that
+/// scores near chance.
+fn train_teacher_ui(ui: &mut Ui, state: &AppState, data: &DataPanel, editable: bool, commands: &mut CommandQueue) {
+    let Some(info) = data.usable() else { return };
+    let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
+    let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
+    if !(info.is_demo || weak_teacher || no_teacher && state.train.mode.needs_teacher()) {
+        return;
+    }
+    let recipe = crate::train::TrainConfig::default().teacher_recipe();
+    let hover = format!(
+        "trains {} ({} epochs, lr {}, crop {}) on this dataset's labels, then points the teacher field at it",
+        recipe.model, recipe.epochs, recipe.optimizer.lr, state.train.size
+    );
+    if ui.add_enabled(editable, egui::Button::new("Train a teacher for this dataset")).on_hover_text(hover).clicked() {
+        commands.push(Command::TrainTeacher);
+    }
+}

@@ -1,0 +1,234 @@
+//! The Train tab's drawing: the form beside the run on screen (controls, progress, curves).
+
+use egui::{Color32, Ui};
+
+use super::{RunStatus, TrainTab};
+use crate::data::ClassSet;
+use crate::model::format_params;
+use crate::train::events::{EndReason, EvalMetrics, StepMetrics};
+use crate::ui::commands::{Command, CommandQueue};
+use crate::ui::data_panel::DataPanel;
+use crate::ui::plots::{CurvePlot, Series, XAxis, class_bars};
+use crate::ui::state::AppState;
+use crate::ui::widgets::{duration, error_text, note};
+
+impl TrainTab {
+    pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &mut DataPanel, commands: &mut CommandQueue) {
+        egui::Panel::left("train_form").resizable(true).default_size(330.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.form_ui(ui, state, data, commands));
+        });
+        egui::CentralPanel::default().show(ui, |ui| self.live_ui(ui, state, data, commands));
+    }
+
+    fn controls_ui(&mut self, ui: &mut Ui, commands: &mut CommandQueue) {
+        ui.horizontal(|ui| {
+            let running = self.is_running();
+            if ui.add_enabled(!running, egui::Button::new("Start")).clicked() {
+                commands.push(Command::StartRun);
+            }
+            let paused = self.status == RunStatus::Paused;
+            if ui.add_enabled(running && !paused, egui::Button::new("Pause")).clicked() {
+                commands.push(Command::PauseRun);
+            }
+            // Resume continues a paused run, or a stopped/interrupted one from its checkpoint.
+            let resumable = self.resumable_run();
+            let resume = ui.add_enabled(paused || resumable.is_some(), egui::Button::new("Resume"));
+            let resume = match &resumable {
+                Some(dir) => resume.on_hover_text(format!("continue {} from its last checkpoint", dir.display())),
+                None => resume,
+            };
+            if resume.clicked() {
+                match resumable {
+                    Some(dir) => commands.push(Command::ResumeRun(dir)),
+                    None => commands.push(Command::UnpauseRun),
+                }
+            }
+            if ui
+                .add_enabled(running, egui::Button::new("Stop"))
+                .on_hover_text("stops after the current step and keeps a checkpoint")
+                .clicked()
+            {
+                commands.push(Command::StopRun);
+            }
+            ui.separator();
+            ui.label(match &self.status {
+                RunStatus::Idle => "idle".to_string(),
+                RunStatus::Starting => "starting…".into(),
+                RunStatus::Running => "training".into(),
+                RunStatus::Paused => "paused".into(),
+                RunStatus::Finished(s) => match s.reason {
+                    EndReason::Completed => format!("finished: best mIoU {:.4}", s.best_miou.unwrap_or(f64::NAN)),
+                    EndReason::Stopped => {
+                        format!("stopped after epoch {} (checkpoint saved; Resume continues it)", s.epochs_done)
+                    }
+                },
+                RunStatus::Failed(_) => "failed".into(),
+            });
+        });
+    }
+
+    fn live_ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &DataPanel, commands: &mut CommandQueue) {
+        self.controls_ui(ui, commands);
+        let data_root = data.usable().map(|i| i.root.clone());
+        if let Some(e) = &self.start_error {
+            // Shown until the user changes what it was about.
+            if e.form == state.train && e.data == data_root {
+                error_text(ui, e.message.clone());
+            }
+        }
+        if let RunStatus::Failed(m) = &self.status {
+            error_text(ui, m.clone());
+        }
+        match &self.live.info {
+            Some(info) => note(
+                ui,
+                format!(
+                    "{} ({}), {} distillation{} on {}: {} train / {} val images, saved in {}",
+                    info.model,
+                    format_params(info.params),
+                    info.mode,
+                    info.teacher.as_ref().map(|t| format!(" from {t}")).unwrap_or_default(),
+                    info.device,
+                    info.train_images,
+                    info.val_images,
+                    info.run_dir.display()
+                ),
+            ),
+            None => {
+                if let Some(dir) = &self.live.run_dir
+                    && !self.is_running()
+                {
+                    note(ui, format!("{} (read from its folder)", dir.display()));
+                }
+            }
+        }
+        if self.is_running() {
+            for m in self.live.messages.iter().rev().take(2) {
+                note(ui, m.clone());
+            }
+        }
+        self.progress_ui(ui);
+        ui.horizontal(|ui| {
+            let label = ui.label("smoothing");
+            ui.add(egui::Slider::new(&mut state.smoothing, 0.0..=0.99)).labelled_by(label.id);
+        });
+        self.charts_ui(ui, state.smoothing);
+    }
+
+    fn progress_ui(&self, ui: &mut Ui) {
+        if !self.is_running() {
+            return;
+        }
+        if let Some(p) = &self.live.preparing
+            && self.live.steps.iter().all(|s| s.total_steps == 0)
+        {
+            let fresh = p.done.saturating_sub(p.done_at_start);
+            let paused = self.status == RunStatus::Paused;
+            let eta = (fresh > 0 && !paused)
+                .then(|| p.started.elapsed().as_secs_f64() / fresh as f64 * (p.total - p.done) as f64);
+            let text = format!(
+                "building the {}: {}/{} images · {}",
+                p.what,
+                p.done,
+                p.total,
+                if paused {
+                    "paused".to_string()
+                } else {
+                    format!("ETA {}", eta.map_or_else(|| "…".into(), duration))
+                }
+            );
+            ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(text));
+            return;
+        }
+        let Some(last) = self.live.steps.last().filter(|s| s.total_steps > 0) else {
+            ui.horizontal(|ui| {
+                if self.status == RunStatus::Starting {
+                    ui.spinner();
+                }
+                ui.label(if self.status == RunStatus::Paused { "paused" } else { "loading data and models…" });
+            });
+            return;
+        };
+        let epochs = last.total_steps / last.steps_per_epoch.max(1);
+        // Paused: the ETA is frozen at its last value and says so.
+        let eta = match self.status {
+            RunStatus::Paused => "paused".to_string(),
+            _ => format!("ETA {}", duration(last.eta_secs)),
+        };
+        let text = format!(
+            "epoch {}/{} · step {}/{} · loss {:.4} · {:.1} img/s · {eta}",
+            last.epoch + 1,
+            epochs,
+            last.step,
+            last.total_steps,
+            last.loss,
+            last.images_per_sec,
+        );
+        ui.add(egui::ProgressBar::new(last.step as f32 / last.total_steps.max(1) as f32).text(text));
+    }
+
+    fn charts_ui(&self, ui: &mut Ui, smoothing: f64) {
+        if self.live.run_dir.is_none() {
+            ui.add_space(40.0);
+            ui.vertical_centered(|ui| {
+                note(ui, "The loss, validation loss, mIoU and per-class IoU curves grow here while a run trains.");
+                note(ui, "Pick a dataset (or the demo dataset), a student and a distillation mode, then press Start.");
+            });
+            return;
+        }
+        if self.live.steps.is_empty()
+            && let Some(p) = &self.live.preparing
+            && self.is_running()
+        {
+            note(ui, format!("building the {} before the first step: the curves start when training does", p.what));
+        }
+        let steps = &self.live.steps;
+        let series = |name: &str, color: Color32, f: &dyn Fn(&StepMetrics) -> Option<f64>| {
+            Series::new(name, steps.iter().filter_map(|s| f(s).map(|v| [s.step as f64, v])).collect(), color)
+        };
+        let losses = [
+            series("total", Color32::from_rgb(31, 119, 180), &|s| Some(s.loss)),
+            series("CE", Color32::from_rgb(255, 127, 14), &|s| Some(s.ce)),
+            series("KD", Color32::from_rgb(44, 160, 44), &|s| s.kd),
+            series("feature", Color32::from_rgb(214, 39, 40), &|s| s.feature),
+        ];
+        // Without distillation the total is the CE: one line, not two on top of each other.
+        let distilled = losses[2..].iter().any(|s| !s.points.is_empty());
+        let losses: Vec<Series> =
+            losses.into_iter().filter(|s| s.name == "total" || (distilled && !s.points.is_empty())).collect();
+        let h = (ui.available_height() / 2.0 - 20.0).max(140.0);
+        let w = ui.available_width();
+        let size = egui::vec2(w, h);
+        CurvePlot { id: "loss_plot", x: XAxis::Step, y_label: "training loss", y_range: None, size, smoothing }
+            .show(ui, &losses);
+        let evals = &self.live.evals;
+        let per_epoch = |f: &dyn Fn(&EvalMetrics) -> f64| -> Vec<[f64; 2]> {
+            evals.iter().map(|e| [(e.epoch + 1) as f64, f(e)]).collect()
+        };
+        let val_loss = [Series::new("val loss", per_epoch(&|e| e.val_loss), Color32::from_rgb(148, 103, 189))];
+        let miou = [
+            Series::new("mIoU", per_epoch(&|e| e.miou), Color32::from_rgb(31, 119, 180)),
+            Series::new("pixel accuracy", per_epoch(&|e| e.pixel_acc), Color32::from_rgb(127, 127, 127)),
+        ];
+        let w = ui.available_width() / 3.0 - 8.0;
+        let size = egui::vec2(w, ui.available_height().max(120.0));
+        let names = self.live.class_names.clone();
+        let colors = ClassSet::for_num_classes(names.len().max(1)).colors;
+        ui.horizontal(|ui| {
+            CurvePlot {
+                id: "val_loss_plot",
+                x: XAxis::Epoch,
+                y_label: "val loss",
+                y_range: None,
+                size,
+                smoothing: 0.0,
+            }
+            .show(ui, &val_loss);
+            let y_range = Some((0.0, 1.0));
+            CurvePlot { id: "miou_plot", x: XAxis::Epoch, y_label: "val mIoU", y_range, size, smoothing: 0.0 }
+                .show(ui, &miou);
+            let last = evals.last().map(|e| e.iou.clone()).unwrap_or_default();
+            class_bars(ui, "iou_plot", size, &names, &colors, &last);
+        });
+    }
+}
