@@ -365,11 +365,11 @@ pub fn ensure_split(root: &Path, listing: &Listing, val_fraction: f64) -> Result
     let (train, val) = match (read("train")?, read("val")?) {
         (Some(t), Some(v)) => return Ok(HashMap::from([("train", t), ("val", v)])),
         (Some(t), None) => {
-            let v = paired.iter().filter(|s| !t.contains(s)).cloned().collect();
+            let v: Vec<String> = paired.iter().filter(|s| !t.contains(*s)).cloned().collect();
             (t, v)
         }
         (None, Some(v)) => {
-            let t = paired.iter().filter(|s| !v.contains(s)).cloned().collect();
+            let t: Vec<String> = paired.iter().filter(|s| !v.contains(*s)).cloned().collect();
             (t, v)
         }
         (None, None) => seeded_split(&paired, val_fraction),
@@ -423,8 +423,9 @@ pub struct FolderInfo {
     pub listing: Listing,
 }
 
-/// The samples of `split`, and what `check-data` needs to explain the folder. Stems the split
-/// lists but neither `images/` nor `masks/` holds are left out (check-data names their lines).
+/// The samples of `split`, and what `check-data` needs to explain the folder. A stem the split
+/// lists but neither `images/` nor `masks/` holds is a sample without files (training skips it
+/// and says so; check-data names its line).
 pub fn open(root: &Path, split: &str, val_fraction: f64) -> Result<(Vec<SampleFiles>, FolderInfo)> {
     let classes = Arc::new(read_classes(root)?);
     let listing = list_files(root)?;
@@ -450,7 +451,6 @@ pub fn open(root: &Path, split: &str, val_fraction: f64) -> Result<(Vec<SampleFi
     let samples = list
         .ids
         .iter()
-        .filter(|id| listing.images.contains_key(*id) || listing.masks.contains_key(*id))
         .map(|id| SampleFiles {
             id: id.clone(),
             image: listing.images.get(id).cloned().unwrap_or_else(|| root.join(IMAGES_DIR).join(format!("{id}.jpg"))),
