@@ -102,7 +102,8 @@ pub fn read_classes(root: &Path) -> Result<FolderClasses> {
         reason: "it is not UTF-8 text; save it as plain UTF-8".into(),
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let (names, colors, ignore) = if is_json { parse_classes_json(text, &path)? } else { parse_classes_txt(text, &path)? };
+    let (names, colors, ignore) =
+        if is_json { parse_classes_json(text, &path)? } else { parse_classes_txt(text, &path)? };
     finish_classes(names, colors, ignore, path)
 }
 
@@ -464,7 +465,12 @@ pub fn open(root: &Path, split: &str, val_fraction: f64) -> Result<(Vec<SampleFi
 /// an image outside the split's `samples` (those in it are reported as missing files of their
 /// sample), lines of the split file naming a stem with neither, and stems the split file
 /// repeats. Each is `(stem, error)`.
-pub fn folder_problems(root: &Path, split: &str, info: &FolderInfo, samples: &[SampleFiles]) -> Vec<(String, DataError)> {
+pub fn folder_problems(
+    root: &Path,
+    split: &str,
+    info: &FolderInfo,
+    samples: &[SampleFiles],
+) -> Vec<(String, DataError)> {
     let mut out = Vec::new();
     let l = &info.listing;
     let in_split: std::collections::HashSet<&str> = samples.iter().map(|s| s.id.as_str()).collect();
