@@ -29,8 +29,21 @@ fn demo_folder(train: usize, val: usize) -> (tempfile::TempDir, PathBuf) {
 
 fn train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "--data", data, "--model", "mbv3s-tiny", "--epochs", "1", "--batch", "2", "--size", "64",
-        "--workers", "1", "--out", out,
+        "train",
+        "--data",
+        data,
+        "--model",
+        "mbv3s-tiny",
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--size",
+        "64",
+        "--workers",
+        "1",
+        "--out",
+        out,
     ]
 }
 
@@ -43,7 +56,19 @@ fn check_data(root: &Path) -> (Option<i32>, String) {
 fn the_demo_as_a_folder_is_detected_checked_trained_and_tested() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    ok(&segdistill(&["demo-data", "--layout", "folder", "--out", s(&data), "--train", "6", "--val", "2", "--size", "64"]));
+    ok(&segdistill(&[
+        "demo-data",
+        "--layout",
+        "folder",
+        "--out",
+        s(&data),
+        "--train",
+        "6",
+        "--val",
+        "2",
+        "--size",
+        "64",
+    ]));
     for f in ["images", "masks", "classes.txt", "train.txt", "val.txt"] {
         assert!(data.join(f).exists(), "{f} written");
     }
@@ -141,8 +166,7 @@ fn a_two_class_folder_with_rgb_masks_and_its_own_ignore_index_trains() {
     let (_d, root) = demo_folder(6, 2);
     // Foreground/background, ignore index 9; half of the masks as RGB images in the class colours.
     std::fs::write(root.join("classes.txt"), "background 0 0 0\nobject 255 255 255\nignore 9\n").unwrap();
-    let mut stems: Vec<PathBuf> =
-        std::fs::read_dir(root.join("masks")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut stems: Vec<PathBuf> = std::fs::read_dir(root.join("masks")).unwrap().map(|e| e.unwrap().path()).collect();
     stems.sort();
     for (i, path) in stems.iter().enumerate() {
         let mut m = read_mask(path, LabelEncoding::VocIndex { num_classes: 21 }).unwrap();

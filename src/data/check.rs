@@ -90,6 +90,9 @@ fn check_sample(ds: &Dataset, index: usize, report: &mut CheckReport) {
     // A plain folder pairs files by stem: a lone file is named as the one without a partner.
     let folder = ds.kind == DatasetKind::Folder;
     let (has_image, has_mask) = (files.image.is_file(), files.mask.is_file());
+    if folder && !has_image && !has_mask {
+        return; // a split line naming neither file: reported with its line number
+    }
     let image = if has_image {
         read_rgb(&files.image).map_err(&mut push).ok()
     } else if folder && has_mask {

@@ -432,12 +432,8 @@ fn draw_folder_into(dir: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync
     let total = config.train + config.val;
     let ids: Vec<String> = (0..total).map(|i| format!("demo_{:06}", i + 1)).collect();
     let written = crate::util::par::par_map(total, |i| {
-        let r = write_sample_to(
-            &images.join(format!("{}.jpg", ids[i])),
-            &masks.join(format!("{}.png", ids[i])),
-            config,
-            i,
-        );
+        let r =
+            write_sample_to(&images.join(format!("{}.jpg", ids[i])), &masks.join(format!("{}.png", ids[i])), config, i);
         on_image();
         r
     });

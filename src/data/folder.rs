@@ -102,7 +102,8 @@ pub fn read_classes(root: &Path) -> Result<FolderClasses> {
         reason: "it is not UTF-8 text; save it as plain UTF-8".into(),
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let (names, colors, ignore) = if is_json { parse_classes_json(text, &path)? } else { parse_classes_txt(text, &path)? };
+    let (names, colors, ignore) =
+        if is_json { parse_classes_json(text, &path)? } else { parse_classes_txt(text, &path)? };
     finish_classes(names, colors, ignore, path)
 }
 
@@ -365,11 +366,11 @@ pub fn ensure_split(root: &Path, listing: &Listing, val_fraction: f64) -> Result
     let (train, val) = match (read("train")?, read("val")?) {
         (Some(t), Some(v)) => return Ok(HashMap::from([("train", t), ("val", v)])),
         (Some(t), None) => {
-            let v = paired.iter().filter(|s| !t.contains(s)).cloned().collect();
+            let v: Vec<String> = paired.iter().filter(|s| !t.contains(*s)).cloned().collect();
             (t, v)
         }
         (None, Some(v)) => {
-            let t = paired.iter().filter(|s| !v.contains(s)).cloned().collect();
+            let t: Vec<String> = paired.iter().filter(|s| !v.contains(*s)).cloned().collect();
             (t, v)
         }
         (None, None) => seeded_split(&paired, val_fraction),
@@ -423,8 +424,9 @@ pub struct FolderInfo {
     pub listing: Listing,
 }
 
-/// The samples of `split`, and what `check-data` needs to explain the folder. Stems the split
-/// lists but neither `images/` nor `masks/` holds are left out (check-data names their lines).
+/// The samples of `split`, and what `check-data` needs to explain the folder. A stem the split
+/// lists but neither `images/` nor `masks/` holds is a sample without files (training skips it
+/// and says so; check-data names its line).
 pub fn open(root: &Path, split: &str, val_fraction: f64) -> Result<(Vec<SampleFiles>, FolderInfo)> {
     let classes = Arc::new(read_classes(root)?);
     let listing = list_files(root)?;
@@ -450,7 +452,6 @@ pub fn open(root: &Path, split: &str, val_fraction: f64) -> Result<(Vec<SampleFi
     let samples = list
         .ids
         .iter()
-        .filter(|id| listing.images.contains_key(*id) || listing.masks.contains_key(*id))
         .map(|id| SampleFiles {
             id: id.clone(),
             image: listing.images.get(id).cloned().unwrap_or_else(|| root.join(IMAGES_DIR).join(format!("{id}.jpg"))),
@@ -464,7 +465,12 @@ pub fn open(root: &Path, split: &str, val_fraction: f64) -> Result<(Vec<SampleFi
 /// an image outside the split's `samples` (those in it are reported as missing files of their
 /// sample), lines of the split file naming a stem with neither, and stems the split file
 /// repeats. Each is `(stem, error)`.
-pub fn folder_problems(root: &Path, split: &str, info: &FolderInfo, samples: &[SampleFiles]) -> Vec<(String, DataError)> {
+pub fn folder_problems(
+    root: &Path,
+    split: &str,
+    info: &FolderInfo,
+    samples: &[SampleFiles],
+) -> Vec<(String, DataError)> {
     let mut out = Vec::new();
     let l = &info.listing;
     let in_split: std::collections::HashSet<&str> = samples.iter().map(|s| s.id.as_str()).collect();
