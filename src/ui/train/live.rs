@@ -153,6 +153,7 @@ mod tests {
             ce: 1.0 / step as f64,
             kd: None,
             feature: None,
+            terms: Vec::new(),
             lr: 1e-3,
             images_per_sec: 8.0,
             eta_secs: 60.0,
