@@ -110,7 +110,8 @@ fn any_signal_at_any_moment_resumes_to_the_bit_identical_run() {
 
     let (_d, data) = demo_dataset(12, 2, 48);
     let tmp = tempfile::tempdir().unwrap();
-    let epochs = "120";
+    // Long enough that the 80 signals all land before the schedule ends, even on a loaded machine.
+    let epochs = "300";
     let args = |run: &std::path::Path, resume: bool| {
         let mut a: Vec<String> = [
             "train",
