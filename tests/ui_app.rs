@@ -281,8 +281,8 @@ fn snapshot_the_last_runs_curves_on_start() {
 fn data_panel_downloads_from_a_local_server_with_errors_and_cancel() {
     use common::http_server::{Behavior, TestServer};
     use segdistill::data::download::checksum::Algorithm;
-    use segdistill::ui::weights::WeightsSlot;
     use segdistill::ui::downloads::Outcome;
+    use segdistill::ui::weights::WeightsSlot;
 
     let tar = voc_tar();
     let md5 = digest_of(&tar, Algorithm::Md5);

@@ -310,10 +310,12 @@ pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -
     if root.exists() {
         let old = devkit.join(format!(".VOC2012.old-{}", std::process::id()));
         std::fs::rename(&root, &old).with_context(|| format!("cannot move the old {} aside", root.display()))?;
-        std::fs::rename(&staging, &root).with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
+        std::fs::rename(&staging, &root)
+            .with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
         std::fs::remove_dir_all(&old).ok(); // replaced; a leftover is removed by the next run
     } else {
-        std::fs::rename(&staging, &root).with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
+        std::fs::rename(&staging, &root)
+            .with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
     }
     drop(lock);
     Ok(root)

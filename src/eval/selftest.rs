@@ -791,8 +791,7 @@ mod tests {
     #[test]
     fn a_folder_with_only_kd_fixtures_checks_every_loss_term() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let cfg =
-            SelftestConfig {
+        let cfg = SelftestConfig {
             device: Device::Cpu,
             precision: Precision::Fp32,
             fixtures: FixtureSet::Folder(dir),

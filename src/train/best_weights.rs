@@ -156,7 +156,10 @@ pub struct BestStudent {
 /// trained run (`test`, `export`, `--teacher-run`, the app). Errors say what is missing.
 pub fn best_student(run_dir: &Path) -> anyhow::Result<BestStudent> {
     let config = super::run_folder::saved_config(run_dir)?.with_context(|| {
-        format!("{} is not a run folder: no run there (no config.json and no checkpoint); point it at a run folder", run_dir.display())
+        format!(
+            "{} is not a run folder: no run there (no config.json and no checkpoint); point it at a run folder",
+            run_dir.display()
+        )
     })?;
     let (weights, checked) = for_reading(run_dir)?;
     anyhow::ensure!(

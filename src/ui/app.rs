@@ -61,7 +61,7 @@ impl SegdistillApp {
     /// again, read from its folder.
     pub fn with_state(state: AppState) -> Self {
         let mut train = TrainTab::default();
-        if let Some(run) = state.last_run.as_deref().filter(|r| r.join("config.json").is_file()) {
+        if let Some(run) = state.last_run.as_deref().filter(|r| crate::train::run_folder::config_path(r).is_file()) {
             train.show_saved_run(run);
         }
         Self {
@@ -111,8 +111,10 @@ impl SegdistillApp {
                         // The row clicked is the run resumed, wherever its configuration says it was
                         // made (a copied or moved folder, a damaged config.json).
                         let dir = crate::util::fs::absolute(&dir);
-                        config.name = dir.file_name().map_or_else(|| config.name.clone(), |n| n.to_string_lossy().into_owned());
-                        config.runs_dir = dir.parent().map_or_else(|| config.runs_dir.clone(), std::path::Path::to_path_buf);
+                        config.name =
+                            dir.file_name().map_or_else(|| config.name.clone(), |n| n.to_string_lossy().into_owned());
+                        config.runs_dir =
+                            dir.parent().map_or_else(|| config.runs_dir.clone(), std::path::Path::to_path_buf);
                         self.train.show_saved_run(&dir);
                         self.start_run(config, true);
                         self.state.tab = Tab::Train;

@@ -219,7 +219,7 @@ fn request(
         student: student.is_file().then(|| BrowseModel {
             kind: config.model,
             weights: student,
-            cache_dir: Some(run.join("browse")),
+            cache_dir: Some(crate::train::run_folder::browse_cache_dir(run)),
         }),
         teacher: teacher.map(|(kind, weights)| BrowseModel { kind, weights, cache_dir: Some(teacher_cache) }),
         resize: Resize::ShorterSide(config.val_size.unwrap_or(config.size)),

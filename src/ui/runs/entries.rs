@@ -55,7 +55,7 @@ pub fn scan_runs(runs_dir: &Path, measure: Measure) -> Vec<RunEntry> {
     let Ok(rd) = std::fs::read_dir(runs_dir) else { return Vec::new() };
     let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = rd
         .flatten()
-        .filter(|e| e.path().join("config.json").is_file())
+        .filter(|e| crate::train::run_folder::config_path(&e.path()).is_file())
         .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));

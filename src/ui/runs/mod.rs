@@ -197,7 +197,10 @@ impl RunsTab {
             return;
         }
         let run = run.to_path_buf();
-        let out = state.runs_dir.join("exports").join(format!("{}.onnx", super::app::run_name(&run)));
+        let out = state
+            .runs_dir
+            .join(crate::train::run_folder::EXPORTS_DIR)
+            .join(format!("{}.onnx", super::app::run_name(&run)));
         self.onnx_result = None;
         self.onnx = Some(Job::spawn("the ONNX export", ctx, move |_| {
             // The best weights are checked against the run's record (and repaired) off the UI thread.
