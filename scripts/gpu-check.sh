@@ -82,10 +82,10 @@ step() {
   return 0
 }
 
-# Python with PyTorch and torchvision: $PYTHON, else a virtual environment in /opt/torch/.venv,
+# Python with PyTorch and torchvision: $PYTHON, else the virtual environment named by $TORCH_VENV,
 # else python3.
 PY="${PYTHON:-}"
-for cand in "$PY" /opt/torch/.venv/bin/python python3; do
+for cand in "$PY" "${TORCH_VENV:+$TORCH_VENV/bin/python}" python3; do
   [ -n "$cand" ] && command -v "$cand" > /dev/null && "$cand" -c "import torch, torchvision" 2> /dev/null && { PY="$cand"; break; }
 done
 "$PY" -c "import torch" 2> /dev/null || { echo "error: no python with torch and torchvision (set PYTHON)" >&2; exit 2; }

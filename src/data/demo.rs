@@ -265,8 +265,8 @@ pub fn voc_root(out: &Path) -> PathBuf {
 pub const MAX_SIZE: u32 = 4096;
 const MAX_IMAGES: usize = 1_000_000;
 
-/// Generates the demo dataset under `out` (`out/VOCdevkit/VOC2012`), replacing one that is there.
-pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<PathBuf> {
+/// Refuses sizes and counts the generator cannot draw, with the accepted range.
+fn check_config(config: &DemoConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
         (32..=MAX_SIZE).contains(&config.size),
         "--size must be 32 to {MAX_SIZE} pixels (got {})",
@@ -278,6 +278,12 @@ pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -
         "{} images asked for; the demo dataset holds at most {MAX_IMAGES}",
         config.train.saturating_add(config.val)
     );
+    Ok(())
+}
+
+/// Generates the demo dataset under `out` (`out/VOCdevkit/VOC2012`), replacing one that is there.
+pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<PathBuf> {
+    check_config(config)?;
     let root = voc_root(out);
     let devkit = root.parent().map(Path::to_path_buf).unwrap_or_else(|| out.to_path_buf());
     std::fs::create_dir_all(&devkit).with_context(|| format!("cannot create {}", devkit.display()))?;
@@ -384,17 +390,7 @@ fn write_sample_to(jpg: &Path, png: &Path, config: &DemoConfig, index: usize) ->
 /// `train.txt` and `val.txt`. Files of an earlier folder demo there are replaced; the new ones are
 /// drawn into a staging folder first, so a failed run leaves the old ones whole. Returns `out`.
 pub fn generate_folder(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<PathBuf> {
-    anyhow::ensure!(
-        (32..=MAX_SIZE).contains(&config.size),
-        "--size must be 32 to {MAX_SIZE} pixels (got {})",
-        config.size
-    );
-    anyhow::ensure!(config.train + config.val > 0, "nothing to generate: --train and --val are both 0");
-    anyhow::ensure!(
-        config.train.saturating_add(config.val) <= MAX_IMAGES,
-        "{} images asked for; the demo dataset holds at most {MAX_IMAGES}",
-        config.train.saturating_add(config.val)
-    );
+    check_config(config)?;
     use super::folder::{CLASSES_TXT, IMAGES_DIR, MASKS_DIR};
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let staging = out.join(format!(".folder-demo.staging-{}", std::process::id()));

@@ -102,6 +102,26 @@ pub struct TeacherSignal<'a> {
     pub features: &'a [(&'static str, Tensor)],
 }
 
+/// fp32 copies of a teacher signal's logits and features, when any of them is in another
+/// precision (autocast); `None` when the signal is fp32 already (or absent).
+#[allow(clippy::type_complexity)]
+fn teacher_f32_copies(
+    teacher: Option<&TeacherSignal>,
+) -> Result<Option<(Option<Tensor>, Vec<(&'static str, Tensor)>)>> {
+    match teacher {
+        Some(t)
+            if t.logits.is_some_and(|l| l.dtype() != DType::F32)
+                || t.features.iter().any(|(_, f)| f.dtype() != DType::F32) =>
+        {
+            let logits = t.logits.map(|l| l.to_dtype(DType::F32)).transpose()?;
+            let features =
+                t.features.iter().map(|(n, f)| Ok((*n, f.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
+            Ok(Some((logits, features)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// α·CE + β·KD + γ·feat for `mode`.
 pub fn total_loss(
     mode: DistillMode,
@@ -114,18 +134,7 @@ pub fn total_loss(
     // Autocast (`--precision bf16`): the networks ran in bf16; every loss, its soft-max and its
     // reductions run in fp32, on fp32 copies of what they read.
     let student = &student.to_dtype(DType::F32)?;
-    let teacher_f32 = match teacher {
-        Some(t)
-            if t.logits.is_some_and(|l| l.dtype() != DType::F32)
-                || t.features.iter().any(|(_, f)| f.dtype() != DType::F32) =>
-        {
-            let logits = t.logits.map(|l| l.to_dtype(DType::F32)).transpose()?;
-            let features =
-                t.features.iter().map(|(n, f)| Ok((*n, f.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
-            Some((logits, features))
-        }
-        _ => None,
-    };
+    let teacher_f32 = teacher_f32_copies(teacher)?;
     let teacher_cast =
         teacher_f32.as_ref().map(|(logits, features)| TeacherSignal { logits: logits.as_ref(), features });
     let teacher = teacher_cast.as_ref().or(teacher);
@@ -169,18 +178,7 @@ pub fn terms_loss(
     target: &Target,
 ) -> Result<LossParts> {
     let student = &student.to_dtype(DType::F32)?;
-    let teacher_f32 = match teacher {
-        Some(t)
-            if t.logits.is_some_and(|l| l.dtype() != DType::F32)
-                || t.features.iter().any(|(_, f)| f.dtype() != DType::F32) =>
-        {
-            let logits = t.logits.map(|l| l.to_dtype(DType::F32)).transpose()?;
-            let features =
-                t.features.iter().map(|(n, f)| Ok((*n, f.to_dtype(DType::F32)?))).collect::<Result<Vec<_>>>()?;
-            Some((logits, features))
-        }
-        _ => None,
-    };
+    let teacher_f32 = teacher_f32_copies(teacher)?;
     let teacher_cast =
         teacher_f32.as_ref().map(|(logits, features)| TeacherSignal { logits: logits.as_ref(), features });
     let teacher = teacher_cast.as_ref().or(teacher);
