@@ -23,7 +23,7 @@ fn ok(out: &std::process::Output) {
 fn demo_folder(train: usize, val: usize) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("mydata");
-    generate_folder(&root, &DemoConfig { train, val, size: 64, seed: 3 }, &|| {}).unwrap();
+    generate_folder(&root, &DemoConfig { train, val, size: 64, seed: 3, ..Default::default() }, &|| {}).unwrap();
     (dir, root)
 }
 

@@ -282,7 +282,7 @@ fn a_moved_dataset_is_followed_when_it_holds_the_same_content() {
     // Other data under the new path is refused.
     let (_o, other) = {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = segdistill::data::demo::DemoConfig { train: 8, val: 2, size: 64, seed: 9 };
+        let cfg = segdistill::data::demo::DemoConfig { train: 8, val: 2, size: 64, seed: 9, ..Default::default() };
         let root = segdistill::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
         (dir, root)
     };
@@ -315,7 +315,7 @@ fn concurrent_demo_data_never_mixes_two_datasets() {
     let root = out_dir.join("VOCdevkit/VOC2012");
     let matches_seed = |seed: u64| {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = segdistill::data::demo::DemoConfig { train: 40, val: 4, size: 64, seed };
+        let cfg = segdistill::data::demo::DemoConfig { train: 40, val: 4, size: 64, seed, ..Default::default() };
         let reference = segdistill::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
         [
             "JPEGImages/demo_000001.jpg",

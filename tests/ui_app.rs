@@ -46,7 +46,7 @@ fn pick_demo_data_start_pause_resume_stop() {
     let demo = tempfile::tempdir().unwrap();
     segdistill::data::demo::generate(
         demo.path(),
-        &segdistill::data::demo::DemoConfig { train: 12, val: 4, size: 64, seed: 2 },
+        &segdistill::data::demo::DemoConfig { train: 12, val: 4, size: 64, seed: 2, ..Default::default() },
         &|| {},
     )
     .unwrap();
@@ -84,7 +84,7 @@ fn closing_the_window_during_training_stops_with_a_checkpoint() {
     let demo = tempfile::tempdir().unwrap();
     segdistill::data::demo::generate(
         demo.path(),
-        &segdistill::data::demo::DemoConfig { train: 12, val: 4, size: 64, seed: 3 },
+        &segdistill::data::demo::DemoConfig { train: 12, val: 4, size: 64, seed: 3, ..Default::default() },
         &|| {},
     )
     .unwrap();
@@ -113,7 +113,7 @@ fn browse_setup() -> (tempfile::TempDir, tempfile::TempDir, AppState) {
     let demo = tempfile::tempdir().unwrap();
     segdistill::data::demo::generate(
         demo.path(),
-        &segdistill::data::demo::DemoConfig { train: 12, val: 6, size: 64, seed: 4 },
+        &segdistill::data::demo::DemoConfig { train: 12, val: 6, size: 64, seed: 4, ..Default::default() },
         &|| {},
     )
     .unwrap();
@@ -193,7 +193,7 @@ fn the_demo_dataset_offers_to_train_a_teacher() {
     let demo = tempfile::tempdir().unwrap();
     segdistill::data::demo::generate(
         demo.path(),
-        &segdistill::data::demo::DemoConfig { train: 8, val: 2, size: 64, seed: 6 },
+        &segdistill::data::demo::DemoConfig { train: 8, val: 2, size: 64, seed: 6, ..Default::default() },
         &|| {},
     )
     .unwrap();
@@ -259,7 +259,7 @@ fn snapshot_the_last_runs_curves_on_start() {
     let root = std::env::temp_dir().join("segdistill-snapshot-last-run");
     std::fs::remove_dir_all(&root).ok();
     let (demo, runs) = (root.join("demo"), root.join("runs"));
-    let cfg = segdistill::data::demo::DemoConfig { train: 12, val: 6, size: 64, seed: 4 };
+    let cfg = segdistill::data::demo::DemoConfig { train: 12, val: 6, size: 64, seed: 4, ..Default::default() };
     segdistill::data::demo::generate(&demo, &cfg, &|| {}).unwrap();
     let run = trained_run(&demo, &runs);
     let mut state = base_state(&runs, &demo);
@@ -374,7 +374,7 @@ fn stopped_run(demo: &Path, runs: &Path, name: &str) -> std::path::PathBuf {
 
 fn demo_data(train: usize, val: usize, seed: u64) -> tempfile::TempDir {
     let demo = tempfile::tempdir().unwrap();
-    let cfg = segdistill::data::demo::DemoConfig { train, val, size: 64, seed };
+    let cfg = segdistill::data::demo::DemoConfig { train, val, size: 64, seed, ..Default::default() };
     segdistill::data::demo::generate(demo.path(), &cfg, &|| {}).unwrap();
     demo
 }

@@ -33,6 +33,13 @@ pub fn run(args: CheckDataArgs) -> anyhow::Result<ExitCode> {
     );
     let ds = Dataset::open_with(&args.data, args.dataset, &args.split, args.val_fraction)?;
     println!("{} dataset at {}: split '{}' lists {} id(s)", ds.kind, ds.root.display(), ds.split, ds.len());
+    if let Some(n) = crate::data::unlabeled::count_in(ds.kind, &ds.root).filter(|&n| n > 0) {
+        // Counted apart: they are in no split and have nothing to check against.
+        println!(
+            "{n} more image(s) have no mask (split `{0}`: `train --unlabeled {0}` distils on them)",
+            crate::data::unlabeled::SPLIT
+        );
+    }
     if let Some(info) = ds.folder_info() {
         println!(
             "{} classes from {} (mask value {} is ignored); split list {}",

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::data::demo::{DemoConfig, generate, generate_folder};
+use crate::data::demo::{DemoConfig, Difficulty, generate, generate_folder};
 
 /// The on-disk layout `demo-data` writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -25,21 +25,41 @@ pub struct DemoDataArgs {
     /// On-disk layout of the dataset.
     #[arg(long, value_enum, default_value_t = DemoLayout::Voc)]
     pub layout: DemoLayout,
-    /// Training images.
-    #[arg(long, default_value_t = DemoConfig::default().train)]
+    /// Labelled training images.
+    #[arg(long, default_value_t = DemoConfig::first_run().train)]
     pub train: usize,
     /// Validation images.
-    #[arg(long, default_value_t = DemoConfig::default().val)]
+    #[arg(long, default_value_t = DemoConfig::first_run().val)]
     pub val: usize,
+    /// Training images without masks (the `unlabeled` split), for distillation on unlabelled images.
+    #[arg(long, default_value_t = DemoConfig::first_run().unlabeled)]
+    pub unlabeled: usize,
     /// Image width in pixels (heights vary from 70 % to 100 % of it).
-    #[arg(long, default_value_t = DemoConfig::default().size)]
+    #[arg(long, default_value_t = DemoConfig::first_run().size)]
     pub size: u32,
+    /// How hard the scenes are: `easy` (one to four large objects, each class its own look) or
+    /// `hard` (many small overlapping objects; pairs of classes told apart by texture alone).
+    #[arg(long, value_enum, default_value_t = DemoConfig::first_run().difficulty)]
+    pub difficulty: Difficulty,
     /// Random seed: the same seed writes the same dataset.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Replace a dataset that is already in --out.
     #[arg(long)]
     pub force: bool,
+}
+
+impl DemoDataArgs {
+    fn config(&self) -> DemoConfig {
+        DemoConfig {
+            train: self.train,
+            val: self.val,
+            unlabeled: self.unlabeled,
+            size: self.size,
+            seed: self.seed,
+            difficulty: self.difficulty,
+        }
+    }
 }
 
 pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
@@ -54,11 +74,11 @@ pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
             root.display()
         );
     }
-    let config = DemoConfig { train: args.train, val: args.val, size: args.size, seed: args.seed };
-    let pb = super::progress::bar((config.train + config.val) as u64, "drawing");
+    let config = args.config();
+    let pb = super::progress::bar(config.images() as u64, "drawing");
     let root = generate(&args.out, &config, &|| pb.inc(1))?;
     pb.finish_and_clear();
-    println!("wrote {} train + {} val images ({}px wide) to {}", config.train, config.val, config.size, root.display());
+    println!("wrote {} to {}", config.in_words(), root.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,16 +91,10 @@ fn run_folder(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    let config = DemoConfig { train: args.train, val: args.val, size: args.size, seed: args.seed };
-    let pb = super::progress::bar((config.train + config.val) as u64, "drawing");
+    let config = args.config();
+    let pb = super::progress::bar(config.images() as u64, "drawing");
     let root = generate_folder(out, &config, &|| pb.inc(1))?;
     pb.finish_and_clear();
-    println!(
-        "wrote {} train + {} val images ({}px wide) as a plain folder (images/, masks/, classes.txt) to {}",
-        config.train,
-        config.val,
-        config.size,
-        root.display()
-    );
+    println!("wrote {} as a plain folder (images/, masks/, classes.txt) to {}", config.in_words(), root.display());
     Ok(ExitCode::SUCCESS)
 }

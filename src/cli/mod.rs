@@ -15,6 +15,7 @@ pub mod report;
 pub mod score;
 pub mod selftest;
 pub mod signals;
+pub mod splits;
 pub mod study;
 pub mod test_run;
 pub mod train;
@@ -38,6 +39,8 @@ pub enum Command {
     DemoData(demo_data::DemoDataArgs),
     /// Validate a dataset split: counts, sizes, class histogram and every problem.
     CheckData(check_data::CheckDataArgs),
+    /// List a dataset's splits with their image counts, and its images without masks.
+    Splits(splits::SplitsArgs),
     /// Score predicted masks against ground truth (mIoU, pixel accuracy, per-class IoU).
     Score(score::ScoreArgs),
     /// Run a model on one image: mask PNG, overlay, logits.
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None | Some(Command::Gui) => crate::ui::run_app().map(|()| ExitCode::SUCCESS),
         Some(Command::DemoData(a)) => demo_data::run(a),
         Some(Command::CheckData(a)) => check_data::run(a),
+        Some(Command::Splits(a)) => splits::run(a),
         Some(Command::Score(a)) => score::run(a),
         Some(Command::Predict(a)) => predict::run(a),
         Some(Command::Eval(a)) => eval::run(a),

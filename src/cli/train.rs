@@ -133,6 +133,14 @@ pub struct TrainArgs {
     pub val_split: Option<String>,
     #[arg(long)]
     pub train_limit: Option<usize>,
+    /// Images without masks that join training for the distillation terms only: a folder of
+    /// images, or a split such as `unlabeled` (the dataset's images that have no mask;
+    /// `segdistill splits` lists them).
+    #[arg(long, value_name = "SPLIT_OR_FOLDER")]
+    pub unlabeled: Option<String>,
+    /// Unlabelled images per labelled image in each batch [default: 1].
+    #[arg(long, value_name = "RATIO")]
+    pub unlabeled_ratio: Option<f64>,
     #[arg(long)]
     pub val_limit: Option<usize>,
     /// Seed of data order, augmentation, dropout and initialisation [default: 0].
@@ -251,6 +259,8 @@ const FLAGS: &[(&str, Setter)] = &[
     ("--train-split", |a, c| given(&a.train_split, |v| c.train_split = v.clone())),
     ("--val-split", |a, c| given(&a.val_split, |v| c.val_split = v.clone())),
     ("--train-limit", |a, c| given(&a.train_limit, |v| c.train_limit = Some(*v))),
+    ("--unlabeled", |a, c| given(&a.unlabeled, |v| c.unlabeled = Some(v.clone()))),
+    ("--unlabeled-ratio", |a, c| given(&a.unlabeled_ratio, |v| c.unlabeled_ratio = *v)),
     ("--val-limit", |a, c| given(&a.val_limit, |v| c.val_limit = Some(*v))),
     ("--seed", |a, c| given(&a.seed, |v| c.seed = *v)),
     ("--device", |a, c| given(&a.device, |v| c.device = *v)),
@@ -450,14 +460,13 @@ impl Printer {
             TrainEvent::Started(i) => {
                 self.epochs = i.total_steps / i.steps_per_epoch.max(1);
                 eprintln!(
-                    "{} ({} parameters), distillation {}{} on {}; {} train / {} val images; {}",
+                    "{} ({} parameters), distillation {}{} on {}; {}; {}",
                     i.model,
                     format_params(i.params),
                     i.mode,
                     i.teacher.as_ref().map(|t| format!(" from {t}")).unwrap_or_default(),
                     i.device,
-                    i.train_images,
-                    i.val_images,
+                    i.images_in_words(),
                     i.run_dir.display()
                 );
                 if let Some((e, s)) = i.resumed_from {

@@ -113,6 +113,9 @@ pub struct Dataset {
     classes: ClassSet,
     /// A folder dataset's classes file and file listing.
     folder: Option<folder::FolderInfo>,
+    /// False for images without masks ([`Dataset::without_masks`]): distillation reads them,
+    /// nothing that needs labels does.
+    pub has_masks: bool,
 }
 
 impl Dataset {
@@ -147,7 +150,21 @@ impl Dataset {
             Some(info) => info.classes.class_set(),
             None => kind.classes().unwrap_or_else(ClassSet::voc),
         };
-        Ok(Self { kind, root, split: split.to_string(), samples, classes, folder: folder_info })
+        Ok(Self { kind, root, split: split.to_string(), samples, classes, folder: folder_info, has_masks: true })
+    }
+
+    /// Images without masks (`samples[..].mask` is empty), named by `split`, with the classes of
+    /// the labelled data they are trained beside. [`Dataset::load`] gives each image a mask of
+    /// class 0 (void where augmentation pads), which the trainer marks as unlabelled: see
+    /// [`crate::data::unlabeled`].
+    pub fn without_masks(
+        kind: DatasetKind,
+        root: PathBuf,
+        split: &str,
+        samples: Vec<SampleFiles>,
+        classes: ClassSet,
+    ) -> Self {
+        Self { kind, root, split: split.to_string(), samples, classes, folder: None, has_masks: false }
     }
 
     /// A folder dataset's classes file and file listing (`None` for VOC and Cityscapes).
@@ -217,8 +234,9 @@ impl Dataset {
     /// Keeps only samples whose image and mask files both exist; returns the ids dropped.
     pub fn retain_present(&mut self) -> Vec<String> {
         let mut dropped = Vec::new();
+        let has_masks = self.has_masks;
         self.samples.retain(|s| {
-            let ok = s.image.is_file() && s.mask.is_file();
+            let ok = s.image.is_file() && (!has_masks || s.mask.is_file());
             if !ok {
                 dropped.push(s.id.clone());
             }
@@ -252,6 +270,10 @@ impl Dataset {
     pub fn load(&self, index: usize) -> Result<Sample> {
         let s = &self.samples[index];
         let image = self.load_image(index)?;
+        if !self.has_masks {
+            let mask = Mask::filled(image.width(), image.height(), 0);
+            return Ok(Sample { id: s.id.clone(), image, mask });
+        }
         let mask = self.load_mask(index)?;
         if let Some(err) = s.size_mismatch(&image, &mask) {
             return Err(err);

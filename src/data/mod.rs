@@ -14,6 +14,7 @@ pub mod loader;
 pub mod mask;
 pub mod resample;
 pub mod transforms;
+pub mod unlabeled;
 pub mod voc;
 
 pub use classes::{ClassSet, VOID};

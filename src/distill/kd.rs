@@ -79,7 +79,9 @@ pub fn response_kd(
     let per = per_pixel(student, teacher, tau, form)?;
     match (average, target) {
         (PixelAverage::All, _) => per.mean_all(),
-        (PixelAverage::Labelled, Some(t)) if t.num_valid > 0 => (per * &t.valid)?.sum_all()? / t.num_valid as f64,
+        (PixelAverage::Labelled, Some(t)) if t.num_distilled > 0 => {
+            (per * &t.distilled)?.sum_all()? / t.num_distilled as f64
+        }
         (PixelAverage::Labelled, Some(_)) => (per * 0.0)?.sum_all(),
         (PixelAverage::Labelled, None) => {
             candle_core::bail!("KD over labelled pixels needs the target")

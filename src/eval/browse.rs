@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn predictions_are_cached_per_model_and_recomputed_when_the_weights_change() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::data::demo::DemoConfig { train: 2, val: 3, size: 48, seed: 1 };
+        let cfg = crate::data::demo::DemoConfig { train: 2, val: 3, size: 48, seed: 1, ..Default::default() };
         crate::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
         let ds = Dataset::open(&crate::data::demo::voc_root(dir.path()), None, "val").unwrap();
         let weights = dir.path().join("student.safetensors");

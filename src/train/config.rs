@@ -1,7 +1,7 @@
 //! Everything that defines a training run, serialised to `runs/<name>/config.json` and into every
 //! checkpoint. The CLI's flags and the app's Train tab both produce a [`TrainConfig`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +133,13 @@ pub struct TrainConfig {
     /// Use at most this many training / validation samples (quick runs).
     pub train_limit: Option<usize>,
     pub val_limit: Option<usize>,
+    /// Images without masks that join training for the distillation terms only: a folder of
+    /// images, or a split of the dataset such as `unlabeled` (its images that have no mask); see
+    /// [`crate::data::unlabeled`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlabeled: Option<String>,
+    /// Unlabelled images per labelled image in each batch (`unlabeled`'s share).
+    pub unlabeled_ratio: f64,
     pub model: ModelKind,
     pub distill: DistillMode,
     pub loss: LossConfig,
@@ -200,6 +207,8 @@ impl Default for TrainConfig {
             val_split: "val".into(),
             train_limit: None,
             val_limit: None,
+            unlabeled: None,
+            unlabeled_ratio: 1.0,
             model: ModelKind::Mbv3sAspp,
             distill: DistillMode::None,
             loss: LossConfig::default(),
@@ -247,6 +256,8 @@ pub struct Limits {
     pub loss_weight: std::ops::RangeInclusive<f64>,
     pub tau: std::ops::RangeInclusive<f64>,
     pub warmup_steps_max: usize,
+    /// Unlabelled images per labelled one in a batch.
+    pub unlabeled_ratio: std::ops::RangeInclusive<f64>,
 }
 
 pub const LIMITS: Limits = Limits {
@@ -256,6 +267,7 @@ pub const LIMITS: Limits = Limits {
     loss_weight: 0.0..=1000.0,
     tau: 0.01..=100.0,
     warmup_steps_max: 10_000_000,
+    unlabeled_ratio: 0.05..=16.0,
 };
 /// Largest input batch accepted, in bytes of f32 (batch × 3 × size²): beyond this no machine
 /// here trains, and the allocation would abort the process instead of saying why.
@@ -337,6 +349,20 @@ impl TrainConfig {
         self.loss_terms.as_ref().map_or(self.distill.uses_features(), |t| t.uses_features())
     }
 
+    /// Unlabelled images in each batch: `batch × unlabeled_ratio`, at least one (0 without
+    /// `unlabeled`).
+    pub fn unlabeled_per_batch(&self) -> usize {
+        match self.unlabeled {
+            Some(_) => ((self.batch as f64 * self.unlabeled_ratio).round() as usize).max(1),
+            None => 0,
+        }
+    }
+
+    /// Images a training step reads: the labelled batch and its unlabelled share.
+    pub fn images_per_step(&self) -> usize {
+        self.batch + self.unlabeled_per_batch()
+    }
+
     /// The distillation's name for messages: the preset's, or the term list.
     pub fn loss_name(&self) -> String {
         match &self.loss_terms {
@@ -385,6 +411,12 @@ impl TrainConfig {
         abs_opt(&mut self.init_weights);
         abs_opt(&mut self.export);
         abs_opt(&mut self.teacher_cache_dir);
+        // A folder of unlabelled images (a split name stays a name).
+        if let Some(u) = &self.unlabeled
+            && Path::new(u).is_dir()
+        {
+            self.unlabeled = Some(absolute(Path::new(u)).to_string_lossy().into_owned());
+        }
         self
     }
 
@@ -438,11 +470,26 @@ impl TrainConfig {
                 );
             }
         }
-        let batch_bytes = self.batch as u64 * 3 * 4 * u64::from(self.size).pow(2);
+        if self.unlabeled.is_some() {
+            let ratio = &LIMITS.unlabeled_ratio;
+            anyhow::ensure!(
+                ratio.contains(&self.unlabeled_ratio),
+                "unlabeled ratio {} is out of range: use {} to {} unlabelled images per labelled one",
+                self.unlabeled_ratio,
+                ratio.start(),
+                ratio.end()
+            );
+            anyhow::ensure!(
+                self.needs_teacher(),
+                "unlabelled images teach the student through the teacher only, and this run has no distillation \
+                 term: add one (e.g. --distill response, or --loss ce=1,kd=0.5) or leave out --unlabeled"
+            );
+        }
+        let batch_bytes = self.images_per_step() as u64 * 3 * 4 * u64::from(self.size).pow(2);
         anyhow::ensure!(
             batch_bytes <= MAX_BATCH_BYTES,
             "batch {} of {}×{} crops needs {} for the input alone; lower --batch or --size",
-            self.batch,
+            self.images_per_step(),
             self.size,
             self.size,
             crate::util::fmt::human_bytes(batch_bytes)

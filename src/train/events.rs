@@ -85,12 +85,25 @@ pub struct RunInfo {
     pub mode: String,
     pub device: String,
     pub train_images: usize,
+    /// Images without masks that join training for the distillation terms (`--unlabeled`).
+    pub unlabeled_images: usize,
     pub val_images: usize,
     pub total_steps: usize,
     pub steps_per_epoch: usize,
     pub class_names: Vec<String>,
     /// (epoch, step) the run resumed from, if it did.
     pub resumed_from: Option<(usize, usize)>,
+}
+
+impl RunInfo {
+    /// "300 train / 60 val images", with the unlabelled images when there are any.
+    pub fn images_in_words(&self) -> String {
+        let unlabeled = match self.unlabeled_images {
+            0 => String::new(),
+            n => format!(" (+ {n} unlabelled)"),
+        };
+        format!("{} train{unlabeled} / {} val images", self.train_images, self.val_images)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -25,7 +25,8 @@ pub fn bytes_per_image(cfg: &TrainConfig) -> f64 {
 
 /// Refuses a configuration whose step would not fit in `available` bytes.
 pub fn check(cfg: &TrainConfig, available: u64) -> anyhow::Result<()> {
-    let per_image = bytes_per_image(cfg);
+    // Per labelled image of the batch, its unlabelled share included: the advice names a --batch.
+    let per_image = bytes_per_image(cfg) * cfg.images_per_step() as f64 / cfg.batch.max(1) as f64;
     let need = per_image * cfg.batch as f64;
     let usable = available as f64 * USABLE_SHARE;
     if need <= usable {
@@ -39,10 +40,14 @@ pub fn check(cfg: &TrainConfig, available: u64) -> anyhow::Result<()> {
         "not even one image fits at this size: lower --size".to_string()
     };
     anyhow::bail!(
-        "a training step of {} on batches of {} {}×{} crops needs about {} of memory, and this machine has {} \
+        "a training step of {} on batches of {}{} {}×{} crops needs about {} of memory, and this machine has {} \
          available: {advice}",
         cfg.model,
         cfg.batch,
+        match cfg.unlabeled_per_batch() {
+            0 => String::new(),
+            u => format!(" (+ {u} unlabelled)"),
+        },
         cfg.size,
         cfg.size,
         human(need),

@@ -178,7 +178,8 @@ mod tests {
 
     /// A 4-image demo validation split.
     fn demo_val(dir: &std::path::Path) -> Dataset {
-        let root = generate(dir, &DemoConfig { train: 0, val: 4, size: 40, seed: 3 }, &|| {}).unwrap();
+        let root =
+            generate(dir, &DemoConfig { train: 0, val: 4, size: 40, seed: 3, ..Default::default() }, &|| {}).unwrap();
         Dataset::open(&root, None, "val").unwrap()
     }
 

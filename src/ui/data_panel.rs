@@ -183,8 +183,8 @@ impl DataPanel {
             return;
         }
         self.demo = Some(Job::spawn("drawing the demo dataset", ctx, move |p| {
-            let cfg = DemoConfig::default();
-            p.set_total((cfg.train + cfg.val) as u64);
+            let cfg = DemoConfig::first_run();
+            p.set_total(cfg.images() as u64);
             generate(&dir, &cfg, &|| p.inc()).map_err(|e| format!("{e:#}"))
         }));
     }

@@ -109,7 +109,7 @@ pub fn as_f32(raw: &[u8]) -> Vec<f32> {
 /// Writes a small demo dataset (VOC format) into a fresh temp dir.
 pub fn demo_dataset(train: usize, val: usize, size: u32) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = segdistill::data::demo::DemoConfig { train, val, size, seed: 1 };
+    let cfg = segdistill::data::demo::DemoConfig { train, val, size, seed: 1, ..Default::default() };
     let root = segdistill::data::demo::generate(dir.path(), &cfg, &|| {}).unwrap();
     (dir, root)
 }

@@ -61,6 +61,33 @@ pub struct TargetTensors {
 }
 
 impl TeacherTargets {
+    /// `self`'s images followed by `other`'s (the same maps, cut to the same size).
+    pub fn joined(&self, other: &TeacherTargets) -> Result<TeacherTargets, DataError> {
+        let cat = |what: &str, (a, da): (&Vec<f32>, &[usize; 4]), (b, db): (&Vec<f32>, &[usize; 4])| {
+            if da[1..] != db[1..] {
+                return Err(DataError::decode(
+                    Path::new(what),
+                    format!("teacher maps of {:?} and {:?} cannot form one batch", &da[1..], &db[1..]),
+                ));
+            }
+            Ok(([a.as_slice(), b.as_slice()].concat(), [da[0] + db[0], da[1], da[2], da[3]]))
+        };
+        let logits = match (&self.logits, &other.logits) {
+            (Some((a, da)), Some((b, db))) => Some(cat(LOGITS, (a, da), (b, db))?),
+            (None, None) => None,
+            _ => return Err(DataError::decode(Path::new(LOGITS), "teacher logits for only part of a batch")),
+        };
+        let mut features = Vec::with_capacity(self.features.len());
+        for (name, a, da) in &self.features {
+            let Some((_, b, db)) = other.features.iter().find(|(n, _, _)| n == name) else {
+                return Err(DataError::decode(Path::new(name), "teacher features for only part of a batch"));
+            };
+            let (v, d) = cat(name, (a, da), (b, db))?;
+            features.push((*name, v, d));
+        }
+        Ok(TeacherTargets { logits, features })
+    }
+
     pub fn to_tensors(&self, device: &Device) -> candle_core::Result<TargetTensors> {
         let logits = match &self.logits {
             Some((v, shape)) => Some(Tensor::from_slice(v, shape.to_vec(), device)?),

@@ -26,7 +26,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use crossbeam_channel::Sender;
 
-use super::batches::{TrainBatch, TrainBatches};
+use super::batches::{TrainBatch, TrainBatches, UnlabeledBatches};
 use super::checkpoint::{self, BestRecord, Checkpoint, CheckpointState, EpochRecord, InputDigests};
 use super::config::TrainConfig;
 use super::control::{Control, TrainHandle};
@@ -40,7 +40,7 @@ use crate::data::loader::{Loader, LoaderConfig, SegmentationBatches, batches_per
 use crate::data::transforms::{Augment, ColorJitter, Resize};
 use crate::data::{DataError, Dataset};
 use crate::distill::loss_terms::TermsDistiller;
-use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared};
+use crate::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared, TeacherCache};
 use crate::distill::{self, FeatureDistiller, Target, TeacherSignal};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::{save_safetensors, varmap_tensors};
@@ -151,6 +151,8 @@ struct Session<'a> {
     /// message) and validation (messages), each reported once.
     skipped_train: BTreeMap<usize, String>,
     skipped_val: Vec<String>,
+    /// Unlabelled images left out (dataset index → message), each reported once.
+    skipped_unlabeled: BTreeMap<usize, String>,
 }
 
 /// Runs a whole training session on the calling thread. The run folder is locked for the whole

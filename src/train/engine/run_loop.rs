@@ -16,6 +16,7 @@ impl<'a> Session<'a> {
             mode: self.cfg.loss_name(),
             device: format!("{}, {}", describe(&self.device), self.precision),
             train_images: self.data.train.len(),
+            unlabeled_images: self.data.unlabeled.as_ref().map_or(0, |u| u.len()),
             val_images: self.data.val.len(),
             total_steps: self.total_steps,
             steps_per_epoch: self.steps_per_epoch,
@@ -23,25 +24,17 @@ impl<'a> Session<'a> {
             resumed_from,
         };
         self.emit(TrainEvent::Started(info));
-        let cache = match self.prepare_teacher_cache()? {
-            Some(Prepared::Stopped) => return Ok(self.summary(EndReason::Stopped)),
-            Some(Prepared::Ready(cache)) => {
-                if !cache.unusable().is_empty() {
-                    self.emit(TrainEvent::Message(format!(
-                        "{} training image(s) could not be decoded for the teacher cache; training skips them",
-                        cache.unusable().len()
-                    )));
-                }
-                Some(Arc::new(cache))
-            }
-            Some(Prepared::Skipped(why)) => {
-                self.emit(TrainEvent::Message(why));
-                None
-            }
-            None => None,
-        };
+        let Some(caches) = self.teacher_caches()? else { return Ok(self.summary(EndReason::Stopped)) };
         let images = SegmentationBatches { dataset: self.data.train.clone(), augment: self.augment() };
-        let source = Arc::new(TrainBatches { images, cache });
+        let source = Arc::new(TrainBatches { images, cache: caches.train });
+        let unlabeled_source = self.data.unlabeled.clone().map(|dataset| {
+            let images = SegmentationBatches { dataset, augment: self.augment() };
+            Arc::new(UnlabeledBatches {
+                images: TrainBatches { images, cache: caches.unlabeled },
+                per_step: self.cfg.unlabeled_per_batch(),
+                steps_per_epoch: self.steps_per_epoch,
+            })
+        });
         let loader_cfg = self.loader_config();
         let session_start = Instant::now();
         let seconds_before = self.state.train_seconds;
@@ -53,12 +46,24 @@ impl<'a> Session<'a> {
             // Mid-epoch resume: skip the batches already trained on (their order is seeded).
             let skip = self.state.batch_in_epoch;
             let loader = Loader::with_order(source.clone(), &loader_cfg, epoch as u64, Some(skip));
+            let mut unlabeled = unlabeled_source
+                .as_ref()
+                .map(|u| Loader::with_order(u.clone(), &u.loader_config(&loader_cfg), epoch as u64, Some(skip)));
             for batch in loader {
                 if !self.wait_while_paused() {
                     return self.stop(session_start, seconds_before);
                 }
                 let batch = batch.map_err(|e: DataError| anyhow::anyhow!(e))?;
+                // The unlabelled images of this step are taken even when the labelled batch is
+                // skipped, so both walks stay at the same step.
+                let extra = match unlabeled.as_mut().and_then(|l| l.next()) {
+                    Some(u) => Some(u.map_err(|e: DataError| anyhow::anyhow!(e))?),
+                    None => None,
+                };
                 self.note_skipped(&batch.batch.skipped)?;
+                if let Some(u) = &extra {
+                    self.note_skipped_unlabeled(&u.batch.skipped);
+                }
                 if batch.batch.batch_size == 0 {
                     // Every sample of this batch was skipped: nothing to learn from, but the batch
                     // counts, so a resume skips the same batches.
@@ -66,7 +71,11 @@ impl<'a> Session<'a> {
                     continue;
                 }
                 let t0 = Instant::now();
-                let metrics = self.train_step(&batch, epoch)?;
+                let (batch, unlabeled_rows) = match &extra {
+                    Some(u) => TrainBatch::joined(&batch, u)?,
+                    None => (batch, 0),
+                };
+                let metrics = self.train_step(&batch, unlabeled_rows, epoch)?;
                 let batch = &batch.batch;
                 let dt = t0.elapsed().as_secs_f64();
                 let ema = step_time_ema.map_or(dt, |e| 0.9 * e + 0.1 * dt);
@@ -116,6 +125,15 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Reports each newly skipped unlabelled image once (the run goes on without it).
+    fn note_skipped_unlabeled(&mut self, skipped: &[(usize, String)]) {
+        for (index, message) in skipped {
+            if self.skipped_unlabeled.insert(*index, message.clone()).is_none() {
+                self.emit(TrainEvent::Message(format!("skipped unlabelled image: {message}")));
+            }
+        }
+    }
+
     /// Blocks while paused; false if a stop was requested.
     pub(super) fn wait_while_paused(&self) -> bool {
         if self.control.is_paused() && !self.control.stop_requested() {
@@ -136,13 +154,25 @@ impl<'a> Session<'a> {
         Ok(self.summary(EndReason::Stopped))
     }
 
-    pub(super) fn train_step(&mut self, train_batch: &TrainBatch, epoch: usize) -> anyhow::Result<StepMetrics> {
+    /// One step on `train_batch`, whose last `unlabeled_rows` images have no labels.
+    pub(super) fn train_step(
+        &mut self,
+        train_batch: &TrainBatch,
+        unlabeled_rows: usize,
+        epoch: usize,
+    ) -> anyhow::Result<StepMetrics> {
         let batch = &train_batch.batch;
         let (b, h, w) = (batch.batch_size, batch.height, batch.width);
         // Under autocast (bf16) the networks take bf16 images; the losses get fp32 outputs back.
         let x =
             Tensor::from_slice(&batch.images, (b, 3, h, w), &self.device)?.to_dtype(self.precision.compute_dtype())?;
-        let target = Target::new(&batch.masks, (b, h, w), self.class_weights.as_deref(), &self.device)?;
+        let target = Target::with_unlabeled(
+            &batch.masks,
+            (b, h, w),
+            unlabeled_rows,
+            self.class_weights.as_deref(),
+            &self.device,
+        )?;
         let cached = train_batch.teacher.as_ref().map(|t| t.to_tensors(&self.device)).transpose()?;
         let teacher_out = match (&cached, &self.teacher) {
             (None, Some(t)) => Some(t.forward(&x, Mode::Eval)?),

@@ -6,6 +6,15 @@ use super::*;
 pub(super) struct Datasets {
     pub(super) train: Arc<Dataset>,
     pub(super) val: Arc<Dataset>,
+    /// Images without masks for the distillation terms (`--unlabeled`).
+    pub(super) unlabeled: Option<Arc<Dataset>>,
+}
+
+/// The teacher caches a run reads (both `None`: the teacher runs live).
+#[derive(Default)]
+pub(super) struct TeacherCaches {
+    pub(super) train: Option<Arc<TeacherCache>>,
+    pub(super) unlabeled: Option<Arc<TeacherCache>>,
 }
 
 pub(in crate::train) fn open_split(
@@ -98,10 +107,16 @@ impl<'a> Session<'a> {
         let device = cfg.device.resolve()?;
         crate::train::memory_budget::check_here(&cfg, &device)?;
         let precision = Precision::apply(cfg.precision, &device)?;
-        let data = Datasets {
-            train: open_split(&cfg, &cfg.train_split, cfg.train_limit, events)?,
-            val: open_split(&cfg, &cfg.val_split, cfg.val_limit, events)?,
+        let train = open_split(&cfg, &cfg.train_split, cfg.train_limit, events)?;
+        let unlabeled = match &cfg.unlabeled {
+            Some(spec) => {
+                let mut ds = crate::data::unlabeled::open(spec, &train)?;
+                ds.retain_present();
+                Some(Arc::new(ds))
+            }
+            None => None,
         };
+        let data = Datasets { train, val: open_split(&cfg, &cfg.val_split, cfg.val_limit, events)?, unlabeled };
         let num_classes = data.train.num_classes();
         let trainable_student = build_trainable(cfg.model, num_classes, cfg.seed, &device)?;
         let (student, student_vars) = (trainable_student.model, trainable_student.varmap);
@@ -255,6 +270,7 @@ impl<'a> Session<'a> {
             tensorboard,
             skipped_train: BTreeMap::new(),
             skipped_val: Vec::new(),
+            skipped_unlabeled: BTreeMap::new(),
         })
     }
 
@@ -284,9 +300,54 @@ impl<'a> Session<'a> {
         Resize::ShorterSide(self.cfg.val_size.unwrap_or(self.cfg.size))
     }
 
-    /// Builds or opens the teacher cache when the run distils and the cache is on (`None`
-    /// otherwise). Once the cache is ready the teacher itself is dropped: it is not needed again.
-    pub(super) fn prepare_teacher_cache(&mut self) -> anyhow::Result<Option<Prepared>> {
+    /// The teacher caches of the labelled and the unlabelled images, when the run distils and the
+    /// cache is on; `None` when the user stopped while they were being built. Every image of a
+    /// step gets its teacher targets the same way: when either set cannot be cached, the teacher
+    /// runs live for both; once both are cached the teacher itself is dropped.
+    pub(super) fn teacher_caches(&mut self) -> anyhow::Result<Option<TeacherCaches>> {
+        let sets: Vec<(Arc<Dataset>, &str)> = std::iter::once((self.data.train.clone(), "teacher cache"))
+            .chain(self.data.unlabeled.clone().map(|u| (u, "teacher cache (unlabelled images)")))
+            .collect();
+        let mut caches = Vec::new();
+        for (dataset, what) in sets {
+            let t0 = Instant::now();
+            match self.prepare_teacher_cache(&dataset, what)? {
+                Some(Prepared::Stopped) => return Ok(None),
+                Some(Prepared::Ready(cache)) => {
+                    if !cache.unusable().is_empty() {
+                        self.emit(TrainEvent::Message(format!(
+                            "{} image(s) of split '{}' could not be decoded for the teacher cache; training skips them",
+                            cache.unusable().len(),
+                            dataset.split
+                        )));
+                    }
+                    self.emit(TrainEvent::Message(format!(
+                        "teacher outputs for split '{}' cached in {} ({:.0} s)",
+                        dataset.split,
+                        cache.dir().display(),
+                        t0.elapsed().as_secs_f64()
+                    )));
+                    caches.push(Some(Arc::new(cache)));
+                }
+                Some(Prepared::Skipped(why)) => {
+                    self.emit(TrainEvent::Message(why));
+                    caches.push(None);
+                }
+                None => caches.push(None),
+            }
+        }
+        if caches.iter().any(Option::is_none) {
+            return Ok(Some(TeacherCaches::default()));
+        }
+        self.emit(TrainEvent::Message("the teacher no longer runs during training".into()));
+        self.teacher = None;
+        let mut caches = caches.into_iter().flatten();
+        Ok(Some(TeacherCaches { train: caches.next(), unlabeled: caches.next() }))
+    }
+
+    /// Builds or opens the teacher cache of `dataset` when the run distils and the cache is on
+    /// (`None` otherwise).
+    fn prepare_teacher_cache(&mut self, dataset: &Dataset, what: &str) -> anyhow::Result<Option<Prepared>> {
         let (Some(teacher), Some(weights)) = (&self.teacher, &self.cfg.teacher_weights) else { return Ok(None) };
         if !self.cfg.teacher_cache {
             return Ok(None);
@@ -309,30 +370,16 @@ impl<'a> Session<'a> {
             root: self.cfg.teacher_cache_root(),
             budget_bytes: (self.cfg.teacher_cache_gb.max(0.0) * 1e9) as u64,
         };
-        let what = "teacher cache".to_string();
+        let what = what.to_string();
         let events = self.events;
         let mut progress = |done, total| send(events, TrainEvent::Preparing { what: what.clone(), done, total });
         let t0 = Instant::now();
-        let prepared = teacher_cache::prepare(
-            teacher,
-            weights,
-            &self.data.train,
-            spec,
-            &location,
-            &self.device,
-            &mut progress,
-            &|| self.wait_while_paused(),
-        )
-        .context("building the teacher cache")?;
+        let prepared =
+            teacher_cache::prepare(teacher, weights, dataset, spec, &location, &self.device, &mut progress, &|| {
+                self.wait_while_paused()
+            })
+            .context("building the teacher cache")?;
         self.state.cache_seconds += t0.elapsed().as_secs_f64();
-        if let Prepared::Ready(cache) = &prepared {
-            self.emit(TrainEvent::Message(format!(
-                "teacher outputs cached in {} ({:.0} s); the teacher no longer runs during training",
-                cache.dir().display(),
-                t0.elapsed().as_secs_f64()
-            )));
-            self.teacher = None;
-        }
         Ok(Some(prepared))
     }
 }

@@ -181,6 +181,7 @@ mod tests {
             mode: "none".into(),
             device: "cpu".into(),
             train_images: 10,
+            unlabeled_images: 0,
             val_images: 2,
             total_steps: 100,
             steps_per_epoch: 10,

@@ -83,14 +83,13 @@ impl TrainTab {
             Some(info) => note(
                 ui,
                 format!(
-                    "{} ({}), {} distillation{} on {}: {} train / {} val images, saved in {}",
+                    "{} ({}), {} distillation{} on {}: {}, saved in {}",
                     info.model,
                     format_params(info.params),
                     info.mode,
                     info.teacher.as_ref().map(|t| format!(" from {t}")).unwrap_or_default(),
                     info.device,
-                    info.train_images,
-                    info.val_images,
+                    info.images_in_words(),
                     info.run_dir.display()
                 ),
             ),
