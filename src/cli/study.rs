@@ -89,8 +89,10 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
                 }
             }
             if method == study::BASELINE {
-                // The baseline learns from labels alone: no teacher to load or cache.
+                // The baseline learns from labels alone: no teacher to load or cache, and no
+                // unlabelled images (they teach through the teacher only).
                 (cell.teacher_run, cell.teacher_weights, cell.teacher_model) = (None, None, None);
+                cell.unlabeled = None;
             }
             let code = super::train::run_with_signals(cell, &signals)?;
             if code != ExitCode::SUCCESS {

@@ -242,6 +242,10 @@ impl Default for TrainConfig {
     }
 }
 
+/// The teacher recipe's crop on the generated demo data: its images are 128 pixels wide by
+/// default, so the crop holds the whole scale-1 image; a larger crop only adds padding.
+pub const DEMO_TEACHER_CROP: u32 = 128;
+
 /// Largest training or validation size accepted (pixels of the shorter side / crop).
 pub const MAX_SIZE: u32 = 4096;
 
@@ -372,12 +376,18 @@ impl TrainConfig {
     }
 
     /// The recipe of "Train a teacher for this dataset": MobileNetV3-Small + ASPP + stride-4
-    /// decoder (1.6 M parameters, 8× the compact student) trained on the labels alone for 30
-    /// epochs at the form's crop size, with a learning rate that converges from scratch. Chosen
-    /// by measurement on the demo dataset (docs/distillation.md): the zoo's DeepLabV3 heads work
-    /// at output stride 16, too coarse for small images and objects, and learn far slower on a CPU.
+    /// decoder (1.6 M parameters, 8× the compact student) trained on the labels alone with a
+    /// learning rate that converges from scratch: 30 epochs at the form's crop size, or on the
+    /// generated demo data 20 epochs at its own crop ([`DEMO_TEACHER_CROP`]), which take a few
+    /// minutes on two CPU cores. Chosen by measurement on the demo dataset
+    /// (docs/distillation.md): the zoo's DeepLabV3 heads work at output stride 16, too coarse for
+    /// small images and objects, and learn far slower on a CPU.
     pub fn teacher_recipe(self) -> Self {
-        let mut c = Self { model: ModelKind::Mbv3sAspp, distill: DistillMode::None, epochs: 30, ..self };
+        let on_demo = crate::data::demo::is_demo_dataset(&self.data);
+        let (epochs, size) = if on_demo { (20, DEMO_TEACHER_CROP) } else { (30, self.size) };
+        let mut c = Self { model: ModelKind::Mbv3sAspp, distill: DistillMode::None, epochs, size, ..self };
+        c.loss_terms = None;
+        c.unlabeled = None;
         c.teacher_weights = None;
         c.init_weights = None;
         c.backbone_weights = None;
@@ -630,6 +640,22 @@ mod tests {
         assert_eq!((t.data.as_path(), t.size), (std::path::Path::new("/d"), 96));
         assert!(t.teacher_weights.is_none() && t.init_weights.is_none());
         assert!(t.validate().is_ok());
+    }
+
+    #[test]
+    fn on_the_demo_data_the_teacher_recipe_brings_its_own_crop_and_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = crate::data::demo::DemoConfig { train: 2, val: 1, size: 48, ..Default::default() };
+        crate::data::demo::generate(dir.path(), &demo, &|| {}).unwrap();
+        let form = TrainConfig {
+            data: dir.path().into(),
+            size: 512,
+            unlabeled: Some("unlabeled".into()),
+            distill: DistillMode::Response,
+            ..Default::default()
+        };
+        let t = form.teacher_recipe();
+        assert_eq!((t.size, t.epochs, t.unlabeled.as_deref()), (DEMO_TEACHER_CROP, 20, None));
     }
 
     #[test]
