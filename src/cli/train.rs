@@ -315,13 +315,8 @@ impl TrainArgs {
                 continue;
             }
             c = c.with_absolute_paths();
-            if let Some(change) = before.changes_to(&c).into_iter().find(|ch| !ch.resumable()) {
-                if matches!(
-                    change.setting.as_str(),
-                    "data" | "teacher_weights" | "backbone_weights" | "init_weights" | "batch"
-                ) {
-                    continue; // checked by the engine: a moved input with the same content, a new batch size
-                }
+            // Moved inputs and a new batch size are the engine's to check: it reads the run's records.
+            if let Some(change) = crate::train::config::refused_resume_change(&before, &c) {
                 anyhow::bail!(
                     "{flag} {} differs from the run's {} {}: a resumed run keeps its data, model and training settings \
                      (only {} can change); leave {flag} out, or start a new run with another --out",
