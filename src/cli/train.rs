@@ -619,13 +619,13 @@ mod tests {
     fn an_sgd_run_from_the_cli_and_from_the_app_trains_at_the_same_rate() {
         let cli = config(&["--optimizer", "sgd"]);
         let mut form = crate::ui::state::TrainForm::default();
-        form.set_optimizer(OptimizerKind::Sgd);
+        form.config.optimizer.set_kind(OptimizerKind::Sgd);
         let app = form.to_config("/d".into(), None, "/runs".into(), "x".into());
         assert_eq!((cli.optimizer.lr, app.optimizer.lr), (0.01, 0.01));
         assert_eq!(config(&["--optimizer", "sgd", "--lr", "0.001"]).optimizer.lr, 0.001, "a chosen rate stays");
-        form.lr = 0.05;
-        form.set_optimizer(OptimizerKind::Adamw);
-        assert_eq!(form.lr, 0.05, "a chosen rate stays in the form too");
+        form.config.optimizer.lr = 0.05;
+        form.config.optimizer.set_kind(OptimizerKind::Adamw);
+        assert_eq!(form.config.optimizer.lr, 0.05, "a chosen rate stays in the form too");
     }
 
     #[test]

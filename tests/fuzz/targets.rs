@@ -193,7 +193,7 @@ pub(crate) fn settings_target() -> Target {
     use segdistill::ui::state::AppState;
     let mut filled = AppState { data_dir: voc().display().to_string(), ..Default::default() };
     filled.train.teacher_weights = "weights/fcn_resnet50_coco-1167a1af.pth".into();
-    filled.train.epochs = 12;
+    filled.train.config.epochs = 12;
     filled.demo_dir = Some("/tmp/demo".into());
     let seeds = vec![
         Seed::new("default settings", serde_json::to_vec(&AppState::default()).expect("settings JSON"), 1),

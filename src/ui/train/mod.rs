@@ -224,12 +224,17 @@ impl TrainTab {
             return self.refuse("choose a dataset with train and val images first".into(), state, data);
         }
         let form = &state.train;
-        if form.mode.needs_teacher() && !form.teacher_path().is_some_and(|p| p.is_file()) {
-            let message = format!("distillation mode `{}` needs the teacher weights file", form.mode.name());
+        if form.config.distill.needs_teacher() && !form.teacher_path().is_some_and(|p| p.is_file()) {
+            let message = format!("distillation mode `{}` needs the teacher weights file", form.config.distill.name());
             return self.refuse(message, state, data);
         }
-        let typed = !form.name.trim().is_empty();
-        let base = if typed { form.name.trim().to_string() } else { format!("{}-{}", form.model, form.mode.name()) };
+        let name = &form.config.name;
+        let typed = !name.trim().is_empty();
+        let base = if typed {
+            name.trim().to_string()
+        } else {
+            format!("{}-{}", form.config.model, form.config.distill.name())
+        };
         let existing = state.runs_dir.join(&base);
         if !existing.exists() {
             return self.config_named(state, data, base).map_or(StartPlan::Refused, |c| StartPlan::Start(Box::new(c)));
