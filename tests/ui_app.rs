@@ -62,19 +62,19 @@ fn pick_demo_data_start_pause_resume_stop() {
     wait_until(&mut h, "training steps and an evaluation", 120, |a| {
         !a.train.live.steps.is_empty() && !a.train.live.evals.is_empty()
     });
-    assert_eq!(h.state().train.status, RunStatus::Running);
+    assert_eq!(h.state().train.live.status, RunStatus::Running);
     h.get_by_label("Pause").click();
-    wait_until(&mut h, "the pause", 30, |a| a.train.status == RunStatus::Paused);
+    wait_until(&mut h, "the pause", 30, |a| a.train.live.status == RunStatus::Paused);
     let steps = h.state().train.live.steps.len();
     std::thread::sleep(Duration::from_millis(300));
     h.run_steps(3);
     assert_eq!(h.state().train.live.steps.len(), steps, "no steps while paused");
     h.get_by_label("Resume").click();
     wait_until(&mut h, "steps after resuming", 60, |a| {
-        a.train.status == RunStatus::Running && a.train.live.steps.len() > steps
+        a.train.live.status == RunStatus::Running && a.train.live.steps.len() > steps
     });
     h.get_by_label("Stop").click();
-    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.status, RunStatus::Finished(_)));
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.live.status, RunStatus::Finished(_)));
     let run_dir = h.state().train.live.info.as_ref().unwrap().run_dir.clone();
     assert!(segdistill::train::checkpoint::last_path(&run_dir).is_file(), "Stop writes a checkpoint");
 }
@@ -208,7 +208,7 @@ fn the_demo_dataset_offers_to_train_a_teacher() {
     assert_eq!(info.model, "mbv3s-aspp");
     assert!(info.run_dir.ends_with("teacher-mbv3s-aspp"), "{}", info.run_dir.display());
     h.get_by_label("Stop").click();
-    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.status, RunStatus::Finished(_)));
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.live.status, RunStatus::Finished(_)));
     // Stopped, not completed: the teacher field is left as it was.
     assert_eq!(h.state().state.train.teacher_weights, "");
 }

@@ -8,7 +8,7 @@ use crate::distill::loss_terms::LossTerms;
 use crate::distill::{DistillMode, KdForm, PixelAverage};
 use crate::model::{ModelKind, format_params};
 use crate::train::config::{OptimizerKind, ScheduleKind};
-use crate::train::events::{EndReason, TrainEvent};
+use crate::train::events::{EndReason, EventSink, TrainEvent};
 use crate::train::{TrainConfig, start};
 use crate::util::device::{DeviceChoice, Precision};
 use crate::util::fmt::format_duration;
@@ -394,7 +394,7 @@ pub(super) fn run_with_signals(args: TrainArgs, signals: &super::signals::StopSi
     let mut printer = Printer::new(args.events_json);
     let mut code = ExitCode::SUCCESS;
     for event in handle.events.iter() {
-        printer.show(&event);
+        printer.on_event(&event);
         match &event {
             TrainEvent::Failed { .. } => code = ExitCode::from(2),
             // A run a signal stopped before its end did not finish: scripts must see that.
@@ -433,8 +433,10 @@ impl Printer {
             _ => eprintln!("{line}"),
         }
     }
+}
 
-    fn show(&mut self, e: &TrainEvent) {
+impl EventSink for Printer {
+    fn on_event(&mut self, e: &TrainEvent) {
         if self.json {
             if let Ok(s) = serde_json::to_string(e) {
                 println!("{s}");
