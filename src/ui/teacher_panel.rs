@@ -14,7 +14,7 @@ use super::jobs::{Job, Poll};
 use super::state::AppState;
 use super::widgets::{error_text, note};
 use crate::data::transforms::Resize;
-use crate::eval::teacher_quality::{self, QualityKey, TORCHVISION_RESIZE, TeacherQuality};
+use crate::diagnostics::teacher_quality::{self, QualityKey, TORCHVISION_RESIZE, TeacherQuality};
 use crate::model::ModelKind;
 use crate::train::TrainConfig;
 use crate::train::run_folder::read_config;

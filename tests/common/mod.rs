@@ -28,9 +28,9 @@ pub fn torchvision_fixtures_dir() -> PathBuf {
 }
 
 /// The small torchvision parity set, loaded once.
-pub fn torchvision_fixtures() -> &'static segdistill::eval::selftest::Fixtures {
-    static F: std::sync::OnceLock<segdistill::eval::selftest::Fixtures> = std::sync::OnceLock::new();
-    F.get_or_init(|| segdistill::eval::selftest::Fixtures::load(&torchvision_fixtures_dir()).unwrap())
+pub fn torchvision_fixtures() -> &'static segdistill::diagnostics::selftest::Fixtures {
+    static F: std::sync::OnceLock<segdistill::diagnostics::selftest::Fixtures> = std::sync::OnceLock::new();
+    F.get_or_init(|| segdistill::diagnostics::selftest::Fixtures::load(&torchvision_fixtures_dir()).unwrap())
 }
 
 /// A weights file for a model of the small parity set (`file` as `weights.json` names it, e.g.

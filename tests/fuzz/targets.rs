@@ -422,7 +422,7 @@ pub(crate) fn best_images_target() -> Target {
             .expect("a real mask");
             let shifted: Vec<u8> =
                 m.data.iter().skip(m.width as usize).chain(&m.data[..m.width as usize]).copied().collect();
-            segdistill::train::metrics::score_image(id, &shifted, &m.data, 21).0
+            segdistill::metrics::score_image(id, &shifted, &m.data, 21).0
         })
         .collect();
     let seeds = vec![Seed::new("best_images.json", pretty(&scores), 1)];

@@ -28,8 +28,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::Serialize;
 
+use crate::diagnostics::bench::{SyntheticTraining, frozen_model, random_input, random_labels};
 use crate::distill::{DistillMode, KdForm, PixelAverage, Target, ce, feature, kd};
-use crate::eval::bench::{SyntheticTraining, frozen_model, random_input, random_labels};
 use crate::model::layers::{Activation, BatchNorm2d, Conv2d, ConvOpts, bn_default};
 use crate::model::mobilenet_v3::{MobileNetV3Classifier, MobileNetV3Config};
 use crate::model::weights::StateDict;
