@@ -116,6 +116,63 @@ def check_reload(path, build, inp, expected, what):
 
 
 # ---------------------------------------------------------------------------------------------
+# What each model's fixture keys hold: the input and the outputs (both sets write the same keys)
+
+FCN_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def record_fcn(model, x, fx):
+    """`fcn.input`, `fcn.out`, `fcn.aux` and the backbone's stages `fcn.layer1` … `fcn.layer4`
+    (hooked) for input x; returns the model's output dict."""
+    feats = {}
+    hooks = [
+        getattr(model.backbone, name).register_forward_hook(
+            lambda _m, _i, o, name=name: feats.__setitem__(name, o.detach().clone())
+        )
+        for name in FCN_STAGES
+    ]
+    with torch.no_grad():
+        out = model(x)
+    for h in hooks:
+        h.remove()
+    fx["fcn.input"] = x
+    fx["fcn.out"] = out["out"]
+    fx["fcn.aux"] = out["aux"]
+    for name in FCN_STAGES:
+        fx[f"fcn.{name}"] = feats[name]
+    return out
+
+
+def record_mbv3s(model, x, fx):
+    """`mbv3s.input`, every block's output `mbv3s.features.0` … `.12` (hooked) and `mbv3s.logits`
+    for input x; returns the logits."""
+    assert len(model.features) == 13
+    feats = {}
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o, i=i: feats.__setitem__(i, o.detach().clone()))
+        for i, m in enumerate(model.features)
+    ]
+    with torch.no_grad():
+        logits = model(x)
+    for h in hooks:
+        h.remove()
+    fx["mbv3s.input"] = x
+    for i in range(13):
+        fx[f"mbv3s.features.{i}"] = feats[i]
+    fx["mbv3s.logits"] = logits
+    return logits
+
+
+def record_lraspp(model, x, fx):
+    """`lraspp.input` and `lraspp.out` for input x; returns the output."""
+    with torch.no_grad():
+        out = model(x)["out"]
+    fx["lraspp.input"] = x
+    fx["lraspp.out"] = out
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Parts
 
 
@@ -131,22 +188,7 @@ def fcn_part(out_dir, seed, fx):
     calibrate(model, lambda: torch.randn(shape), seed + 10_000)
     torch.manual_seed(seed + 20_000)
     x = torch.randn(shape)
-    feats = {}
-    hooks = [
-        getattr(model.backbone, name).register_forward_hook(
-            lambda _m, _i, o, name=name: feats.__setitem__(name, o.detach().clone())
-        )
-        for name in ("layer1", "layer2", "layer3", "layer4")
-    ]
-    with torch.no_grad():
-        out = model(x)
-    for h in hooks:
-        h.remove()
-    fx["fcn.input"] = x
-    fx["fcn.out"] = out["out"]
-    fx["fcn.aux"] = out["aux"]
-    for name in ("layer1", "layer2", "layer3", "layer4"):
-        fx[f"fcn.{name}"] = feats[name]
+    out = record_fcn(model, x, fx)
     sd = model.state_dict()
     assert len(sd) == 334, len(sd)
     params = sum(p.numel() for p in model.parameters())
@@ -168,20 +210,7 @@ def mbv3s_part(out_dir, seed, fx):
     calibrate(model, lambda: torch.randn(shape), seed + 10_000)
     torch.manual_seed(seed + 20_000)
     x = torch.randn(shape)
-    assert len(model.features) == 13
-    feats = {}
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, o, i=i: feats.__setitem__(i, o.detach().clone()))
-        for i, m in enumerate(model.features)
-    ]
-    with torch.no_grad():
-        logits = model(x)
-    for h in hooks:
-        h.remove()
-    fx["mbv3s.input"] = x
-    for i in range(13):
-        fx[f"mbv3s.features.{i}"] = feats[i]
-    fx["mbv3s.logits"] = logits
+    logits = record_mbv3s(model, x, fx)
     sd = model.state_dict()
     assert len(sd) == 244, len(sd)
     path = os.path.join(out_dir, MBV3S_FILE)
@@ -202,10 +231,7 @@ def lraspp_part(out_dir, seed, fx):
     calibrate(model, lambda: torch.randn((2,) + shape[1:]), seed + 10_000)
     torch.manual_seed(seed + 20_000)
     x = torch.randn(shape)
-    with torch.no_grad():
-        out = model(x)["out"]
-    fx["lraspp.input"] = x
-    fx["lraspp.out"] = out
+    out = record_lraspp(model, x, fx)
     params = sum(p.numel() for p in model.parameters())
     assert params == 3_221_538, params
     path = os.path.join(out_dir, LRASPP_FILE)
@@ -341,50 +367,18 @@ def small_models(seed, fx, listings):
     model = fcn_resnet50(weights=None, weights_backbone=None, num_classes=CLASSES, aux_loss=True).eval()
     listings[FCN_FILE] = hashed_fill(model)
     assert len(listings[FCN_FILE]) == 334
-    x = torch.randn(shape, generator=g)
-    feats = {}
-    hooks = [
-        getattr(model.backbone, name).register_forward_hook(
-            lambda _m, _i, o, name=name: feats.__setitem__(name, o.detach().clone())
-        )
-        for name in ("layer1", "layer2", "layer3", "layer4")
-    ]
-    with torch.no_grad():
-        out = model(x)
-    for h in hooks:
-        h.remove()
-    fx["fcn.input"] = x
-    fx["fcn.out"] = out["out"]
-    fx["fcn.aux"] = out["aux"]
-    for name in ("layer1", "layer2", "layer3", "layer4"):
-        fx[f"fcn.{name}"] = feats[name]
+    record_fcn(model, torch.randn(shape, generator=g), fx)
 
     # MobileNetV3-Small with its ImageNet classifier, every block's output.
     model = mobilenet_v3_small(weights=None).eval()
     listings[MBV3S_FILE] = hashed_fill(model)
     assert len(listings[MBV3S_FILE]) == 244
-    x = torch.randn(shape, generator=g)
-    feats = {}
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, o, i=i: feats.__setitem__(i, o.detach().clone()))
-        for i, m in enumerate(model.features)
-    ]
-    with torch.no_grad():
-        logits = model(x)
-    for h in hooks:
-        h.remove()
-    fx["mbv3s.input"] = x
-    for i in range(13):
-        fx[f"mbv3s.features.{i}"] = feats[i]
-    fx["mbv3s.logits"] = logits
+    record_mbv3s(model, torch.randn(shape, generator=g), fx)
 
     # LR-ASPP MobileNetV3-Large.
     model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=CLASSES).eval()
     listings[LRASPP_FILE] = hashed_fill(model)
-    x = torch.randn(shape, generator=g)
-    with torch.no_grad():
-        fx["lraspp.input"] = x
-        fx["lraspp.out"] = model(x)["out"]
+    record_lraspp(model, torch.randn(shape, generator=g), fx)
 
 
 def torch_formats(out_dir):

@@ -2,16 +2,17 @@
 //!
 //! Modules are layered, and each uses only the ones before it:
 //! `util` (files, random numbers, devices) → `data` (datasets, transforms, loaders, downloads) →
-//! `model` (networks, ops, weights files, ONNX) → `distill` (losses, teacher cache) → `train`
-//! (engine, checkpoints, metrics, validation) → `eval` (browse, bench, selftest, teacher quality)
-//! → `report` (comparison tables, plots, overlays) → `ui` (the desktop app) → `cli` (subcommands;
-//! no subcommand starts the app). One exception: the download catalog in `data` names the model
-//! each weights file belongs to. Nothing below `ui` knows about egui.
+//! `model` (networks, ops, weights files, ONNX) → `distill` (losses, teacher cache) → `metrics`
+//! (confusion matrix, IoU, mIoU) → `train` (engine, checkpoints, validation) → `diagnostics`
+//! (browse, bench, selftest, teacher quality, loss-term parity) → `report` (comparison tables,
+//! plots, overlays) → `ui` (the desktop app) → `cli` (subcommands; no subcommand starts the app).
+//! Nothing below `ui` knows about egui.
 
 pub mod cli;
 pub mod data;
+pub mod diagnostics;
 pub mod distill;
-pub mod eval;
+pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod train;

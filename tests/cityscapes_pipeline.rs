@@ -56,27 +56,7 @@ fn imagenet_mobilenet_v3_large(dir: &Path) -> PathBuf {
 }
 
 fn train(data: &Path, out: &Path, model: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        s(data),
-        "--dataset",
-        "cityscapes",
-        "--model",
-        model,
-        "--epochs",
-        "1",
-        "--batch",
-        "2",
-        "--size",
-        "64",
-        "--workers",
-        "1",
-        "--out",
-        s(out),
-    ];
-    args.extend(extra);
-    segdistill(&args)
+    tiny_train(data, out).model(model).batch(2).args(["--dataset", "cityscapes"]).args(extra).run()
 }
 
 #[test]

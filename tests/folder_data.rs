@@ -27,26 +27,6 @@ fn demo_folder(train: usize, val: usize) -> (tempfile::TempDir, PathBuf) {
     (dir, root)
 }
 
-fn train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--data",
-        data,
-        "--model",
-        "mbv3s-tiny",
-        "--epochs",
-        "1",
-        "--batch",
-        "2",
-        "--size",
-        "64",
-        "--workers",
-        "1",
-        "--out",
-        out,
-    ]
-}
-
 fn check_data(root: &Path) -> (Option<i32>, String) {
     let out = segdistill(&["check-data", "--data", s(root)]);
     (out.status.code(), format!("{}{}", stdout(&out), stderr(&out)))
@@ -82,7 +62,7 @@ fn the_demo_as_a_folder_is_detected_checked_trained_and_tested() {
     assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
 
     let run = tmp.path().join("run");
-    ok(&segdistill(&train_args(s(&data), s(&run))));
+    ok(&tiny_train(&data, &run).batch(2).run());
     let out = segdistill(&["test", "--run", s(&run), "--json"]);
     ok(&out);
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
@@ -196,5 +176,5 @@ fn a_two_class_folder_with_rgb_masks_and_its_own_ignore_index_trains() {
     assert!(m.data.iter().all(|&v| v <= 1 || v == 255), "ignore index 9 reads as void");
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    ok(&segdistill(&train_args(s(&root), s(&run))));
+    ok(&tiny_train(&root, &run).batch(2).run());
 }

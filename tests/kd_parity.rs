@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use segdistill::eval::kd_parity::{check_fixture, fixture_files};
+use segdistill::diagnostics::kd_parity::{check_fixture, fixture_files};
 
 const BOUND: f64 = 1e-4;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -15,30 +15,15 @@ fn killing_the_trainer_never_leaves_a_corrupt_checkpoint() {
     let (_d, data) = demo_dataset(16, 4, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("killed");
-    let spawn = |resume: bool, epochs: &str| {
-        let mut args = vec![
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--model",
-            "mbv3s-aspp",
-            "--epochs",
-            epochs,
-            "--batch",
-            "4",
-            "--size",
-            "64",
-            "--checkpoint-every",
-            "1",
-            "--out",
-            run.to_str().unwrap(),
-            "--events-json",
-        ];
-        if resume {
-            args.push("--resume");
-        }
-        Command::new(env!("CARGO_BIN_EXE_segdistill"))
-            .args(&args)
+    let spawn = |resume: bool, epochs: usize| {
+        let resume = if resume { &["--resume"][..] } else { &[] };
+        tiny_train(&data, &run)
+            .model("mbv3s-aspp")
+            .epochs(epochs)
+            .default_workers()
+            .args(["--checkpoint-every", "1", "--events-json"])
+            .args(resume)
+            .command()
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -55,7 +40,7 @@ fn killing_the_trainer_never_leaves_a_corrupt_checkpoint() {
     let mut mid_write_kills = 0;
     for round in 0..6 {
         let resume = run.join("config.json").exists();
-        let mut child = spawn(resume, "400");
+        let mut child = spawn(resume, 400);
         let start = std::time::Instant::now();
         // Let earlier rounds' leftovers be cleaned by the new process before watching.
         std::thread::sleep(Duration::from_millis(300));
@@ -93,8 +78,7 @@ fn killing_the_trainer_never_leaves_a_corrupt_checkpoint() {
     assert!(checkpoint::last_path(&run).exists(), "checkpoints were written between kills");
     // A final, uninterrupted resume completes the (shortened) schedule.
     let state = checkpoint::load(&checkpoint::last_path(&run)).unwrap().state;
-    let target = (state.epoch + 1).to_string();
-    let out = spawn(true, &target).wait_with_output().unwrap();
+    let out = spawn(true, state.epoch + 1).wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(checkpoint::load(&checkpoint::last_path(&run)).unwrap().state.epoch, state.epoch + 1);
 }
@@ -111,36 +95,12 @@ fn any_signal_at_any_moment_resumes_to_the_bit_identical_run() {
     let (_d, data) = demo_dataset(12, 2, 48);
     let tmp = tempfile::tempdir().unwrap();
     // Long enough that the 80 signals all land before the schedule ends, even on a loaded machine.
-    let epochs = "300";
-    let args = |run: &std::path::Path, resume: bool| {
-        let mut a: Vec<String> = [
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--model",
-            "mbv3s-tiny",
-            "--epochs",
-            epochs,
-            "--batch",
-            "4",
-            "--size",
-            "48",
-            "--workers",
-            "1",
-            "--events-json",
-            "--out",
-            run.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if resume {
-            a.push("--resume".into());
-        }
-        a
+    let train = |run: &std::path::Path, resume: bool| {
+        let resume = if resume { &["--resume"][..] } else { &[] };
+        tiny_train(&data, run).epochs(300).size(48).args(["--events-json"]).args(resume).command()
     };
     let reference = tmp.path().join("reference");
-    let out = Command::new(env!("CARGO_BIN_EXE_segdistill")).args(args(&reference, false)).output().unwrap();
+    let out = train(&reference, false).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let run = tmp.path().join("signalled");
@@ -153,12 +113,7 @@ fn any_signal_at_any_moment_resumes_to_the_bit_identical_run() {
     let mut stopped_gracefully = 0;
     for (round, &sig) in order.iter().enumerate() {
         let resume = run.join("config.json").exists();
-        let child = Command::new(env!("CARGO_BIN_EXE_segdistill"))
-            .args(args(&run, resume))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = train(&run, resume).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         // Past start-up (the handlers are installed first thing), then anywhere.
         let delay = 40 + rng.next_u64() % 500;
         std::thread::sleep(Duration::from_millis(delay));
@@ -174,7 +129,7 @@ fn any_signal_at_any_moment_resumes_to_the_bit_identical_run() {
         }
     }
     assert!(stopped_gracefully >= 40, "only {stopped_gracefully} graceful stops: the run finished too early");
-    let out = Command::new(env!("CARGO_BIN_EXE_segdistill")).args(args(&run, true)).output().unwrap();
+    let out = train(&run, true).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     assert_eq!(

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use segdistill::data::mask::{LabelEncoding, read_mask};
-use segdistill::train::metrics::ConfusionMatrix;
+use segdistill::metrics::ConfusionMatrix;
 
 #[test]
 fn confusion_iou_miou_and_accuracy_equal_torchvision() {

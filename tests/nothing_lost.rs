@@ -12,27 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use segdistill::train::checkpoint;
 
-/// A quick training command line: the tiny student at 64 px on the demo data.
-fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--data",
-        data,
-        "--model",
-        "mbv3s-tiny",
-        "--epochs",
-        epochs,
-        "--batch",
-        "4",
-        "--size",
-        "64",
-        "--workers",
-        "1",
-        "--out",
-        out,
-    ]
-}
-
 fn run_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_segdistill")).args(args).current_dir(dir).output().unwrap()
 }
@@ -46,22 +25,16 @@ fn a_second_writer_is_refused_and_the_first_run_completes_intact() {
     let (_d, data) = demo_dataset(12, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("shared-run");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_segdistill"))
-        .args(train_args(s(&data), s(&run), "40"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first =
+        tiny_train(&data, &run).epochs(40).command().stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     // The folder is claimed before any long work: wait for the claim, then contend.
     let t0 = Instant::now();
     while !run.join("config.json").exists() {
         assert!(t0.elapsed() < Duration::from_secs(120), "the first run never claimed its folder");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let second = segdistill(&train_args(s(&data), s(&run), "3"));
-    let mut resume_args = train_args(s(&data), s(&run), "40");
-    resume_args.push("--resume");
-    let resumed = segdistill(&resume_args);
+    let second = tiny_train(&data, &run).epochs(3).run();
+    let resumed = tiny_train(&data, &run).epochs(40).args(["--resume"]).run();
     let status = first.wait().unwrap();
     let first_err = {
         use std::io::Read as _;
@@ -95,7 +68,7 @@ fn a_run_made_in_one_directory_is_tested_reported_and_resumed_from_another() {
     std::fs::create_dir_all(&made_in).unwrap();
     std::fs::rename(data.parent().unwrap().parent().unwrap(), made_in.join("demo")).unwrap();
     // Typed relative paths, as a user does.
-    let out = run_in(&made_in, &train_args("demo", "runs/a", "1"));
+    let out = tiny_train("demo", "runs/a").command().current_dir(&made_in).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let config = std::fs::read_to_string(made_in.join("runs/a/config.json")).unwrap();
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
@@ -120,7 +93,7 @@ fn resume_refuses_flags_it_cannot_apply_and_applies_the_others() {
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    assert!(segdistill(&train_args(s(&data), s(&run), "1")).status.success());
+    assert!(tiny_train(&data, &run).run().status.success());
     let before = std::fs::read(checkpoint::last_path(&run)).unwrap();
     for (flag, value, saved) in [
         ("--model", "mbv3s-aspp", "mbv3s-tiny"),
@@ -156,7 +129,7 @@ fn resume_refuses_flags_it_cannot_apply_and_applies_the_others() {
     let state = checkpoint::load_state(&checkpoint::last_path(&run)).unwrap();
     assert_eq!((state.epoch, state.config.optimizer.lr), (2, 0.002));
     // A new run into the folder is refused, naming --resume and --out (there is no --name).
-    let out = segdistill(&train_args(s(&data), s(&run), "1"));
+    let out = tiny_train(&data, &run).run();
     let err = stderr(&out);
     assert!(err.contains("--resume") && err.contains("--out") && !err.contains("--name"), "{err}");
 }
@@ -219,7 +192,7 @@ fn one_bad_file_costs_one_sample_not_the_run() {
     std::fs::write(&list, format!("\u{feff}{text}{}\n", ids("train")[1])).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    let out = segdistill(&train_args(s(&data), s(&run), "2"));
+    let out = tiny_train(&data, &run).epochs(2).run();
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains(s(&broken_train)), "the skipped training image is named: {err}");
@@ -235,9 +208,7 @@ fn a_diverged_run_says_exactly_what_was_kept() {
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("nan");
-    let mut args = train_args(s(&data), s(&run), "3");
-    args.extend(["--lr", "1e30", "--optimizer", "sgd", "--momentum", "0"]);
-    let out = segdistill(&args);
+    let out = tiny_train(&data, &run).epochs(3).args(["--lr", "1e30", "--optimizer", "sgd", "--momentum", "0"]).run();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the loss became") || err.contains("NaN") || err.contains("inf"), "{err}");
@@ -262,10 +233,12 @@ fn absurd_sizes_and_numbers_are_errors_not_aborts() {
         ("--beta", "inf", "beta"),
         ("--batch", "100000000", "out of range: use 1 to"),
     ] {
-        let mut args = train_args(s(&data), s(&run), "1");
-        args.retain(|a| *a != "--size" && *a != "64" && *a != "--batch" && *a != "4");
-        args.extend([flag, value]);
-        let out = segdistill(&args);
+        let train = match flag {
+            "--size" => tiny_train(&data, &run).size(value.parse().unwrap()),
+            "--batch" => tiny_train(&data, &run).batch(value.parse().unwrap()),
+            _ => tiny_train(&data, &run).args([flag, value]),
+        };
+        let out = train.run();
         assert_eq!(out.status.code(), Some(2), "{flag} {value}: {}", stderr(&out));
         assert!(stderr(&out).contains(says), "{flag} {value}: {}", stderr(&out));
         assert!(!run.exists(), "a refused start leaves no run folder");
@@ -283,9 +256,7 @@ fn failed_starts_leave_nothing_and_say_only_what_exists() {
     let garbage = tmp.path().join("teacher.pth");
     std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
     let run = tmp.path().join("kd");
-    let mut args = train_args(s(&data), s(&run), "1");
-    args.extend(["--distill", "response", "--teacher-weights", s(&garbage)]);
-    let out = segdistill(&args);
+    let out = tiny_train(&data, &run).args(["--distill", "response", "--teacher-weights", s(&garbage)]).run();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("teacher.pth"), "{err}");
@@ -296,18 +267,14 @@ fn failed_starts_leave_nothing_and_say_only_what_exists() {
     std::fs::write(&blocker, b"x").unwrap();
     let export = blocker.join("student.safetensors");
     let export_run = tmp.path().join("e");
-    let mut args = train_args(s(&data), s(&export_run), "1");
-    args.extend(["--export", s(&export)]);
     let t0 = Instant::now();
-    let out = segdistill(&args);
+    let out = tiny_train(&data, &export_run).args(["--export", s(&export)]).run();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--export"), "{}", stderr(&out));
     assert!(!checkpoint::last_path(&export_run).exists(), "no training happened ({:?})", t0.elapsed());
     // An export into the run's own folder could replace its checkpoint: refused too.
     let inside = checkpoint::last_path(&export_run);
-    let mut args = train_args(s(&data), s(&export_run), "1");
-    args.extend(["--export", s(&inside)]);
-    let out = segdistill(&args);
+    let out = tiny_train(&data, &export_run).args(["--export", s(&inside)]).run();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("inside the run folder"), "{}", stderr(&out));
     // An OS error is printed once.
@@ -339,7 +306,7 @@ fn a_report_on_a_damaged_metrics_log_warns() {
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    assert!(segdistill(&train_args(s(&data), s(&run), "1")).status.success());
+    assert!(tiny_train(&data, &run).run().status.success());
     std::fs::write(run.join("metrics.csv"), b"\x00\x01garbage\nmore,garbage\n").unwrap();
     let out = segdistill(&["report", s(&run), "--out", s(&tmp.path().join("rep"))]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -354,7 +321,7 @@ fn an_io_error_names_its_path_and_the_finished_epoch_is_kept() {
     // The best student weights cannot be written (a folder stands where the file goes), as on a
     // full disk: the error names the file, and the epoch's `last` checkpoint is already saved.
     std::fs::create_dir_all(checkpoint::student_path(&run)).unwrap();
-    let out = segdistill(&train_args(s(&data), s(&run), "2"));
+    let out = tiny_train(&data, &run).epochs(2).run();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(s(&checkpoint::student_path(&run))), "the path is named: {err}");
@@ -365,14 +332,8 @@ fn an_io_error_names_its_path_and_the_finished_epoch_is_kept() {
 fn the_engine_refuses_to_resume_nothing_and_leaves_no_folder() {
     let (_d, data) = demo_dataset(4, 1, 48);
     let runs = tempfile::tempdir().unwrap();
-    let cfg = segdistill::train::TrainConfig {
-        name: "never-ran".into(),
-        runs_dir: runs.path().to_path_buf(),
-        data,
-        ..Default::default()
-    };
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let err = segdistill::train::run(cfg.clone(), true, &segdistill::train::Control::default(), &tx).unwrap_err();
+    let cfg = tiny_config(&data, runs.path(), "never-ran");
+    let err = run_to_end(cfg.clone(), true).0.unwrap_err();
     assert!(format!("{err:#}").contains("nothing to resume"), "{err:#}");
     assert!(!cfg.run_dir().exists(), "a failed resume made {}", cfg.run_dir().display());
 }

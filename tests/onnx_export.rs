@@ -103,23 +103,11 @@ fn the_export_command_writes_a_run_and_refuses_bad_requests() {
     let (_data, root) = common::demo_dataset(8, 4, 64);
     let runs = tempfile::tempdir().unwrap();
     let run = runs.path().join("tiny");
-    let trained = segdistill(&[
-        "train",
-        "--data",
-        root.to_str().unwrap(),
-        "--model",
-        "mbv3s-tiny",
-        "--epochs",
-        "1",
-        "--batch",
-        "4",
-        "--size",
-        "64",
-        "--out",
-        run.to_str().unwrap(),
-        "--export",
-        runs.path().join("tiny.onnx").to_str().unwrap(),
-    ]);
+    let trained = common::tiny_train(&root, &run)
+        .default_workers()
+        .args(["--export"])
+        .args([runs.path().join("tiny.onnx")])
+        .run();
     assert!(trained.status.success(), "{}", stderr(&trained));
     assert!(runs.path().join("tiny.onnx").is_file(), "train --export FILE.onnx writes the graph");
     let out = runs.path().join("fixed.onnx");

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
 use common::*;
+use segdistill::diagnostics::selftest::{FCN_FILE, LRASPP_FILE, MBV3S_FILE};
 use segdistill::distill::{KdForm, PixelAverage, Target, ce, feature, kd};
-use segdistill::eval::selftest::{FCN_FILE, LRASPP_FILE, MBV3S_FILE};
 use segdistill::model::mobilenet_v3::{MobileNetV3Classifier, MobileNetV3Config};
 use segdistill::model::weights::StateDict;
 use segdistill::model::{Mode, ModelKind, load_state_dict_for_inference, ops};

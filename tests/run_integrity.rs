@@ -16,27 +16,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A quick training command line: the tiny student at 64 px on the demo data.
-fn train_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    vec![
-        "train",
-        "--data",
-        data,
-        "--model",
-        "mbv3s-tiny",
-        "--epochs",
-        epochs,
-        "--batch",
-        "4",
-        "--size",
-        "64",
-        "--workers",
-        "1",
-        "--out",
-        out,
-    ]
-}
-
 fn ok(out: &std::process::Output) {
     assert!(out.status.success(), "exit {:?}: {}", out.status.code(), stderr(out));
 }
@@ -53,13 +32,13 @@ fn a_refused_new_run_deletes_nothing_and_resume_then_works() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
     // A run killed before its first checkpoint leaves its config.json and metrics.csv.
-    ok(&segdistill(&train_args(s(&data), s(&run), "1")));
+    ok(&tiny_train(&data, &run).run());
     std::fs::remove_dir_all(checkpoint::checkpoints_dir(&run)).unwrap();
     std::fs::remove_file(checkpoint::student_path(&run)).unwrap();
     let config = std::fs::read(run.join("config.json")).unwrap();
     let metrics = std::fs::read(run.join("metrics.csv")).unwrap();
     for _ in 0..2 {
-        let err = refused(&segdistill(&train_args(s(&data), s(&run), "1")));
+        let err = refused(&tiny_train(&data, &run).run());
         assert!(err.contains("--resume"), "{err}");
         assert_eq!(std::fs::read(run.join("config.json")).unwrap(), config, "config.json is kept");
         assert_eq!(std::fs::read(run.join("metrics.csv")).unwrap(), metrics, "metrics.csv is kept");
@@ -71,7 +50,7 @@ fn a_refused_new_run_deletes_nothing_and_resume_then_works() {
     let mine = tmp.path().join("mine");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("config.json"), "{}").unwrap();
-    let err = refused(&segdistill(&train_args(s(&data), s(&mine), "1")));
+    let err = refused(&tiny_train(&data, &mine).run());
     assert!(err.contains("not a segdistill run"), "{err}");
     assert_eq!(std::fs::read_to_string(mine.join("config.json")).unwrap(), "{}");
     let err = refused(&segdistill(&["train", "--resume", "--out", s(&mine)]));
@@ -95,9 +74,7 @@ fn best_weights_that_drifted_from_the_record_are_rewritten_from_the_checkpoint_t
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    let mut args = train_args(s(&data), s(&run), "3");
-    args.extend(["--checkpoint-every", "1"]);
-    ok(&segdistill(&args));
+    ok(&tiny_train(&data, &run).epochs(3).args(["--checkpoint-every", "1"]).run());
     let (want, have) = best_digests(&run);
     assert_eq!(want, have, "a finished run's student file holds its best weights");
     let best_epoch = checkpoint::load_state(&checkpoint::last_path(&run)).unwrap().best.unwrap().epoch;
@@ -135,9 +112,7 @@ fn a_damaged_last_checkpoint_falls_back_to_an_intact_one() {
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    let mut args = train_args(s(&data), s(&run), "2");
-    args.extend(["--checkpoint-every", "1"]);
-    ok(&segdistill(&args));
+    ok(&tiny_train(&data, &run).epochs(2).args(["--checkpoint-every", "1"]).run());
     // One flipped bit in a tensor of `last`: resuming must not train on it.
     let last = checkpoint::last_path(&run);
     let mut bytes = std::fs::read(&last).unwrap();
@@ -163,7 +138,7 @@ fn a_lock_file_that_is_a_link_is_refused_and_its_target_untouched() {
     let precious = tmp.path().join("precious.txt");
     std::fs::write(&precious, "keep me").unwrap();
     std::os::unix::fs::symlink(&precious, run.join(".lock")).unwrap();
-    let err = refused(&segdistill(&train_args(s(&data), s(&run), "1")));
+    let err = refused(&tiny_train(&data, &run).run());
     assert!(err.contains(".lock") && err.contains("symbolic link"), "{err}");
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
     // A planted link at an atomic write's temporary name is never followed either.
@@ -180,22 +155,18 @@ fn an_export_into_another_run_is_refused_and_the_runs_own_exports_folder_is_fine
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
-    ok(&segdistill(&train_args(s(&data), s(&a), "1")));
+    ok(&tiny_train(&data, &a).run());
     let a_student = std::fs::read(checkpoint::student_path(&a)).unwrap();
     let a_last = std::fs::read(checkpoint::last_path(&a)).unwrap();
     let b = tmp.path().join("b");
     for target in [checkpoint::student_path(&a), checkpoint::last_path(&a), a.join("exports/x.safetensors")] {
-        let mut args = train_args(s(&data), s(&b), "1");
-        args.extend(["--export", s(&target)]);
-        let err = refused(&segdistill(&args));
+        let err = refused(&tiny_train(&data, &b).args(["--export", s(&target)]).run());
         assert!(err.contains("another run"), "{err}");
     }
     assert_eq!(std::fs::read(checkpoint::student_path(&a)).unwrap(), a_student);
     assert_eq!(std::fs::read(checkpoint::last_path(&a)).unwrap(), a_last);
     let own = b.join("exports/b.safetensors");
-    let mut args = train_args(s(&data), s(&b), "1");
-    args.extend(["--export", s(&own)]);
-    ok(&segdistill(&args));
+    ok(&tiny_train(&data, &b).args(["--export", s(&own)]).run());
     assert!(own.is_file());
 }
 
@@ -204,7 +175,7 @@ fn a_bad_byte_in_metrics_csv_costs_that_row_only() {
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    ok(&segdistill(&train_args(s(&data), s(&run), "2")));
+    ok(&tiny_train(&data, &run).epochs(2).run());
     let path = run.join("metrics.csv");
     let mut bytes = std::fs::read(&path).unwrap();
     let rows_before = bytes.iter().filter(|b| **b == b'\n').count();
@@ -232,9 +203,7 @@ fn a_teacher_without_distillation_is_an_error_not_ignored() {
     let teacher = tmp.path().join("t.safetensors");
     std::fs::write(&teacher, b"x").unwrap();
     let run = tmp.path().join("r");
-    let mut args = train_args(s(&data), s(&run), "1");
-    args.extend(["--teacher-weights", s(&teacher)]);
-    let err = refused(&segdistill(&args));
+    let err = refused(&tiny_train(&data, &run).args(["--teacher-weights", s(&teacher)]).run());
     assert!(err.contains("--distill") && err.contains("--teacher-weights"), "{err}");
     assert!(!run.exists());
 }
@@ -247,12 +216,11 @@ fn out_of_range_settings_are_refused_with_the_range() {
     for (flag, value, expect) in
         [("--warmup-steps", "99999999999", "0 to"), ("--stop-after-epoch", "0", "1 or more"), ("--epochs", "0", "1 to")]
     {
-        let epochs = if flag == "--epochs" { value } else { "1" };
-        let mut args = train_args(s(&data), s(&run), epochs);
-        if flag != "--epochs" {
-            args.extend([flag, value]);
-        }
-        let err = refused(&segdistill(&args));
+        let train = match flag {
+            "--epochs" => tiny_train(&data, &run).epochs(value.parse().unwrap()),
+            _ => tiny_train(&data, &run).args([flag, value]),
+        };
+        let err = refused(&train.run());
         assert!(err.contains(expect), "{flag} {value}: {err}");
         assert!(!run.exists(), "{flag} {value} left a run folder");
     }
@@ -271,7 +239,7 @@ fn a_moved_dataset_is_followed_when_it_holds_the_same_content() {
     let (_d, data) = demo_dataset(8, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    ok(&segdistill(&train_args(s(&data), s(&run), "1")));
+    ok(&tiny_train(&data, &run).run());
     let moved = tmp.path().join("moved");
     std::fs::rename(data.parent().unwrap().parent().unwrap(), &moved).unwrap();
     // The old place is gone: the run says so, and follows the data to the new place.
@@ -362,12 +330,8 @@ fn a_run_folder_deleted_while_training_cannot_let_a_second_writer_in() {
     let (_d, data) = demo_dataset(12, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("r");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_segdistill"))
-        .args(train_args(s(&data), s(&run), "200"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first =
+        tiny_train(&data, &run).epochs(200).command().stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let t0 = Instant::now();
     while !checkpoint::last_path(&run).exists() {
         assert!(t0.elapsed() < Duration::from_secs(120), "no first checkpoint");
@@ -376,7 +340,7 @@ fn a_run_folder_deleted_while_training_cannot_let_a_second_writer_in() {
     // Deleted (here: moved away, which is what deletion does to a folder that is still open).
     std::fs::rename(&run, tmp.path().join("r-deleted")).unwrap();
     // A second training takes the path; the first must write nothing more into it.
-    let second = segdistill(&train_args(s(&data), s(&run), "1"));
+    let second = tiny_train(&data, &run).run();
     ok(&second);
     let second_last = std::fs::read(checkpoint::last_path(&run)).unwrap();
     let status = first.wait().unwrap();
@@ -397,9 +361,7 @@ fn a_batch_too_large_for_memory_is_refused_with_the_largest_that_fits_and_resume
     assert!(err.contains("largest batch that fits") && err.contains("available"), "{err}");
     assert!(!run.exists());
     // A run stopped part-way continues at another batch size, and says what changes.
-    let mut first = train_args(s(&data), s(&run), "3");
-    first.extend(["--stop-after-epoch", "1"]);
-    ok(&segdistill(&first));
+    ok(&tiny_train(&data, &run).epochs(3).args(["--stop-after-epoch", "1"]).run());
     let out = segdistill(&["train", "--resume", "--out", s(&run), "--batch", "2"]);
     ok(&out);
     let err = stderr(&out);
@@ -413,12 +375,8 @@ fn a_report_on_a_run_still_training_marks_it_partial_and_shows_its_name_escaped(
     let (_d, data) = demo_dataset(12, 2, 64);
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("live\u{1b}[31mred");
-    let mut training = Command::new(env!("CARGO_BIN_EXE_segdistill"))
-        .args(train_args(s(&data), s(&run), "400"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut training =
+        tiny_train(&data, &run).epochs(400).command().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
     while !checkpoint::student_path(&run).exists() || !checkpoint::last_path(&run).exists() {
         assert!(t0.elapsed() < Duration::from_secs(120), "no first evaluation");

@@ -15,9 +15,7 @@ fn a_study_trains_its_grid_once_and_summarises_it_with_error_bars() {
     let tmp = tempfile::tempdir().unwrap();
     let teacher = tmp.path().join("teacher");
     let tiny = ["--epochs", "1", "--batch", "4", "--size", "48", "--workers", "1"];
-    let mut args = vec!["train", "--data", s(&data), "--model", "mbv3s-tiny", "--out", s(&teacher)];
-    args.extend(tiny);
-    let out = segdistill(&args);
+    let out = tiny_train(&data, &teacher).size(48).run();
     assert!(out.status.success(), "{}", stderr(&out));
     let study = tmp.path().join("study");
     let mut args = vec![

@@ -15,8 +15,8 @@ use segdistill::data::transforms::{Augment, Geometry, Resize, normalize};
 use segdistill::distill::DistillMode;
 use segdistill::distill::teacher_cache::{self, CacheLocation, CacheSpec, Prepared, TeacherCache};
 use segdistill::model::{Mode, Model, ModelKind, load_for_inference};
+use segdistill::train::TrainConfig;
 use segdistill::train::events::TrainEvent;
-use segdistill::train::{Control, TrainConfig, run};
 use segdistill::util::Rng;
 
 /// The base view the teacher sees: sizes on its stride-8 grid, where the live teacher's own
@@ -206,25 +206,20 @@ fn a_second_build_reuses_entries_and_rebuilds_damaged_ones() {
 
 fn run_config(data: &Path, runs: &Path, name: &str) -> TrainConfig {
     TrainConfig {
-        name: name.into(),
-        runs_dir: runs.to_path_buf(),
-        data: data.to_path_buf(),
-        model: ModelKind::Mbv3sTiny,
         distill: DistillMode::Combined,
         teacher_weights: Some(teacher_weights()),
         epochs: 1,
         batch: 2,
         size: 48,
         workers: 1,
-        ..Default::default()
+        ..tiny_config(data, runs, name)
     }
 }
 
 fn run_events(cfg: TrainConfig) -> Vec<TrainEvent> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    run(cfg, false, &Control::default(), &tx).unwrap();
-    drop(tx);
-    rx.iter().collect()
+    let (result, events) = run_to_end(cfg, false);
+    result.unwrap();
+    events
 }
 
 #[test]

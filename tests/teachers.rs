@@ -10,30 +10,15 @@ fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A one-epoch run of `model` at 32 px on 4 training and 2 validation images.
 fn train(data: &str, out: &str, model: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "--data",
-        data,
-        "--model",
-        model,
-        "--epochs",
-        "1",
-        "--batch",
-        "2",
-        "--size",
-        "32",
-        "--workers",
-        "1",
-        "--train-limit",
-        "4",
-        "--val-limit",
-        "2",
-        "--out",
-        out,
-    ];
-    args.extend(extra);
-    segdistill(&args)
+    tiny_train(data, out)
+        .model(model)
+        .batch(2)
+        .size(32)
+        .args(["--train-limit", "4", "--val-limit", "2"])
+        .args(extra)
+        .run()
 }
 
 #[test]

@@ -6,23 +6,7 @@ mod common;
 use segdistill::train::tensorboard::{read_records, tb_dir};
 
 fn train(root: &std::path::Path, run: &std::path::Path, extra: &[&str]) {
-    let mut args = vec![
-        "train",
-        "--data",
-        root.to_str().unwrap(),
-        "--model",
-        "mbv3s-tiny",
-        "--epochs",
-        "3",
-        "--batch",
-        "4",
-        "--size",
-        "64",
-        "--out",
-        run.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let out = common::segdistill(&args);
+    let out = common::tiny_train(root, run).epochs(3).default_workers().args(extra).run();
     assert!(out.status.success(), "{}", common::stderr(&out));
 }
 

@@ -18,7 +18,7 @@ use segdistill::train::checkpoint;
 use segdistill::train::config::ScheduleKind;
 use segdistill::train::events::{EndReason, TrainEvent};
 use segdistill::train::validate::evaluate;
-use segdistill::train::{Control, TrainConfig, run, start};
+use segdistill::train::{TrainConfig, start};
 
 fn teacher_weights() -> PathBuf {
     torchvision_weights("fcn_resnet50_random_legacy.pth")
@@ -26,30 +26,16 @@ fn teacher_weights() -> PathBuf {
 
 fn config(data: &Path, runs: &Path, name: &str, model: ModelKind, mode: DistillMode) -> TrainConfig {
     let mut c = TrainConfig {
-        name: name.into(),
-        runs_dir: runs.to_path_buf(),
-        data: data.to_path_buf(),
         model,
         distill: mode,
         teacher_weights: mode.needs_teacher().then(teacher_weights),
-        epochs: 3,
-        batch: 4,
-        size: 64,
         scale: (0.75, 1.25),
         seed: 7,
-        workers: 2,
-        ..Default::default()
+        ..tiny_config(data, runs, name)
     };
     c.optimizer.lr = 3e-3;
     c.schedule.kind = ScheduleKind::Constant;
     c
-}
-
-fn run_inline(cfg: TrainConfig, resume: bool) -> (anyhow::Result<segdistill::train::events::Summary>, Vec<TrainEvent>) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let r = run(cfg, resume, &Control::default(), &tx);
-    drop(tx);
-    (r, rx.iter().collect())
 }
 
 fn untrained_miou(cfg: &TrainConfig) -> f64 {
@@ -68,7 +54,7 @@ fn each_mode_learns_on_the_demo_data() {
         let mut cfg = config(&data, runs.path(), mode.name(), ModelKind::Mbv3sTiny, mode);
         (cfg.epochs, cfg.batch, cfg.optimizer.lr) = (6, 8, 5e-3);
         let before = untrained_miou(&cfg);
-        let (result, events) = run_inline(cfg.clone(), false);
+        let (result, events) = run_to_end(cfg.clone(), false);
         let summary = result.unwrap_or_else(|e| panic!("{mode:?}: {e:#}"));
         assert_eq!(summary.reason, EndReason::Completed);
         let steps: Vec<_> =
@@ -220,14 +206,14 @@ fn stopped_and_resumed_runs_end_bit_identical() {
         c.schedule.kind = ScheduleKind::Poly;
         c
     };
-    let (r, _) = run_inline(base("straight"), false);
+    let (r, _) = run_to_end(base("straight"), false);
     r.unwrap();
     // Stopped after epoch 1, then resumed.
     let mut first = base("split");
     first.stop_after_epoch = Some(1);
-    let (r, _) = run_inline(first, false);
+    let (r, _) = run_to_end(first, false);
     assert_eq!(r.unwrap().reason, EndReason::Stopped);
-    let (r, events) = run_inline(base("split"), true);
+    let (r, events) = run_to_end(base("split"), true);
     assert_eq!(r.unwrap().reason, EndReason::Completed);
     assert!(events.iter().any(|e| matches!(e, TrainEvent::Started(i) if i.resumed_from == Some((1, 5)))));
     let (a, b) = (runs.path().join("straight"), runs.path().join("split"));
@@ -250,7 +236,7 @@ fn stopped_and_resumed_runs_end_bit_identical() {
     drop(handle);
     let stopped = checkpoint::load(&checkpoint::last_path(&runs.path().join("mid"))).unwrap();
     assert!(stopped.state.batch_in_epoch > 0, "stopped inside an epoch");
-    let (r, _) = run_inline(base("mid"), true);
+    let (r, _) = run_to_end(base("mid"), true);
     r.unwrap();
     assert_same_weights(&checkpoint::last_path(&a), &checkpoint::last_path(&runs.path().join("mid")));
     assert_eq!(csv(&a), csv(&runs.path().join("mid")));
@@ -262,7 +248,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let runs = tempfile::tempdir().unwrap();
     let mut cfg = config(&data, runs.path(), "nan", ModelKind::Mbv3sTiny, DistillMode::None);
     cfg.stop_after_epoch = Some(1);
-    run_inline(cfg.clone(), false).0.unwrap();
+    run_to_end(cfg.clone(), false).0.unwrap();
     // A resume keeps the saved optimiser settings: switch clipping off in the saved state, then
     // resume with an absurd learning rate, so the weights overflow within a step.
     let run_dir = cfg.run_dir();
@@ -273,7 +259,7 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     cfg.stop_after_epoch = None;
     cfg.optimizer.lr = 1e30;
     cfg.optimizer.grad_clip = None;
-    let (result, events) = run_inline(cfg, true);
+    let (result, events) = run_to_end(cfg, true);
     let err = format!("{:#}", result.expect_err("the run must fail"));
     let last = checkpoint::last_path(&run_dir).display().to_string();
     assert!(err.contains("loss became") && err.contains(&last) && err.contains("(epoch 1,"), "{err}");
@@ -374,7 +360,7 @@ fn a_term_list_run_logs_every_term_by_name() {
     cfg.loss_terms = Some("ce=1,kd=0.5,cwd-logits=3,at=100".parse().unwrap());
     cfg.teacher_weights = Some(teacher_weights());
     cfg.epochs = 1;
-    let (result, events) = run_inline(cfg.clone(), false);
+    let (result, events) = run_to_end(cfg.clone(), false);
     result.unwrap();
     let steps: Vec<_> =
         events.iter().filter_map(|e| if let TrainEvent::Step(s) = e { Some(s.clone()) } else { None }).collect();

@@ -33,11 +33,11 @@ fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, do
 
 fn base_state(runs: &Path, demo: &Path) -> AppState {
     let mut s = AppState { runs_dir: runs.to_path_buf(), demo_dir: Some(demo.to_path_buf()), ..Default::default() };
-    s.train.model = ModelKind::Mbv3sTiny;
-    s.train.epochs = 40;
-    s.train.batch = 4;
-    s.train.size = 64;
-    s.train.schedule = ScheduleKind::Constant;
+    s.train.config.model = ModelKind::Mbv3sTiny;
+    s.train.config.epochs = 40;
+    s.train.config.batch = 4;
+    s.train.config.size = 64;
+    s.train.config.schedule.kind = ScheduleKind::Constant;
     s
 }
 
@@ -62,19 +62,19 @@ fn pick_demo_data_start_pause_resume_stop() {
     wait_until(&mut h, "training steps and an evaluation", 120, |a| {
         !a.train.live.steps.is_empty() && !a.train.live.evals.is_empty()
     });
-    assert_eq!(h.state().train.status, RunStatus::Running);
+    assert_eq!(h.state().train.live.status, RunStatus::Running);
     h.get_by_label("Pause").click();
-    wait_until(&mut h, "the pause", 30, |a| a.train.status == RunStatus::Paused);
+    wait_until(&mut h, "the pause", 30, |a| a.train.live.status == RunStatus::Paused);
     let steps = h.state().train.live.steps.len();
     std::thread::sleep(Duration::from_millis(300));
     h.run_steps(3);
     assert_eq!(h.state().train.live.steps.len(), steps, "no steps while paused");
     h.get_by_label("Resume").click();
     wait_until(&mut h, "steps after resuming", 60, |a| {
-        a.train.status == RunStatus::Running && a.train.live.steps.len() > steps
+        a.train.live.status == RunStatus::Running && a.train.live.steps.len() > steps
     });
     h.get_by_label("Stop").click();
-    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.status, RunStatus::Finished(_)));
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.live.status, RunStatus::Finished(_)));
     let run_dir = h.state().train.live.info.as_ref().unwrap().run_dir.clone();
     assert!(segdistill::train::checkpoint::last_path(&run_dir).is_file(), "Stop writes a checkpoint");
 }
@@ -155,7 +155,7 @@ fn a_run_becomes_the_teacher_is_evaluated_and_its_quality_persists() {
     let (_demo, _runs, mut state) = browse_setup();
     state.tab = Tab::Train;
     state.browse.run = None;
-    state.train.mode = DistillMode::Response;
+    state.train.config.distill = DistillMode::Response;
     let mut h = harness(state);
     wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
     // The teacher picker offers finished runs; choosing one sets architecture and weights.
@@ -163,7 +163,7 @@ fn a_run_becomes_the_teacher_is_evaluated_and_its_quality_persists() {
     h.run_steps(2);
     h.get_by_label_contains("browse-me (mbv3s-tiny").click();
     h.run_steps(2);
-    assert_eq!(h.state().state.train.teacher_model, ModelKind::Mbv3sTiny);
+    assert_eq!(h.state().state.train.config.teacher, ModelKind::Mbv3sTiny);
     assert!(h.state().state.train.teacher_weights.ends_with("student.safetensors"));
     h.get_by_label_contains("not evaluated on this dataset yet");
     h.get_by_label("Evaluate").click();
@@ -208,7 +208,7 @@ fn the_demo_dataset_offers_to_train_a_teacher() {
     assert_eq!(info.model, "mbv3s-aspp");
     assert!(info.run_dir.ends_with("teacher-mbv3s-aspp"), "{}", info.run_dir.display());
     h.get_by_label("Stop").click();
-    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.status, RunStatus::Finished(_)));
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.live.status, RunStatus::Finished(_)));
     // Stopped, not completed: the teacher field is left as it was.
     assert_eq!(h.state().state.train.teacher_weights, "");
 }
@@ -346,18 +346,7 @@ fn the_runs_folder_is_shown_whole_and_can_be_changed() {
 /// A run stopped after its first step (a checkpoint at epoch 0 of 3): what Stop, a closed window or
 /// a killed process leaves.
 fn stopped_run(demo: &Path, runs: &Path, name: &str) -> std::path::PathBuf {
-    let mut cfg = segdistill::train::TrainConfig {
-        name: name.into(),
-        runs_dir: runs.to_path_buf(),
-        data: segdistill::data::demo::voc_root(demo),
-        model: ModelKind::Mbv3sTiny,
-        distill: DistillMode::None,
-        epochs: 3,
-        batch: 4,
-        size: 64,
-        workers: 2,
-        ..Default::default()
-    };
+    let mut cfg = tiny_config(&segdistill::data::demo::voc_root(demo), runs, name);
     cfg.optimizer.lr = 5e-3;
     let run_dir = cfg.run_dir();
     let mut handle = segdistill::train::start(cfg, false);
@@ -403,7 +392,7 @@ fn a_stopped_run_resumes_from_the_runs_tab_and_start_asks_before_a_new_name() {
     wait_until(&mut h, "the stop", 60, |a| !a.train.is_running());
 
     // Start with the same name asks: resume it, start under a fresh name, or cancel.
-    h.state_mut().state.train.name = "mine".into();
+    h.state_mut().state.train.config.name = "mine".into();
     h.run_steps(2);
     h.get_by_label("Start").click();
     h.run_steps(3); // the click, the question's sizing pass, the question
@@ -572,21 +561,10 @@ fn a_run_exports_its_student_as_onnx_from_the_runs_tab() {
 
 /// A completed run without distillation (`epochs` epochs).
 fn trained_run_named(demo: &Path, runs: &Path, name: &str, epochs: usize) -> std::path::PathBuf {
-    let mut cfg = segdistill::train::TrainConfig {
-        name: name.into(),
-        runs_dir: runs.to_path_buf(),
-        data: segdistill::data::demo::voc_root(demo),
-        model: ModelKind::Mbv3sTiny,
-        distill: DistillMode::None,
-        epochs,
-        batch: 4,
-        size: 64,
-        workers: 2,
-        ..Default::default()
-    };
+    let mut cfg =
+        segdistill::train::TrainConfig { epochs, ..tiny_config(&segdistill::data::demo::voc_root(demo), runs, name) };
     cfg.optimizer.lr = 5e-3;
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    segdistill::train::run(cfg.clone(), false, &segdistill::train::Control::default(), &tx).unwrap();
+    run_to_end(cfg.clone(), false).0.unwrap();
     cfg.run_dir()
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use common::*;
-use segdistill::eval::selftest::{LRASPP_FILE, MBV3S_FILE};
+use segdistill::diagnostics::selftest::{LRASPP_FILE, MBV3S_FILE};
 use segdistill::model::weights::hashed::hashed_values;
 use segdistill::model::weights::{StateDict, WeightsError, WeightsFormat, save_safetensors};
 use segdistill::model::{

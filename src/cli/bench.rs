@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use crate::diagnostics::bench::{BenchConfig, BenchReport, BenchResult, ratios, run as run_bench};
 use crate::distill::DistillMode;
-use crate::eval::bench::{BenchConfig, BenchReport, BenchResult, ratios, run as run_bench};
 use crate::model::ModelKind;
 use crate::model::ops::gemm::GemmLibrary;
 use crate::util::device::{DeviceChoice, Precision, describe};
@@ -90,7 +90,7 @@ fn epochs(
     data: &std::path::Path,
     on_result: &mut dyn FnMut(&BenchResult),
 ) -> anyhow::Result<Vec<BenchResult>> {
-    use crate::eval::bench::epoch;
+    use crate::diagnostics::bench::epoch;
     use crate::train::TrainConfig;
     let mut out = Vec::new();
     let mut push = |name: String, secs: f64| {

@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 
 use crate::data::ClassSet;
 use crate::data::mask::{LabelEncoding, Mask, RawLabels, labels_to_mask, read_label_png};
-use crate::train::metrics::{ConfusionMatrix, Scores};
+use crate::metrics::{ConfusionMatrix, Scores};
 
 #[derive(Debug, clap::Args)]
 pub struct ScoreArgs {

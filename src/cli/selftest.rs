@@ -1,10 +1,10 @@
 //! `segdistill selftest`: checks that this build computes what torchvision computes, on the chosen
-//! device and precision (see `eval::selftest`); a table, or JSON, and exit status 1 on any failure.
+//! device and precision (see `diagnostics::selftest`); a table, or JSON, and exit status 1 on any failure.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::eval::selftest::{Check, FixtureSet, SelftestConfig, run as run_selftest};
+use crate::diagnostics::selftest::{Check, FixtureSet, SelftestConfig, run as run_selftest};
 use crate::util::device::{DeviceChoice, Precision, describe};
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use crate::distill::loss_terms::LossTerms;
 use crate::distill::{DistillMode, KdForm, PixelAverage};
 use crate::model::{ModelKind, format_params};
 use crate::train::config::{OptimizerKind, ScheduleKind};
-use crate::train::events::{EndReason, TrainEvent};
+use crate::train::events::{EndReason, EventSink, TrainEvent};
 use crate::train::{TrainConfig, start};
 use crate::util::device::{DeviceChoice, Precision};
 use crate::util::fmt::format_duration;
@@ -325,13 +325,8 @@ impl TrainArgs {
                 continue;
             }
             c = c.with_absolute_paths();
-            if let Some(change) = before.changes_to(&c).into_iter().find(|ch| !ch.resumable()) {
-                if matches!(
-                    change.setting.as_str(),
-                    "data" | "teacher_weights" | "backbone_weights" | "init_weights" | "batch"
-                ) {
-                    continue; // checked by the engine: a moved input with the same content, a new batch size
-                }
+            // Moved inputs and a new batch size are the engine's to check: it reads the run's records.
+            if let Some(change) = crate::train::config::refused_resume_change(&before, &c) {
                 anyhow::bail!(
                     "{flag} {} differs from the run's {} {}: a resumed run keeps its data, model and training settings \
                      (only {} can change); leave {flag} out, or start a new run with another --out",
@@ -409,7 +404,7 @@ pub(super) fn run_with_signals(args: TrainArgs, signals: &super::signals::StopSi
     let mut printer = Printer::new(args.events_json);
     let mut code = ExitCode::SUCCESS;
     for event in handle.events.iter() {
-        printer.show(&event);
+        printer.on_event(&event);
         match &event {
             TrainEvent::Failed { .. } => code = ExitCode::from(2),
             // A run a signal stopped before its end did not finish: scripts must see that.
@@ -448,8 +443,10 @@ impl Printer {
             _ => eprintln!("{line}"),
         }
     }
+}
 
-    fn show(&mut self, e: &TrainEvent) {
+impl EventSink for Printer {
+    fn on_event(&mut self, e: &TrainEvent) {
         if self.json {
             if let Ok(s) = serde_json::to_string(e) {
                 println!("{s}");
@@ -633,13 +630,13 @@ mod tests {
     fn an_sgd_run_from_the_cli_and_from_the_app_trains_at_the_same_rate() {
         let cli = config(&["--optimizer", "sgd"]);
         let mut form = crate::ui::state::TrainForm::default();
-        form.set_optimizer(OptimizerKind::Sgd);
+        form.config.optimizer.set_kind(OptimizerKind::Sgd);
         let app = form.to_config("/d".into(), None, "/runs".into(), "x".into());
         assert_eq!((cli.optimizer.lr, app.optimizer.lr), (0.01, 0.01));
         assert_eq!(config(&["--optimizer", "sgd", "--lr", "0.001"]).optimizer.lr, 0.001, "a chosen rate stays");
-        form.lr = 0.05;
-        form.set_optimizer(OptimizerKind::Adamw);
-        assert_eq!(form.lr, 0.05, "a chosen rate stays in the form too");
+        form.config.optimizer.lr = 0.05;
+        form.config.optimizer.set_kind(OptimizerKind::Adamw);
+        assert_eq!(form.config.optimizer.lr, 0.05, "a chosen rate stays in the form too");
     }
 
     #[test]

@@ -11,8 +11,8 @@ use plotters::prelude::*;
 use super::RunData;
 use crate::data::transforms::{Resize, resize_image, resize_mask_nearest};
 use crate::data::{ClassSet, Dataset, Mask};
+use crate::metrics::ImageScore;
 use crate::model::{Model, ModelKind, load_for_inference};
-use crate::train::metrics::ImageScore;
 use crate::train::predict::{overlay, predict};
 
 const PANEL_H: u32 = 150;
@@ -95,7 +95,7 @@ fn sheet(
         };
         let t_miou = t_pred
             .as_ref()
-            .map(|t| crate::train::metrics::score_image("", &t.mask.data, &sample.mask.data, classes.len()).0.miou);
+            .map(|t| crate::metrics::score_image("", &t.mask.data, &sample.mask.data, classes.len()).0.miou);
         let caption = format!(
             "{}: student mIoU {:.3}{}",
             score.id,

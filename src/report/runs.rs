@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use crate::metrics::ImageScore;
 use crate::train::TrainConfig;
 use crate::train::checkpoint::CheckpointState;
-use crate::train::metrics::ImageScore;
 use crate::train::metrics_log;
 use crate::train::run_folder::{self, RunRecord};
 

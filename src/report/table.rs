@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RunData;
 use crate::data::transforms::Resize;
-use crate::eval::teacher_quality::{self, QualityKey};
+use crate::diagnostics::teacher_quality::{self, QualityKey};
 use crate::model::layers::count_macs;
 use crate::model::{Mode, Model, ModelKind, load_for_inference};
 use crate::util::device::describe;

@@ -301,6 +301,17 @@ pub const RESUMABLE: &[(&str, &str)] = &[
     ("teacher_cache_gb", "--teacher-cache-gb"),
 ];
 
+/// Settings outside [`RESUMABLE`] that a resume may still change once `relocate` has checked
+/// the change against the run's records (inputs that moved with the same content, the batch
+/// size), with the flag that sets each.
+pub const RELOCATABLE: &[(&str, &str)] = &[
+    ("data", "--data"),
+    ("teacher_weights", "--teacher-weights"),
+    ("backbone_weights", "--backbone-weights"),
+    ("init_weights", "--init-weights"),
+    ("batch", "--batch"),
+];
+
 /// The flags [`RESUMABLE`] lets a resume change, plus the batch size and moved inputs, in words:
 /// the one source of every message (and the README line) that lists them.
 pub fn resumable_in_words() -> String {
@@ -330,6 +341,18 @@ impl SettingChange {
     pub fn resumable(&self) -> bool {
         RESUMABLE.iter().any(|(setting, _)| *setting == self.setting)
     }
+
+    /// No resume may make this change: it is neither in [`RESUMABLE`] nor in [`RELOCATABLE`].
+    pub fn refused_on_resume(&self) -> bool {
+        !self.resumable() && !RELOCATABLE.iter().any(|(setting, _)| *setting == self.setting)
+    }
+}
+
+/// The one check of what a resume may change that needs nothing but the two configurations: the
+/// first change from the run's `saved` settings to `requested` that no resume may make. The engine
+/// refuses such a resume; the CLI asks flag by flag first, to name the flag.
+pub fn refused_resume_change(saved: &TrainConfig, requested: &TrainConfig) -> Option<SettingChange> {
+    saved.changes_to(requested).into_iter().find(SettingChange::refused_on_resume)
 }
 
 impl TrainConfig {
@@ -588,6 +611,23 @@ fn show(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a resume may change is decided by the two tables alone: a setting in neither is
+    /// refused, one in RELOCATABLE is left to the engine's check of the run's records.
+    #[test]
+    fn a_resume_refuses_exactly_the_settings_in_neither_table() {
+        assert!(RESUMABLE.iter().all(|(s, _)| !RELOCATABLE.iter().any(|(r, _)| r == s)), "the tables overlap");
+        let saved = TrainConfig::default();
+        let with = |f: fn(&mut TrainConfig)| {
+            let mut c = saved.clone();
+            f(&mut c);
+            refused_resume_change(&saved, &c).map(|c| c.setting)
+        };
+        assert_eq!(with(|c| c.model = ModelKind::Mbv3sTiny), Some("model".into()));
+        assert_eq!(with(|c| c.loss.tau = 2.0), Some("loss.tau".into()));
+        assert_eq!(with(|c| (c.epochs, c.optimizer.lr) = (3, 0.5)), None, "resumable");
+        assert_eq!(with(|c| (c.data, c.batch) = ("/elsewhere".into(), 2)), None, "the engine checks these");
+    }
 
     /// The limits table is what `validate` enforces (the app's form draws its fields from the
     /// same table): each bound is accepted, one step past it refused with the range.

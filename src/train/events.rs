@@ -1,5 +1,5 @@
 //! What the engine tells the world. Plain owned data (no tensors), so any thread can consume it:
-//! the CLI's progress bar, the app's Train tab, tests.
+//! the CLI's progress bar, the app's Train tab, tests; each consumer is an [`EventSink`].
 
 use std::path::PathBuf;
 
@@ -133,4 +133,18 @@ pub enum TrainEvent {
         message: String,
         run_dir: PathBuf,
     },
+}
+
+impl TrainEvent {
+    /// The last event of a run: it finished (completed or stopped) or failed.
+    pub fn ends_run(&self) -> bool {
+        matches!(self, TrainEvent::Finished(_) | TrainEvent::Failed { .. })
+    }
+}
+
+/// A consumer of the engine's events. The engine only emits them; each consumer folds or writes
+/// them on the thread that receives them: the CLI's printer (`cli::train`), the app's view of the
+/// run on screen (`ui::train::LiveRun`).
+pub trait EventSink {
+    fn on_event(&mut self, event: &TrainEvent);
 }

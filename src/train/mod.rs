@@ -1,6 +1,6 @@
 //! Training: configuration, the engine loop on its own thread, events, control, optimisers,
 //! schedules, checkpoints, the metrics log, and validation (`validate`: prediction at evaluation
-//! size with `predict`, scored by `metrics`) which the loop runs every epoch.
+//! size with `predict`, scored by the crate's `metrics`) which the loop runs every epoch.
 
 pub mod batches;
 pub mod best_weights;
@@ -11,7 +11,6 @@ pub mod control;
 pub mod engine;
 pub mod events;
 pub mod memory_budget;
-pub mod metrics;
 pub mod metrics_log;
 pub mod optim;
 pub mod predict;

@@ -76,12 +76,5 @@ pub fn allowed_change(
 
 /// The flag that sets a setting a resume may change beyond `RESUMABLE` (for messages).
 pub fn flag_of(setting: &str) -> Option<&'static str> {
-    Some(match setting {
-        "data" => "--data",
-        "teacher_weights" => "--teacher-weights",
-        "backbone_weights" => "--backbone-weights",
-        "init_weights" => "--init-weights",
-        "batch" => "--batch",
-        _ => return None,
-    })
+    super::config::RELOCATABLE.iter().find(|(s, _)| *s == setting).map(|(_, flag)| *flag)
 }

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
-use super::metrics::{ConfusionMatrix, ImageScore, score_image};
 use super::predict::{LabelledLoss, input_size, predict_with_loss};
 use crate::data::loader::{BatchSource, Loader, LoaderConfig};
 use crate::data::transforms::Resize;
 use crate::data::{DataError, Dataset, Sample};
+use crate::metrics::{ConfusionMatrix, ImageScore, score_image};
 use crate::model::Model;
 
 /// Decodes samples on loader threads, one per batch (images differ in size).

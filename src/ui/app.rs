@@ -247,7 +247,7 @@ impl eframe::App for SegdistillApp {
         self.data.update(&mut self.state, ctx);
         self.train.update(ctx);
         if let Some((model, weights)) = self.train.take_trained_teacher() {
-            self.state.train.teacher_model = model;
+            self.state.train.config.teacher = model;
             self.state.train.teacher_weights = weights.display().to_string();
         }
         if was_running && !self.train.is_running() {

@@ -123,7 +123,7 @@ impl DataPanel {
         if let Some(file) = self.teacher.poll() {
             state.train.teacher_weights = file.display().to_string();
             if let Some(kind) = recognise(&state.train.teacher_weights) {
-                state.train.teacher_model = kind;
+                state.train.config.teacher = kind;
             }
         }
         if let Some(file) = self.backbone.poll() {
@@ -147,7 +147,7 @@ impl DataPanel {
 
     /// Starts a download (the app applies [`Command::Download`] here).
     pub fn start_download(&mut self, ctx: &egui::Context, target: DownloadTarget, state: &AppState) {
-        let teacher = state.train.teacher_model;
+        let teacher = state.train.config.teacher;
         match target {
             DownloadTarget::Voc => self.start_voc_download(ctx, state),
             DownloadTarget::Weights(WeightsSlot::Teacher) => {
@@ -288,23 +288,23 @@ impl DataPanel {
 
     /// The weights fields (teacher for distillation, optional ImageNet backbone) with downloads.
     pub fn weights_ui(&mut self, ui: &mut Ui, state: &mut AppState, teacher_needed: bool, commands: &mut CommandQueue) {
-        let model_before = state.train.teacher_model;
+        let model_before = state.train.config.teacher;
         self.teacher_panel.ui(ui, state, teacher_needed, commands);
-        ui.label(format!("Teacher weights ({})", state.train.teacher_model));
+        ui.label(format!("Teacher weights ({})", state.train.config.teacher));
         let path_before = state.train.teacher_weights.clone();
-        let teacher_model = state.train.teacher_model;
+        let teacher_model = state.train.config.teacher;
         self.teacher.ui(ui, WeightsSlot::Teacher, &mut state.train.teacher_weights, teacher_model, commands);
-        if state.train.teacher_weights != path_before && state.train.teacher_model == model_before {
+        if state.train.teacher_weights != path_before && state.train.config.teacher == model_before {
             // A downloaded or picked file brings its architecture (recognised from its keys).
             if let Some(kind) = recognise(&state.train.teacher_weights) {
-                state.train.teacher_model = kind;
+                state.train.config.teacher = kind;
             }
         }
         if teacher_needed && !state.train.teacher_path().is_some_and(|p| p.is_file()) {
             note(ui, "distillation needs the teacher weights file");
         }
         ui.label("ImageNet backbone weights (optional)");
-        let teacher_model = state.train.teacher_model;
+        let teacher_model = state.train.config.teacher;
         self.backbone.ui(ui, WeightsSlot::Backbone, &mut state.train.backbone_weights, teacher_model, commands);
         egui::CollapsingHeader::new("Download settings").id_salt("download_settings").show(ui, |ui| {
             settings_ui(ui, &mut state.downloads);

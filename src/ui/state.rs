@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
-use crate::distill::{DistillMode, KdForm};
 use crate::model::ModelKind;
 use crate::train::TrainConfig;
-use crate::train::config::{OptimizerConfig, OptimizerKind, ScheduleKind};
-use crate::util::device::DeviceChoice;
 
 /// The tabs of the main window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -33,63 +30,18 @@ impl Tab {
     }
 }
 
-/// The Train tab's form.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The Train tab's form, as it persists: the run's settings as the configuration every run is
+/// made of, and the weights files as typed (a path may be half typed, and the teacher stays
+/// chosen while a mode without one is on). The configuration's `name` is the run name as typed
+/// (empty: an automatic one); its dataset, runs folder and weights are filled in when a run starts
+/// ([`Self::to_config`]). Settings saved by versions that stored the form field by field load as
+/// the defaults, keeping their weights files.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainForm {
-    pub name: String,
-    pub model: ModelKind,
-    pub mode: DistillMode,
-    pub alpha: f64,
-    pub beta: f64,
-    pub gamma: f64,
-    pub tau: f64,
-    pub kd_form: KdForm,
-    pub lr: f64,
-    pub epochs: usize,
-    pub batch: usize,
-    pub size: u32,
-    pub schedule: ScheduleKind,
-    pub optimizer: OptimizerKind,
-    pub seed: u64,
-    pub device: DeviceChoice,
-    pub class_weights: bool,
-    /// The teacher's architecture (a torchvision file's, or a finished run's model).
-    pub teacher_model: ModelKind,
+    pub config: TrainConfig,
     pub teacher_weights: String,
     pub backbone_weights: String,
-    /// Cache the teacher's outputs once per image instead of running it every step.
-    pub teacher_cache: bool,
-}
-
-impl Default for TrainForm {
-    /// Every value from [`TrainConfig::default`]: the CLI and the app start from the same run.
-    fn default() -> Self {
-        let c = TrainConfig::default();
-        Self {
-            name: String::new(),
-            model: c.model,
-            mode: c.distill,
-            alpha: c.loss.alpha,
-            beta: c.loss.beta,
-            gamma: c.loss.gamma,
-            tau: c.loss.tau,
-            kd_form: c.loss.kd_form,
-            lr: c.optimizer.lr,
-            epochs: c.epochs,
-            batch: c.batch,
-            size: c.size,
-            schedule: c.schedule.kind,
-            optimizer: c.optimizer.kind,
-            seed: c.seed,
-            device: c.device,
-            class_weights: c.class_weights,
-            teacher_model: c.teacher,
-            teacher_weights: String::new(),
-            backbone_weights: String::new(),
-            teacher_cache: c.teacher_cache,
-        }
-    }
 }
 
 fn path_or_none(s: &str) -> Option<PathBuf> {
@@ -98,20 +50,13 @@ fn path_or_none(s: &str) -> Option<PathBuf> {
 }
 
 impl TrainForm {
-    /// Switches the optimiser as [`OptimizerConfig::set_kind`] does for every run.
-    pub fn set_optimizer(&mut self, kind: OptimizerKind) {
-        let mut o = OptimizerConfig { kind: self.optimizer, lr: self.lr, ..Default::default() };
-        o.set_kind(kind);
-        (self.optimizer, self.lr) = (o.kind, o.lr);
-    }
-
     pub fn teacher_path(&self) -> Option<PathBuf> {
         path_or_none(&self.teacher_weights)
     }
 
     /// The teacher's architecture and weights, when a file is chosen.
     pub fn teacher(&self) -> Option<(ModelKind, PathBuf)> {
-        self.teacher_path().map(|p| (self.teacher_model, p))
+        self.teacher_path().map(|p| (self.config.teacher, p))
     }
 
     pub fn backbone_path(&self) -> Option<PathBuf> {
@@ -126,34 +71,15 @@ impl TrainForm {
         runs_dir: PathBuf,
         name: String,
     ) -> TrainConfig {
-        let mut c = TrainConfig {
+        TrainConfig {
             name,
             runs_dir,
             data,
             dataset,
-            model: self.model,
-            distill: self.mode,
-            teacher: self.teacher_model,
-            teacher_weights: self.mode.needs_teacher().then(|| self.teacher_path()).flatten(),
+            teacher_weights: self.config.needs_teacher().then(|| self.teacher_path()).flatten(),
             backbone_weights: self.backbone_path(),
-            epochs: self.epochs,
-            batch: self.batch,
-            size: self.size,
-            class_weights: self.class_weights,
-            seed: self.seed,
-            device: self.device,
-            teacher_cache: self.teacher_cache,
-            ..Default::default()
-        };
-        c.loss.alpha = self.alpha;
-        c.loss.beta = self.beta;
-        c.loss.gamma = self.gamma;
-        c.loss.tau = self.tau;
-        c.loss.kd_form = self.kd_form;
-        c.optimizer.kind = self.optimizer;
-        c.optimizer.lr = self.lr;
-        c.schedule.kind = self.schedule;
-        c
+            ..self.config.clone()
+        }
     }
 }
 
@@ -280,17 +206,28 @@ pub fn demo_data_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distill::DistillMode;
 
     #[test]
     fn state_survives_json_and_tolerates_unknown_or_missing_fields() {
         let mut s = AppState { data_dir: "/data/voc".into(), ..Default::default() };
-        s.train.mode = DistillMode::Feature;
+        s.train.config.distill = DistillMode::Feature;
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<AppState>(&json).unwrap(), s);
         // Settings from an older/newer version decode to defaults where they differ.
         let partial: AppState = serde_json::from_str(r#"{"data_dir": "/x", "future_field": 3}"#).unwrap();
         assert_eq!(partial.data_dir, "/x");
         assert_eq!(partial.train, TrainForm::default());
+        // The form as older versions stored it, field by field: the defaults, with its files.
+        let old: AppState = serde_json::from_str(
+            r#"{"train": {"name": "r", "model": "mbv3s-tiny", "mode": "Response", "lr": 0.5, "epochs": 3,
+                "teacher_weights": "/w/t.pth", "backbone_weights": ""}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.train, TrainForm { teacher_weights: "/w/t.pth".into(), ..Default::default() });
+        // A form that does not decode at all is the app's whole settings failing to decode:
+        // `SegdistillApp::new` starts from the defaults then.
+        assert!(serde_json::from_str::<AppState>(r#"{"train": {"config": {"epochs": "many"}}}"#).is_err());
     }
 
     #[test]
@@ -309,14 +246,14 @@ mod tests {
 
     #[test]
     fn form_maps_to_a_config() {
-        let mut f =
-            TrainForm { mode: DistillMode::Response, teacher_weights: " /w/t.pth ".into(), ..Default::default() };
-        f.beta = 0.7;
+        let mut f = TrainForm { teacher_weights: " /w/t.pth ".into(), ..Default::default() };
+        f.config.distill = DistillMode::Response;
+        f.config.loss.beta = 0.7;
         let c = f.to_config("/d".into(), None, "/runs".into(), "r1".into());
         assert_eq!(c.teacher_weights, Some(PathBuf::from("/w/t.pth")));
         assert_eq!(c.loss.beta, 0.7);
         assert_eq!(c.run_dir(), PathBuf::from("/runs/r1"));
-        f.mode = DistillMode::None;
+        f.config.distill = DistillMode::None;
         assert_eq!(f.to_config("/d".into(), None, "/runs".into(), "r".into()).teacher_weights, None);
     }
 }

@@ -14,7 +14,7 @@ use super::jobs::{Job, Poll};
 use super::state::AppState;
 use super::widgets::{error_text, note};
 use crate::data::transforms::Resize;
-use crate::eval::teacher_quality::{self, QualityKey, TORCHVISION_RESIZE, TeacherQuality};
+use crate::diagnostics::teacher_quality::{self, QualityKey, TORCHVISION_RESIZE, TeacherQuality};
 use crate::model::ModelKind;
 use crate::train::TrainConfig;
 use crate::train::run_folder::read_config;
@@ -118,7 +118,7 @@ impl TeacherPanel {
             }
         }
         let inputs = FormInputs {
-            model: state.train.teacher_model,
+            model: state.train.config.teacher,
             weights: state.train.teacher_weights.clone(),
             data: data.map(|(r, k)| (r.to_path_buf(), k)),
         };
@@ -149,10 +149,10 @@ impl TeacherPanel {
         ui.horizontal(|ui| {
             let label = ui.label("Teacher");
             egui::ComboBox::from_id_salt("teacher_model")
-                .selected_text(state.train.teacher_model.name())
+                .selected_text(state.train.config.teacher.name())
                 .show_ui(ui, |ui| {
                     for kind in ModelKind::ALL {
-                        ui.selectable_value(&mut state.train.teacher_model, kind, kind.name());
+                        ui.selectable_value(&mut state.train.config.teacher, kind, kind.name());
                     }
                 })
                 .response
@@ -166,7 +166,7 @@ impl TeacherPanel {
                 for run in runs {
                     let text = format!("{} ({}, {})", run.name, run.config.model, run.config.distill.name());
                     if ui.button(text).clicked() {
-                        state.train.teacher_model = run.config.model;
+                        state.train.config.teacher = run.config.model;
                         state.train.teacher_weights = run.weights.display().to_string();
                         ui.close();
                     }
@@ -259,7 +259,7 @@ impl TeacherPanel {
         self.error = None;
         let cancel = self.cancel.clone();
         let cache = teacher_quality::cache_dir(&state.runs_dir);
-        let device = state.train.device;
+        let device = state.train.config.device;
         self.job = Some(Job::spawn("evaluate teacher", ctx, move |progress| {
             let device = device.resolve().map_err(|e| format!("{e:#}"))?;
             let on_image = |done: usize, total: usize| {

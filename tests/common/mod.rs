@@ -1,10 +1,11 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 pub mod http_server;
-use std::process::{Command, Output};
 
 /// The committed fixtures, `tests/fixtures` (each with the command that makes it in its README).
 pub fn fixtures_dir() -> PathBuf {
@@ -27,9 +28,9 @@ pub fn torchvision_fixtures_dir() -> PathBuf {
 }
 
 /// The small torchvision parity set, loaded once.
-pub fn torchvision_fixtures() -> &'static segdistill::eval::selftest::Fixtures {
-    static F: std::sync::OnceLock<segdistill::eval::selftest::Fixtures> = std::sync::OnceLock::new();
-    F.get_or_init(|| segdistill::eval::selftest::Fixtures::load(&torchvision_fixtures_dir()).unwrap())
+pub fn torchvision_fixtures() -> &'static segdistill::diagnostics::selftest::Fixtures {
+    static F: std::sync::OnceLock<segdistill::diagnostics::selftest::Fixtures> = std::sync::OnceLock::new();
+    F.get_or_init(|| segdistill::diagnostics::selftest::Fixtures::load(&torchvision_fixtures_dir()).unwrap())
 }
 
 /// A weights file for a model of the small parity set (`file` as `weights.json` names it, e.g.
@@ -79,8 +80,135 @@ pub fn real_data(test: &str) -> Option<PathBuf> {
 }
 
 /// Runs the built `segdistill` binary with arguments.
-pub fn segdistill(args: &[&str]) -> Output {
+pub fn segdistill<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_segdistill")).args(args).output().expect("the segdistill binary runs")
+}
+
+/// A quick `segdistill train` command line: the tiny student on `data` into `out`, one epoch of
+/// batch 4 at 64 px with one loader worker. Each setter changes one of those; `args` adds flags.
+pub fn tiny_train(data: impl AsRef<Path>, out: impl AsRef<Path>) -> TrainCli {
+    TrainCli {
+        data: data.as_ref().into(),
+        out: out.as_ref().into(),
+        model: "mbv3s-tiny".into(),
+        epochs: 1,
+        batch: 4,
+        size: 64,
+        workers: Some(1),
+        extra: Vec::new(),
+    }
+}
+
+/// See [`tiny_train`].
+#[derive(Clone)]
+pub struct TrainCli {
+    data: PathBuf,
+    out: PathBuf,
+    model: String,
+    epochs: usize,
+    batch: usize,
+    size: usize,
+    workers: Option<usize>,
+    extra: Vec<OsString>,
+}
+
+impl TrainCli {
+    pub fn model(mut self, model: &str) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = size;
+        self
+    }
+
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// Leaves `--workers` out: the CLI's own default.
+    pub fn default_workers(mut self) -> Self {
+        self.workers = None;
+        self
+    }
+
+    /// More flags, after the ones above.
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.extra.extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// The whole argument list, `train` first.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["train".into(), "--data".into(), self.data.clone().into()];
+        for (flag, value) in [
+            ("--model", self.model.clone()),
+            ("--epochs", self.epochs.to_string()),
+            ("--batch", self.batch.to_string()),
+            ("--size", self.size.to_string()),
+        ] {
+            args.extend([flag.into(), value.into()]);
+        }
+        if let Some(workers) = self.workers {
+            args.extend(["--workers".into(), workers.to_string().into()]);
+        }
+        args.extend(["--out".into(), self.out.clone().into()]);
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// The command, not started (to spawn it, or run it in another directory).
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_segdistill"));
+        command.args(self.to_args());
+        command
+    }
+
+    /// Runs it to the end.
+    pub fn run(&self) -> Output {
+        self.command().output().expect("the segdistill binary runs")
+    }
+}
+
+/// A quick run's settings for the library's `train::run`: the tiny student without distillation
+/// on `data`, three epochs of batch 4 at 64 px with two loader workers, into `runs/name`. Change
+/// what a test needs with struct update syntax (`TrainConfig { epochs: 1, ..tiny_config(..) }`).
+pub fn tiny_config(data: &Path, runs: &Path, name: &str) -> segdistill::train::TrainConfig {
+    segdistill::train::TrainConfig {
+        name: name.into(),
+        runs_dir: runs.to_path_buf(),
+        data: data.to_path_buf(),
+        model: segdistill::model::ModelKind::Mbv3sTiny,
+        distill: segdistill::distill::DistillMode::None,
+        epochs: 3,
+        batch: 4,
+        size: 64,
+        workers: 2,
+        ..Default::default()
+    }
+}
+
+/// Trains `cfg` on this thread to the end: its result and every event it sent.
+pub fn run_to_end(
+    cfg: segdistill::train::TrainConfig,
+    resume: bool,
+) -> (anyhow::Result<segdistill::train::events::Summary>, Vec<segdistill::train::TrainEvent>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let result = segdistill::train::run(cfg, resume, &segdistill::train::Control::default(), &tx);
+    drop(tx);
+    (result, rx.iter().collect())
 }
 
 pub fn stdout(o: &Output) -> String {

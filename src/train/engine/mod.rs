@@ -14,8 +14,8 @@ use setup::Datasets;
 pub(super) use setup::open_split;
 pub(crate) use setup::trainable;
 
-use super::metrics::ImageScore;
 use super::tensorboard::EventWriter;
+use crate::metrics::ImageScore;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

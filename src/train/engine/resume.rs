@@ -93,7 +93,12 @@ pub(super) fn resume_point(
                 open_split(cfg, &cfg.val_split, cfg.val_limit, &quiet)?,
             ))
         };
-        let note = crate::train::relocate::allowed_change(c, &requested, &inputs, &open_splits).map_err(|why| {
+        let verdict = if c.refused_on_resume() {
+            Err(String::new())
+        } else {
+            crate::train::relocate::allowed_change(c, &requested, &inputs, &open_splits)
+        };
+        let note = verdict.map_err(|why| {
             anyhow::anyhow!(
                 "cannot resume {} with {} {}: the run was made with {} {}{why} (only {} can change on resume)",
                 run_dir.display(),

@@ -28,7 +28,7 @@ use super::state::AppState;
 use super::widgets::error_text;
 use crate::data::transforms::Resize;
 use crate::data::{ClassSet, Dataset, DatasetKind};
-use crate::eval::browse::{BrowseItem, BrowseJob, BrowseModel, BrowseMsg, BrowseRequest, start};
+use crate::diagnostics::browse::{BrowseItem, BrowseJob, BrowseModel, BrowseMsg, BrowseRequest, start};
 use crate::model::ModelKind;
 
 /// What the shown predictions were computed for: run, split, dataset folder and teacher.
@@ -124,7 +124,7 @@ impl BrowseTab {
         let teacher = state.train.teacher().filter(|(_, p)| p.is_file());
         let key = (run.clone(), state.browse.split.clone(), info.root.clone(), teacher.clone());
         if self.key.as_ref() != Some(&key) {
-            let teacher_cache = crate::eval::teacher_quality::cache_dir(&state.runs_dir).join("browse");
+            let teacher_cache = crate::diagnostics::teacher_quality::cache_dir(&state.runs_dir).join("browse");
             self.restart(ctx, key, info.kind, teacher, teacher_cache);
         }
         self.take_opened(ctx);

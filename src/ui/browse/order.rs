@@ -1,7 +1,7 @@
 //! Which images the Browse grid shows and in what order ([`SortKey`], the class and confusion
 //! filters), and the confusion matrix of a model over the images. No drawing.
 
-use crate::eval::browse::BrowseItem;
+use crate::diagnostics::browse::BrowseItem;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {
@@ -107,7 +107,7 @@ pub fn confusion_matrix(items: &[BrowseItem], source: Source, n: usize) -> Vec<u
 mod tests {
     use super::*;
     use crate::data::Mask;
-    use crate::eval::browse::{ModelView, PackedMask};
+    use crate::diagnostics::browse::{ModelView, PackedMask};
 
     fn view(miou: f64, confusions: Vec<(u8, u8, u32)>) -> ModelView {
         ModelView { mask: PackedMask::pack(&Mask::filled(2, 2, 0)), miou, confusions }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use egui::Ui;
 
 use super::{Column, RunEntry, RunsTab};
-use crate::eval::teacher_quality::TeacherQuality;
+use crate::diagnostics::teacher_quality::TeacherQuality;
 use crate::model::format_params;
 use crate::report::table::{Row, fill_deltas, format_macs, train_time};
 use crate::ui::commands::{Command, CommandQueue};

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use egui::Ui;
 
 use super::RunsTab;
+use crate::diagnostics::teacher_quality::TeacherQuality;
 use crate::distill::teacher_cache::manifest::CacheFolder;
-use crate::eval::teacher_quality::TeacherQuality;
 use crate::report::table::can_be_baseline;
 use crate::ui::commands::{Command, CommandQueue};
 use crate::ui::file_dialog::PickKind;

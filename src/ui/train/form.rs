@@ -24,11 +24,11 @@ impl TrainTab {
         section(ui, "Data");
         ui.add_enabled_ui(editable, |ui| data.ui(ui, state, commands));
         section(ui, "Weights");
-        let teacher_needed = state.train.mode.needs_teacher();
+        let teacher_needed = state.train.config.distill.needs_teacher();
         ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed, commands));
         train_teacher_ui(ui, state, data, editable, commands);
         ui.add_enabled_ui(editable, |ui| {
-            let f = &mut state.train;
+            let f = &mut state.train.config;
             section(ui, "Student");
             ui.horizontal(|ui| {
                 let label = ui.label("model");
@@ -49,40 +49,44 @@ impl TrainTab {
             section(ui, "Distillation");
             ui.horizontal(|ui| {
                 for m in [DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined] {
-                    ui.selectable_value(&mut f.mode, m, m.name());
+                    ui.selectable_value(&mut f.distill, m, m.name());
                 }
             });
             egui::Grid::new("loss_grid").num_columns(2).show(ui, |ui| {
                 let label = ui.label("α (CE)");
-                ui.add(egui::DragValue::new(&mut f.alpha).speed(0.01).range(LIMITS.loss_weight)).labelled_by(label.id);
+                ui.add(egui::DragValue::new(&mut f.loss.alpha).speed(0.01).range(LIMITS.loss_weight))
+                    .labelled_by(label.id);
                 ui.end_row();
-                let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("β (KD)"));
+                let label = ui.add_enabled(f.distill.uses_logits(), egui::Label::new("β (KD)"));
                 ui.add_enabled(
-                    f.mode.uses_logits(),
-                    egui::DragValue::new(&mut f.beta).speed(0.01).range(LIMITS.loss_weight),
+                    f.distill.uses_logits(),
+                    egui::DragValue::new(&mut f.loss.beta).speed(0.01).range(LIMITS.loss_weight),
                 )
                 .labelled_by(label.id);
                 ui.end_row();
-                let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("τ"));
-                ui.add_enabled(f.mode.uses_logits(), egui::DragValue::new(&mut f.tau).speed(0.05).range(LIMITS.tau))
-                    .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.add_enabled(f.mode.uses_features(), egui::Label::new("γ (features)"));
+                let label = ui.add_enabled(f.distill.uses_logits(), egui::Label::new("τ"));
                 ui.add_enabled(
-                    f.mode.uses_features(),
-                    egui::DragValue::new(&mut f.gamma).speed(0.01).range(LIMITS.loss_weight),
+                    f.distill.uses_logits(),
+                    egui::DragValue::new(&mut f.loss.tau).speed(0.05).range(LIMITS.tau),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+                let label = ui.add_enabled(f.distill.uses_features(), egui::Label::new("γ (features)"));
+                ui.add_enabled(
+                    f.distill.uses_features(),
+                    egui::DragValue::new(&mut f.loss.gamma).speed(0.01).range(LIMITS.loss_weight),
                 )
                 .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label("KD form");
                 egui::ComboBox::from_id_salt("kd_form")
-                    .selected_text(match f.kd_form {
+                    .selected_text(match f.loss.kd_form {
                         KdForm::SoftCrossEntropy => "soft CE (lab)",
                         KdForm::KlDivergence => "τ²·KL (Hinton)",
                     })
                     .show_ui(ui, |ui| {
-                        ui.selectable_value(&mut f.kd_form, KdForm::SoftCrossEntropy, "soft CE (lab)");
-                        ui.selectable_value(&mut f.kd_form, KdForm::KlDivergence, "τ²·KL (Hinton)");
+                        ui.selectable_value(&mut f.loss.kd_form, KdForm::SoftCrossEntropy, "soft CE (lab)");
+                        ui.selectable_value(&mut f.loss.kd_form, KdForm::KlDivergence, "τ²·KL (Hinton)");
                     })
                     .response
                     .labelled_by(label.id);
@@ -101,26 +105,26 @@ impl TrainTab {
                 ui.add(egui::DragValue::new(&mut f.size).range(LIMITS.size).speed(8)).labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label("learning rate");
-                ui.add(egui::DragValue::new(&mut f.lr).speed(1e-4).range(1e-6..=1.0).max_decimals(6))
+                ui.add(egui::DragValue::new(&mut f.optimizer.lr).speed(1e-4).range(1e-6..=1.0).max_decimals(6))
                     .labelled_by(label.id);
                 ui.end_row();
                 let label = ui.label("optimiser");
-                let mut optimizer = f.optimizer;
+                let mut optimizer = f.optimizer.kind;
                 egui::ComboBox::from_id_salt("optimizer")
-                    .selected_text(format!("{:?}", f.optimizer))
+                    .selected_text(format!("{:?}", f.optimizer.kind))
                     .show_ui(ui, |ui| {
                         ui.selectable_value(&mut optimizer, OptimizerKind::Adamw, "Adamw");
                         ui.selectable_value(&mut optimizer, OptimizerKind::Sgd, "Sgd");
                     })
                     .response
                     .labelled_by(label.id);
-                if optimizer != f.optimizer {
-                    f.set_optimizer(optimizer);
+                if optimizer != f.optimizer.kind {
+                    f.optimizer.set_kind(optimizer);
                 }
                 ui.end_row();
                 let label = ui.label("schedule");
                 egui::ComboBox::from_id_salt("schedule")
-                    .selected_text(format!("{:?}", f.schedule))
+                    .selected_text(format!("{:?}", f.schedule.kind))
                     .show_ui(ui, |ui| {
                         for s in [
                             ScheduleKind::Poly,
@@ -129,7 +133,7 @@ impl TrainTab {
                             ScheduleKind::Plateau,
                             ScheduleKind::Constant,
                         ] {
-                            ui.selectable_value(&mut f.schedule, s, format!("{s:?}"));
+                            ui.selectable_value(&mut f.schedule.kind, s, format!("{s:?}"));
                         }
                     })
                     .response
@@ -155,7 +159,7 @@ impl TrainTab {
                 ui.end_row();
             });
             ui.checkbox(&mut f.class_weights, "class-weighted cross-entropy");
-            if f.mode.needs_teacher() {
+            if f.distill.needs_teacher() {
                 ui.checkbox(&mut f.teacher_cache, "cache teacher outputs").on_hover_text(
                     "Run the teacher once per training image before the first step and reuse its outputs (cut to \
                      each augmented crop) every epoch: distillation then costs about what training without it costs.",
@@ -176,13 +180,13 @@ fn train_teacher_ui(ui: &mut Ui, state: &AppState, data: &DataPanel, editable: b
     let Some(info) = data.usable() else { return };
     let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
     let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
-    if !(info.is_demo || weak_teacher || no_teacher && state.train.mode.needs_teacher()) {
+    if !(info.is_demo || weak_teacher || no_teacher && state.train.config.distill.needs_teacher()) {
         return;
     }
     let recipe = crate::train::TrainConfig::default().teacher_recipe();
     let hover = format!(
         "trains {} ({} epochs, lr {}, crop {}) on this dataset's labels, then points the teacher field at it",
-        recipe.model, recipe.epochs, recipe.optimizer.lr, state.train.size
+        recipe.model, recipe.epochs, recipe.optimizer.lr, state.train.config.size
     );
     if ui.add_enabled(editable, egui::Button::new("Train a teacher for this dataset")).on_hover_text(hover).clicked() {
         commands.push(Command::TrainTeacher);

@@ -1,7 +1,7 @@
-//! The view-model of the run on screen: its status ([`RunStatus`]), what the engine reported
-//! ([`LiveRun`]: steps, evaluations, messages, the preparation before the first step), how each
-//! [`TrainEvent`] changes them ([`LiveRun::apply`]), and the same read back from a run folder.
-//! No drawing.
+//! The view-model of the run on screen ([`LiveRun`]): its status ([`RunStatus`]), what the engine
+//! reported (steps, evaluations, messages, the preparation before the first step), how each
+//! [`TrainEvent`] changes them (its [`EventSink`], [`LiveRun::apply`]), and the same read back
+//! from a run folder. No drawing.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,11 +9,12 @@ use std::time::Instant;
 use crate::data::ClassSet;
 use crate::train::TrainConfig;
 use crate::train::checkpoint::{self, CheckpointState};
-use crate::train::events::{EndReason, EvalMetrics, RunInfo, StepMetrics, Summary, TrainEvent};
+use crate::train::events::{EndReason, EvalMetrics, EventSink, RunInfo, StepMetrics, Summary, TrainEvent};
 
 /// Where the run on screen stands.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum RunStatus {
+    #[default]
     Idle,
     Starting,
     Running,
@@ -25,6 +26,7 @@ pub enum RunStatus {
 /// What is known about the run on screen: live from the engine, or read back from its folder.
 #[derive(Default)]
 pub struct LiveRun {
+    pub status: RunStatus,
     /// The run's folder (known before the engine starts it, and for a run read from disk).
     pub run_dir: Option<PathBuf>,
     pub info: Option<RunInfo>,
@@ -41,7 +43,7 @@ pub struct LiveRun {
 impl LiveRun {
     /// A run's curves and status as its folder holds them (metrics.csv and the last checkpoint):
     /// what the app shows again after a restart, and the history a resumed run continues.
-    pub fn from_folder(dir: &Path) -> Option<(LiveRun, RunStatus)> {
+    pub fn from_folder(dir: &Path) -> Option<LiveRun> {
         let config = crate::train::run_folder::read_config(dir)?;
         let saved = checkpoint::load_state(&checkpoint::last_path(dir)).ok();
         let steps = crate::report::runs::saved_steps(dir, saved.as_ref().map_or(0, |s| s.step));
@@ -64,52 +66,56 @@ impl LiveRun {
             Some(s) => RunStatus::Finished(saved_summary(dir, s, &config)),
             None => RunStatus::Idle,
         };
-        let live = LiveRun { run_dir: Some(dir.to_path_buf()), steps, evals, class_names, ..Default::default() };
-        Some((live, status))
+        Some(LiveRun { status, run_dir: Some(dir.to_path_buf()), steps, evals, class_names, ..Default::default() })
     }
 
-    /// Folds one engine event into the view-model and the `status`; true when the event ended
-    /// the run (finished or failed). `now`: when it arrived (a preparation's ETA counts from the
-    /// first of its events).
-    pub fn apply(&mut self, status: &mut RunStatus, event: TrainEvent, now: Instant) -> bool {
+    /// Folds one engine event into the view-model and its status; true when the event ended the
+    /// run (finished or failed). `now`: when it arrived (a preparation's ETA counts from the first
+    /// of its events).
+    pub fn apply(&mut self, event: &TrainEvent, now: Instant) -> bool {
         match event {
             TrainEvent::Started(info) => {
                 self.class_names = info.class_names.clone();
                 self.run_dir = Some(info.run_dir.clone());
-                self.info = Some(info);
-                *status = RunStatus::Running;
+                self.info = Some(info.clone());
+                self.status = RunStatus::Running;
             }
-            TrainEvent::Message(m) => self.messages.push(m),
+            TrainEvent::Message(m) => self.messages.push(m.clone()),
             TrainEvent::Preparing { what, done, total } => {
                 let started = self.preparing.as_ref().map_or(now, |p| p.started);
-                let done_at_start = self.preparing.as_ref().map_or(done, |p| p.done_at_start);
-                self.preparing = Some(Preparing { what, done, total, started, done_at_start });
+                let done_at_start = self.preparing.as_ref().map_or(*done, |p| p.done_at_start);
+                self.preparing =
+                    Some(Preparing { what: what.clone(), done: *done, total: *total, started, done_at_start });
             }
             TrainEvent::Step(s) => {
                 // A resumed run replays nothing: drop saved rows this session trains again.
                 self.steps.retain(|old| old.step < s.step);
                 self.preparing = None;
-                self.steps.push(s);
+                self.steps.push(s.clone());
             }
             TrainEvent::Evaluated(e) => {
                 self.evals.retain(|old| old.epoch < e.epoch);
-                self.evals.push(e);
+                self.evals.push(e.clone());
             }
             TrainEvent::CheckpointSaved { .. } => {}
-            TrainEvent::Paused => *status = RunStatus::Paused,
-            TrainEvent::Resumed => *status = RunStatus::Running,
+            TrainEvent::Paused => self.status = RunStatus::Paused,
+            TrainEvent::Resumed => self.status = RunStatus::Running,
             TrainEvent::Finished(s) => {
                 self.preparing = None;
-                *status = RunStatus::Finished(s);
-                return true;
+                self.status = RunStatus::Finished(s.clone());
             }
             TrainEvent::Failed { message, .. } => {
                 self.preparing = None;
-                *status = RunStatus::Failed(message);
-                return true;
+                self.status = RunStatus::Failed(message.clone());
             }
         }
-        false
+        event.ends_run()
+    }
+}
+
+impl EventSink for LiveRun {
+    fn on_event(&mut self, event: &TrainEvent) {
+        self.apply(event, Instant::now());
     }
 }
 
@@ -203,11 +209,13 @@ mod tests {
         }
     }
 
-    /// Folds `events` into a fresh view-model; also returns which of them ended the run.
+    /// Folds `events` into a fresh view-model of a run starting; also returns which of them
+    /// ended the run.
     fn fold(events: Vec<TrainEvent>) -> (LiveRun, RunStatus, Vec<bool>) {
-        let (mut live, mut status) = (LiveRun::default(), RunStatus::Starting);
+        let mut live = LiveRun { status: RunStatus::Starting, ..Default::default() };
         let now = Instant::now();
-        let ended = events.into_iter().map(|e| live.apply(&mut status, e, now)).collect();
+        let ended = events.iter().map(|e| live.apply(e, now)).collect();
+        let status = live.status.clone();
         (live, status, ended)
     }
 
@@ -237,40 +245,39 @@ mod tests {
 
     #[test]
     fn pause_and_resume_set_the_status() {
-        let (mut live, mut status) = (LiveRun::default(), RunStatus::Running);
-        assert!(!live.apply(&mut status, TrainEvent::Paused, Instant::now()));
-        assert_eq!(status, RunStatus::Paused);
-        assert!(!live.apply(&mut status, TrainEvent::Resumed, Instant::now()));
-        assert_eq!(status, RunStatus::Running);
+        let mut live = LiveRun { status: RunStatus::Running, ..Default::default() };
+        assert!(!live.apply(&TrainEvent::Paused, Instant::now()));
+        assert_eq!(live.status, RunStatus::Paused);
+        live.on_event(&TrainEvent::Resumed);
+        assert_eq!(live.status, RunStatus::Running, "the sink folds as apply does");
     }
 
     #[test]
     fn a_resumed_run_replaces_the_rows_it_trains_again() {
         // Read from the folder: steps 1..=5 and evaluations of epochs 0 and 1 (saved after the
         // checkpoint the run resumes from, at step 3 / epoch 0).
-        let mut live = LiveRun::default();
-        let mut status = RunStatus::Starting;
+        let mut live = LiveRun { status: RunStatus::Starting, ..Default::default() };
         for e in (1..=5).map(step).chain([evaluated(0, 0.3), evaluated(1, 0.35)]) {
-            live.apply(&mut status, e, Instant::now());
+            live.on_event(&e);
         }
         for e in [started("runs/a"), step(4), evaluated(1, 0.4)] {
-            live.apply(&mut status, e, Instant::now());
+            live.on_event(&e);
         }
         assert_eq!(live.steps.iter().map(|s| s.step).collect::<Vec<_>>(), [1, 2, 3, 4]);
         assert_eq!(live.evals.iter().map(|e| (e.epoch, e.miou)).collect::<Vec<_>>(), [(0, 0.3), (1, 0.4)]);
-        assert_eq!(status, RunStatus::Running);
+        assert_eq!(live.status, RunStatus::Running);
     }
 
     #[test]
     fn preparation_keeps_its_start_and_ends_at_the_first_step() {
         let t0 = Instant::now();
-        let (mut live, mut status) = (LiveRun::default(), RunStatus::Running);
+        let mut live = LiveRun { status: RunStatus::Running, ..Default::default() };
         let preparing = |done| TrainEvent::Preparing { what: "teacher cache".into(), done, total: 10 };
-        live.apply(&mut status, preparing(3), t0);
-        live.apply(&mut status, preparing(5), t0 + Duration::from_secs(2));
+        live.apply(&preparing(3), t0);
+        live.apply(&preparing(5), t0 + Duration::from_secs(2));
         let p = live.preparing.clone().expect("preparing");
         assert_eq!((p.done, p.total, p.done_at_start, p.started), (5, 10, 3, t0), "ETA from the first event");
-        live.apply(&mut status, step(1), t0 + Duration::from_secs(3));
+        live.apply(&step(1), t0 + Duration::from_secs(3));
         assert!(live.preparing.is_none());
     }
 

@@ -15,7 +15,7 @@ pub use live::{LiveRun, Preparing, RunStatus};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::commands::Question;
 use super::data_panel::DataPanel;
@@ -23,7 +23,7 @@ use super::jobs::{Job, Poll};
 use super::state::{AppState, TrainForm};
 use crate::model::{ModelKind, build_trainable};
 use crate::train::checkpoint;
-use crate::train::events::EndReason;
+use crate::train::events::{EndReason, EventSink as _};
 use crate::train::{TrainConfig, TrainHandle, start};
 
 /// What pressing Start leads to.
@@ -44,7 +44,7 @@ struct StartError {
 
 pub struct TrainTab {
     handle: Option<TrainHandle>,
-    pub status: RunStatus,
+    /// The run on screen and its status.
     pub live: LiveRun,
     params: HashMap<ModelKind, usize>,
     params_job: Option<Job<Vec<(ModelKind, usize)>>>,
@@ -62,7 +62,6 @@ impl Default for TrainTab {
     fn default() -> Self {
         Self {
             handle: None,
-            status: RunStatus::Idle,
             live: LiveRun::default(),
             params: HashMap::new(),
             params_job: None,
@@ -81,12 +80,12 @@ impl TrainTab {
     }
 
     pub fn is_running(&self) -> bool {
-        matches!(self.status, RunStatus::Starting | RunStatus::Running | RunStatus::Paused)
+        matches!(self.live.status, RunStatus::Starting | RunStatus::Running | RunStatus::Paused)
     }
 
     /// Running and not paused: the spinner turns only then.
     pub fn is_training_now(&self) -> bool {
-        matches!(self.status, RunStatus::Starting | RunStatus::Running)
+        matches!(self.live.status, RunStatus::Starting | RunStatus::Running)
     }
 
     /// "training mbv3s-tiny-none · epoch 3/30" for the top bar, while a run is on screen.
@@ -98,7 +97,7 @@ impl TrainTab {
             .last()
             .filter(|s| s.steps_per_epoch > 0)
             .map(|s| format!(" · epoch {}/{}", s.epoch + 1, s.total_steps / s.steps_per_epoch.max(1)));
-        Some(match &self.status {
+        Some(match &self.live.status {
             RunStatus::Idle => return None,
             RunStatus::Starting => format!("starting {name}"),
             RunStatus::Running if self.live.steps.is_empty() && self.live.preparing.is_some() => {
@@ -121,16 +120,15 @@ impl TrainTab {
     /// Reads whether the run on screen can be resumed from its folder: when its status changes,
     /// not every frame (it reads the run's config and checkpoint).
     fn refresh_resumable(&mut self) {
-        let completed = matches!(&self.status, RunStatus::Finished(s) if s.reason == EndReason::Completed);
+        let completed = matches!(&self.live.status, RunStatus::Finished(s) if s.reason == EndReason::Completed);
         self.resumable =
             self.live.run_dir.clone().filter(|dir| !self.is_running() && !completed && describe_run(dir).1);
     }
 
     /// Shows a run's curves and status as its folder holds them.
     pub fn show_saved_run(&mut self, dir: &Path) {
-        if let Some((live, status)) = LiveRun::from_folder(dir) {
+        if let Some(live) = LiveRun::from_folder(dir) {
             self.live = live;
-            self.status = status;
         }
         self.refresh_resumable();
     }
@@ -155,11 +153,12 @@ impl TrainTab {
         let Some(handle) = &self.handle else { return };
         let mut ended = false;
         for event in handle.events.try_iter() {
-            if self.live.apply(&mut self.status, event, Instant::now()) {
+            self.live.on_event(&event);
+            if event.ends_run() {
                 ended = true;
                 // A teacher run fills the teacher field when it completes, not when it stops or fails.
                 if let Some(model) = self.training_teacher.take()
-                    && let RunStatus::Finished(s) = &self.status
+                    && let RunStatus::Finished(s) = &self.live.status
                     && s.reason == EndReason::Completed
                 {
                     self.trained_teacher = Some((model, checkpoint::student_path(&s.run_dir)));
@@ -224,12 +223,17 @@ impl TrainTab {
             return self.refuse("choose a dataset with train and val images first".into(), state, data);
         }
         let form = &state.train;
-        if form.mode.needs_teacher() && !form.teacher_path().is_some_and(|p| p.is_file()) {
-            let message = format!("distillation mode `{}` needs the teacher weights file", form.mode.name());
+        if form.config.distill.needs_teacher() && !form.teacher_path().is_some_and(|p| p.is_file()) {
+            let message = format!("distillation mode `{}` needs the teacher weights file", form.config.distill.name());
             return self.refuse(message, state, data);
         }
-        let typed = !form.name.trim().is_empty();
-        let base = if typed { form.name.trim().to_string() } else { format!("{}-{}", form.model, form.mode.name()) };
+        let name = &form.config.name;
+        let typed = !name.trim().is_empty();
+        let base = if typed {
+            name.trim().to_string()
+        } else {
+            format!("{}-{}", form.config.model, form.config.distill.name())
+        };
         let existing = state.runs_dir.join(&base);
         if !existing.exists() {
             return self.config_named(state, data, base).map_or(StartPlan::Refused, |c| StartPlan::Start(Box::new(c)));
@@ -285,7 +289,7 @@ impl TrainTab {
             self.live = LiveRun::default();
         }
         self.live.run_dir = Some(run_dir);
-        self.status = RunStatus::Starting;
+        self.live.status = RunStatus::Starting;
         self.resumable = None;
         self.training_teacher = teacher;
         self.handle = Some(start(config, resume));

@@ -26,7 +26,7 @@ impl TrainTab {
             if ui.add_enabled(!running, egui::Button::new("Start")).clicked() {
                 commands.push(Command::StartRun);
             }
-            let paused = self.status == RunStatus::Paused;
+            let paused = self.live.status == RunStatus::Paused;
             if ui.add_enabled(running && !paused, egui::Button::new("Pause")).clicked() {
                 commands.push(Command::PauseRun);
             }
@@ -51,7 +51,7 @@ impl TrainTab {
                 commands.push(Command::StopRun);
             }
             ui.separator();
-            ui.label(match &self.status {
+            ui.label(match &self.live.status {
                 RunStatus::Idle => "idle".to_string(),
                 RunStatus::Starting => "starting…".into(),
                 RunStatus::Running => "training".into(),
@@ -76,7 +76,7 @@ impl TrainTab {
                 error_text(ui, e.message.clone());
             }
         }
-        if let RunStatus::Failed(m) = &self.status {
+        if let RunStatus::Failed(m) = &self.live.status {
             error_text(ui, m.clone());
         }
         match &self.live.info {
@@ -122,7 +122,7 @@ impl TrainTab {
             && self.live.steps.iter().all(|s| s.total_steps == 0)
         {
             let fresh = p.done.saturating_sub(p.done_at_start);
-            let paused = self.status == RunStatus::Paused;
+            let paused = self.live.status == RunStatus::Paused;
             let eta = (fresh > 0 && !paused)
                 .then(|| p.started.elapsed().as_secs_f64() / fresh as f64 * (p.total - p.done) as f64);
             let text = format!(
@@ -141,16 +141,16 @@ impl TrainTab {
         }
         let Some(last) = self.live.steps.last().filter(|s| s.total_steps > 0) else {
             ui.horizontal(|ui| {
-                if self.status == RunStatus::Starting {
+                if self.live.status == RunStatus::Starting {
                     ui.spinner();
                 }
-                ui.label(if self.status == RunStatus::Paused { "paused" } else { "loading data and models…" });
+                ui.label(if self.live.status == RunStatus::Paused { "paused" } else { "loading data and models…" });
             });
             return;
         };
         let epochs = last.total_steps / last.steps_per_epoch.max(1);
         // Paused: the ETA is frozen at its last value and says so.
-        let eta = match self.status {
+        let eta = match self.live.status {
             RunStatus::Paused => "paused".to_string(),
             _ => format!("ETA {}", duration(last.eta_secs)),
         };
