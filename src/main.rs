@@ -8,5 +8,12 @@ fn main() -> std::process::ExitCode {
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n) };
     }
     segdistill::util::alloc::keep_freed_memory();
+    // `segdistill check-data … | head`: a closed pipe ends the process quietly, as it does any
+    // command-line tool, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     segdistill::cli::main()
 }

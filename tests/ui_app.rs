@@ -606,3 +606,29 @@ fn the_runs_tab_lists_teacher_caches_and_removes_the_orphaned_ones() {
     assert!(current.is_dir(), "the current cache is kept");
     wait_until(&mut h, "the listing after it", 30, |a| a.runs.caches.len() == 1);
 }
+
+#[test]
+fn distilling_on_images_without_masks_from_the_train_form() {
+    let demo = tempfile::tempdir().unwrap();
+    let cfg =
+        segdistill::data::demo::DemoConfig { train: 8, val: 2, unlabeled: 6, size: 64, seed: 7, ..Default::default() };
+    segdistill::data::demo::generate(demo.path(), &cfg, &|| {}).unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let teacher = trained_run_named(demo.path(), runs.path(), "teacher", 1);
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    state.train.config.distill = DistillMode::Response;
+    state.train.config.teacher = ModelKind::Mbv3sTiny;
+    state.train.teacher_weights = teacher.join("student.safetensors").display().to_string();
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    h.get_by_label("also distil on images without masks").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.train.config.unlabeled.as_deref(), Some("unlabeled"));
+    h.get_by_label("Start").click();
+    wait_until(&mut h, "the run to start", 60, |a| a.train.live.info.is_some());
+    let info = h.state().train.live.info.clone().unwrap();
+    assert_eq!((info.train_images, info.unlabeled_images), (8, 6));
+    h.get_by_label("Stop").click();
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.live.status, RunStatus::Finished(_)));
+}

@@ -78,6 +78,8 @@ impl TrainForm {
             dataset,
             teacher_weights: self.config.needs_teacher().then(|| self.teacher_path()).flatten(),
             backbone_weights: self.backbone_path(),
+            // Images without masks teach through the teacher only.
+            unlabeled: self.config.needs_teacher().then(|| self.config.unlabeled.clone()).flatten(),
             ..self.config.clone()
         }
     }

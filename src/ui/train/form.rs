@@ -93,6 +93,8 @@ impl TrainTab {
                 ui.end_row();
             });
 
+            unlabeled_ui(ui, f);
+
             section(ui, "Optimisation");
             egui::Grid::new("optim_grid").num_columns(2).show(ui, |ui| {
                 let label = ui.label("epochs");
@@ -191,4 +193,32 @@ fn train_teacher_ui(ui: &mut Ui, state: &AppState, data: &DataPanel, editable: b
     if ui.add_enabled(editable, egui::Button::new("Train a teacher for this dataset")).on_hover_text(hover).clicked() {
         commands.push(Command::TrainTeacher);
     }
+}
+
+/// Distillation on images without masks: a split of the dataset (`unlabeled`: its images that
+/// have no mask) or a folder of images, and how many of them join each batch.
+fn unlabeled_ui(ui: &mut Ui, f: &mut crate::train::TrainConfig) {
+    ui.add_enabled_ui(f.needs_teacher(), |ui| {
+        let mut on = f.unlabeled.is_some();
+        ui.horizontal(|ui| {
+            let hover = "Images without masks join each batch; the teacher labels them and only the distillation \
+                         terms learn from them (cross-entropy skips them). `unlabeled` is the dataset's images that \
+                         have no mask (the demo data has 450); or give a folder of images.";
+            if ui.checkbox(&mut on, "also distil on images without masks").on_hover_text(hover).changed() {
+                f.unlabeled = on.then(|| crate::data::unlabeled::SPLIT.to_string());
+            }
+        });
+        if let Some(spec) = &mut f.unlabeled {
+            ui.horizontal(|ui| {
+                let label = ui.label("images");
+                ui.add(egui::TextEdit::singleline(spec).hint_text("split or folder").desired_width(140.0))
+                    .labelled_by(label.id);
+                let label = ui.label("per labelled image");
+                ui.add(egui::DragValue::new(&mut f.unlabeled_ratio).speed(0.05).range(LIMITS.unlabeled_ratio))
+                    .labelled_by(label.id);
+            });
+        }
+    })
+    .response
+    .on_disabled_hover_text("images without masks teach through the teacher: choose a distillation first");
 }
