@@ -301,7 +301,7 @@ impl Listing {
 
 /// Files of `dir` with one of `exts` (case-insensitive), by stem; for a stem with several, the
 /// first extension of `exts` wins. Hidden files are skipped.
-fn files_by_stem(dir: &Path, exts: &[&str]) -> Result<BTreeMap<String, PathBuf>> {
+pub(crate) fn files_by_stem(dir: &Path, exts: &[&str]) -> Result<BTreeMap<String, PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let mut out: BTreeMap<String, (usize, PathBuf)> = BTreeMap::new();
     for entry in rd.flatten() {

@@ -1,6 +1,8 @@
 //! Datasets on disk, decoding, augmentation and batching. Host-side only: nothing here touches a
 //! compute device, so loaders run on plain worker threads.
 
+pub mod ade20k;
+pub mod camvid;
 pub mod check;
 pub mod cityscapes;
 pub mod classes;
