@@ -8,6 +8,7 @@ pub mod cityscapes;
 pub mod classes;
 pub mod dataset;
 pub mod demo;
+pub mod demo_layouts;
 pub mod download;
 pub mod error;
 pub mod folder;
