@@ -208,3 +208,126 @@ fn ade20k_files_use_the_archives_names_and_values() {
     let again = segdistill(&["demo-data", "--layout", "ade20k", "--out", s(tmp.path()), "--size", "32"]);
     assert!(!again.status.success() && stderr(&again).contains("--force"), "{}", stderr(&again));
 }
+
+/// `train --val-fraction` draws and writes down the split of a folder without lists; a folder
+/// with lists keeps them and says so; a layout with its own splits refuses the flag.
+#[test]
+fn train_val_fraction_splits_a_folder_without_lists_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("mine");
+    ok(&segdistill(&[
+        "demo-data",
+        "--layout",
+        "folder",
+        "--out",
+        s(&data),
+        "--train",
+        "4",
+        "--val",
+        "2",
+        "--size",
+        "32",
+    ]));
+    std::fs::remove_file(data.join("train.txt")).unwrap();
+    std::fs::remove_file(data.join("val.txt")).unwrap();
+    let train = |run: &str, fraction: &str| {
+        segdistill(&[
+            "train",
+            "--data",
+            s(&data),
+            "--model",
+            "mbv3s-tiny",
+            "--epochs",
+            "1",
+            "--batch",
+            "2",
+            "--size",
+            "32",
+            "--workers",
+            "1",
+            "--val-fraction",
+            fraction,
+            "--out",
+            s(&tmp.path().join(run)),
+        ])
+    };
+    let text = ok(&train("a", "0.5"));
+    assert!(text.contains("with 0.5 to val"), "{text}");
+    let lines = |f: &str| std::fs::read_to_string(data.join(f)).unwrap().lines().count();
+    assert_eq!((lines("train.txt"), lines("val.txt")), (3, 3));
+    let text = ok(&train("b", "0.2"));
+    assert!(text.contains("--val-fraction is not used"), "{text}");
+    assert_eq!(lines("val.txt"), 3, "the written split stays");
+
+    let voc = tmp.path().join("voc");
+    ok(&segdistill(&["demo-data", "--out", s(&voc), "--train", "2", "--val", "1", "--size", "32"]));
+    let out = segdistill(&["train", "--data", s(&voc), "--val-fraction", "0.3", "--out", s(&tmp.path().join("c"))]);
+    assert!(!out.status.success() && stderr(&out).contains("its own splits"), "{}", stderr(&out));
+}
+
+/// Weights trained for VOC's 21 classes start a CamVid (11-class) run: everything but the final
+/// classifier layers is loaded, those start afresh, and the log says so once.
+#[test]
+fn init_weights_with_another_class_count_get_a_new_classifier() {
+    use segdistill::model::{build_trainable, load_student_weights};
+    let tmp = tempfile::tempdir().unwrap();
+    let voc_weights = tmp.path().join("voc21.safetensors");
+    let dev = Device::Cpu;
+    build_trainable(ModelKind::Mbv3sTiny, 21, 5, &dev).unwrap().varmap.save(&voc_weights).unwrap();
+
+    let fresh = build_trainable(ModelKind::Mbv3sTiny, 11, 0, &dev).unwrap();
+    let target = build_trainable(ModelKind::Mbv3sTiny, 11, 0, &dev).unwrap();
+    let loaded = load_student_weights(&target.varmap, &voc_weights).unwrap();
+    let c = loaded.new_classifier.expect("a new classifier");
+    assert_eq!((c.file_classes, c.model_classes), (21, 11));
+    assert!(!c.keys.is_empty() && c.keys.iter().all(|k| k.contains("classifier")), "{:?}", c.keys);
+    let file = candle_core::safetensors::load(&voc_weights, &dev).unwrap();
+    let vars = |v: &candle_nn::VarMap| segdistill::model::weights::varmap_tensors(v);
+    let (now, before) = (vars(&target.varmap), vars(&fresh.varmap));
+    let same = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+        a.flatten_all().unwrap().to_vec1::<f32>().unwrap() == b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    for (key, t) in &now {
+        if c.keys.contains(key) {
+            assert!(same(t, &before[key]), "{key} keeps its fresh initialisation");
+        } else {
+            assert!(same(t, &file[key]), "{key} comes from the file");
+        }
+    }
+    assert_eq!(loaded.loaded + c.keys.len(), now.len());
+
+    let data = tmp.path().join("data");
+    ok(&segdistill(&[
+        "demo-data",
+        "--layout",
+        "camvid",
+        "--out",
+        s(&data),
+        "--train",
+        "2",
+        "--val",
+        "1",
+        "--size",
+        "32",
+    ]));
+    let text = ok(&segdistill(&[
+        "train",
+        "--data",
+        s(&data),
+        "--model",
+        "mbv3s-tiny",
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--size",
+        "32",
+        "--workers",
+        "1",
+        "--init-weights",
+        s(&voc_weights),
+        "--out",
+        s(&tmp.path().join("run")),
+    ]));
+    assert_eq!(text.matches("predicts 21 classes and this dataset has 11").count(), 1, "{text}");
+}
