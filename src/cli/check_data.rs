@@ -8,7 +8,8 @@ use crate::data::{DataError, Dataset, DatasetKind};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckDataArgs {
-    /// Dataset folder: a VOCdevkit or VOC2012 folder (or a parent), a Cityscapes root, or a plain
+    /// Dataset folder: a VOCdevkit or VOC2012 folder (or a parent), a Cityscapes root, ADE20K's
+    /// ADEChallengeData2016 (or its parent), SegNet's CamVid folder (or its parent), or a plain
     /// folder with images/, masks/ and classes.txt.
     #[arg(long)]
     pub data: PathBuf,
@@ -91,10 +92,13 @@ fn print_report(ds: &Dataset, r: &CheckReport) {
         println!("\nNOT FULLY USABLE: {} of {} samples usable ({summary})", r.usable, r.listed);
         let missing = r.problems.iter().filter(|p| matches!(p.error, DataError::MissingFile { .. })).count();
         if missing * 2 > r.listed && ds.kind != DatasetKind::Folder {
-            println!(
-                "most files are missing: the dataset looks incomplete (for VOC 2012, extract \
-                 VOCtrainval_11-May-2012.tar here), or point --data at the full copy"
-            );
+            let how = match ds.kind {
+                DatasetKind::Ade20k => "for ADE20K, extract ADEChallengeData2016.zip whole",
+                DatasetKind::Camvid => "for CamVid, each image of train/ needs its mask in trainannot/",
+                DatasetKind::Cityscapes => "for Cityscapes, extract gtFine_trainvaltest.zip beside leftImg8bit/",
+                _ => "for VOC 2012, extract VOCtrainval_11-May-2012.tar here",
+            };
+            println!("most files are missing: the dataset looks incomplete ({how}), or point --data at the full copy");
         } else {
             println!("fix or re-extract the files listed above, or train on the usable samples only");
         }

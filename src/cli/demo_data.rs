@@ -1,25 +1,17 @@
-//! `segdistill demo-data`: writes the procedurally drawn demo dataset in VOC format, or as a
-//! plain image/mask folder.
+//! `segdistill demo-data`: writes the procedurally drawn demo dataset in one of the on-disk
+//! layouts segdistill reads (VOC, a plain folder, ADE20K, CamVid, Cityscapes).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::data::demo::{DemoConfig, Difficulty, generate, generate_folder};
-
-/// The on-disk layout `demo-data` writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum DemoLayout {
-    /// PASCAL VOC: OUT/VOCdevkit/VOC2012.
-    #[default]
-    Voc,
-    /// A plain folder: OUT/images, OUT/masks, OUT/classes.txt, OUT/train.txt, OUT/val.txt.
-    Folder,
-}
+use crate::data::demo::{DemoConfig, Difficulty};
+use crate::data::demo_layouts::DemoLayout;
+use crate::data::demo_layouts::{generate, target};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoDataArgs {
-    /// Output folder; the dataset goes to OUT/VOCdevkit/VOC2012 (voc layout) or into OUT itself
-    /// (folder layout).
+    /// Output folder; the dataset goes to OUT/VOCdevkit/VOC2012 (voc), into OUT itself (folder),
+    /// or to OUT/ADEChallengeData2016 (ade20k), OUT/CamVid (camvid), OUT/cityscapes (cityscapes).
     #[arg(long)]
     pub out: PathBuf,
     /// On-disk layout of the dataset.
@@ -31,7 +23,8 @@ pub struct DemoDataArgs {
     /// Validation images.
     #[arg(long, default_value_t = DemoConfig::first_run().val)]
     pub val: usize,
-    /// Training images without masks (the `unlabeled` split), for distillation on unlabelled images.
+    /// Training images without masks (the `unlabeled` split; voc and folder layouts), for
+    /// distillation on unlabelled images.
     #[arg(long, default_value_t = DemoConfig::first_run().unlabeled)]
     pub unlabeled: usize,
     /// Image width in pixels (heights vary from 70 % to 100 % of it).
@@ -62,39 +55,39 @@ impl DemoDataArgs {
     }
 }
 
+/// What of a layout's files in `out` means a dataset is already there.
+fn existing(layout: DemoLayout, out: &std::path::Path) -> Option<PathBuf> {
+    use crate::data::folder::{IMAGES_DIR, MASKS_DIR};
+    let root = target(layout, out);
+    let candidates = match layout {
+        DemoLayout::Voc => vec![root.join("JPEGImages"), root.join("ImageSets")],
+        DemoLayout::Folder => vec![out.join(IMAGES_DIR), out.join(MASKS_DIR)],
+        DemoLayout::Ade20k | DemoLayout::Camvid | DemoLayout::Cityscapes => vec![root],
+    };
+    candidates.into_iter().find(|p| p.exists())
+}
+
 pub fn run(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
-    if args.layout == DemoLayout::Folder {
-        return run_folder(args);
-    }
-    let root = crate::data::demo::voc_root(&args.out);
-    if !args.force && (root.join("JPEGImages").is_dir() || root.join("ImageSets").is_dir()) {
+    if !args.force
+        && let Some(found) = existing(args.layout, &args.out)
+    {
         anyhow::bail!(
             "{} already holds a dataset ({}); pass --force to replace it, or choose another --out",
             args.out.display(),
-            root.display()
+            found.display()
         );
     }
     let config = args.config();
     let pb = super::progress::bar(config.images() as u64, "drawing");
-    let root = generate(&args.out, &config, &|| pb.inc(1))?;
+    let root = generate(args.layout, &args.out, &config, &|| pb.inc(1))?;
     pb.finish_and_clear();
-    println!("wrote {} to {}", config.in_words(), root.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_folder(args: DemoDataArgs) -> anyhow::Result<ExitCode> {
-    use crate::data::folder::{IMAGES_DIR, MASKS_DIR};
-    let out = &args.out;
-    if !args.force && (out.join(IMAGES_DIR).exists() || out.join(MASKS_DIR).exists()) {
-        anyhow::bail!(
-            "{} already holds a dataset (images/ or masks/); pass --force to replace it, or choose another --out",
-            out.display()
-        );
-    }
-    let config = args.config();
-    let pb = super::progress::bar(config.images() as u64, "drawing");
-    let root = generate_folder(out, &config, &|| pb.inc(1))?;
-    pb.finish_and_clear();
-    println!("wrote {} as a plain folder (images/, masks/, classes.txt) to {}", config.in_words(), root.display());
+    let layout = match args.layout {
+        DemoLayout::Voc => "in the VOC layout",
+        DemoLayout::Folder => "as a plain folder (images/, masks/, classes.txt)",
+        DemoLayout::Ade20k => "in the ADE20K layout (150 class ids)",
+        DemoLayout::Camvid => "in CamVid's SegNet layout (11 classes)",
+        DemoLayout::Cityscapes => "in the Cityscapes layout (label ids)",
+    };
+    println!("wrote {} {layout} to {}", config.in_words(), root.display());
     Ok(ExitCode::SUCCESS)
 }

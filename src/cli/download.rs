@@ -1,4 +1,4 @@
-//! `segdistill download voc|weights|sbd|cityscapes`: data and weights from the internet, with
+//! `segdistill download voc|weights|sbd|ade20k|cityscapes|camvid`: data and weights from the internet, with
 //! progress (bytes, speed, ETA), resume and checksums.
 
 use std::path::PathBuf;
@@ -9,8 +9,9 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::download::{
-    self, Checksum, HttpOptions, Observer, Stage, catalog::cityscapes_instructions, download_sbd, download_voc,
-    download_weight_url, download_weights,
+    self, Checksum, HttpOptions, Observer, Stage,
+    catalog::{camvid_instructions, cityscapes_instructions, download_ade20k},
+    download_sbd, download_voc, download_weight_url, download_weights,
 };
 
 #[derive(Debug, Args)]
@@ -66,6 +67,26 @@ pub enum What {
         /// Expected SHA-256 (or a prefix of at least 8 hex digits) of the archive.
         #[arg(long, value_parser = Checksum::sha256)]
         sha256: Option<Checksum>,
+    },
+    /// ADE20K SceneParsing (about 0.9 GB) into DEST/ADEChallengeData2016.
+    Ade20k {
+        #[arg(long, default_value = "data")]
+        dest: PathBuf,
+        /// Download from this address instead of MIT's.
+        #[arg(long)]
+        url: Option<String>,
+        /// Expected SHA-256 (or a prefix of at least 8 hex digits) of the archive; without it the
+        /// archive's SHA-256 is printed, to pin it next time.
+        #[arg(long, value_parser = Checksum::sha256)]
+        sha256: Option<Checksum>,
+        /// Keep the .zip after extracting (it is deleted by default).
+        #[arg(long)]
+        keep_archive: bool,
+    },
+    /// How to get CamVid in SegNet's 11-class layout.
+    Camvid {
+        #[arg(long, default_value = "data")]
+        dest: PathBuf,
     },
     /// How to get Cityscapes (it needs a login, so it cannot be downloaded here).
     Cityscapes {
@@ -167,6 +188,16 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<ExitCode> {
                 voc.display()
             ))),
         },
+        What::Ade20k { dest, url, sha256, keep_archive } => {
+            download_ade20k(&dest, url.as_deref(), sha256, keep_archive, &options, &progress).map(|f| {
+                let verb = if f.already_present { "already present" } else { "ready" };
+                format!("ADE20K {verb}: {}\nuse it with --data {}", f.path.display(), f.path.display())
+            })
+        }
+        What::Camvid { dest } => {
+            println!("{}", camvid_instructions(&dest));
+            return Ok(ExitCode::SUCCESS);
+        }
         What::Cityscapes { dest } => {
             println!("{}", cityscapes_instructions(&dest));
             return Ok(ExitCode::SUCCESS);

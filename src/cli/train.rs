@@ -184,6 +184,11 @@ pub struct TrainArgs {
     /// Print every event as a JSON line on stdout instead of the progress bar.
     #[arg(long)]
     pub events_json: bool,
+    /// For a plain folder without train.txt/val.txt: the share of images that goes to val [default:
+    /// 0.2]. The split is drawn with a fixed seed and written into the folder, so later runs (and
+    /// --resume) see the same one; a folder that has its lists keeps them.
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
 }
 
 /// Applies `value` when the flag was given; whether it was.
@@ -380,6 +385,34 @@ impl TrainArgs {
     }
 }
 
+/// `--val-fraction`: draws and writes down a plain folder's split before the run opens it (the
+/// engine then reads the lists like any folder's). Refused for layouts with their own splits; a
+/// folder that already has both lists keeps them, and says so.
+fn write_down_folder_split(config: &TrainConfig, fraction: f64) -> anyhow::Result<()> {
+    use crate::data::folder;
+    anyhow::ensure!((0.0..1.0).contains(&fraction), "--val-fraction must be at least 0 and below 1 (got {fraction})");
+    let kind = config.dataset.unwrap_or_else(|| DatasetKind::detect(&config.data));
+    anyhow::ensure!(
+        kind == DatasetKind::Folder,
+        "--val-fraction splits a plain folder without train.txt/val.txt; {} is a {kind} dataset with its own \
+         splits (choose them with --train-split and --val-split)",
+        config.data.display()
+    );
+    let root = folder::find_root(&config.data)?;
+    let (train, val) = (folder::split_file(&root, "train"), folder::split_file(&root, "val"));
+    if train.is_file() && val.is_file() {
+        eprintln!(
+            "note: --val-fraction is not used: {} and {} already split the folder (delete both to draw a new split)",
+            train.display(),
+            val.display()
+        );
+        return Ok(());
+    }
+    let ds = crate::data::Dataset::open_with(&config.data, Some(kind), &config.train_split, fraction)?;
+    eprintln!("split {} with {fraction} to val: {} and {} written", ds.root.display(), train.display(), val.display());
+    Ok(())
+}
+
 /// The model and best weights of the run in `dir`, for `--teacher-run`.
 fn teacher_of_run(dir: &std::path::Path) -> anyhow::Result<(ModelKind, PathBuf)> {
     let dir = crate::util::fs::absolute(dir);
@@ -399,6 +432,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
 pub(super) fn run_with_signals(args: TrainArgs, signals: &super::signals::StopSignals) -> anyhow::Result<ExitCode> {
     args.check_teacher_is_used()?;
     let config = args.config()?;
+    if let Some(fraction) = args.val_fraction {
+        write_down_folder_split(&config, fraction)?;
+    }
     let mut handle = start(config, args.resume);
     signals.attach(handle.control.clone());
     let mut printer = Printer::new(args.events_json);

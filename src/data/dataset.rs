@@ -1,4 +1,4 @@
-//! A split of a segmentation dataset (VOC, Cityscapes or a plain image/mask folder) as a list of image/mask file pairs,
+//! A split of a segmentation dataset (VOC, Cityscapes, ADE20K, CamVid or a plain image/mask folder) as a list of image/mask file pairs,
 //! decoded on demand into an RGB image and a class mask.
 
 use std::path::{Path, PathBuf};
@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::classes::ClassSet;
+use super::classes::{CAMVID_CLASSES, CAMVID_VOID, ClassSet};
 use super::error::{DataError, Result};
 use super::mask::{LabelEncoding, Mask, read_mask};
-use super::{cityscapes, folder, image::read_rgb, voc};
+use super::{ade20k, camvid, cityscapes, folder, image::read_rgb, voc};
 
 /// Which on-disk layout a dataset uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -19,16 +19,26 @@ pub enum DatasetKind {
     Cityscapes,
     /// A plain folder: `images/`, `masks/`, a classes file and optional split lists.
     Folder,
+    /// ADE20K SceneParsing (`ADEChallengeData2016`): 150 classes, mask value 0 ignored.
+    Ade20k,
+    /// CamVid in SegNet's layout: 11 classes, mask value 11 void.
+    Camvid,
 }
 
 impl DatasetKind {
     /// A plain folder if it has `images/` and `masks/`, Cityscapes if it (or a child) has
-    /// `leftImg8bit/`, else VOC.
+    /// `leftImg8bit/`, ADE20K if it (or its `ADEChallengeData2016/`) has `images/training` or
+    /// `images/validation` beside `annotations/`, CamVid if it (or its `CamVid/`) has `train/`
+    /// beside `trainannot/`, else VOC.
     pub fn detect(path: &Path) -> Self {
         if folder::looks_like_folder(path) {
             Self::Folder
         } else if cityscapes::looks_like_cityscapes(path) {
             Self::Cityscapes
+        } else if ade20k::looks_like_ade20k(path) {
+            Self::Ade20k
+        } else if camvid::looks_like_camvid(path) {
+            Self::Camvid
         } else {
             Self::Voc
         }
@@ -39,6 +49,8 @@ impl DatasetKind {
             Self::Voc => "voc",
             Self::Cityscapes => "cityscapes",
             Self::Folder => "folder",
+            Self::Ade20k => "ade20k",
+            Self::Camvid => "camvid",
         }
     }
 
@@ -48,6 +60,8 @@ impl DatasetKind {
             Self::Voc => Some(ClassSet::voc()),
             Self::Cityscapes => Some(ClassSet::cityscapes()),
             Self::Folder => None,
+            Self::Ade20k => Some(ClassSet::ade20k()),
+            Self::Camvid => Some(ClassSet::camvid()),
         }
     }
 
@@ -57,6 +71,10 @@ impl DatasetKind {
             Self::Voc => Some(LabelEncoding::VocIndex { num_classes: 21 }),
             Self::Cityscapes => Some(LabelEncoding::CityscapesLabelIds),
             Self::Folder => None,
+            Self::Ade20k => Some(LabelEncoding::ReduceZeroLabel { num_classes: ade20k::NUM_CLASSES }),
+            Self::Camvid => {
+                Some(LabelEncoding::WithVoid { num_classes: CAMVID_CLASSES.len() as u8, void: CAMVID_VOID })
+            }
         }
     }
 
@@ -145,6 +163,16 @@ impl Dataset {
                 let (samples, info) = folder::open(&root, split, val_fraction)?;
                 (root, samples, Some(info))
             }
+            DatasetKind::Ade20k => {
+                let root = ade20k::find_root(path)?;
+                let samples = ade20k::samples(&root, split)?;
+                (root, samples, None)
+            }
+            DatasetKind::Camvid => {
+                let root = camvid::find_root(path)?;
+                let samples = camvid::samples(&root, split)?;
+                (root, samples, None)
+            }
         };
         let classes = match &folder_info {
             Some(info) => info.classes.class_set(),
@@ -228,6 +256,8 @@ impl Dataset {
             DatasetKind::Voc => voc::available_splits(&self.root),
             DatasetKind::Cityscapes => cityscapes::available_splits(&self.root),
             DatasetKind::Folder => folder::available_splits(&self.root),
+            DatasetKind::Ade20k => ade20k::available_splits(&self.root),
+            DatasetKind::Camvid => camvid::available_splits(&self.root),
         }
     }
 

@@ -338,7 +338,7 @@ pub const MAX_SIZE: u32 = 4096;
 const MAX_IMAGES: usize = 1_000_000;
 
 /// Refuses sizes and counts the generator cannot draw, with the accepted range.
-fn check_config(config: &DemoConfig) -> anyhow::Result<()> {
+pub(crate) fn check_config(config: &DemoConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
         (32..=MAX_SIZE).contains(&config.size),
         "--size must be 32 to {MAX_SIZE} pixels (got {})",
@@ -446,8 +446,8 @@ fn write_sample(root: &Path, id: &str, config: &DemoConfig, index: usize) -> any
     write_sample_to(&jpg, &png, config, index)
 }
 
-/// Draws scene `index` of a dataset.
-fn draw_scene(config: &DemoConfig, index: usize) -> (RgbImage, Mask) {
+/// Draws sample `index` of a dataset (the same scene in every layout): image and VOC-class mask.
+pub(crate) fn draw_sample(config: &DemoConfig, index: usize) -> (RgbImage, Mask) {
     let mut rng = Rng::for_item(config.seed, 0xDE30, index as u64);
     let width = config.size;
     let height = ((config.size as f32 * rng.uniform(0.7, 1.0)).round() as u32).max(16);
@@ -456,13 +456,13 @@ fn draw_scene(config: &DemoConfig, index: usize) -> (RgbImage, Mask) {
 
 /// Draws scene `index` and writes its image alone (JPEG) to `jpg`.
 fn write_image(jpg: &Path, config: &DemoConfig, index: usize) -> anyhow::Result<()> {
-    let (image, _) = draw_scene(config, index);
+    let (image, _) = draw_sample(config, index);
     write_atomic(jpg, &encode_jpeg(&image, 92)?).with_context(|| format!("cannot write {}", jpg.display()))
 }
 
 /// Draws sample `index` and writes its image (JPEG) to `jpg` and its mask (VOC palette PNG) to `png`.
 fn write_sample_to(jpg: &Path, png: &Path, config: &DemoConfig, index: usize) -> anyhow::Result<()> {
-    let (image, mask) = draw_scene(config, index);
+    let (image, mask) = draw_sample(config, index);
     write_atomic(jpg, &encode_jpeg(&image, 92)?).with_context(|| format!("cannot write {}", jpg.display()))?;
     let palette = super::classes::voc_palette();
     write_atomic(png, &encode_palette_png(&mask, &palette)?)

