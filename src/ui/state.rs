@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
-use crate::distill::{DistillMode, KdForm};
 use crate::model::ModelKind;
 use crate::train::TrainConfig;
 use crate::train::config::{OptimizerConfig, OptimizerKind, ScheduleKind};
+use crate::ui::train::TermsForm;
 use crate::util::device::DeviceChoice;
 
 /// The tabs of the main window.
@@ -39,12 +39,8 @@ impl Tab {
 pub struct TrainForm {
     pub name: String,
     pub model: ModelKind,
-    pub mode: DistillMode,
-    pub alpha: f64,
-    pub beta: f64,
-    pub gamma: f64,
-    pub tau: f64,
-    pub kd_form: KdForm,
+    /// The Distillation section: the loss's terms.
+    pub terms: TermsForm,
     pub lr: f64,
     pub epochs: usize,
     pub batch: usize,
@@ -69,12 +65,7 @@ impl Default for TrainForm {
         Self {
             name: String::new(),
             model: c.model,
-            mode: c.distill,
-            alpha: c.loss.alpha,
-            beta: c.loss.beta,
-            gamma: c.loss.gamma,
-            tau: c.loss.tau,
-            kd_form: c.loss.kd_form,
+            terms: TermsForm::default(),
             lr: c.optimizer.lr,
             epochs: c.epochs,
             batch: c.batch,
@@ -118,7 +109,8 @@ impl TrainForm {
         path_or_none(&self.backbone_weights)
     }
 
-    /// The run configuration this form describes.
+    /// The run configuration this form describes: the same as the command line's with the same
+    /// settings (the Distillation section as `--distill` or `--loss`, see [`TermsForm`]).
     pub fn to_config(
         &self,
         data: PathBuf,
@@ -126,15 +118,18 @@ impl TrainForm {
         runs_dir: PathBuf,
         name: String,
     ) -> TrainConfig {
+        let (distill, loss, loss_terms) = self.terms.to_loss();
         let mut c = TrainConfig {
             name,
             runs_dir,
             data,
             dataset,
             model: self.model,
-            distill: self.mode,
+            distill,
+            loss,
+            loss_terms,
             teacher: self.teacher_model,
-            teacher_weights: self.mode.needs_teacher().then(|| self.teacher_path()).flatten(),
+            teacher_weights: self.terms.needs_teacher().then(|| self.teacher_path()).flatten(),
             backbone_weights: self.backbone_path(),
             epochs: self.epochs,
             batch: self.batch,
@@ -145,11 +140,6 @@ impl TrainForm {
             teacher_cache: self.teacher_cache,
             ..Default::default()
         };
-        c.loss.alpha = self.alpha;
-        c.loss.beta = self.beta;
-        c.loss.gamma = self.gamma;
-        c.loss.tau = self.tau;
-        c.loss.kd_form = self.kd_form;
         c.optimizer.kind = self.optimizer;
         c.optimizer.lr = self.lr;
         c.schedule.kind = self.schedule;
@@ -284,7 +274,7 @@ mod tests {
     #[test]
     fn state_survives_json_and_tolerates_unknown_or_missing_fields() {
         let mut s = AppState { data_dir: "/data/voc".into(), ..Default::default() };
-        s.train.mode = DistillMode::Feature;
+        s.train.terms = TermsForm::preset(crate::distill::DistillMode::Feature);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<AppState>(&json).unwrap(), s);
         // Settings from an older/newer version decode to defaults where they differ.
@@ -309,14 +299,16 @@ mod tests {
 
     #[test]
     fn form_maps_to_a_config() {
-        let mut f =
-            TrainForm { mode: DistillMode::Response, teacher_weights: " /w/t.pth ".into(), ..Default::default() };
-        f.beta = 0.7;
+        use crate::distill::DistillMode;
+        use crate::distill::loss_terms::TermKind;
+        let terms = TermsForm::preset(DistillMode::Response);
+        let mut f = TrainForm { terms, teacher_weights: " /w/t.pth ".into(), ..Default::default() };
+        f.terms.row_mut(TermKind::Response).unwrap().weight = 0.7;
         let c = f.to_config("/d".into(), None, "/runs".into(), "r1".into());
         assert_eq!(c.teacher_weights, Some(PathBuf::from("/w/t.pth")));
         assert_eq!(c.loss.beta, 0.7);
         assert_eq!(c.run_dir(), PathBuf::from("/runs/r1"));
-        f.mode = DistillMode::None;
+        f.terms = TermsForm::preset(DistillMode::None);
         assert_eq!(f.to_config("/d".into(), None, "/runs".into(), "r".into()).teacher_weights, None);
     }
 }

@@ -3,7 +3,6 @@
 use egui::Ui;
 
 use super::TrainTab;
-use crate::distill::{DistillMode, KdForm};
 use crate::model::{ModelKind, format_params};
 use crate::train::config::{LIMITS, OptimizerKind, ScheduleKind};
 use crate::ui::commands::{Command, CommandQueue};
@@ -24,7 +23,7 @@ impl TrainTab {
         section(ui, "Data");
         ui.add_enabled_ui(editable, |ui| data.ui(ui, state, commands));
         section(ui, "Weights");
-        let teacher_needed = state.train.mode.needs_teacher();
+        let teacher_needed = state.train.terms.needs_teacher();
         ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed, commands));
         train_teacher_ui(ui, state, data, editable, commands);
         ui.add_enabled_ui(editable, |ui| {
@@ -47,47 +46,7 @@ impl TrainTab {
             });
 
             section(ui, "Distillation");
-            ui.horizontal(|ui| {
-                for m in [DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined] {
-                    ui.selectable_value(&mut f.mode, m, m.name());
-                }
-            });
-            egui::Grid::new("loss_grid").num_columns(2).show(ui, |ui| {
-                let label = ui.label("α (CE)");
-                ui.add(egui::DragValue::new(&mut f.alpha).speed(0.01).range(LIMITS.loss_weight)).labelled_by(label.id);
-                ui.end_row();
-                let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("β (KD)"));
-                ui.add_enabled(
-                    f.mode.uses_logits(),
-                    egui::DragValue::new(&mut f.beta).speed(0.01).range(LIMITS.loss_weight),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.add_enabled(f.mode.uses_logits(), egui::Label::new("τ"));
-                ui.add_enabled(f.mode.uses_logits(), egui::DragValue::new(&mut f.tau).speed(0.05).range(LIMITS.tau))
-                    .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.add_enabled(f.mode.uses_features(), egui::Label::new("γ (features)"));
-                ui.add_enabled(
-                    f.mode.uses_features(),
-                    egui::DragValue::new(&mut f.gamma).speed(0.01).range(LIMITS.loss_weight),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.label("KD form");
-                egui::ComboBox::from_id_salt("kd_form")
-                    .selected_text(match f.kd_form {
-                        KdForm::SoftCrossEntropy => "soft CE (lab)",
-                        KdForm::KlDivergence => "τ²·KL (Hinton)",
-                    })
-                    .show_ui(ui, |ui| {
-                        ui.selectable_value(&mut f.kd_form, KdForm::SoftCrossEntropy, "soft CE (lab)");
-                        ui.selectable_value(&mut f.kd_form, KdForm::KlDivergence, "τ²·KL (Hinton)");
-                    })
-                    .response
-                    .labelled_by(label.id);
-                ui.end_row();
-            });
+            f.terms.ui(ui);
 
             section(ui, "Optimisation");
             egui::Grid::new("optim_grid").num_columns(2).show(ui, |ui| {
@@ -155,7 +114,7 @@ impl TrainTab {
                 ui.end_row();
             });
             ui.checkbox(&mut f.class_weights, "class-weighted cross-entropy");
-            if f.mode.needs_teacher() {
+            if f.terms.needs_teacher() {
                 ui.checkbox(&mut f.teacher_cache, "cache teacher outputs").on_hover_text(
                     "Run the teacher once per training image before the first step and reuse its outputs (cut to \
                      each augmented crop) every epoch: distillation then costs about what training without it costs.",
@@ -176,7 +135,7 @@ fn train_teacher_ui(ui: &mut Ui, state: &AppState, data: &DataPanel, editable: b
     let Some(info) = data.usable() else { return };
     let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
     let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
-    if !(info.is_demo || weak_teacher || no_teacher && state.train.mode.needs_teacher()) {
+    if !(info.is_demo || weak_teacher || no_teacher && state.train.terms.needs_teacher()) {
         return;
     }
     let recipe = crate::train::TrainConfig::default().teacher_recipe();
