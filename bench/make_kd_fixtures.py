@@ -106,6 +106,39 @@ def cirkd_pixel(s, t, tau):
     return total / (b * b)
 
 
+def region_enqueue(memory, nxt, filled, t, lab):
+    """CIRKD's region queue (`StudentSegContrast._dequeue_and_enqueue`): per image, for each class
+    present (ascending), the normalised mean of the teacher's unit features over the class's pixels
+    goes into that class's next slot of its ring."""
+    memory, nxt, filled = memory.clone(), nxt.clone(), filled.clone()
+    slots = memory.shape[1]
+    t = F.normalize(t, p=2, dim=1)
+    for i in range(t.shape[0]):
+        f = t[i].reshape(t.shape[1], -1)
+        lab_i = lab[i].reshape(-1)
+        for c in torch.unique(lab_i).tolist():
+            if c == VOID or c >= memory.shape[0]:
+                continue
+            ptr = int(nxt[c])
+            memory[c, ptr] = F.normalize(f[:, lab_i == c].mean(1), p=2, dim=0)
+            nxt[c] = (ptr + 1) % slots
+            filled[c] = min(int(filled[c]) + 1, slots)
+    return memory, nxt, filled
+
+
+def cirkd_region(s_adapted, t, lab, memory, filled, tau):
+    """Pixel-to-region relations: each labelled pixel's similarities to every region held in the
+    memory, / tau, softmax; KL(teacher || student), batchmean over the labelled pixels."""
+    s, t = F.normalize(s_adapted, p=2, dim=1), F.normalize(t, p=2, dim=1)
+    regions = torch.cat([memory[c, : int(filled[c])] for c in range(memory.shape[0])])
+    anchors = lab.reshape(-1) != VOID
+    s_rows = s.permute(0, 2, 3, 1).reshape(-1, s.shape[1])[anchors]
+    t_rows = t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])[anchors]
+    log_ps = F.log_softmax(s_rows @ regions.T / tau, dim=1)
+    pt = F.softmax(t_rows @ regions.T / tau, dim=1)
+    return F.kl_div(log_ps, pt, reduction="batchmean")
+
+
 def at(s, t):
     def att(f):
         return F.normalize(f.pow(2).mean(1).flatten(1))
@@ -209,6 +242,43 @@ def main():
     write("cirkd", lambda x: cirkd_pixel(x, resize_teacher(d(t), FEAT_HW), 0.1), s, {"teacher": t}, {"tau": 0.1})
     s, t = feats()
     write("at", lambda x: at(x, resize_teacher(d(t), FEAT_HW)), s, {"teacher": t}, {})
+
+    # cirkd-region: three images, the middle one without labels (it writes no region and has no
+    # anchor); a memory of 3 slots per class, met part-written: class 0 full (its ring wraps),
+    # classes 1 and 3 part-written, 2 and 4 empty.
+    s = randn(3, CS, *FEAT_HW)
+    t = randn(3, CT, *TEACHER_FEAT_HW).relu() + 0.05
+    lab = torch.randint(0, 3, (3, 2 * FEAT_HW[0], 2 * FEAT_HW[1]), generator=gen)
+    lab[torch.rand(lab.shape, generator=gen) < 0.2] = VOID
+    lab[1] = VOID
+    wt, bs = adapter()
+    slots = 3
+    filled = torch.tensor([3, 1, 0, 2, 0])
+    nxt = torch.tensor([1, 1, 0, 2, 0])
+    memory = torch.zeros(K, slots, CT)
+    for c in range(K):
+        memory[c, : filled[c]] = F.normalize(randn(int(filled[c]), CT), p=2, dim=1)
+    lab_grid = F.interpolate(lab[:, None].double(), size=FEAT_HW, mode="nearest")[:, 0].long()
+    t_grid = resize_teacher(d(t), FEAT_HW)
+    after, nxt_after, filled_after = region_enqueue(d(memory), nxt, filled, t_grid, lab_grid)
+    write(
+        "cirkd-region",
+        lambda x: cirkd_region(F.conv2d(x, d(wt), d(bs)), t_grid, lab_grid, after, filled_after, 0.1),
+        s,
+        {
+            "teacher": t,
+            "labels": lab.to(torch.int64),
+            "adapter.weight": wt,
+            "adapter.bias": bs,
+            "memory": memory,
+            "memory.next": nxt.float(),
+            "memory.filled": filled.float(),
+            "memory.after": after.float(),
+            "memory.next.after": nxt_after.float(),
+            "memory.filled.after": filled_after.float(),
+        },
+        {"tau": 0.1, "classes": K},
+    )
 
 
 if __name__ == "__main__":

@@ -12,16 +12,29 @@ const BOUND: f64 = 1e-4;
 fn every_term_matches_pytorch() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kd");
     let files = fixture_files(&dir).unwrap();
-    let expected =
-        ["at", "cirkd", "cwd-features", "cwd-logits", "dist", "dist.tau4", "fitnet", "ifvd", "kd", "pairwise"];
+    let expected = [
+        "at",
+        "cirkd-region",
+        "cirkd",
+        "cwd-features",
+        "cwd-logits",
+        "dist",
+        "dist.tau4",
+        "fitnet",
+        "ifvd",
+        "kd",
+        "pairwise",
+    ];
     let names: Vec<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, expected, "the fixture set");
     let mut failures = Vec::new();
     for f in &files {
         let p = check_fixture(f, &Device::Cpu).unwrap();
-        eprintln!("{:<14} loss {:.2e}  grad {:.2e}", p.name, p.loss_error, p.grad_error);
-        if !(p.loss_error <= BOUND && p.grad_error <= BOUND) {
-            failures.push(format!("{}: loss {:.2e}, grad {:.2e}", p.name, p.loss_error, p.grad_error));
+        let memory = p.memory_error.unwrap_or(0.0);
+        eprintln!("{:<14} loss {:.2e}  grad {:.2e}  memory {memory:.2e}", p.name, p.loss_error, p.grad_error);
+        if !(p.loss_error <= BOUND && p.grad_error <= BOUND && memory <= BOUND) {
+            failures
+                .push(format!("{}: loss {:.2e}, grad {:.2e}, memory {memory:.2e}", p.name, p.loss_error, p.grad_error));
         }
     }
     assert!(failures.is_empty(), "terms off PyTorch: {failures:?}");

@@ -328,11 +328,12 @@ fn every_loss_term_trains_the_student_only_and_the_presets_are_their_term_lists(
     let signal = TeacherSignal { logits: Some(&t_out.logits), features: &t_out.features };
     let s_out = student.model.forward(&x, Mode::train(1)).unwrap();
 
-    let all: LossTerms = "ce,kd,cwd-logits,cwd-features,pairwise,ifvd,cirkd,at,fitnet,dist".parse().unwrap();
-    let d = TermsDistiller::new(all, vb.clone(), &s_taps, &t_taps).unwrap();
+    let all: LossTerms =
+        "ce,kd,cwd-logits,cwd-features,pairwise,ifvd,cirkd,cirkd-region,at,fitnet,dist".parse().unwrap();
+    let d = TermsDistiller::new(all, vb.clone(), &s_taps, &t_taps, 21).unwrap();
     assert_eq!(d.teacher_maps(), ["layer4"]);
     let parts = distill::terms_loss(&d, &LossConfig::default(), &s_out, Some(&signal), &target).unwrap();
-    assert_eq!(parts.terms.len(), 10);
+    assert_eq!(parts.terms.len(), 11);
     for (k, v) in &parts.terms {
         let v = v.to_scalar::<f32>().unwrap();
         assert!(v.is_finite() && v >= 0.0, "{}: {v}", k.name());
@@ -340,13 +341,13 @@ fn every_loss_term_trains_the_student_only_and_the_presets_are_their_term_lists(
     let grads = parts.total.backward().unwrap();
     assert_eq!(teacher.varmap.all_vars().iter().filter(|v| grads.get(v).is_some()).count(), 0, "teacher gradient");
     assert!(student.varmap.all_vars().iter().filter(|v| grads.get(v).is_some()).count() > 50);
-    assert_eq!(adapters.all_vars().iter().filter(|v| grads.get(v).is_some()).count(), 4, "two adapters learn");
+    assert_eq!(adapters.all_vars().iter().filter(|v| grads.get(v).is_some()).count(), 6, "three adapters learn");
 
     // A preset and its term list give the same loss (the feature adapters shared by name).
     let cfg = LossConfig::default();
     let preset = FeatureDistiller::new(vb.clone(), &s_taps, &t_taps).unwrap();
     let old = distill::total_loss(DistillMode::Combined, &cfg, &s_out, Some(&signal), &target, Some(&preset)).unwrap();
-    let list = TermsDistiller::new(LossTerms::preset(DistillMode::Combined, &cfg), vb, &s_taps, &t_taps).unwrap();
+    let list = TermsDistiller::new(LossTerms::preset(DistillMode::Combined, &cfg), vb, &s_taps, &t_taps, 21).unwrap();
     let new = distill::terms_loss(&list, &cfg, &s_out, Some(&signal), &target).unwrap();
     let (a, b) = (old.total.to_scalar::<f32>().unwrap(), new.total.to_scalar::<f32>().unwrap());
     assert!((a - b).abs() <= 1e-6 * a.abs(), "preset {a} vs term list {b}");

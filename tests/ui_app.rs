@@ -155,7 +155,7 @@ fn a_run_becomes_the_teacher_is_evaluated_and_its_quality_persists() {
     let (_demo, _runs, mut state) = browse_setup();
     state.tab = Tab::Train;
     state.browse.run = None;
-    state.train.config.distill = DistillMode::Response;
+    state.train.terms = segdistill::ui::train::TermsForm::preset(DistillMode::Response);
     let mut h = harness(state);
     wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
     // The teacher picker offers finished runs; choosing one sets architecture and weights.
@@ -617,7 +617,7 @@ fn distilling_on_images_without_masks_from_the_train_form() {
     let teacher = trained_run_named(demo.path(), runs.path(), "teacher", 1);
     let mut state = base_state(runs.path(), demo.path());
     state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
-    state.train.config.distill = DistillMode::Response;
+    state.train.terms = segdistill::ui::train::TermsForm::preset(DistillMode::Response);
     state.train.config.teacher = ModelKind::Mbv3sTiny;
     state.train.teacher_weights = teacher.join("student.safetensors").display().to_string();
     let mut h = harness(state);
@@ -631,4 +631,34 @@ fn distilling_on_images_without_masks_from_the_train_form() {
     assert_eq!((info.train_images, info.unlabeled_images), (8, 6));
     h.get_by_label("Stop").click();
     wait_until(&mut h, "the stop", 60, |a| matches!(a.train.live.status, RunStatus::Finished(_)));
+}
+
+#[test]
+fn ticking_a_loss_term_starts_the_run_its_loss_list_describes() {
+    use segdistill::distill::loss_terms::LossTerms;
+    use segdistill::ui::train::TermsForm;
+    let (_demo, _runs, mut state) = browse_setup();
+    let teacher = state.browse.run.clone().unwrap().join("student.safetensors");
+    state.tab = Tab::Train;
+    state.train.config.teacher = ModelKind::Mbv3sTiny;
+    state.train.teacher_weights = teacher.display().to_string();
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    // A preset button fills the list; a ticked term makes it a term list.
+    h.get_by_label("combined").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.train.terms, TermsForm::preset(DistillMode::Combined));
+    h.get_by_label("cwd-logits").click();
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    wait_until(&mut h, "a training step", 120, |a| !a.train.live.steps.is_empty());
+    let step = h.state().train.live.steps[0].clone();
+    let names: Vec<&str> = step.terms.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ce", "response", "feature", "cwd-logits"], "every ticked term is trained and logged");
+    let run_dir = h.state().train.live.info.as_ref().unwrap().run_dir.clone();
+    h.get_by_label("Stop").click();
+    wait_until(&mut h, "the stop", 60, |a| matches!(a.train.live.status, RunStatus::Finished(_)));
+    let started = segdistill::train::run_folder::saved_config(&run_dir).unwrap().unwrap();
+    let typed: LossTerms = "ce=1,response=0.5:tau=4,feature=0.3,cwd-logits=3".parse().unwrap();
+    assert_eq!(started.loss_terms, Some(typed), "the run `--loss` with the same list starts");
 }

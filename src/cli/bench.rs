@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::diagnostics::bench::{BenchConfig, BenchReport, BenchResult, ratios, run as run_bench};
 use crate::distill::DistillMode;
+use crate::distill::loss_terms::{LossTerms, TermKind, TermSpec};
 use crate::model::ModelKind;
 use crate::model::ops::gemm::GemmLibrary;
 use crate::util::device::{DeviceChoice, Precision, describe};
@@ -24,9 +25,21 @@ pub struct BenchArgs {
     /// Only this student (default: every student).
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
-    /// Only these distillation modes (repeatable; default: none, response, feature, combined).
+    /// Only these distillation modes (repeatable; default: none, response, feature, combined, or
+    /// none at all when --loss or --loss-terms is given).
     #[arg(long, value_enum)]
     pub mode: Vec<DistillMode>,
+    /// Also time a step whose loss is this term list (repeatable; the syntax of `train --loss`).
+    #[arg(long)]
+    pub loss: Vec<LossTerms>,
+    /// Time a step with CE alone, then with CE and each distillation term at its default weight:
+    /// what each term costs per step beside no KD (docs/distillation.md).
+    #[arg(long)]
+    pub loss_terms: bool,
+    /// The teacher the distillation steps and the teacher row use (random weights: only its size
+    /// matters). The demo's: mbv3s-aspp.
+    #[arg(long, value_enum, default_value = "fcn-resnet50")]
+    pub teacher: ModelKind,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
     #[arg(long, default_value_t = 256)]
@@ -159,14 +172,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 fn measure(args: BenchArgs, threads: usize) -> anyhow::Result<ExitCode> {
     let device = args.device.resolve()?;
     let precision = Precision::apply(args.precision, &device)?;
-    let modes = if args.mode.is_empty() {
-        vec![DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined]
-    } else {
+    let mut loss_terms = args.loss.clone();
+    if args.loss_terms {
+        loss_terms.push(LossTerms(vec![TermSpec::new(TermKind::Ce, 1.0)]));
+        for kind in TermKind::ALL.into_iter().filter(|k| *k != TermKind::Ce) {
+            loss_terms
+                .push(LossTerms(vec![TermSpec::new(TermKind::Ce, 1.0), TermSpec::new(kind, kind.default_weight())]));
+        }
+    }
+    let modes = if !args.mode.is_empty() {
         args.mode.clone()
+    } else if !loss_terms.is_empty() {
+        Vec::new()
+    } else {
+        vec![DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined]
     };
     let cfg = BenchConfig {
         models: args.model.map_or_else(|| ModelKind::STUDENTS.to_vec(), |m| vec![m]),
         modes,
+        loss_terms,
+        teacher_model: args.teacher,
         batch: args.batch,
         size: args.size,
         warmup: args.warmup,

@@ -31,8 +31,8 @@ pub struct TrainArgs {
     pub distill: Option<DistillMode>,
     /// The loss as weighted terms instead of a --distill preset, e.g. `ce=1,kd=0.5,cwd-logits=3`;
     /// options after a colon: `kd=1:tau=2`, `dist=1:beta=1:gamma=2`, `pairwise=0.5:scale=0.5`.
-    /// Terms: ce, response, feature, kd, cwd-logits, cwd-features, pairwise, ifvd, cirkd, at, fitnet,
-    /// dist (a name alone takes its default weight; docs/distillation.md).
+    /// Terms: ce, response, feature, kd, cwd-logits, cwd-features, pairwise, ifvd, cirkd,
+    /// cirkd-region, at, fitnet, dist (a name alone takes its default weight; docs/distillation.md).
     #[arg(long, conflicts_with = "distill")]
     pub loss: Option<LossTerms>,
     /// Teacher weights (torchvision's fcn_resnet50_coco-1167a1af.pth or a trained student).

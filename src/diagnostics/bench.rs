@@ -4,7 +4,9 @@
 //! - `train_step/<model>/<mode>`: one optimisation step exactly as the engine runs it (teacher
 //!   forward without gradients when the mode needs it, student forward in train mode, the
 //!   distillation loss, backward, gradient-norm clipping, AdamW);
-//! - `teacher_forward/fcn-resnet50`: the teacher alone, in eval mode;
+//! - `train_step/<model>/loss:<list>`: the same step with the loss as a term list (`--loss`), e.g.
+//!   `loss:ce=1,cwd-logits=3`: beside `loss:ce=1`, what one distillation term costs;
+//! - `teacher_forward/<teacher>`: the teacher alone, in eval mode;
 //! - `infer/<model>`: a student at batch 1 in eval mode.
 //!
 //! Inputs are random (timing does not depend on the values); weights are freshly initialised, so
@@ -16,6 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::Serialize;
 
+use crate::distill::loss_terms::{LossTerms, TermsDistiller};
 use crate::distill::{DistillMode, FeatureDistiller, LossConfig, Target, TeacherSignal};
 use crate::model::weights::init::seeded_var_builder;
 use crate::model::weights::varmap_tensors;
@@ -32,6 +35,10 @@ use crate::util::rng::Rng;
 pub struct BenchConfig {
     pub models: Vec<ModelKind>,
     pub modes: Vec<DistillMode>,
+    /// Term lists to time a step with, after the modes.
+    pub loss_terms: Vec<LossTerms>,
+    /// The teacher the distillation steps read (random weights; only its size matters).
+    pub teacher_model: ModelKind,
     pub batch: usize,
     pub size: usize,
     pub warmup: usize,
@@ -162,6 +169,8 @@ pub(crate) fn frozen_model(kind: ModelKind, seed: u64, classes: usize, device: &
 pub(crate) struct SyntheticTraining {
     student: crate::model::Trainable,
     distiller: Option<FeatureDistiller>,
+    /// The loss as a term list (instead of `mode`'s preset).
+    terms: Option<TermsDistiller>,
     optimizer: Optimizer,
     clip: Option<f64>,
     loss_cfg: LossConfig,
@@ -197,6 +206,7 @@ impl SyntheticTraining {
         Ok(Self {
             student,
             distiller,
+            terms: None,
             optimizer,
             clip,
             loss_cfg: LossConfig::default(),
@@ -204,6 +214,43 @@ impl SyntheticTraining {
             step: 0,
             compute_dtype: DType::F32,
         })
+    }
+
+    /// A student whose loss is the term list `terms` (adapters and memory seeded as `new`'s).
+    pub(crate) fn with_terms(
+        kind: ModelKind,
+        terms: &LossTerms,
+        classes: usize,
+        teacher: Option<&Model>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let student = build_trainable(kind, classes, 0, device)?;
+        let adapters = VarMap::new();
+        let teacher_taps = teacher.map(|t| t.feature_taps()).unwrap_or_default();
+        let vb = seeded_var_builder(&adapters, 1, device);
+        let distiller = TermsDistiller::new(terms.clone(), vb, &student.model.feature_taps(), &teacher_taps, classes)?;
+        let mut params = trainable(&student.varmap, "model/");
+        params.extend(trainable(&adapters, "adapters/"));
+        let opt_cfg = OptimizerConfig::default();
+        let clip = opt_cfg.grad_clip;
+        Ok(Self {
+            student,
+            distiller: None,
+            terms: Some(distiller),
+            optimizer: Optimizer::new(opt_cfg, params),
+            clip,
+            loss_cfg: LossConfig::default(),
+            mode: DistillMode::None,
+            step: 0,
+            compute_dtype: DType::F32,
+        })
+    }
+
+    fn needs_teacher(&self) -> bool {
+        match &self.terms {
+            Some(t) => t.terms().needs_teacher(),
+            None => self.mode.needs_teacher(),
+        }
     }
 
     /// Runs the networks in `precision`'s dtype (bf16 autocast) from now on.
@@ -218,7 +265,7 @@ impl SyntheticTraining {
         let (b, _, h, w) = x.dims4()?;
         let x = &x.to_dtype(self.compute_dtype)?;
         let target = Target::new(labels, (b, h, w), None, x.device())?;
-        let teacher_out = match teacher.filter(|_| self.mode.needs_teacher()) {
+        let teacher_out = match teacher.filter(|_| self.needs_teacher()) {
             Some(t) => Some(t.forward(x, Mode::Eval)?),
             None => None,
         };
@@ -226,7 +273,7 @@ impl SyntheticTraining {
         let model = StepModel {
             student: &self.student.model,
             distiller: self.distiller.as_ref(),
-            terms: None,
+            terms: self.terms.as_ref(),
             optimizer: &mut self.optimizer,
             mode: self.mode,
             loss: &self.loss_cfg,
@@ -245,23 +292,37 @@ impl SyntheticTraining {
     }
 }
 
-/// Times one training step of `kind` in `mode`.
+/// What a timed step's loss is: a `--distill` preset or a term list.
+enum StepLoss<'a> {
+    Mode(DistillMode),
+    Terms(&'a LossTerms),
+}
+
+/// Times one training step of `kind` with `loss`.
 fn train_step(
     cfg: &BenchConfig,
     kind: ModelKind,
-    mode: DistillMode,
+    loss: StepLoss,
     teacher: Option<&Model>,
     device: &Device,
 ) -> anyhow::Result<BenchResult> {
     let (b, s, classes) = (cfg.batch, cfg.size, cfg.num_classes);
-    let mut training = SyntheticTraining::new(kind, mode, classes, teacher, device)?.with_precision(cfg.precision);
+    let (training, what) = match loss {
+        StepLoss::Mode(mode) => {
+            (SyntheticTraining::new(kind, mode, classes, teacher, device)?, mode.name().to_string())
+        }
+        StepLoss::Terms(terms) => {
+            (SyntheticTraining::with_terms(kind, terms, classes, teacher, device)?, format!("loss:{terms}"))
+        }
+    };
+    let mut training = training.with_precision(cfg.precision);
     let x = random_input(b, s, 11, device)?;
     let labels = random_labels(b, s, classes, 12);
     let ms = time(device, cfg.warmup, cfg.repeats, || {
         training.step(&x, &labels, teacher)?;
         Ok(())
     })?;
-    Ok(summarize(format!("train_step/{}/{}", kind.name(), mode.name()), b, s, ms))
+    Ok(summarize(format!("train_step/{}/{what}", kind.name()), b, s, ms))
 }
 
 /// Runs every benchmark `cfg` asks for, handing each result to `on_result` as it lands.
@@ -270,9 +331,9 @@ pub fn run(
     device: &Device,
     on_result: &mut dyn FnMut(&BenchResult),
 ) -> anyhow::Result<Vec<BenchResult>> {
-    let needs_teacher = cfg.teacher || cfg.modes.iter().any(|m| m.needs_teacher());
-    let teacher =
-        if needs_teacher { Some(frozen_model(ModelKind::FcnResnet50, 7, cfg.num_classes, device)?) } else { None };
+    let needs_teacher =
+        cfg.teacher || cfg.modes.iter().any(|m| m.needs_teacher()) || cfg.loss_terms.iter().any(|t| t.needs_teacher());
+    let teacher = if needs_teacher { Some(frozen_model(cfg.teacher_model, 7, cfg.num_classes, device)?) } else { None };
     let mut results = Vec::new();
     let mut push = |r: BenchResult, results: &mut Vec<BenchResult>| {
         on_result(&r);
@@ -280,7 +341,11 @@ pub fn run(
     };
     for &kind in &cfg.models {
         for &mode in &cfg.modes {
-            let r = train_step(cfg, kind, mode, teacher.as_ref(), device)?;
+            let r = train_step(cfg, kind, StepLoss::Mode(mode), teacher.as_ref(), device)?;
+            push(r, &mut results);
+        }
+        for terms in &cfg.loss_terms {
+            let r = train_step(cfg, kind, StepLoss::Terms(terms), teacher.as_ref(), device)?;
             push(r, &mut results);
         }
     }
@@ -297,7 +362,7 @@ pub fn run(
             })
         });
         let calls = (cfg.warmup + cfg.repeats.max(1)) as f64;
-        let row = summarize("teacher_forward/fcn-resnet50".into(), cfg.batch, cfg.size, ms?);
+        let row = summarize(format!("teacher_forward/{}", cfg.teacher_model.name()), cfg.batch, cfg.size, ms?);
         push(BenchResult { flops: Some(2.0 * macs as f64 / calls), ..row }, &mut results);
     }
     if cfg.infer {
@@ -352,6 +417,8 @@ mod tests {
         let cfg = BenchConfig {
             models: vec![ModelKind::Mbv3sTiny],
             modes: vec![DistillMode::None, DistillMode::Feature],
+            loss_terms: vec!["ce,cirkd-region".parse().unwrap()],
+            teacher_model: ModelKind::FcnResnet50,
             batch: 1,
             size: 32,
             warmup: 0,
@@ -369,15 +436,16 @@ mod tests {
             [
                 "train_step/mbv3s-tiny/none",
                 "train_step/mbv3s-tiny/feature",
+                "train_step/mbv3s-tiny/loss:ce=1,cirkd-region=0.1",
                 "teacher_forward/fcn-resnet50",
                 "infer/mbv3s-tiny"
             ]
         );
-        assert_eq!(seen, 4);
+        assert_eq!(seen, 5);
         assert!(results.iter().all(|r| r.median_ms > 0.0 && r.min_ms <= r.median_ms && r.median_ms <= r.max_ms));
-        assert_eq!(results[3].batch, 1);
+        assert_eq!(results[4].batch, 1);
         // FCN-ResNet50 at 32²: dozens of MFLOPs per image, counted for the teacher row only.
-        assert!(results[2].flops.is_some_and(|f| f > 1e8), "{:?}", results[2].flops);
+        assert!(results[3].flops.is_some_and(|f| f > 1e8), "{:?}", results[3].flops);
         assert!(results[0].flops.is_none());
         if cfg!(target_os = "linux") {
             assert!(results.iter().all(|r| r.peak_rss_mib.is_some_and(|m| m > 1.0)), "peak memory per row");

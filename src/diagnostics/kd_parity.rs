@@ -5,13 +5,16 @@
 //! `teacher`, optionally `labels` (int64, void = 255), `adapter.weight` / `adapter.bias` (a 1×1
 //! projection of the student to the teacher's channels), `param.<name>` hyper-parameters (each a
 //! one-element float32 tensor), `loss` (the value) and `grad` (∂loss/∂student). Feature terms
-//! resize the teacher bilinearly to the student's grid first, as training does.
+//! resize the teacher bilinearly to the student's grid first, as training does. `cirkd-region`
+//! also holds its memory before the batch (`memory`, `memory.next`, `memory.filled`) and after
+//! it (`….after`): the memory the batch leaves is checked too.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
 
 use super::selftest::relative_error;
+use crate::distill::cirkd_region::{self, RegionMemory};
 use crate::distill::{Target, terms};
 use crate::model::ops::resize_bilinear;
 
@@ -25,6 +28,9 @@ pub struct TermParity {
     pub name: String,
     pub loss_error: f64,
     pub grad_error: f64,
+    /// Terms with a memory: max relative error of the memory the batch leaves (its counters must
+    /// match exactly, or the check fails).
+    pub memory_error: Option<f64>,
 }
 
 /// The `*.safetensors` files of a `kd/` folder, sorted.
@@ -50,6 +56,7 @@ pub fn check_fixture(path: &Path, device: &Device) -> anyhow::Result<TermParity>
 pub const BUILTIN: &[(&str, &[u8])] = &[
     ("at", include_bytes!("../../tests/fixtures/kd/at.safetensors")),
     ("cirkd", include_bytes!("../../tests/fixtures/kd/cirkd.safetensors")),
+    ("cirkd-region", include_bytes!("../../tests/fixtures/kd/cirkd-region.safetensors")),
     ("cwd-features", include_bytes!("../../tests/fixtures/kd/cwd-features.safetensors")),
     ("cwd-logits", include_bytes!("../../tests/fixtures/kd/cwd-logits.safetensors")),
     ("dist", include_bytes!("../../tests/fixtures/kd/dist.safetensors")),
@@ -94,6 +101,7 @@ pub fn check_fixture_bytes(stem: &str, source: &str, bytes: &[u8], device: &Devi
         })
     };
     let target = || -> anyhow::Result<Target> { Ok(Target::from_tensor(&get("labels")?, None)?) };
+    let mut memory_error = None;
     let loss = match term.as_str() {
         "kd" => terms::kd(s, &teacher, param("tau")?, &target()?)?,
         "cwd-logits" => terms::cwd(s, &teacher, param("tau")?)?,
@@ -105,6 +113,21 @@ pub fn check_fixture_bytes(stem: &str, source: &str, bytes: &[u8], device: &Devi
             terms::ifvd(s, &teacher_on_grid()?, &labels, param("classes")? as usize)?
         }
         "cirkd" => terms::cirkd_pixel(s, &teacher_on_grid()?, param("tau")?)?,
+        "cirkd-region" => {
+            let classes = param("classes")? as usize;
+            let labels = terms::labels_nearest(&target()?, h, w)?;
+            let t = teacher_on_grid()?;
+            let mut memory = RegionMemory::from_tensors(&get("memory")?, &get("memory.next")?, &get("memory.filled")?)?;
+            memory.enqueue(&t, &labels)?;
+            let [after, next, filled] = memory.to_tensors(device)?;
+            for (name, ours) in [("memory.next.after", &next), ("memory.filled.after", &filled)] {
+                let (ours, theirs) = (ours.to_vec1::<f32>()?, get(name)?.to_vec1::<f32>()?);
+                anyhow::ensure!(ours == theirs, "{source}: `{name}` is {ours:?}, PyTorch's {theirs:?}");
+            }
+            memory_error = Some(relative_error(&after, &get("memory.after")?)?);
+            let regions = memory.regions(device)?;
+            cirkd_region::cirkd_region(&adapted()?, &t, &labels, classes, regions.as_ref(), param("tau")?)?
+        }
         "at" => terms::attention_transfer(s, &teacher_on_grid()?)?,
         "dist" => terms::dist(s, &teacher, param("tau")?, param("beta")?, param("gamma")?)?,
         other => anyhow::bail!("{source}: no loss term `{other}`"),
@@ -115,5 +138,6 @@ pub fn check_fixture_bytes(stem: &str, source: &str, bytes: &[u8], device: &Devi
         name: stem,
         loss_error: relative_error(&loss, &get("loss")?)?,
         grad_error: relative_error(grad, &get("grad")?)?,
+        memory_error,
     })
 }

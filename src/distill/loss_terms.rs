@@ -9,10 +9,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use candle_core::{Module as _, Result, Tensor};
+use candle_core::{Module as _, Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use super::cirkd_region::{self, RegionMemory};
 use super::feature::pairs_for;
 use super::{DistillMode, LossConfig, Target, TeacherSignal, ce, kd, terms};
 use crate::model::layers::{Conv2d, ConvOpts};
@@ -35,14 +36,17 @@ pub enum TermKind {
     CwdFeatures,
     Pairwise,
     Ifvd,
+    /// CIRKD's pixel-to-pixel relations across the batch's images.
     Cirkd,
+    /// CIRKD's pixel-to-region relations against the memory of class regions.
+    CirkdRegion,
     At,
     Fitnet,
     Dist,
 }
 
 impl TermKind {
-    pub const ALL: [TermKind; 12] = [
+    pub const ALL: [TermKind; 13] = [
         Self::Ce,
         Self::Response,
         Self::Feature,
@@ -52,6 +56,7 @@ impl TermKind {
         Self::Pairwise,
         Self::Ifvd,
         Self::Cirkd,
+        Self::CirkdRegion,
         Self::At,
         Self::Fitnet,
         Self::Dist,
@@ -68,6 +73,7 @@ impl TermKind {
             Self::Pairwise => "pairwise",
             Self::Ifvd => "ifvd",
             Self::Cirkd => "cirkd",
+            Self::CirkdRegion => "cirkd-region",
             Self::At => "at",
             Self::Fitnet => "fitnet",
             Self::Dist => "dist",
@@ -85,6 +91,7 @@ impl TermKind {
             Self::CwdFeatures => 50.0,
             Self::Pairwise => 0.5,
             Self::Ifvd => 20.0,
+            Self::CirkdRegion => 0.1,
             Self::At => 10_000.0,
             Self::Fitnet => 10.0,
         }
@@ -94,7 +101,7 @@ impl TermKind {
     pub fn default_tau(self) -> Option<f64> {
         match self {
             Self::Kd | Self::CwdLogits | Self::CwdFeatures => Some(4.0),
-            Self::Cirkd => Some(0.1),
+            Self::Cirkd | Self::CirkdRegion => Some(super::cirkd_region::DEFAULT_TAU),
             Self::Dist => Some(1.0),
             _ => None,
         }
@@ -107,12 +114,20 @@ impl TermKind {
 
     /// Reads one of the teacher's feature maps (the last: `layer4` of FCN, `high` of a student-type network).
     pub fn uses_last_feature(self) -> bool {
-        matches!(self, Self::CwdFeatures | Self::Pairwise | Self::Ifvd | Self::Cirkd | Self::At | Self::Fitnet)
+        matches!(
+            self,
+            Self::CwdFeatures | Self::Pairwise | Self::Ifvd | Self::Cirkd | Self::CirkdRegion | Self::At | Self::Fitnet
+        )
     }
 
     /// Has a learned 1×1 adapter from the student's channels to the teacher's.
     pub fn has_adapter(self) -> bool {
-        matches!(self, Self::CwdFeatures | Self::Fitnet)
+        matches!(self, Self::CwdFeatures | Self::Fitnet | Self::CirkdRegion)
+    }
+
+    /// Keeps training state besides weights (`cirkd-region`'s memory of class regions).
+    pub fn has_memory(self) -> bool {
+        self == Self::CirkdRegion
     }
 }
 
@@ -297,11 +312,57 @@ pub struct TermsDistiller {
     adapters: Vec<(TermKind, Conv2d)>,
     /// The three-pair cosine feature KD, when `feature` is a term.
     feature: Option<super::FeatureDistiller>,
+    /// `cirkd-region`'s memory, when it is a term.
+    memory: Option<MemoryVars>,
+    classes: usize,
+}
+
+/// The region memory held as variables beside the adapters (`terms.cirkd-region.{memory, next,
+/// filled}`), so that checkpoints save and restore it with them and a resumed run goes on with the
+/// same memory. They never get a gradient (the loss reads a detached copy), so the optimiser,
+/// which updates only what has one, leaves them alone.
+#[derive(Clone, Debug)]
+struct MemoryVars {
+    embeddings: Var,
+    next: Var,
+    filled: Var,
+}
+
+impl MemoryVars {
+    fn new(vb: VarBuilder, classes: usize, dim: usize) -> Result<Self> {
+        let slots = cirkd_region::default_slots(classes);
+        let var = |name: &str, shape: &[usize]| -> Result<Var> {
+            Var::from_tensor(&vb.get_with_hints(shape, name, candle_nn::Init::Const(0.0))?)
+        };
+        Ok(Self {
+            embeddings: var("memory", &[classes, slots, dim])?,
+            next: var("next", &[classes])?,
+            filled: var("filled", &[classes])?,
+        })
+    }
+
+    /// Writes the batch's regions and returns every region the memory holds.
+    fn update(&self, teacher: &Tensor, labels: &[u8]) -> Result<Option<Tensor>> {
+        let mut memory = RegionMemory::from_tensors(&self.embeddings, &self.next, &self.filled)?;
+        memory.enqueue(teacher, labels)?;
+        let [e, n, f] = memory.to_tensors(self.embeddings.device())?;
+        self.embeddings.set(&e)?;
+        self.next.set(&n)?;
+        self.filled.set(&f)?;
+        memory.regions(teacher.device())
+    }
 }
 
 impl TermsDistiller {
-    /// Adapters under `terms.<term>` (and `adapters.<tap>` for `feature`) in `vb`.
-    pub fn new(terms: LossTerms, vb: VarBuilder, student: &[FeatureTap], teacher: &[FeatureTap]) -> Result<Self> {
+    /// Adapters under `terms.<term>` (and `adapters.<tap>` for `feature`) in `vb`, and the memory
+    /// of `cirkd-region` (for `classes` classes) under `terms.cirkd-region`.
+    pub fn new(
+        terms: LossTerms,
+        vb: VarBuilder,
+        student: &[FeatureTap],
+        teacher: &[FeatureTap],
+        classes: usize,
+    ) -> Result<Self> {
         let last_pair = pairs_for(teacher)[2];
         let find = |taps: &[FeatureTap], name: &str, who: &str| -> Result<FeatureTap> {
             taps.iter().find(|t| t.name == name).cloned().ok_or_else(|| {
@@ -311,8 +372,12 @@ impl TermsDistiller {
             })
         };
         let mut adapters = Vec::new();
+        let mut memory = None;
         if terms.0.iter().any(|t| t.kind.uses_last_feature()) {
             let (s, t) = (find(student, last_pair.0, "the student's")?, find(teacher, last_pair.1, "the teacher's")?);
+            if terms.0.iter().any(|t| t.kind.has_memory()) {
+                memory = Some(MemoryVars::new(vb.pp("terms").pp(TermKind::CirkdRegion.name()), classes, t.channels)?);
+            }
             for spec in terms.0.iter().filter(|t| t.kind.has_adapter()) {
                 let conv = Conv2d::new(
                     vb.pp("terms").pp(spec.kind.name()),
@@ -328,7 +393,7 @@ impl TermsDistiller {
             true => Some(super::FeatureDistiller::new(vb, student, teacher)?),
             false => None,
         };
-        Ok(Self { terms, last_pair, adapters, feature })
+        Ok(Self { terms, last_pair, adapters, feature, memory, classes })
     }
 
     /// The teacher maps the terms read.
@@ -417,6 +482,16 @@ impl TermsDistiller {
                     let (s, t) = last()?;
                     terms::cirkd_pixel(&s, &t, tau)?
                 }
+                TermKind::CirkdRegion => {
+                    let (s, t) = last()?;
+                    let (_, _, h, w) = s.dims4()?;
+                    let labels = terms::labels_nearest(target, h, w)?;
+                    let memory =
+                        self.memory.as_ref().ok_or_else(|| candle_core::Error::Msg("no region memory".into()))?;
+                    let regions = memory.update(&t, &labels)?;
+                    let s = adapter(spec.kind)?.forward(&s)?;
+                    cirkd_region::cirkd_region(&s, &t, &labels, self.classes, regions.as_ref(), tau)?
+                }
                 TermKind::At => {
                     let (s, t) = last()?;
                     terms::attention_transfer(&s, &t)?
@@ -465,6 +540,54 @@ mod tests {
         {
             assert!(bad.parse::<LossTerms>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    /// The region memory lives in the adapters' variables: what a checkpoint saves of them (the
+    /// VarMap's tensors) and loads into a fresh distiller continues the same memory.
+    #[test]
+    fn the_region_memory_round_trips_through_the_adapter_variables() {
+        use candle_core::Device;
+        let dev = Device::Cpu;
+        let taps = |c| vec![FeatureTap { name: "high", channels: c, stride: 8 }];
+        let build = |vm: &candle_nn::VarMap| {
+            let vb = crate::model::weights::init::seeded_var_builder(vm, 5, &dev);
+            TermsDistiller::new("cirkd-region".parse().unwrap(), vb, &taps(4), &taps(6), 3).unwrap()
+        };
+        let batch = |seed: u64| {
+            let s = Tensor::randn(0f32, 1., (2, 4, 3, 3), &dev).unwrap();
+            let t = Tensor::randn(0f32, 1., (2, 6, 3, 3), &dev).unwrap().affine(1., seed as f64).unwrap();
+            let out = SegOutput {
+                logits: Tensor::zeros((2, 3, 3, 3), candle_core::DType::F32, &dev).unwrap(),
+                aux: None,
+                features: vec![("high", s)],
+            };
+            (out, t)
+        };
+        let labels: Vec<u8> = (0..18).map(|i| if i >= 9 { crate::data::VOID } else { (i % 3) as u8 }).collect();
+        let target = Target::new(&labels, (2, 3, 3), None, &dev).unwrap();
+        let cfg = LossConfig::default();
+        let value = |d: &TermsDistiller, (out, t): &(SegOutput, Tensor)| {
+            let features = [("high", t.clone())];
+            let signal = TeacherSignal { logits: None, features: &features };
+            d.loss(&cfg, out, Some(&signal), &target).unwrap().0.to_scalar::<f32>().unwrap()
+        };
+        let (first, second) = (batch(1), batch(2));
+        let vm = candle_nn::VarMap::new();
+        let d = build(&vm);
+        value(&d, &first);
+        let saved: Vec<(String, Tensor)> =
+            vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap())).collect();
+        let filled = saved.iter().find(|(k, _)| k == "terms.cirkd-region.filled").unwrap();
+        assert_eq!(filled.1.to_vec1::<f32>().unwrap(), [1., 1., 1.], "the labelled image wrote one region per class");
+        let continued = value(&d, &second);
+        let vm2 = candle_nn::VarMap::new();
+        let d2 = build(&vm2);
+        for (k, t) in &saved {
+            vm2.data().lock().unwrap()[k].set(t).unwrap();
+        }
+        assert_eq!(value(&d2, &second).to_bits(), continued.to_bits(), "a resumed memory gives the same loss");
+        let fresh = build(&candle_nn::VarMap::new());
+        assert_ne!(value(&fresh, &second), continued, "the memory matters to the loss");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and their weighted combination α·CE + β·KD + γ·feat.
 
 pub mod ce;
+pub mod cirkd_region;
 pub mod feature;
 mod gpu;
 pub mod kd;

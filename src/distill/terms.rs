@@ -11,6 +11,7 @@
 //! | [`pairwise`] | node-to-node cosine similarity after max pooling | Liu et al., CVPR 2019 |
 //! | [`ifvd`] | cosine of each pixel to its class prototype | Wang et al., ECCV 2020 |
 //! | [`cirkd_pixel`] | pixel-to-pixel similarity across the images of a batch | Yang et al., CVPR 2022 |
+//! | [`cirkd_region`](super::cirkd_region) | pixel-to-region similarity against a memory of class regions | Yang et al., CVPR 2022 |
 //! | [`attention_transfer`] | normalised spatial attention Σ_c f² | Zagoruyko & Komodakis, ICLR 2017 |
 //! | [`fitnet`] | the (adapted) feature map itself, MSE | Romero et al., ICLR 2015 |
 //! | [`dist`] | inter- and intra-class Pearson correlation | Huang et al., NeurIPS 2022 |

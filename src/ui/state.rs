@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 use crate::model::ModelKind;
 use crate::train::TrainConfig;
+use crate::ui::train::TermsForm;
 
 /// The tabs of the main window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,6 +41,10 @@ impl Tab {
 #[serde(default)]
 pub struct TrainForm {
     pub config: TrainConfig,
+    /// The Distillation section's term list (with the weights of the terms not ticked, so that
+    /// ticking one again brings its weight back); the form writes it into `config`'s loss
+    /// ([`TermsForm::to_loss`]) as it is edited.
+    pub terms: TermsForm,
     pub teacher_weights: String,
     pub backbone_weights: String,
 }

@@ -158,6 +158,9 @@ pub(super) fn kd_check(name: &str, source: &str, bytes: &[u8], device: &Device, 
         let bound = c.bounds.loss;
         c.push("kd", p.name.clone(), p.loss_error, bound);
         c.push("kd", format!("{}.grad", p.name), p.grad_error, bound);
+        if let Some(error) = p.memory_error {
+            c.push("kd", format!("{}.memory", p.name), error, bound);
+        }
         Ok(())
     });
 }

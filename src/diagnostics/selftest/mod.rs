@@ -216,7 +216,7 @@ mod tests {
         };
         let report = run(&cfg, &mut |_| {}).unwrap();
         let kd: Vec<_> = report.checks.iter().filter(|c| c.group == "kd").collect();
-        assert_eq!(kd.len(), 2 * 10, "value and gradient of every fixture: {kd:#?}");
+        assert_eq!(kd.len(), 2 * 11 + 1, "value and gradient of every fixture, and the region memory: {kd:#?}");
         assert!(kd.iter().all(|c| c.ok), "{kd:#?}");
         assert!(report.skipped.iter().any(|s| s.contains(PARITY_FILE)), "{:?}", report.skipped);
     }
@@ -229,7 +229,10 @@ mod tests {
         assert_eq!(super::super::kd_parity::BUILTIN.len(), super::super::kd_parity::fixture_files(&dir).unwrap().len());
         for (name, bytes) in super::super::kd_parity::BUILTIN {
             let p = super::super::kd_parity::check_fixture_bytes(name, name, bytes, &Device::Cpu).unwrap();
-            assert!(p.loss_error <= 1e-4 && p.grad_error <= 1e-4, "{name}: {p:?}");
+            assert!(
+                p.loss_error <= 1e-4 && p.grad_error <= 1e-4 && p.memory_error.unwrap_or(0.0) <= 1e-4,
+                "{name}: {p:?}"
+            );
         }
     }
 }

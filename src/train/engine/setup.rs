@@ -138,7 +138,10 @@ impl<'a> Session<'a> {
             (Some(list), _) => {
                 let vb = seeded_var_builder(&adapter_vars, cfg.seed ^ 0xADA9, &device);
                 let teacher_taps = teacher.as_ref().map(|t| t.feature_taps()).unwrap_or_default();
-                (None, Some(TermsDistiller::new(list.clone(), vb, &student.feature_taps(), &teacher_taps)?))
+                (
+                    None,
+                    Some(TermsDistiller::new(list.clone(), vb, &student.feature_taps(), &teacher_taps, num_classes)?),
+                )
             }
             (None, Some(t)) if cfg.distill.uses_features() => {
                 let vb = seeded_var_builder(&adapter_vars, cfg.seed ^ 0xADA9, &device);

@@ -3,7 +3,6 @@
 use egui::Ui;
 
 use super::TrainTab;
-use crate::distill::{DistillMode, KdForm};
 use crate::model::{ModelKind, format_params};
 use crate::train::config::{LIMITS, OptimizerKind, ScheduleKind};
 use crate::ui::commands::{Command, CommandQueue};
@@ -24,11 +23,11 @@ impl TrainTab {
         section(ui, "Data");
         ui.add_enabled_ui(editable, |ui| data.ui(ui, state, commands));
         section(ui, "Weights");
-        let teacher_needed = state.train.config.distill.needs_teacher();
+        let teacher_needed = state.train.config.needs_teacher();
         ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed, commands));
         train_teacher_ui(ui, state, data, editable, commands);
         ui.add_enabled_ui(editable, |ui| {
-            let f = &mut state.train.config;
+            let crate::ui::state::TrainForm { config: f, terms, .. } = &mut state.train;
             section(ui, "Student");
             ui.horizontal(|ui| {
                 let label = ui.label("model");
@@ -47,51 +46,9 @@ impl TrainTab {
             });
 
             section(ui, "Distillation");
-            ui.horizontal(|ui| {
-                for m in [DistillMode::None, DistillMode::Response, DistillMode::Feature, DistillMode::Combined] {
-                    ui.selectable_value(&mut f.distill, m, m.name());
-                }
-            });
-            egui::Grid::new("loss_grid").num_columns(2).show(ui, |ui| {
-                let label = ui.label("α (CE)");
-                ui.add(egui::DragValue::new(&mut f.loss.alpha).speed(0.01).range(LIMITS.loss_weight))
-                    .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.add_enabled(f.distill.uses_logits(), egui::Label::new("β (KD)"));
-                ui.add_enabled(
-                    f.distill.uses_logits(),
-                    egui::DragValue::new(&mut f.loss.beta).speed(0.01).range(LIMITS.loss_weight),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.add_enabled(f.distill.uses_logits(), egui::Label::new("τ"));
-                ui.add_enabled(
-                    f.distill.uses_logits(),
-                    egui::DragValue::new(&mut f.loss.tau).speed(0.05).range(LIMITS.tau),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.add_enabled(f.distill.uses_features(), egui::Label::new("γ (features)"));
-                ui.add_enabled(
-                    f.distill.uses_features(),
-                    egui::DragValue::new(&mut f.loss.gamma).speed(0.01).range(LIMITS.loss_weight),
-                )
-                .labelled_by(label.id);
-                ui.end_row();
-                let label = ui.label("KD form");
-                egui::ComboBox::from_id_salt("kd_form")
-                    .selected_text(match f.loss.kd_form {
-                        KdForm::SoftCrossEntropy => "soft CE (lab)",
-                        KdForm::KlDivergence => "τ²·KL (Hinton)",
-                    })
-                    .show_ui(ui, |ui| {
-                        ui.selectable_value(&mut f.loss.kd_form, KdForm::SoftCrossEntropy, "soft CE (lab)");
-                        ui.selectable_value(&mut f.loss.kd_form, KdForm::KlDivergence, "τ²·KL (Hinton)");
-                    })
-                    .response
-                    .labelled_by(label.id);
-                ui.end_row();
-            });
+            // The term list is the loss: the configuration follows it as it is edited.
+            terms.ui(ui);
+            (f.distill, f.loss, f.loss_terms) = terms.to_loss();
 
             unlabeled_ui(ui, f);
 
@@ -161,7 +118,7 @@ impl TrainTab {
                 ui.end_row();
             });
             ui.checkbox(&mut f.class_weights, "class-weighted cross-entropy");
-            if f.distill.needs_teacher() {
+            if f.needs_teacher() {
                 ui.checkbox(&mut f.teacher_cache, "cache teacher outputs").on_hover_text(
                     "Run the teacher once per training image before the first step and reuse its outputs (cut to \
                      each augmented crop) every epoch: distillation then costs about what training without it costs.",
@@ -182,7 +139,7 @@ fn train_teacher_ui(ui: &mut Ui, state: &AppState, data: &DataPanel, editable: b
     let Some(info) = data.usable() else { return };
     let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
     let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
-    if !(info.is_demo || weak_teacher || no_teacher && state.train.config.distill.needs_teacher()) {
+    if !(info.is_demo || weak_teacher || no_teacher && state.train.config.needs_teacher()) {
         return;
     }
     let recipe = crate::train::TrainConfig::default().teacher_recipe();

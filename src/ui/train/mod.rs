@@ -8,10 +8,12 @@
 mod folders;
 mod form;
 mod live;
+mod terms_form;
 mod view;
 
 pub use folders::{describe_run, describe_state, unique_run_name};
 pub use live::{LiveRun, Preparing, RunStatus};
+pub use terms_form::{TermRow, TermsForm};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -223,17 +225,13 @@ impl TrainTab {
             return self.refuse("choose a dataset with train and val images first".into(), state, data);
         }
         let form = &state.train;
-        if form.config.distill.needs_teacher() && !form.teacher_path().is_some_and(|p| p.is_file()) {
-            let message = format!("distillation mode `{}` needs the teacher weights file", form.config.distill.name());
+        if form.config.needs_teacher() && !form.teacher_path().is_some_and(|p| p.is_file()) {
+            let message = format!("distillation `{}` needs the teacher weights file", form.terms.label());
             return self.refuse(message, state, data);
         }
         let name = &form.config.name;
         let typed = !name.trim().is_empty();
-        let base = if typed {
-            name.trim().to_string()
-        } else {
-            format!("{}-{}", form.config.model, form.config.distill.name())
-        };
+        let base = if typed { name.trim().to_string() } else { format!("{}-{}", form.config.model, form.terms.label()) };
         let existing = state.runs_dir.join(&base);
         if !existing.exists() {
             return self.config_named(state, data, base).map_or(StartPlan::Refused, |c| StartPlan::Start(Box::new(c)));
