@@ -12,7 +12,7 @@ use candle_core::Device;
 use common::*;
 use segdistill::data::transforms::Resize;
 use segdistill::data::{Dataset, DatasetKind, VOID};
-use segdistill::eval::browse::{BrowseModel, BrowseMsg, BrowseRequest, start};
+use segdistill::diagnostics::browse::{BrowseModel, BrowseMsg, BrowseRequest, start};
 use segdistill::model::ModelKind;
 
 fn s(p: &Path) -> &str {

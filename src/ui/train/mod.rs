@@ -231,7 +231,8 @@ impl TrainTab {
         }
         let name = &form.config.name;
         let typed = !name.trim().is_empty();
-        let base = if typed { name.trim().to_string() } else { format!("{}-{}", form.config.model, form.terms.label()) };
+        let base =
+            if typed { name.trim().to_string() } else { format!("{}-{}", form.config.model, form.terms.label()) };
         let existing = state.runs_dir.join(&base);
         if !existing.exists() {
             return self.config_named(state, data, base).map_or(StartPlan::Refused, |c| StartPlan::Start(Box::new(c)));
