@@ -37,7 +37,8 @@ pub fn run(args: CheckDataArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = crate::data::unlabeled::count_in(ds.kind, &ds.root).filter(|&n| n > 0) {
         // Counted apart: they are in no split and have nothing to check against.
         println!(
-            "{n} more image(s) have no mask (split `{0}`: `train --unlabeled {0}` distils on them)",
+            "{n} more image(s) have no mask and are in no split: the `{0}` split, which `train --unlabeled {0}` \
+             distils on (if they should have masks, add the masks and list the images in a split)",
             crate::data::unlabeled::SPLIT
         );
     }

@@ -461,10 +461,11 @@ pub fn open(root: &Path, split: &str, val_fraction: f64) -> Result<(Vec<SampleFi
     Ok((samples, FolderInfo { classes, listing }))
 }
 
-/// Problems of the folder as a whole, for `check-data`: images without a mask and masks without
-/// an image outside the split's `samples` (those in it are reported as missing files of their
-/// sample), lines of the split file naming a stem with neither, and stems the split file
-/// repeats. Each is `(stem, error)`.
+/// Problems of the folder as a whole, for `check-data`: masks without an image outside the
+/// split's `samples` (those in it are reported as missing files of their sample), lines of the
+/// split file naming a stem with neither, and stems the split file repeats. Each is `(stem,
+/// error)`. Images that no split lists and that have no mask are not problems: they are the
+/// folder's unlabelled images (`crate::data::unlabeled`), which `check-data` counts apart.
 pub fn folder_problems(
     root: &Path,
     split: &str,
@@ -474,17 +475,6 @@ pub fn folder_problems(
     let mut out = Vec::new();
     let l = &info.listing;
     let in_split: std::collections::HashSet<&str> = samples.iter().map(|s| s.id.as_str()).collect();
-    for (stem, image) in &l.images {
-        if !l.masks.contains_key(stem) && !in_split.contains(stem.as_str()) {
-            out.push((
-                stem.clone(),
-                DataError::ImageWithoutMask {
-                    image: image.clone(),
-                    expected: root.join(MASKS_DIR).join(format!("{stem}.png")),
-                },
-            ));
-        }
-    }
     for (stem, mask) in &l.masks {
         if !l.images.contains_key(stem) && !in_split.contains(stem.as_str()) {
             out.push((
