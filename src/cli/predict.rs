@@ -10,8 +10,9 @@ use super::ResizeArg;
 use crate::data::ClassSet;
 use crate::data::image::{encode_png, read_rgb};
 use crate::data::mask::encode_palette_png;
+use crate::data::overlay::{overlay, palette_for};
 use crate::model::{ModelKind, load_for_inference};
-use crate::train::predict::{overlay, palette_for, predict};
+use crate::train::predict::predict;
 use crate::util::device::DeviceChoice;
 use crate::util::fs::write_atomic;
 

@@ -15,6 +15,7 @@ pub mod folder;
 pub mod image;
 pub mod loader;
 pub mod mask;
+pub mod overlay;
 pub mod resample;
 pub mod transforms;
 pub mod unlabeled;

@@ -9,11 +9,12 @@ use image::RgbImage;
 use plotters::prelude::*;
 
 use super::RunData;
+use crate::data::overlay::overlay;
 use crate::data::transforms::{Resize, resize_image, resize_mask_nearest};
 use crate::data::{ClassSet, Dataset, Mask};
 use crate::metrics::ImageScore;
 use crate::model::{Model, ModelKind, load_for_inference};
-use crate::train::predict::{overlay, predict};
+use crate::train::predict::predict;
 
 const PANEL_H: u32 = 150;
 const HEADER: u32 = 48;

@@ -1,5 +1,6 @@
 //! Running a model on images: normalisation, optional resize, logits back to the image size,
-//! argmax to a mask (and, against labels, the cross-entropy), and colour overlays.
+//! argmax to a mask (and, against labels, the cross-entropy). Drawing masks in class colours is
+//! `data::overlay`.
 //!
 //! The logits are resized back to the image in bands of rows, each folded into the mask and the
 //! loss before the next is made: the whole (1, C, H, W) tensor of a 24 MP photo would take 2 GB
@@ -10,9 +11,9 @@ use candle_core::{DType, Device, Storage, Tensor};
 use image::RgbImage;
 use rayon::prelude::*;
 
+use crate::data::Mask;
 use crate::data::image::check_image_size;
 use crate::data::transforms::{Resize, normalize, resize_image};
-use crate::data::{ClassSet, Mask};
 use crate::distill::{Target, ce::cross_entropy};
 use crate::model::ops::bilinear::{Tap, interpolate_row, taps};
 use crate::model::ops::cpu_f32;
@@ -223,37 +224,6 @@ fn band_cross_entropy(
     let logits = Tensor::from_vec(band, (1, classes, rows, width), &Device::Cpu)?;
     let mean = cross_entropy(&logits, &target)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     Ok(LabelledLoss { sum: mean * target.num_valid as f64, pixels: target.num_valid })
-}
-
-/// Blends class colours over an image (`alpha` = colour weight). Void is left unpainted, and so
-/// is class 0 when `skip_background` (VOC's background).
-pub fn overlay(img: &RgbImage, mask: &Mask, classes: &ClassSet, alpha: f32, skip_background: bool) -> RgbImage {
-    let mut out = img.clone();
-    for (i, p) in out.pixels_mut().enumerate() {
-        let label = mask.data[i];
-        if label == crate::data::VOID || (skip_background && label == 0) {
-            continue;
-        }
-        let c = classes.color_of(label);
-        for (v, &cv) in p.0.iter_mut().zip(&c) {
-            *v = ((1.0 - alpha) * *v as f32 + alpha * cv as f32).round() as u8;
-        }
-    }
-    out
-}
-
-/// A mask rendered in class colours (void in the VOC void colour).
-pub fn colorize(mask: &Mask, classes: &ClassSet) -> RgbImage {
-    RgbImage::from_fn(mask.width, mask.height, |x, y| image::Rgb(classes.color_of(mask.get(x, y))))
-}
-
-/// A 256-entry palette for writing masks of a class set as palette PNGs (VOC colours for VOC).
-pub fn palette_for(classes: &ClassSet) -> [[u8; 3]; 256] {
-    let mut p = crate::data::classes::voc_palette();
-    for (i, c) in classes.colors.iter().enumerate().take(255) {
-        p[i] = *c;
-    }
-    p
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! Guards around each decoded input: an allocation cap, panic capture, a hang watchdog.
 
-use super::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
 
 /// Notes single allocations above [`MAX_ALLOC`] and refuses those above [`HARD_ALLOC`]: a decoder
 /// that believes a length field of a damaged file would otherwise take the machine's memory.

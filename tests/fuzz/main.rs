@@ -32,21 +32,18 @@ mod mutate;
 mod targets;
 mod torch_pickle;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
-use common::{fixtures_dir, torch_file, torchvision_fixtures};
-
-use guards::*;
-use mutate::*;
-use targets::*;
-use torch_pickle::*;
+use guards::{
+    CURRENT, Current, DECODING, LAST_PANIC, MAX_ALLOC, OVERSIZE_NOTED, OVERSIZED, OVERSIZED_SIZE, OVERSIZED_TRACE,
+    SERIAL, env_parse, install_guards,
+};
+use mutate::{Rng, fnv, mutate};
+use targets::{Decode, NamedTarget, Seed, TARGETS, Target};
 
 /// Something a decoder must never do, with how often it happened and the first input that did it.
 #[derive(Debug)]

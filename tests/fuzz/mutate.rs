@@ -1,6 +1,6 @@
 //! Seeded random numbers and the mutations of an input.
 
-use super::*;
+use std::sync::Arc;
 
 /// SplitMix64: small, seeded, good enough to pick mutations.
 pub(crate) struct Rng(u64);

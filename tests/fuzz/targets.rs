@@ -1,6 +1,13 @@
 //! The decoders fuzzed, each with the real (or crate-written) samples it starts from.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use candle_core::Tensor;
+
+use crate::common::{fixtures_dir, torch_file, torchvision_fixtures};
+use crate::torch_pickle::{torch_entries, torch_legacy, torch_zip};
 
 /// One real (or crate-written) sample.
 pub(crate) struct Seed {
@@ -270,10 +277,6 @@ pub(crate) fn real_tensors() -> BTreeMap<String, Tensor> {
         .clone()
 }
 
-pub(crate) fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("an f32 tensor")
-}
-
 pub(crate) fn small_checkpoint() -> segdistill::train::checkpoint::Checkpoint {
     use segdistill::train::checkpoint::{BestRecord, Checkpoint, CheckpointState, EpochRecord, FORMAT_VERSION};
     let model = real_tensors();
@@ -463,7 +466,7 @@ pub(crate) fn safetensors_target() -> Target {
 
 pub(crate) fn pth_zip_target() -> Target {
     let seeds = vec![
-        Seed::new("small torch zip (real tensors)", torch_zip(&torch_entries()), 12),
+        Seed::new("small torch zip (real tensors)", torch_zip(&torch_entries(&real_tensors())), 12),
         Seed::file(&torch_file("mbv3s_tiny_zip.pth"), 2),
     ];
     let dir = scratch();
@@ -474,7 +477,7 @@ pub(crate) fn pth_zip_target() -> Target {
 pub(crate) fn pth_legacy_target() -> Target {
     let real = torch_file("mbv3s_tiny_legacy.pth");
     let seeds = vec![
-        Seed::new("small legacy torch file (real tensors)", torch_legacy(&torch_entries()), 40),
+        Seed::new("small legacy torch file (real tensors)", torch_legacy(&torch_entries(&real_tensors())), 40),
         Seed::file(&real, 1),
     ];
     let dir = scratch();

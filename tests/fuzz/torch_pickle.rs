@@ -1,7 +1,9 @@
 //! Small `torch.save` files, written the way PyTorch writes them (pickle protocol 2), holding real
 //! tensors: the fixtures are 10–140 MB, too slow to fuzz alone.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
 
 /// One tensor of a state dict: a view (offset, size, stride) of storage `key`.
 pub(crate) struct TorchEntry {
@@ -22,8 +24,7 @@ pub(crate) struct TorchStorage {
 
 /// Real weights in the layouts `torch.save` produces: separate storages, two tensors sharing one
 /// storage at different offsets, a transposed (non-contiguous) view, and an int64 counter.
-pub(crate) fn torch_entries() -> (Vec<TorchEntry>, Vec<TorchStorage>) {
-    let t = real_tensors();
+pub(crate) fn torch_entries(t: &BTreeMap<String, Tensor>) -> (Vec<TorchEntry>, Vec<TorchStorage>) {
     let conv = flat(&t["features.0.0.weight"]); // 16×3×3×3
     let bn_w = flat(&t["features.0.1.weight"]);
     let bn_b = flat(&t["features.0.1.bias"]);
@@ -178,4 +179,8 @@ pub(crate) fn torch_legacy((entries, storages): &(Vec<TorchEntry>, Vec<TorchStor
         out.extend(&s.bytes);
     }
     out
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("an f32 tensor")
 }

@@ -66,8 +66,8 @@ impl<'a> Session<'a> {
         let pred = crate::train::predict::predict(&self.student, &sample.image, self.val_resize(), &self.device)?;
         let classes = val.classes();
         let voc = classes.dataset == "voc";
-        let truth = crate::train::predict::overlay(&sample.image, &sample.mask, classes, 0.55, voc);
-        let predicted = crate::train::predict::overlay(&sample.image, &pred.mask, classes, 0.55, voc);
+        let truth = crate::data::overlay::overlay(&sample.image, &sample.mask, classes, 0.55, voc);
+        let predicted = crate::data::overlay::overlay(&sample.image, &pred.mask, classes, 0.55, voc);
         let (w, h) = truth.dimensions();
         let mut both = image::RgbImage::new(2 * w, h);
         image::imageops::replace(&mut both, &truth, 0, 0);

@@ -4,8 +4,8 @@
 use egui::{Color32, Rect, Sense, TextureHandle, TextureOptions, Ui, Vec2, pos2, vec2};
 
 use super::BrowseTab;
+use crate::data::overlay::overlay;
 use crate::data::{ClassSet, Dataset, Mask, VOID};
-use crate::train::predict::overlay;
 use crate::ui::jobs::Job;
 use crate::ui::state::AppState;
 use crate::ui::widgets::{color_image, note, swatch};

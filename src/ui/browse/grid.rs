@@ -5,7 +5,7 @@ use egui::{TextureHandle, TextureOptions, Ui};
 use super::BrowseTab;
 use super::order::SortKey;
 use crate::data::ClassSet;
-use crate::train::predict::overlay;
+use crate::data::overlay::overlay;
 use crate::ui::data_panel::DataPanel;
 use crate::ui::runs::RunEntry;
 use crate::ui::state::AppState;
