@@ -349,13 +349,18 @@ pub fn markdown(rows: &[Row], cx: &ReportContext<'_>) -> String {
     for run in runs {
         let c = &run.config;
         s.push_str(&format!(
-            "- **{}**: `{}` on `{}` ({} / {}), {} epochs × batch {} at {}px, {:?} lr {:.1e}, {:?} schedule, \
+            "- **{}**: `{}` on `{}` ({} / {}{}), {} epochs × batch {} at {}px, {:?} lr {:.1e}, {:?} schedule, \
              α {} β {} γ {} τ {}, seed {}\n",
             run.name,
             c.model,
             c.data.display(),
             c.train_split,
             c.val_split,
+            // Images without masks are counted apart from the labelled split.
+            c.unlabeled.as_ref().map_or(String::new(), |u| format!(
+                "; + `{u}` without masks, {} per labelled image",
+                c.unlabeled_ratio
+            )),
             c.epochs,
             c.batch,
             c.size,
