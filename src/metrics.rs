@@ -27,6 +27,13 @@ impl ConfusionMatrix {
         self.num_classes
     }
 
+    /// A matrix of known (target, prediction) counts, row-major `num_classes × num_classes` (the
+    /// Browse tab sums its images' sparse matrices into one).
+    pub fn from_counts(num_classes: usize, counts: Vec<u64>) -> Self {
+        assert_eq!(counts.len(), num_classes * num_classes, "counts must be num_classes²");
+        Self { num_classes, counts, invalid_predictions: vec![0; num_classes] }
+    }
+
     /// Adds one image (or batch) of predictions against targets (same length).
     pub fn update(&mut self, prediction: &[u8], target: &[u8]) {
         assert_eq!(prediction.len(), target.len(), "prediction and target sizes differ");

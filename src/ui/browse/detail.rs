@@ -1,14 +1,16 @@
 //! The Browse tab's detail view: image | ground truth | teacher | student with synchronised zoom
-//! and pan, an opacity slider, per-class toggles and a read-out of the classes under the cursor.
+//! and pan, an opacity slider, the class legend with its toggles, and a read-out of the classes
+//! under the cursor.
 
 use egui::{Color32, Rect, Sense, TextureHandle, TextureOptions, Ui, Vec2, pos2, vec2};
 
 use super::BrowseTab;
+use super::legend::Legend;
 use crate::data::overlay::overlay;
 use crate::data::{ClassSet, Dataset, Mask, VOID};
 use crate::ui::jobs::Job;
 use crate::ui::state::AppState;
-use crate::ui::widgets::{color_image, note, swatch};
+use crate::ui::widgets::{color_image, note};
 
 /// The open image.
 pub(super) struct Detail {
@@ -19,6 +21,7 @@ pub(super) struct Detail {
     pub(super) masks: [Option<Mask>; 3],
     pub(super) textures: Vec<Option<TextureHandle>>,
     pub(super) shown: Vec<bool>,
+    pub(super) legend: Legend,
     pub(super) opacity: f32,
     /// Zoom factor (1 = whole image) and the image point at the view's centre (0..1).
     pub(super) zoom: f32,
@@ -53,6 +56,7 @@ impl BrowseTab {
             masks,
             textures: vec![None; 4],
             shown: vec![true; n],
+            legend: Legend::default(),
             opacity,
             zoom: 1.0,
             center: vec2(0.5, 0.5),
@@ -131,17 +135,9 @@ impl BrowseTab {
                 present[v as usize] = true;
             }
         }
-        ui.horizontal_wrapped(|ui| {
-            for (c, _) in present.iter().enumerate().take(classes.len()).filter(|(_, p)| **p) {
-                // Swatch, box and name wrap as one.
-                ui.horizontal(|ui| {
-                    swatch(ui, classes.colors[c]);
-                    if ui.checkbox(&mut d.shown[c], &classes.names[c]).changed() {
-                        d.dirty = true;
-                    }
-                });
-            }
-        });
+        if d.legend.ui(ui, &classes, &present, &mut d.shown) {
+            d.dirty = true;
+        }
         if d.dirty {
             rebuild_textures(ui.ctx(), d, &classes);
         }

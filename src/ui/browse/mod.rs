@@ -3,12 +3,16 @@
 //! filter by class or by a confusion-matrix cell; the detail view shows image | ground truth |
 //! teacher | student with synchronised zoom and pan, an opacity slider, per-class toggles and a
 //! read-out of the class under the cursor. The dataset is opened and the predictions stream in
-//! on background threads. This file holds the tab's state and its background work; the order
-//! and filters are in `order`, the drawing in `grid`, `detail` and `confusion`.
+//! on background threads. Beside the grid: the confusion matrix (zoomed to the most confused
+//! classes when there are many) with the largest confusions, and per-class IoU bars. This file
+//! holds the tab's state and its background work; the order and filters are in `order`, the
+//! drawing in `grid`, `detail` (with its class `legend`), `confusion` and `class_iou`.
 
+mod class_iou;
 mod confusion;
 mod detail;
 mod grid;
+mod legend;
 mod order;
 
 pub use order::SortKey;
@@ -50,6 +54,11 @@ pub struct BrowseTab {
     /// Images where this model predicted the first class as the second.
     confusion_filter: Option<(Source, u8, u8)>,
     source: Option<Source>,
+    /// Classes the zoomed confusion matrix shows (0 until first drawn: then the default).
+    zoom_classes: usize,
+    /// Per-class IoU bars: every class, or the worst `iou_worst` (0 until first drawn).
+    iou_all: bool,
+    iou_worst: usize,
     thumbs: HashMap<usize, TextureHandle>,
     detail: Option<Detail>,
     /// An image the user asked to open (applied in `update`, where background work starts).
@@ -77,6 +86,11 @@ impl BrowseTab {
     /// Whether the open image's full-resolution photo has arrived (it decodes in the background).
     pub fn detail_ready(&self) -> bool {
         self.detail.as_ref().is_some_and(|d| d.loading.is_none())
+    }
+
+    /// The classes the open image's masks draw (after the legend's toggles).
+    pub fn detail_shown_classes(&self) -> Option<Vec<usize>> {
+        self.detail.as_ref().map(|d| d.shown.iter().enumerate().filter(|(_, s)| **s).map(|(c, _)| c).collect())
     }
 
     pub fn detail_id(&self) -> Option<&str> {
@@ -150,7 +164,14 @@ impl BrowseTab {
         teacher: Option<(ModelKind, PathBuf)>,
         teacher_cache: PathBuf,
     ) {
-        *self = Self { sort: self.sort, source: self.source, ..Default::default() };
+        *self = Self {
+            sort: self.sort,
+            source: self.source,
+            zoom_classes: self.zoom_classes,
+            iou_all: self.iou_all,
+            iou_worst: self.iou_worst,
+            ..Default::default()
+        };
         let (run, split, root, _) = key.clone();
         self.key = Some(key);
         self.opening = Some(Job::spawn("opening the dataset", ctx, move |_| {
@@ -191,7 +212,19 @@ impl BrowseTab {
             self.detail_ui(ui, state);
             return;
         }
-        egui::Panel::right("confusion").resizable(true).default_size(300.0).show(ui, |ui| self.confusion_ui(ui));
+        if self.zoom_classes == 0 {
+            self.zoom_classes = confusion::DEFAULT_ZOOM;
+        }
+        if self.iou_worst == 0 {
+            self.iou_worst = class_iou::DEFAULT_WORST;
+        }
+        egui::Panel::right("confusion").resizable(true).default_size(300.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("browse_side").show(ui, |ui| {
+                self.confusion_ui(ui);
+                ui.separator();
+                self.class_iou_ui(ui);
+            });
+        });
         egui::CentralPanel::default().show(ui, |ui| self.grid_ui(ui, state));
     }
 }
