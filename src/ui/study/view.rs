@@ -21,7 +21,7 @@ pub fn studies_ui(
     commands: &mut CommandQueue,
 ) {
     let title = format!("Studies ({})", studies.len());
-    egui::CollapsingHeader::new(title).id_salt("studies").default_open(!studies.is_empty()).show(ui, |ui| {
+    egui::CollapsingHeader::new(title).id_salt("studies").default_open(true).show(ui, |ui| {
         ui.horizontal(|ui| {
             if ui.selectable_label(form.open, "New study…").clicked() {
                 form.open = !form.open;
