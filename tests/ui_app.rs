@@ -657,3 +657,31 @@ fn a_study_folder_shows_its_grid_and_the_summary_of_study_md() {
     h.run_steps(2);
     h.get_by_label("choose a dataset in the Train tab first");
 }
+
+#[test]
+fn start_study_trains_the_grid_one_run_after_another() {
+    let demo = demo_data(12, 4, 12);
+    let runs = tempfile::tempdir().unwrap();
+    let teacher = trained_run_named(demo.path(), runs.path(), "teacher", 1);
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    state.train.config.epochs = 1;
+    state.train.config.teacher = ModelKind::Mbv3sTiny;
+    state.train.teacher_weights = segdistill::train::checkpoint::student_path(&teacher).display().to_string();
+    state.tab = Tab::Runs;
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    h.get_by_label("New study…").click();
+    h.run_steps(2);
+    h.state_mut().runs.new_study.seeds = 2;
+    h.run_steps(2);
+    h.get_by_label("Start study").click();
+    wait_until(&mut h, "the grid trained", 300, |a| {
+        a.runs.study_queue.is_none() && a.runs.studies.first().is_some_and(|s| s.completed() == (4, 4))
+    });
+    let study = &h.state().runs.studies[0];
+    assert_eq!(study.cells.keys().collect::<Vec<_>>(), ["none", "response"]);
+    assert_eq!(study.seeds, [0, 1]);
+    let baseline = segdistill::train::run_folder::read_config(&runs.path().join("study/none-seed1")).unwrap();
+    assert!(baseline.teacher_weights.is_none() && baseline.seed == 1, "the baseline learns from labels alone");
+}
