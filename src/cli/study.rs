@@ -43,14 +43,14 @@ pub fn run(args: StudyArgs) -> anyhow::Result<ExitCode> {
     let cells = study::cells(&dir)?;
     anyhow::ensure!(!cells.is_empty(), "{} holds no study runs (`<method>-seed<k>` folders)", dir.display());
     let summary = study::summary_markdown(&cells);
-    let path = dir.join("study.md");
-    crate::util::fs::write_atomic(&path, summary.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    println!("{summary}");
-    eprintln!("summary written to {}", path.display());
     crate::report::plots::register_fonts();
     let plot = study::write_plot(&cells, &dir)?;
-    eprintln!("curves drawn in {}", plot.display());
+    let path = dir.join("study.md");
+    let markdown = format!("{summary}\n![Validation mIoU per epoch, mean ± 1 sd over seeds]({})\n", study::PLOT_FILE);
+    crate::util::fs::write_atomic(&path, markdown.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    println!("{summary}");
+    eprintln!("summary written to {}, curves to {}", path.display(), plot.display());
     Ok(ExitCode::SUCCESS)
 }
 
