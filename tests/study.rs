@@ -52,10 +52,15 @@ fn a_study_trains_its_grid_once_and_summarises_it_with_error_bars() {
     for row in ["| none | 2 |", "| response | 2 |", "| ce1-cwd-logits3 | 2 |", "Pooled seed-to-seed sd"] {
         assert!(table.contains(row), "{row} in:\n{table}");
     }
-    assert!(table.contains(" ± "), "{table}");
+    assert!(table.contains(" ± ") && table.contains("](study-miou.png)"), "{table}");
+    let plot = image::open(study.join("study-miou.png")).expect("study-miou.png decodes");
+    assert!(plot.width() > 100 && plot.height() > 100);
     // Again: every run is completed, nothing is trained twice; --report only summarises.
     let again = segdistill(&args);
     assert!(again.status.success() && stderr(&again).matches("completed already").count() == 6, "{}", stderr(&again));
     let report = segdistill(&["study", "--report", "--out", s(&study)]);
     assert!(report.status.success() && stdout(&report).contains("| response | 2 |"), "{}", stderr(&report));
+    std::fs::remove_file(study.join("study-miou.png")).unwrap();
+    let report = segdistill(&["study", "--report", "--out", s(&study)]);
+    assert!(report.status.success() && image::open(study.join("study-miou.png")).is_ok(), "{}", stderr(&report));
 }

@@ -658,3 +658,82 @@ fn ticking_a_loss_term_starts_the_run_its_loss_list_describes() {
     let typed: LossTerms = "ce=1,response=0.5:tau=4,feature=0.3,cwd-logits=3".parse().unwrap();
     assert_eq!(started.loss_terms, Some(typed), "the run `--loss` with the same list starts");
 }
+
+#[test]
+fn a_study_folder_shows_its_grid_and_the_summary_of_study_md() {
+    use segdistill::report::study;
+    let demo = demo_data(12, 6, 11);
+    let runs = tempfile::tempdir().unwrap();
+    let study_dir = runs.path().join("lr-study");
+    // Two methods (the baseline and a higher learning rate) × two seeds, trained inline.
+    for (cell, lr) in [("none", 5e-3), ("fast", 2e-2)] {
+        for seed in 0..2 {
+            let name = study::run_name(cell, seed);
+            let mut cfg = segdistill::train::TrainConfig {
+                epochs: 1,
+                seed,
+                ..tiny_config(&segdistill::data::demo::voc_root(demo.path()), &study_dir, &name)
+            };
+            cfg.optimizer.lr = lr;
+            run_to_end(cfg, false).0.unwrap();
+        }
+    }
+    let mut state = base_state(runs.path(), demo.path());
+    state.tab = Tab::Runs;
+    let mut h = harness(state);
+    wait_until(&mut h, "the study", 60, |a| a.runs.studies.len() == 1);
+    h.run_steps(2);
+    let shown = &h.state().runs.studies[0];
+    assert_eq!((shown.cells.len(), shown.seeds.clone()), (2, vec![0, 1]));
+    h.get_by_label("Study lr-study");
+    h.get_by_label("4/4 runs completed");
+    assert_eq!(h.get_all_by_label("completed").count(), 4, "every cell of the grid is completed");
+    // The table shows the numbers of study.md, from the same rows.
+    let cells = study::cells(&study_dir).unwrap();
+    let rows = study::summary_rows(&cells);
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(row.runs, 2);
+        // Mean ± sd, Δ and p (the dashes of the baseline's Δ and p are not unique).
+        for text in segdistill::ui::study::summary_cells(row).iter().skip(2).filter(|t| t.as_str() != "—") {
+            h.get_by_label(text);
+        }
+    }
+    let fast = rows.iter().find(|r| r.name == "fast").unwrap();
+    assert!(fast.delta.is_some(), "Δ against the none cell");
+    let markdown = study::summary_markdown(&cells);
+    let (m, sd) = fast.mean_sd.unwrap();
+    assert!(markdown.contains(&format!("{m:.4} ± {sd:.4}")), "{markdown}");
+    // The New study form makes the command for the Train form's settings.
+    h.get_by_label("New study…").click();
+    h.run_steps(2);
+    h.get_by_label("choose a dataset in the Train tab first");
+}
+
+#[test]
+fn start_study_trains_the_grid_one_run_after_another() {
+    let demo = demo_data(12, 4, 12);
+    let runs = tempfile::tempdir().unwrap();
+    let teacher = trained_run_named(demo.path(), runs.path(), "teacher", 1);
+    let mut state = base_state(runs.path(), demo.path());
+    state.data_dir = segdistill::data::demo::voc_root(demo.path()).display().to_string();
+    state.train.config.epochs = 1;
+    state.train.config.teacher = ModelKind::Mbv3sTiny;
+    state.train.teacher_weights = segdistill::train::checkpoint::student_path(&teacher).display().to_string();
+    state.tab = Tab::Runs;
+    let mut h = harness(state);
+    wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
+    h.get_by_label("New study…").click();
+    h.run_steps(2);
+    h.state_mut().runs.new_study.seeds = 2;
+    h.run_steps(2);
+    h.get_by_label("Start study").click();
+    wait_until(&mut h, "the grid trained", 300, |a| {
+        a.runs.study_queue.is_none() && a.runs.studies.first().is_some_and(|s| s.completed() == (4, 4))
+    });
+    let study = &h.state().runs.studies[0];
+    assert_eq!(study.cells.keys().collect::<Vec<_>>(), ["none", "response"]);
+    assert_eq!(study.seeds, [0, 1]);
+    let baseline = segdistill::train::run_folder::read_config(&runs.path().join("study/none-seed1")).unwrap();
+    assert!(baseline.teacher_weights.is_none() && baseline.seed == 1, "the baseline learns from labels alone");
+}

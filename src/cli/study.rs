@@ -1,13 +1,12 @@
 //! `segdistill study`: which distillation helps, with error bars. A grid of methods × seeds over
 //! one dataset, teacher and student, run back to back as ordinary run folders under the study
 //! folder (`<method>-seed<k>`: resumable, the teacher cache shared), then summarised: mean ± sd
-//! per method, Δ vs no KD with Welch's t-test, and the smallest difference the study resolves.
+//! per method, Δ vs no KD with Welch's t-test, the smallest difference the study resolves, and
+//! the mIoU curves with ±1 sd bands (`study-miou.png`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::distill::DistillMode;
-use crate::distill::loss_terms::LossTerms;
 use crate::report::study;
 use crate::train::run_folder::{RunRecord, RunStatus};
 
@@ -29,11 +28,6 @@ pub struct StudyArgs {
     pub train: super::train::TrainArgs,
 }
 
-/// A method's folder-safe cell name: `none`, `ce1-kd0.5`.
-fn cell_name(method: &str) -> String {
-    method.replace(['=', ':'], "").replace(',', "-").replace(['/', '\\', ' '], "_")
-}
-
 pub fn run(args: StudyArgs) -> anyhow::Result<ExitCode> {
     let dir = args.train.out.clone().ok_or_else(|| anyhow::anyhow!("--out is required: the study folder"))?;
     anyhow::ensure!(
@@ -49,11 +43,14 @@ pub fn run(args: StudyArgs) -> anyhow::Result<ExitCode> {
     let cells = study::cells(&dir)?;
     anyhow::ensure!(!cells.is_empty(), "{} holds no study runs (`<method>-seed<k>` folders)", dir.display());
     let summary = study::summary_markdown(&cells);
+    crate::report::plots::register_fonts();
+    let plot = study::write_plot(&cells, &dir)?;
     let path = dir.join("study.md");
-    crate::util::fs::write_atomic(&path, summary.as_bytes())
+    let markdown = format!("{summary}\n![Validation mIoU per epoch, mean ± 1 sd over seeds]({})\n", study::PLOT_FILE);
+    crate::util::fs::write_atomic(&path, markdown.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     println!("{summary}");
-    eprintln!("summary written to {}", path.display());
+    eprintln!("summary written to {}, curves to {}", path.display(), plot.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -68,7 +65,7 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     for method in &methods {
         for seed in base_seed..base_seed + args.seeds {
             done += 1;
-            let run = dir.join(study::run_name(&cell_name(method), seed));
+            let run = dir.join(study::run_name(&study::cell_name(method), seed));
             let status = RunRecord::open(&run).ok().flatten().map(|r| r.status());
             if matches!(status, Some(RunStatus::Completed { .. })) {
                 eprintln!("[{done}/{total}] {} completed already", run.display());
@@ -81,12 +78,9 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             cell.resume = status.is_some_and(|s| s.is_resumable());
             cell.teacher_cache_dir =
                 cell.teacher_cache_dir.or_else(|| Some(crate::train::config::default_teacher_cache_root(dir)));
-            match <DistillMode as clap::ValueEnum>::from_str(method, false).ok() {
-                Some(mode) => cell.distill = Some(mode),
-                None => {
-                    cell.loss =
-                        Some(method.parse::<LossTerms>().map_err(|e| anyhow::anyhow!("--method {method}: {e}"))?)
-                }
+            match study::Method::parse(method).map_err(|e| anyhow::anyhow!("--{e:#}"))? {
+                study::Method::Preset(mode) => cell.distill = Some(mode),
+                study::Method::Terms(terms) => cell.loss = Some(terms),
             }
             if method == study::BASELINE {
                 // The baseline learns from labels alone: no teacher to load or cache, and no

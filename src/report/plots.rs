@@ -127,6 +127,75 @@ pub fn curves(runs: &[RunData], teacher_miou: Option<f64>, out: &Path) -> anyhow
     Ok(files.to_vec())
 }
 
+/// One line with an error band: `(x, mean, sd)` points.
+pub struct Band {
+    pub name: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// A chart of mean lines with shaded ±1 sd bands, one per [`Band`], written as a PNG to `path`.
+pub fn band_chart(path: &Path, title: &str, x_desc: &str, y_desc: &str, bands: &[Band]) -> anyhow::Result<()> {
+    let plot_err = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw {}: {e}", path.display());
+    let mut buf = vec![255u8; (W * H * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+        let finite = bands.iter().flat_map(|b| b.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, mean, sd) in finite {
+            let sd = if sd.is_finite() { sd } else { 0.0 };
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(mean - sd), y1.max(mean + sd));
+        }
+        if x0 > x1 {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        let pad = ((y1 - y0) * 0.05).max(1e-3);
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))
+            .map_err(|e| plot_err(&e))?;
+        c.configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        for (i, band) in bands.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64, f64)> =
+                band.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            // The band: upper edge left to right, lower edge back.
+            let outline: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|&(x, m, sd)| (x, m + sd.max(0.0)))
+                .chain(pts.iter().rev().map(|&(x, m, sd)| (x, m - sd.max(0.0))))
+                .collect();
+            if pts.len() > 1 {
+                c.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.2).filled())))
+                    .map_err(|e| plot_err(&e))?;
+            }
+            c.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))
+                .map_err(|e| plot_err(&e))?
+                .label(band.name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        root.present().map_err(|e| plot_err(&e))?;
+    }
+    let img = image::RgbImage::from_raw(W, H, buf).context("chart buffer")?;
+    let png = crate::data::image::encode_png(&img)?;
+    crate::util::fs::write_atomic(path, &png).with_context(|| format!("cannot write {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -6,11 +6,49 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::distill::DistillMode;
+use crate::distill::loss_terms::LossTerms;
+use crate::train::TrainConfig;
 use crate::train::run_folder::{RunRecord, RunStatus};
 
 /// The folder name of a study's run: `<cell>-seed<seed>`.
 pub fn run_name(cell: &str, seed: u64) -> String {
     format!("{cell}-seed{seed}")
+}
+
+/// What a study's `--method` value trains: a preset or a term list.
+#[derive(Clone, Debug)]
+pub enum Method {
+    Preset(DistillMode),
+    Terms(LossTerms),
+}
+
+impl Method {
+    /// A preset's name (`none`, `response`, `feature`, `combined`) or a term list as `train
+    /// --loss` takes it (`ce=1,kd=0.5`).
+    pub fn parse(method: &str) -> anyhow::Result<Self> {
+        match <DistillMode as clap::ValueEnum>::from_str(method, false) {
+            Ok(mode) => Ok(Self::Preset(mode)),
+            Err(_) => method.parse::<LossTerms>().map(Self::Terms).map_err(|e| anyhow::anyhow!("method {method}: {e}")),
+        }
+    }
+
+    /// `config` made to train this method (the baseline without its teacher and unlabelled
+    /// images: it learns from labels alone).
+    pub fn apply(&self, config: &mut TrainConfig) {
+        match self {
+            Self::Preset(mode) => (config.distill, config.loss_terms) = (*mode, None),
+            Self::Terms(terms) => config.loss_terms = Some(terms.clone()),
+        }
+        if matches!(self, Self::Preset(DistillMode::None)) {
+            (config.teacher_weights, config.unlabeled) = (None, None);
+        }
+    }
+}
+
+/// A method's folder-safe cell name: `none`, `ce1-kd0.5`.
+pub fn cell_name(method: &str) -> String {
+    method.replace(['=', ':'], "").replace(',', "-").replace(['/', '\\', ' '], "_")
 }
 
 /// The cell and seed of a study run's folder name.
@@ -117,7 +155,39 @@ fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + series.ln()
 }
 
-/// One method of a study: its seeds' best mIoU.
+/// Where one run of a study grid stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Its folder is not there yet, or it holds no checkpoint.
+    NotStarted,
+    /// A process trains it now.
+    Training,
+    /// Stopped with a checkpoint (the study resumes it).
+    Stopped,
+    Completed,
+}
+
+impl Progress {
+    fn of(record: &RunRecord) -> Self {
+        match record.status() {
+            _ if record.training_now.is_some() => Self::Training,
+            RunStatus::Completed { .. } => Self::Completed,
+            RunStatus::Stopped { .. } => Self::Stopped,
+            RunStatus::NotStarted => Self::NotStarted,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotStarted => "not started",
+            Self::Training => "training",
+            Self::Stopped => "stopped",
+            Self::Completed => "completed",
+        }
+    }
+}
+
+/// One method of a study: its seeds' best mIoU and curves.
 #[derive(Clone, Debug)]
 pub struct Cell {
     pub name: String,
@@ -125,12 +195,30 @@ pub struct Cell {
     pub results: Vec<(u64, f64)>,
     /// Runs of the cell that are not completed yet.
     pub unfinished: Vec<PathBuf>,
+    /// Every run folder of the cell by seed, and where it stands.
+    pub progress: BTreeMap<u64, Progress>,
+    /// Validation mIoU per epoch of each completed run.
+    pub curves: Vec<Vec<f64>>,
 }
 
 impl Cell {
     pub fn values(&self) -> Vec<f64> {
         self.results.iter().map(|r| r.1).collect()
     }
+}
+
+/// Whether `dir` is a study folder: not a run itself, and holding at least one
+/// `<method>-seed<k>` run folder.
+pub fn is_study(dir: &Path) -> bool {
+    if crate::train::run_folder::holds_run(dir) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        path.file_name().and_then(|n| n.to_str()).and_then(parse_run_name).is_some()
+            && crate::train::run_folder::holds_run(&path)
+    })
 }
 
 /// The cells of the study in `dir`, by name.
@@ -148,9 +236,15 @@ pub fn cells(dir: &Path) -> anyhow::Result<BTreeMap<String, Cell>> {
             name: cell.to_string(),
             results: Vec::new(),
             unfinished: Vec::new(),
+            progress: BTreeMap::new(),
+            curves: Vec::new(),
         });
-        match (record.status(), record.state.as_ref().and_then(|s| s.best.as_ref())) {
-            (RunStatus::Completed { .. }, Some(best)) => entry.results.push((seed, best.miou)),
+        entry.progress.insert(seed, Progress::of(&record));
+        match (record.status(), record.state.as_ref()) {
+            (RunStatus::Completed { .. }, Some(state)) if state.best.is_some() => {
+                entry.results.push((seed, state.best.as_ref().map_or(0.0, |b| b.miou)));
+                entry.curves.push(state.history.iter().map(|h| h.miou).collect());
+            }
             _ => entry.unfinished.push(run.clone()),
         }
     }
@@ -160,54 +254,95 @@ pub fn cells(dir: &Path) -> anyhow::Result<BTreeMap<String, Cell>> {
 /// The baseline cell: no distillation.
 pub const BASELINE: &str = "none";
 
+/// One line of a study's summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryRow {
+    pub name: String,
+    /// Completed runs.
+    pub runs: usize,
+    pub unfinished: usize,
+    /// Mean and sample sd of the completed runs' best validation mIoU.
+    pub mean_sd: Option<(f64, f64)>,
+    /// Mean difference to the baseline and Welch's two-sided p (where both sides allow it).
+    pub delta: Option<f64>,
+    pub p: Option<f64>,
+}
+
+impl SummaryRow {
+    pub fn significant(&self) -> bool {
+        self.p.is_some_and(|p| p < SIGNIFICANCE)
+    }
+}
+
+/// The significance level of the Δ column.
+pub const SIGNIFICANCE: f64 = 0.05;
+
+/// What the study can resolve: the pooled seed-to-seed sd over cells of `runs` runs, and the
+/// smallest difference it detects.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Resolution {
+    pub pooled_sd: f64,
+    pub runs: usize,
+    pub detectable: f64,
+}
+
+/// The summary's rows, one per cell in name order.
+pub fn summary_rows(cells: &BTreeMap<String, Cell>) -> Vec<SummaryRow> {
+    let baseline = cells.get(BASELINE).map(Cell::values).unwrap_or_default();
+    cells
+        .values()
+        .map(|cell| {
+            let values = cell.values();
+            let mean_sd = (!values.is_empty()).then(|| mean_sd(&values));
+            let compare = cell.name != BASELINE && !baseline.is_empty() && !values.is_empty();
+            SummaryRow {
+                name: cell.name.clone(),
+                runs: values.len(),
+                unfinished: cell.unfinished.len(),
+                mean_sd,
+                delta: compare.then(|| mean_sd.map_or(0.0, |m| m.0) - self::mean_sd(&baseline).0),
+                p: if compare { welch(&values, &baseline).map(|w| w.2) } else { None },
+            }
+        })
+        .collect()
+}
+
+/// The study's resolution, once some cell has two or more completed runs.
+pub fn resolution(cells: &BTreeMap<String, Cell>) -> Option<Resolution> {
+    let (pooled, runs) = pooled_sd(cells);
+    // Two-sided α = 0.05 and 80 % power: z-values 1.96 + 0.84 (a normal approximation).
+    pooled.map(|pooled_sd| Resolution { pooled_sd, runs, detectable: 2.8 * pooled_sd * (2.0 / runs as f64).sqrt() })
+}
+
 /// The study's summary as a Markdown table with what it can resolve.
 pub fn summary_markdown(cells: &BTreeMap<String, Cell>) -> String {
-    let baseline = cells.get(BASELINE).map(Cell::values).unwrap_or_default();
     let mut out = String::from(
         "| method | runs | best val mIoU (mean ± sd) | Δ vs none | p (Welch) | |\n|---|---|---|---|---|---|\n",
     );
-    for cell in cells.values() {
-        let values = cell.values();
-        if values.is_empty() {
-            out.push_str(&format!("| {} | 0 ({} unfinished) | — | — | — | |\n", cell.name, cell.unfinished.len()));
+    for row in summary_rows(cells) {
+        let Some((mean, sd)) = row.mean_sd else {
+            out.push_str(&format!("| {} | 0 ({} unfinished) | — | — | — | |\n", row.name, row.unfinished));
             continue;
-        }
-        let (mean, sd) = mean_sd(&values);
-        let (delta, p) = if cell.name == BASELINE || baseline.is_empty() {
-            ("—".to_string(), "—".to_string())
-        } else {
-            let (base_mean, _) = mean_sd(&baseline);
-            let p = welch(&values, &baseline).map(|w| w.2);
-            (format!("{:+.4}", mean - base_mean), p.map_or("—".into(), |p| format!("{p:.3}")))
         };
-        let significant = p_is_significant(&p);
-        let unfinished = if cell.unfinished.is_empty() {
-            String::new()
-        } else {
-            format!(" (+{} unfinished)", cell.unfinished.len())
-        };
+        let unfinished = if row.unfinished == 0 { String::new() } else { format!(" (+{} unfinished)", row.unfinished) };
         out.push_str(&format!(
-            "| {} | {}{unfinished} | {mean:.4} ± {sd:.4} | {delta} | {p} | {} |\n",
-            cell.name,
-            values.len(),
-            if significant { "significant (p < 0.05)" } else { "" }
+            "| {} | {}{unfinished} | {mean:.4} ± {sd:.4} | {} | {} | {} |\n",
+            row.name,
+            row.runs,
+            row.delta.map_or("—".into(), |d| format!("{d:+.4}")),
+            row.p.map_or("—".into(), |p| format!("{p:.3}")),
+            if row.significant() { "significant (p < 0.05)" } else { "" }
         ));
     }
-    let (pooled, n) = pooled_sd(cells);
-    if let Some(pooled) = pooled {
-        // Two-sided α = 0.05 and 80 % power: z-values 1.96 + 0.84 (a normal approximation).
-        let detectable = 2.8 * pooled * (2.0 / n as f64).sqrt();
+    if let Some(r) = resolution(cells) {
         out.push_str(&format!(
-            "\nPooled seed-to-seed sd {pooled:.4} over cells of {n} runs: a difference of about {detectable:.4} mIoU \
+            "\nPooled seed-to-seed sd {:.4} over cells of {} runs: a difference of about {:.4} mIoU \
              is the smallest this study detects (α 0.05, power 0.8); smaller ones need more seeds or a larger \
-             validation set.\n"
+             validation set.\n",
+            r.pooled_sd, r.runs, r.detectable
         ));
     }
     out
-}
-
-fn p_is_significant(p: &str) -> bool {
-    p.parse::<f64>().is_ok_and(|p| p < 0.05)
 }
 
 /// The pooled standard deviation of the cells with two or more runs, and their typical size.
@@ -224,6 +359,37 @@ fn pooled_sd(cells: &BTreeMap<String, Cell>) -> (Option<f64>, usize) {
     }
     sizes.sort_unstable();
     (Some((ss / dof as f64).sqrt()), sizes[sizes.len() / 2])
+}
+
+/// Mean and sd per epoch across runs, over the epochs every run has (the shortest run's):
+/// `(epoch, mean, sd)` with epochs counted from 1. Empty without runs.
+pub fn epoch_band(curves: &[Vec<f64>]) -> Vec<(usize, f64, f64)> {
+    let epochs = curves.iter().map(Vec::len).min().unwrap_or(0);
+    (0..epochs)
+        .map(|e| {
+            let (mean, sd) = mean_sd(&curves.iter().map(|c| c[e]).collect::<Vec<_>>());
+            (e + 1, mean, sd)
+        })
+        .collect()
+}
+
+/// The file name of the study's curve plot.
+pub const PLOT_FILE: &str = "study-miou.png";
+
+/// Writes `study-miou.png` into `dir`: validation mIoU per epoch, one line per cell (the mean
+/// over its completed runs) with a shaded ±1 sd band.
+pub fn write_plot(cells: &BTreeMap<String, Cell>, dir: &Path) -> anyhow::Result<PathBuf> {
+    let bands: Vec<super::plots::Band> = cells
+        .values()
+        .filter(|c| !c.curves.is_empty())
+        .map(|c| super::plots::Band {
+            name: format!("{} (n={})", c.name, c.curves.len()),
+            points: epoch_band(&c.curves).into_iter().map(|(e, m, sd)| (e as f64, m, sd)).collect(),
+        })
+        .collect();
+    let path = dir.join(PLOT_FILE);
+    super::plots::band_chart(&path, "Validation mIoU (mean ± 1 sd over seeds)", "epoch", "mIoU", &bands)?;
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -243,6 +409,21 @@ mod tests {
             assert!((p - want).abs() < 1e-9, "t {t} df {df}: {p} vs {want}");
         }
         assert!(welch(&[0.5], &[0.4, 0.3]).is_none() && welch(&[0.5, 0.5], &[0.4, 0.4]).is_none());
+    }
+
+    #[test]
+    fn the_band_spans_the_epochs_every_run_has() {
+        let band = epoch_band(&[vec![0.1, 0.3, 0.5], vec![0.3, 0.5], vec![0.2, 0.4, 0.9, 1.0]]);
+        assert_eq!(band.len(), 2);
+        let sd = |m: f64, v: [f64; 3]| (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 2.0).sqrt();
+        for ((epoch, mean, s), (want_epoch, values)) in band.iter().zip([(1, [0.1, 0.3, 0.2]), (2, [0.3, 0.5, 0.4])]) {
+            let want_mean = values.iter().sum::<f64>() / 3.0;
+            assert_eq!(*epoch, want_epoch);
+            assert!((mean - want_mean).abs() < 1e-12 && (s - sd(want_mean, values)).abs() < 1e-12, "{band:?}");
+        }
+        assert!((band[0].2 - 0.1).abs() < 1e-12, "sd of 0.1, 0.3, 0.2 is 0.1");
+        assert!(epoch_band(&[]).is_empty());
+        assert_eq!(epoch_band(&[vec![0.5, 0.6]]), vec![(1, 0.5, 0.0), (2, 0.6, 0.0)]);
     }
 
     #[test]

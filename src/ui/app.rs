@@ -11,7 +11,9 @@ use super::commands::{CloseChoice, Command, CommandQueue, Question, open_folder}
 use super::data_panel::DataPanel;
 use super::runs::RunsTab;
 use super::state::{AppState, Tab};
-use super::train::{StartPlan, TrainTab, live_run_dir};
+use super::study::StudyQueue;
+use super::train::{RunStatus, StartPlan, TrainTab, live_run_dir};
+use crate::train::events::EndReason;
 
 pub struct SegdistillApp {
     /// What is persisted between starts.
@@ -134,6 +136,11 @@ impl SegdistillApp {
             }
             Command::RescanRuns => self.rescan_runs = true,
             Command::PruneTeacherCaches => self.runs.prune_caches(ctx, &self.state.runs_dir),
+            Command::StartStudy => self.start_study(),
+            Command::StopStudy => {
+                self.runs.study_queue = None;
+                self.train.stop();
+            }
             Command::ExportReport => self.runs.export(ctx, &self.state),
             Command::ExportOnnx(run) => self.runs.export_onnx(ctx, &run, &self.state),
             Command::OpenFolder(dir) => self.notice = open_folder(&dir).err(),
@@ -153,6 +160,53 @@ impl SegdistillApp {
     fn start_run(&mut self, config: crate::train::TrainConfig, resume: bool) {
         self.train.start_config(config, resume, None);
         self.state.last_run = live_run_dir(&self.train);
+    }
+
+    /// Plans the New study form's grid over the Train form's settings and starts its first cell.
+    fn start_study(&mut self) {
+        if self.train.is_running() {
+            self.notice = Some("a run is training: wait for it or stop it before starting a study".into());
+            return;
+        }
+        let Some(info) = self.data.usable() else {
+            self.notice = Some("choose a dataset in the Train tab first".into());
+            return;
+        };
+        let state = &self.state;
+        let mut base = state.train.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), String::new());
+        // The form's own distillation may be none; the study's methods need its teacher all the same.
+        base.teacher_weights = state.train.teacher_path();
+        match StudyQueue::plan(&self.runs.new_study, &base, &state.runs_dir) {
+            Ok(queue) => {
+                self.runs.study_queue = Some(queue);
+                self.next_study_cell();
+            }
+            Err(e) => self.notice = Some(e),
+        }
+    }
+
+    /// Starts the study's next cell; the queue ends with the grid.
+    fn next_study_cell(&mut self) {
+        let Some(queue) = &mut self.runs.study_queue else { return };
+        match queue.next_cell() {
+            Some((config, resume)) => self.start_run(config, resume),
+            None => self.runs.study_queue = None,
+        }
+        self.rescan_runs = true;
+    }
+
+    /// A run of the study ended: a completed cell leads to the next; a stopped or failed one ends
+    /// the queue (starting the same study again continues it).
+    fn study_run_ended(&mut self) {
+        if self.runs.study_queue.is_none() || self.closing {
+            return;
+        }
+        if matches!(&self.train.live.status, RunStatus::Finished(s) if s.reason == EndReason::Completed) {
+            self.next_study_cell();
+        } else {
+            self.runs.study_queue = None;
+            self.notice = Some("the study stopped: Start study with the same form continues it".into());
+        }
     }
 
     /// Applies what the panels pushed this frame, in order.
@@ -252,6 +306,7 @@ impl eframe::App for SegdistillApp {
         }
         if was_running && !self.train.is_running() {
             self.rescan_runs = true;
+            self.study_run_ended();
         }
         if self.closing && !self.train.is_running() {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);

@@ -48,6 +48,10 @@ pub enum Command {
     RescanRuns,
     /// Remove the teacher-cache folders no run can use any more (teacher file changed or gone).
     PruneTeacherCaches,
+    /// Train the New study form's grid over the Train form's settings, one cell after another.
+    StartStudy,
+    /// Stop the study's cell that trains (it keeps a checkpoint) and queue no more.
+    StopStudy,
     /// Write report.md for the runs selected in the Runs tab.
     ExportReport,
     /// Write a run's best student as an ONNX file (`<runs>/exports/<run>.onnx`).

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod plots;
 pub mod runs;
 pub mod state;
+pub mod study;
 pub mod teacher_panel;
 pub mod train;
 pub mod weights;

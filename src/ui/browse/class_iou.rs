@@ -7,7 +7,7 @@ use egui::{Color32, Rect, Sense, Ui, vec2};
 use super::BrowseTab;
 use super::order::{Source, confusion_matrix};
 use crate::data::ClassSet;
-use crate::train::metrics::ConfusionMatrix;
+use crate::metrics::ConfusionMatrix;
 use crate::ui::widgets::{note, swatch};
 
 /// Bars shown unless the user asks for all.

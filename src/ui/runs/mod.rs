@@ -1,7 +1,7 @@
 //! The Runs tab: every run under the runs folder with its status (Resume on stopped runs), the
 //! comparison table (sortable, Δ against a chosen completed no-distillation baseline, speed
-//! measured once per run and stored), overlaid curves of any metric, and Export report with
-//! progress. Scans, measurements and the report run in the background; buttons push commands.
+//! measured once per run and stored), overlaid curves of any metric, Export report with
+//! progress, and the studies of the runs folder (`crate::ui::study`). Scans, measurements and the report run in the background; buttons push commands.
 //! This file holds the tab's state and its background jobs; the drawing is in `view`, `table`
 //! and `curves`.
 
@@ -25,6 +25,7 @@ use super::widgets::PathField;
 use crate::distill::teacher_cache::manifest::{self, CacheFolder};
 use crate::report::table::{Measure, Row, can_be_baseline, default_baselines};
 use crate::train::config::default_teacher_cache_root;
+use crate::ui::study::{NewStudyForm, StudyQueue, StudyView, scan_studies};
 use crate::util::fmt::human_bytes;
 
 /// Export report in the background, with its current stage.
@@ -36,7 +37,12 @@ struct ReportJob {
 pub struct RunsTab {
     pub entries: Vec<RunEntry>,
     pub selected: BTreeSet<PathBuf>,
-    scan: Option<Job<(Vec<RunEntry>, Vec<CacheFolder>)>>,
+    scan: Option<Job<(Vec<RunEntry>, Vec<CacheFolder>, Vec<StudyView>)>>,
+    /// The study folders of the runs folder (listed by each scan), and the New study form.
+    pub studies: Vec<StudyView>,
+    pub new_study: NewStudyForm,
+    /// The study the app trains cell after cell (started from the New study form).
+    pub study_queue: Option<StudyQueue>,
     /// The teacher-cache folders of the runs folder (listed by each scan), and their removal.
     pub caches: Vec<CacheFolder>,
     prune: Option<Job<Result<String, String>>>,
@@ -64,6 +70,9 @@ impl Default for RunsTab {
             entries: Vec::new(),
             selected: BTreeSet::new(),
             scan: None,
+            studies: Vec::new(),
+            new_study: NewStudyForm::default(),
+            study_queue: None,
             caches: Vec::new(),
             prune: None,
             prune_result: None,
@@ -96,15 +105,16 @@ impl RunsTab {
             let measure = if training { Measure::StoredOnly } else { Measure::IfMissing };
             self.scan = Some(Job::spawn("scanning the runs", ctx, move |_| {
                 let caches = manifest::list(&default_teacher_cache_root(&dir)).unwrap_or_default();
-                (scan_runs(&dir, measure), caches)
+                (scan_runs(&dir, measure), caches, scan_studies(&dir))
             }));
             self.last_scan = Some(Instant::now());
         }
         if let Some(job) = &mut self.scan {
             match job.poll() {
                 Poll::Running => {}
-                Poll::Done((v, caches)) => {
+                Poll::Done((v, caches, studies)) => {
                     self.caches = caches;
+                    self.studies = studies;
                     if !self.preselected {
                         // A first look overlays the most recent runs rather than an empty chart.
                         self.selected = v.iter().take(INITIAL_SELECTION).map(|e| e.dir.clone()).collect();
@@ -150,6 +160,7 @@ impl RunsTab {
     /// Forgets the listed runs (the runs folder changed).
     pub fn forget_runs(&mut self) {
         self.entries.clear();
+        self.studies.clear();
         self.selected.clear();
         self.preselected = false;
         self.last_scan = None;

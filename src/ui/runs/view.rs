@@ -32,6 +32,16 @@ impl RunsTab {
         if let Some(e) = &self.scan_error {
             error_text(ui, e.clone());
         }
+        let queue = self.study_queue.as_ref();
+        crate::ui::study::studies_ui(
+            ui,
+            &self.studies,
+            &mut self.new_study,
+            queue,
+            live_run.is_some(),
+            state,
+            commands,
+        );
         if self.entries.is_empty() {
             note(ui, "No runs yet: start one in the Train tab.");
             return;
