@@ -411,6 +411,9 @@ impl TermsDistiller {
 
     /// Each term's unweighted value, in the order of the list, and Σ weight·value (with the
     /// auxiliary head's cross-entropy, weighted as in [`super::total_loss`]).
+    /// With `cirkd-region`, the batch's regions are written into the memory first: call this once
+    /// per training step (a step skipped for a non-finite loss has still written them; they come
+    /// from the teacher alone).
     pub fn loss(
         &self,
         cfg: &LossConfig,
