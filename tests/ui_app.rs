@@ -616,7 +616,10 @@ fn distilling_on_images_without_masks_from_the_train_form() {
     state.train.terms = segdistill::ui::train::TermsForm::preset(DistillMode::Response);
     state.train.config.teacher = ModelKind::Mbv3sTiny;
     state.train.teacher_weights = teacher.join("student.safetensors").display().to_string();
-    let mut h = harness(state);
+    // Tall enough to show the whole form (the term list makes it long).
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 1600.0))
+        .build_eframe(move |cc| SegdistillApp::start(cc, state));
     wait_until(&mut h, "the dataset scan", 30, |a| a.data.usable().is_some());
     h.get_by_label("also distil on images without masks").click();
     h.run_steps(2);
