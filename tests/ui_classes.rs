@@ -28,7 +28,7 @@ fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, do
 /// An ADE20K-layout demo, a run trained on it, and the state that browses it.
 fn ade20k_browse_setup() -> (tempfile::TempDir, AppState) {
     let tmp = tempfile::tempdir().unwrap();
-    let config = DemoConfig { train: 6, val: 4, size: 48, seed: 2 };
+    let config = DemoConfig { train: 6, val: 4, size: 48, seed: 2, ..Default::default() };
     let root = generate(DemoLayout::Ade20k, &tmp.path().join("data"), &config, &|| {}).unwrap();
     let runs = tmp.path().join("runs");
     let mut cfg = segdistill::train::TrainConfig {

@@ -58,6 +58,14 @@ pub fn run(args: StudyArgs) -> anyhow::Result<ExitCode> {
 fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     let mut methods: Vec<String> = vec![study::BASELINE.to_string()];
     methods.extend(args.methods.iter().filter(|m| m.as_str() != study::BASELINE).cloned());
+    for method in &methods {
+        if study::Method::parse(method).is_ok_and(|m| m.ignores_labels()) {
+            eprintln!(
+                "note: method `{method}` has no `ce` term: its students learn from the teacher alone, without the \
+                 labels (write `ce,{method}` to distil beside the labels)"
+            );
+        }
+    }
     let base_seed = args.train.seed.unwrap_or(0);
     let signals = super::signals::StopSignals::install();
     let total = methods.len() as u64 * args.seeds;

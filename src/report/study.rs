@@ -33,6 +33,15 @@ impl Method {
         }
     }
 
+    /// A term list without the cross-entropy: its students learn from the teacher alone (the
+    /// labels unused), which is rarely what `--method kd` was meant to compare.
+    pub fn ignores_labels(&self) -> bool {
+        match self {
+            Self::Preset(_) => false,
+            Self::Terms(terms) => !terms.0.iter().any(|t| t.kind == crate::distill::loss_terms::TermKind::Ce),
+        }
+    }
+
     /// `config` made to train this method (the baseline without its teacher and unlabelled
     /// images: it learns from labels alone).
     pub fn apply(&self, config: &mut TrainConfig) {
@@ -430,5 +439,12 @@ mod tests {
     fn study_run_names_round_trip() {
         assert_eq!(parse_run_name(&run_name("ce1-kd0.5", 3)), Some(("ce1-kd0.5", 3)));
         assert_eq!(parse_run_name("teacher-cache"), None);
+    }
+
+    #[test]
+    fn a_term_list_without_the_cross_entropy_is_told_apart() {
+        let ignores = |m: &str| Method::parse(m).unwrap().ignores_labels();
+        assert!(ignores("kd") && ignores("kd=1,dist=1"));
+        assert!(!ignores("ce,kd") && !ignores("response") && !ignores("none"));
     }
 }
