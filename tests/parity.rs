@@ -162,7 +162,11 @@ fn kd_variant_gradients_match_finite_differences() {
         let eval = |v: Vec<f64>| -> f64 {
             let x = Tensor::from_vec(v, student.shape(), &Device::Cpu).unwrap();
             let tt = teacher.to_dtype(candle_core::DType::F64).unwrap();
-            let tf = Target { valid: t.valid.to_dtype(candle_core::DType::F64).unwrap(), ..t.clone() };
+            let tf = Target {
+                valid: t.valid.to_dtype(candle_core::DType::F64).unwrap(),
+                distilled: t.distilled.to_dtype(candle_core::DType::F64).unwrap(),
+                ..t.clone()
+            };
             kd::response_kd(&x, &tt, 4.0, form, avg, Some(&tf)).unwrap().to_scalar::<f64>().unwrap()
         };
         for i in (0..base.len()).step_by(97) {

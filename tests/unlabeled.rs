@@ -81,7 +81,7 @@ fn the_unlabelled_split_trains_through_the_teacher_cache_and_resumes_to_the_same
     ok(&out);
     let log = stderr(&out);
     assert!(log.contains("8 train (+ 6 unlabelled) / 2 val images"), "{log}");
-    assert!(log.contains("split 'unlabeled' cached"), "{log}");
+    assert!(log.contains("cached for split 'unlabeled'"), "{log}");
     // The cache holds an entry for every unlabelled image (ids demo_000011 … demo_000016).
     let cache_root = tmp.path().join("teacher-cache");
     let entries: Vec<String> =

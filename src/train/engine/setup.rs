@@ -335,7 +335,7 @@ impl<'a> Session<'a> {
                         )));
                     }
                     self.emit(TrainEvent::Message(format!(
-                        "teacher outputs for split '{}' cached in {} ({:.0} s)",
+                        "teacher outputs cached for split '{}' in {} ({:.0} s)",
                         dataset.split,
                         cache.dir().display(),
                         t0.elapsed().as_secs_f64()

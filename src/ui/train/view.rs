@@ -12,9 +12,15 @@ use crate::ui::plots::{CurvePlot, Series, XAxis, class_bars};
 use crate::ui::state::AppState;
 use crate::ui::widgets::{duration, error_text, note};
 
+/// The Train tab's form panel, in points: its widest row (a term with weight and τ) with room
+/// to spare.
+const TRAIN_FORM_WIDTH: f32 = 380.0;
+
 impl TrainTab {
     pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, data: &mut DataPanel, commands: &mut CommandQueue) {
-        egui::Panel::left("train_form").resizable(true).default_size(330.0).show(ui, |ui| {
+        // A fixed width: a resizable panel widens to whatever its content asks for, frame after
+        // frame (a long path, a transient message), and then keeps that width for good.
+        egui::Panel::left("train_form").resizable(false).exact_size(TRAIN_FORM_WIDTH).show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| self.form_ui(ui, state, data, commands));
         });
         egui::CentralPanel::default().show(ui, |ui| self.live_ui(ui, state, data, commands));
