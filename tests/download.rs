@@ -3,7 +3,8 @@
 //! stalled server timing out cleanly, and weight files checked by the hash in their name. Each
 //! failure says what happened: a bad address, a silent server, an HTTP error (and whether retrying
 //! helps), resume advice only when a `.part` holds bytes, and an archive with the right checksum
-//! that is no tar (described, never its bytes printed).
+//! that is no tar (described, never its bytes printed). ADE20K's zip is extracted, detected and
+//! opened, and a damaged, cut or wrong zip (or a 404) leaves no half-extracted folder.
 
 mod common;
 
@@ -12,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::http_server::{Behavior, TestServer};
 use common::*;
+use segdistill::data::demo::DemoConfig;
+use segdistill::data::demo_layouts::{DemoLayout, generate};
 use segdistill::data::download::checksum::Algorithm;
+use segdistill::data::{Dataset, DatasetKind};
 
 fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -357,4 +361,121 @@ fn cityscapes_explains_how_to_get_it() {
     assert!(out.status.success());
     let text = stdout(&out);
     assert!(text.contains("cityscapes-dataset.com") && text.contains("/data/cs/gtFine"), "{text}");
+}
+
+/// The demo split sizes of the ADE20K archive.
+const ADE_TRAIN: usize = 4;
+const ADE_VAL: usize = 2;
+
+/// A small ADEChallengeData2016.zip as MIT publishes it (everything under `ADEChallengeData2016/`,
+/// folders included), from the demo written in the ADE20K layout; stored, not deflated, so an
+/// entry's bytes can be found and damaged. Also returns the last file's bytes.
+fn ade20k_zip() -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DemoConfig { train: ADE_TRAIN, val: ADE_VAL, size: 48, seed: 3, ..Default::default() };
+    let root = generate(DemoLayout::Ade20k, dir.path(), &config, &|| {}).unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut last = Vec::new();
+    let mut pending = vec![root.clone()];
+    while let Some(d) = pending.pop() {
+        let rel = d.strip_prefix(dir.path()).unwrap().to_str().unwrap().replace('\\', "/");
+        zip.add_directory(format!("{rel}/"), opts).unwrap();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                pending.push(p);
+            } else {
+                let name = p.strip_prefix(dir.path()).unwrap().to_str().unwrap().replace('\\', "/");
+                zip.start_file(name, opts).unwrap();
+                last = std::fs::read(&p).unwrap();
+                std::io::Write::write_all(&mut zip, &last).unwrap();
+            }
+        }
+    }
+    (zip.finish().unwrap().into_inner(), last)
+}
+
+fn download_ade20k(dest: &Path, url: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["download", "ade20k", "--dest", dest.to_str().unwrap(), "--url", url];
+    args.extend_from_slice(extra);
+    segdistill(&args)
+}
+
+#[test]
+fn ade20k_download_extracts_a_dataset_that_is_detected_and_opens() {
+    let (zip, _) = ade20k_zip();
+    let sha = digest_of(&zip, Algorithm::Sha256);
+    let server = TestServer::start(vec![("ADEChallengeData2016.zip", zip, Behavior::Normal)]);
+    let dest = tempfile::tempdir().unwrap();
+    let url = server.url("ADEChallengeData2016.zip");
+    let out = download_ade20k(dest.path(), &url, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let root = dest.path().join("ADEChallengeData2016");
+    assert!(stdout(&out).contains(&format!("ADE20K ready: {}", root.display())), "{}", stdout(&out));
+    assert!(stderr(&out).contains(&format!("--sha256 {sha}")), "the unpinned archive's hash: {}", stderr(&out));
+    assert_eq!(names_in(dest.path()), ["ADEChallengeData2016"], "archive, .part and staging folders are gone");
+
+    assert_eq!(DatasetKind::detect(&root), DatasetKind::Ade20k);
+    assert_eq!(DatasetKind::detect(dest.path()), DatasetKind::Ade20k, "--dest itself works as --data");
+    let train = Dataset::open(&root, None, "train").unwrap();
+    assert_eq!((train.kind, train.len()), (DatasetKind::Ade20k, ADE_TRAIN));
+    assert_eq!(Dataset::open(&root, None, "val").unwrap().len(), ADE_VAL);
+    let check = segdistill(&["check-data", "--data", root.to_str().unwrap(), "--split", "train"]);
+    assert!(check.status.success(), "check-data reads every file: {}{}", stdout(&check), stderr(&check));
+
+    // A second run, pinned by the printed hash, finds it and downloads nothing.
+    let again = download_ade20k(dest.path(), &url, &["--sha256", &sha]);
+    assert!(again.status.success() && stdout(&again).contains("ADE20K already present"), "{}", stdout(&again));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn a_broken_ade20k_zip_says_why_and_leaves_no_half_extracted_folder() {
+    let (zip, last) = ade20k_zip();
+    // One byte of the last file flipped: every other entry is written to the staging folder
+    // before the file's CRC fails.
+    let at = zip.windows(last.len()).rposition(|w| w == last.as_slice()).expect("stored bytes") + last.len() / 2;
+    let mut damaged = zip.clone();
+    damaged[at] ^= 0xff;
+    let cut = zip[..zip.len() - 200].to_vec(); // the central directory is cut off
+    let mut wrong = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    wrong.start_file("readme.txt", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut wrong, b"not ADE20K").unwrap();
+    let wrong = wrong.finish().unwrap().into_inner();
+    // (served bytes, what the message must say)
+    let cases: [(&[u8], &str); 3] = [
+        (&damaged, "the zip archive is corrupt"),
+        (&cut, "the zip archive is corrupt"),
+        (&wrong, "it holds no ADEChallengeData2016 folder"),
+    ];
+    for (bytes, says) in cases {
+        let server = TestServer::start(vec![("ade.zip", bytes.to_vec(), Behavior::Normal)]);
+        let dest = tempfile::tempdir().unwrap();
+        let out = download_ade20k(dest.path(), &server.url("ade.zip"), &[]);
+        assert!(!out.status.success(), "{says}");
+        let err = stderr(&out);
+        let archive = dest.path().join("ADEChallengeData2016.zip");
+        assert!(err.contains(&format!("cannot extract {}: {says}", archive.display())), "{says}: {err}");
+        assert!(err.contains("nothing was extracted"), "{err}");
+        assert_printable(&err);
+        assert_eq!(names_in(dest.path()), ["ADEChallengeData2016.zip"], "{says}: only the archive is left");
+    }
+    // The damaged entry was the last one: everything before it had been extracted, and is gone.
+    let entries = zip::ZipArchive::new(std::io::Cursor::new(&zip)).unwrap().len();
+    let server = TestServer::start(vec![("ade.zip", damaged, Behavior::Normal)]);
+    let dest = tempfile::tempdir().unwrap();
+    let err = stderr(&download_ade20k(dest.path(), &server.url("ade.zip"), &[]));
+    assert!(
+        err.contains(&format!("is damaged (Invalid checksum), after {} of {entries} entries", entries - 1)),
+        "{err}"
+    );
+    // Not on the server: nothing is written at all.
+    let server = TestServer::start(vec![]);
+    let dest = tempfile::tempdir().unwrap();
+    let out = download_ade20k(dest.path(), &server.url("ADEChallengeData2016.zip"), &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("HTTP 404") && err.contains("--url"), "{err}");
+    assert_eq!(names_in(dest.path()), Vec::<String>::new());
 }

@@ -183,18 +183,26 @@ pub fn unzip_to_staging(
                 other => std::io::Error::other(format!("it is not a zip archive but {other}")),
             }
         })?;
-        observer.stage(Stage::Extracting, Some(zip.len() as u64));
-        for i in 0..zip.len() {
+        let total = zip.len();
+        observer.stage(Stage::Extracting, Some(total as u64));
+        // The zip reader's "Invalid checksum" alone does not say the download is damaged.
+        let corrupt = |entry: &str, e: &dyn std::fmt::Display, done: usize| {
+            std::io::Error::other(format!(
+                "the zip archive is corrupt: {entry} is damaged ({e}), after {done} of {total} entries"
+            ))
+        };
+        for i in 0..total {
             if observer.cancelled() {
                 return Err(std::io::Error::other("cancelled"));
             }
-            let mut entry = zip.by_index(i).map_err(std::io::Error::other)?;
+            let mut entry = zip.by_index(i).map_err(|e| corrupt(&format!("entry {}", i + 1), &e, i))?;
             let Some(rel) = entry.enclosed_name() else {
                 return Err(std::io::Error::other(format!(
                     "entry `{}` points outside the archive",
                     entry.name_raw().escape_ascii()
                 )));
             };
+            let name = format!("`{}`", rel.display());
             let out = staging.join(rel);
             if entry.is_dir() {
                 std::fs::create_dir_all(&out)?;
@@ -203,7 +211,11 @@ pub fn unzip_to_staging(
                     std::fs::create_dir_all(dir)?;
                 }
                 let mut w = std::io::BufWriter::new(std::fs::File::create(&out)?);
-                std::io::copy(&mut entry, &mut w)?;
+                std::io::copy(&mut entry, &mut w).map_err(|e| match e.kind() {
+                    // What reading the entry's bytes reports; other kinds come from the file system.
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => corrupt(&name, &e, i),
+                    _ => e,
+                })?;
                 std::io::Write::flush(&mut w)?;
             }
             observer.advance(1);

@@ -1,4 +1,4 @@
-//! Getting VOC 2012, SBD's augmented masks and torchvision's weights from the internet: resumable
+//! Getting VOC 2012, SBD's augmented masks, ADE20K and torchvision's weights from the internet: resumable
 //! HTTP downloads (Range requests into a `.part` file), checksums, a free-space check and
 //! streaming extraction into a staging folder that is renamed into place only when complete, so an
 //! interrupted or corrupt download never leaves a half-extracted dataset behind.
