@@ -11,8 +11,17 @@ pub struct PathField {
 }
 
 impl PathField {
-    /// Draws the field; returns true when the path changed (typed or picked).
-    pub fn ui(&mut self, ui: &mut Ui, id: &str, value: &mut String, kind: PickKind, hint: &str) -> bool {
+    /// Draws the field; returns true when the path changed (typed or picked). `title` names the
+    /// dialog; `example`, a file name that would fit, shows in the empty field as a hint.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        id: &str,
+        value: &mut String,
+        kind: PickKind,
+        title: &str,
+        example: Option<&str>,
+    ) -> bool {
         let mut changed = false;
         if let Some(p) = &self.pending
             && let Some(answer) = p.poll()
@@ -35,13 +44,24 @@ impl PathField {
                 button.on_disabled_hover_text("no desktop session: type the path")
             };
             if button.clicked() {
-                self.pending = PendingPick::open(kind, hint, ui.ctx());
+                self.pending = PendingPick::open(kind, title, ui.ctx());
             }
-            let edit =
-                egui::TextEdit::singleline(value).hint_text(hint).desired_width(ui.available_width()).id_salt(id);
+            let edit = egui::TextEdit::singleline(value)
+                .hint_text(placeholder(example))
+                .desired_width(ui.available_width())
+                .id_salt(id);
             changed |= ui.add(edit).changed();
         });
         changed
+    }
+}
+
+/// The grey text of an empty path field: worded as a hint, so that it never reads as a path
+/// already filled in.
+fn placeholder(example: Option<&str>) -> String {
+    match example {
+        Some(e) => format!("(none chosen, e.g. {e})"),
+        None => "(none chosen)".into(),
     }
 }
 
@@ -72,7 +92,19 @@ pub fn color_image(img: &image::RgbImage) -> egui::ColorImage {
     egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
 }
 
-/// "1h02m", "3m07s".
+/// "1h02m", "3m07s", "42 s".
 pub fn duration(secs: f64) -> String {
     crate::util::fmt::format_duration(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_path_field_reads_as_a_hint_not_a_path() {
+        assert_eq!(placeholder(None), "(none chosen)");
+        let hint = placeholder(Some("mobilenet_v3_large-8738ca79.pth"));
+        assert_eq!(hint, "(none chosen, e.g. mobilenet_v3_large-8738ca79.pth)");
+    }
 }
