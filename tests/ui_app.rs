@@ -443,6 +443,21 @@ fn closing_during_training_asks_and_stops_with_a_checkpoint() {
 }
 
 #[test]
+fn an_empty_path_field_reads_as_a_hint_not_a_path() {
+    use egui_kittest::kittest::NodeT as _;
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(AppState { runs_dir: runs.path().to_path_buf(), ..Default::default() });
+    h.run_steps(3);
+    // The dataset and both weights fields are empty: each says so, none shows a file name.
+    let hints: Vec<_> = h
+        .query_all(egui_kittest::kittest::by().role(egui::accesskit::Role::TextInput))
+        .filter_map(|n| n.accesskit_node().placeholder().map(String::from))
+        .collect();
+    assert_eq!(hints.iter().filter(|p| *p == "(none chosen)").count(), 3, "{hints:?}");
+    assert!(!hints.iter().any(|p| p.ends_with(".pth")), "{hints:?}");
+}
+
+#[test]
 fn a_long_status_is_elided_within_a_narrow_window() {
     let demo = demo_data(12, 4, 8);
     let runs = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ pub struct PathField {
 
 impl PathField {
     /// Draws the field; returns true when the path changed (typed or picked). `title` names the
-    /// dialog; `example`, a file name that would fit, shows in the empty field as a hint.
+    /// dialog; `example`, a file name that would fit, shows on hover.
     pub fn ui(
         &mut self,
         ui: &mut Ui,
@@ -47,23 +47,23 @@ impl PathField {
                 self.pending = PendingPick::open(kind, title, ui.ctx());
             }
             let edit = egui::TextEdit::singleline(value)
-                .hint_text(placeholder(example))
+                .hint_text(PLACEHOLDER)
                 .desired_width(ui.available_width())
                 .id_salt(id);
-            changed |= ui.add(edit).changed();
+            let edit = ui.add(edit);
+            let edit = match example {
+                Some(e) => edit.on_hover_text(format!("e.g. {e}")),
+                None => edit,
+            };
+            changed |= edit.changed();
         });
         changed
     }
 }
 
 /// The grey text of an empty path field: worded as a hint, so that it never reads as a path
-/// already filled in.
-fn placeholder(example: Option<&str>) -> String {
-    match example {
-        Some(e) => format!("(none chosen, e.g. {e})"),
-        None => "(none chosen)".into(),
-    }
-}
+/// already filled in (an example file name there did), and short enough never to be elided.
+const PLACEHOLDER: &str = "(none chosen)";
 
 /// A bold section heading.
 pub fn section(ui: &mut Ui, title: &str) {
@@ -95,16 +95,4 @@ pub fn color_image(img: &image::RgbImage) -> egui::ColorImage {
 /// "1h02m", "3m07s", "42 s".
 pub fn duration(secs: f64) -> String {
     crate::util::fmt::format_duration(secs)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_empty_path_field_reads_as_a_hint_not_a_path() {
-        assert_eq!(placeholder(None), "(none chosen)");
-        let hint = placeholder(Some("mobilenet_v3_large-8738ca79.pth"));
-        assert_eq!(hint, "(none chosen, e.g. mobilenet_v3_large-8738ca79.pth)");
-    }
 }
