@@ -421,8 +421,11 @@ fn closing_during_training_asks_and_stops_with_a_checkpoint() {
         h.input_mut().viewports.entry(egui::ViewportId::ROOT).or_default().events.push(egui::ViewportEvent::Close);
         h.run_steps(2);
     };
+    // The run line names what the run learns from: the labels alone here.
+    h.get_by_label_contains("no distillation on ");
     request_close(&mut h);
     h.get_by_label("Training is running");
+    assert!(h.query_by_label("Cancel").is_none(), "one way back, not two buttons that do the same");
     h.get_by_label("Keep training").click();
     h.run_steps(2);
     assert!(h.state().question.is_none() && h.state().train.is_running() && !h.state().closing);
@@ -437,6 +440,38 @@ fn closing_during_training_asks_and_stops_with_a_checkpoint() {
     assert_eq!(again.train.live.run_dir.as_deref(), Some(run_dir.as_path()));
     assert!(!again.train.live.steps.is_empty());
     assert!(again.train.resumable_run().is_some(), "and offers Resume");
+}
+
+#[test]
+fn an_empty_path_field_reads_as_a_hint_not_a_path() {
+    use egui_kittest::kittest::NodeT as _;
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(AppState { runs_dir: runs.path().to_path_buf(), ..Default::default() });
+    h.run_steps(3);
+    // The dataset and both weights fields are empty: each says so, none shows a file name.
+    let hints: Vec<_> = h
+        .query_all(egui_kittest::kittest::by().role(egui::accesskit::Role::TextInput))
+        .filter_map(|n| n.accesskit_node().placeholder().map(String::from))
+        .collect();
+    assert_eq!(hints.iter().filter(|p| *p == "(none chosen)").count(), 3, "{hints:?}");
+    assert!(!hints.iter().any(|p| p.ends_with(".pth")), "{hints:?}");
+}
+
+#[test]
+fn a_long_status_is_elided_within_a_narrow_window() {
+    let demo = demo_data(12, 4, 8);
+    let runs = tempfile::tempdir().unwrap();
+    let run = stopped_run(demo.path(), runs.path(), "stopped");
+    let mut state = base_state(runs.path(), demo.path());
+    state.tab = Tab::Train;
+    state.last_run = Some(run);
+    let width = 760.0;
+    let mut h =
+        Harness::builder().with_size(egui::vec2(width, 600.0)).build_eframe(move |cc| SegdistillApp::start(cc, state));
+    h.run_steps(5);
+    // The whole text stays the label's (shown on hover); what is drawn ends inside the window.
+    let status = h.get_by_label_contains("(checkpoint saved; Resume continues it)");
+    assert!(status.rect().max.x <= width, "the status runs past the window: {:?}", status.rect());
 }
 
 #[test]

@@ -493,11 +493,10 @@ impl EventSink for Printer {
             TrainEvent::Started(i) => {
                 self.epochs = i.total_steps / i.steps_per_epoch.max(1);
                 eprintln!(
-                    "{} ({} parameters), distillation {}{} on {}; {}; {}",
+                    "{} ({} parameters), {} on {}; {}; {}",
                     i.model,
                     format_params(i.params),
-                    i.mode,
-                    i.teacher.as_ref().map(|t| format!(" from {t}")).unwrap_or_default(),
+                    i.distillation_in_words(),
                     i.device,
                     i.images_in_words(),
                     i.run_dir.display()

@@ -82,6 +82,7 @@ pub struct RunInfo {
     pub model: String,
     pub params: usize,
     pub teacher: Option<String>,
+    /// The distillation preset's name or the loss term list (`TrainConfig::loss_name`).
     pub mode: String,
     pub device: String,
     pub train_images: usize,
@@ -103,6 +104,49 @@ impl RunInfo {
             n => format!(" (+ {n} unlabelled)"),
         };
         format!("{} train{unlabeled} / {} val images", self.train_images, self.val_images)
+    }
+
+    /// "response distillation from deeplabv3-mbv3l", or "no distillation" for the `none` preset
+    /// and for a term list that learns from the labels alone (`ce`).
+    pub fn distillation_in_words(&self) -> String {
+        let labels_only = self.mode == crate::distill::DistillMode::None.name()
+            || self.mode.parse::<crate::distill::loss_terms::LossTerms>().is_ok_and(|t| !t.needs_teacher());
+        if labels_only {
+            return "no distillation".into();
+        }
+        let teacher = self.teacher.as_ref().map(|t| format!(" from {t}")).unwrap_or_default();
+        format!("{} distillation{teacher}", self.mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(mode: &str, teacher: Option<&str>) -> RunInfo {
+        RunInfo {
+            run_dir: PathBuf::from("runs/r"),
+            model: "mbv3s-tiny".into(),
+            params: 1000,
+            teacher: teacher.map(String::from),
+            mode: mode.into(),
+            device: "cpu".into(),
+            train_images: 10,
+            unlabeled_images: 0,
+            val_images: 2,
+            total_steps: 10,
+            steps_per_epoch: 10,
+            class_names: vec![],
+            resumed_from: None,
+        }
+    }
+
+    #[test]
+    fn a_run_on_the_labels_alone_reads_as_no_distillation() {
+        assert_eq!(info("none", None).distillation_in_words(), "no distillation");
+        assert_eq!(info("ce=1", None).distillation_in_words(), "no distillation");
+        assert_eq!(info("response", Some("fcn")).distillation_in_words(), "response distillation from fcn");
+        assert_eq!(info("ce=1,kd=0.5", Some("fcn")).distillation_in_words(), "ce=1,kd=0.5 distillation from fcn");
     }
 }
 

@@ -232,7 +232,9 @@ impl SegdistillApp {
             }
             if let Some(n) = &self.notice {
                 ui.separator();
-                super::widgets::error_text(ui, n.clone());
+                // Wrapped, never cut off: a notice may carry a path to copy.
+                let text = egui::RichText::new(n.clone()).color(ui.visuals().error_fg_color);
+                ui.add(egui::Label::new(text).wrap());
             }
         });
     }
@@ -282,11 +284,9 @@ impl SegdistillApp {
                         if ui.button("Stop and keep a checkpoint").clicked() {
                             commands.push(Command::Close(CloseChoice::StopAndClose));
                         }
+                        // The one way back: a "Cancel" beside it would do the same.
                         if ui.button("Keep training").clicked() {
                             commands.push(Command::Close(CloseChoice::KeepTraining));
-                        }
-                        if ui.button("Cancel").clicked() {
-                            commands.push(Command::DismissQuestion);
                         }
                     });
                 }

@@ -104,20 +104,47 @@ pub enum Question {
     CloseWhileTraining { run: String },
 }
 
-/// Opens `dir` in the desktop's file manager without waiting for it.
+/// Opens `dir` in the desktop's file manager without waiting for it; without one (no desktop
+/// session, no opener installed) the message says so and gives the path to copy.
 pub fn open_folder(dir: &std::path::Path) -> Result<(), String> {
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else if cfg!(target_os = "windows") {
         "explorer"
     } else {
+        // xdg-open with no display either fails unseen or starts a terminal browser.
+        if !super::file_dialog::dialogs_available() {
+            return Err(no_file_manager(dir));
+        }
         "xdg-open"
     };
+    open_with(opener, dir)
+}
+
+fn open_with(opener: &str, dir: &std::path::Path) -> Result<(), String> {
     std::process::Command::new(opener)
         .arg(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .map(|_| ())
-        .map_err(|e| format!("cannot open {} with {opener}: {e}", dir.display()))
+        .map_err(|_| no_file_manager(dir))
+}
+
+fn no_file_manager(dir: &std::path::Path) -> String {
+    format!("no file manager is available to open the folder; its path (select to copy): {}", dir.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_file_manager_the_message_says_so_and_gives_the_path() {
+        let dir = std::path::Path::new("/data/runs/mine-2");
+        let e = open_with("segdistill-no-such-file-manager", dir).unwrap_err();
+        assert!(e.starts_with("no file manager is available"), "{e}");
+        assert!(e.ends_with("/data/runs/mine-2"), "{e}");
+        assert!(!e.contains("No such file"), "{e}");
+    }
 }

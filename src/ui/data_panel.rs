@@ -191,7 +191,7 @@ impl DataPanel {
 
     pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, commands: &mut CommandQueue) {
         ui.label("Dataset folder (VOCdevkit, VOC2012 or a parent; or a Cityscapes root)");
-        if self.field.ui(ui, "data_dir", &mut state.data_dir, PickKind::Folder, "path to the dataset") {
+        if self.field.ui(ui, "data_dir", &mut state.data_dir, PickKind::Folder, "dataset folder", None) {
             self.scanned_for = None;
         }
         ui.horizontal(|ui| {

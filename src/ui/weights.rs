@@ -92,7 +92,7 @@ impl WeightsRow {
         commands: &mut CommandQueue,
     ) {
         let w = slot.catalog(teacher);
-        self.field.ui(ui, slot.label(), path, PickKind::WeightsFile, w.map_or("weights file", |w| w.file_name));
+        self.field.ui(ui, slot.label(), path, PickKind::WeightsFile, "weights file", w.map(|w| w.file_name));
         if let Some(task) = &self.task {
             if task.ui(ui) {
                 commands.push(Command::CancelDownload(DownloadTarget::Weights(slot)));

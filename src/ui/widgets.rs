@@ -11,8 +11,17 @@ pub struct PathField {
 }
 
 impl PathField {
-    /// Draws the field; returns true when the path changed (typed or picked).
-    pub fn ui(&mut self, ui: &mut Ui, id: &str, value: &mut String, kind: PickKind, hint: &str) -> bool {
+    /// Draws the field; returns true when the path changed (typed or picked). `title` names the
+    /// dialog; `example`, a file name that would fit, shows on hover.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        id: &str,
+        value: &mut String,
+        kind: PickKind,
+        title: &str,
+        example: Option<&str>,
+    ) -> bool {
         let mut changed = false;
         if let Some(p) = &self.pending
             && let Some(answer) = p.poll()
@@ -35,15 +44,26 @@ impl PathField {
                 button.on_disabled_hover_text("no desktop session: type the path")
             };
             if button.clicked() {
-                self.pending = PendingPick::open(kind, hint, ui.ctx());
+                self.pending = PendingPick::open(kind, title, ui.ctx());
             }
-            let edit =
-                egui::TextEdit::singleline(value).hint_text(hint).desired_width(ui.available_width()).id_salt(id);
-            changed |= ui.add(edit).changed();
+            let edit = egui::TextEdit::singleline(value)
+                .hint_text(PLACEHOLDER)
+                .desired_width(ui.available_width())
+                .id_salt(id);
+            let edit = ui.add(edit);
+            let edit = match example {
+                Some(e) => edit.on_hover_text(format!("e.g. {e}")),
+                None => edit,
+            };
+            changed |= edit.changed();
         });
         changed
     }
 }
+
+/// The grey text of an empty path field: worded as a hint, so that it never reads as a path
+/// already filled in (an example file name there did), and short enough never to be elided.
+const PLACEHOLDER: &str = "(none chosen)";
 
 /// A bold section heading.
 pub fn section(ui: &mut Ui, title: &str) {
@@ -72,7 +92,7 @@ pub fn color_image(img: &image::RgbImage) -> egui::ColorImage {
     egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
 }
 
-/// "1h02m", "3m07s".
+/// "1h02m", "3m07s", "42 s".
 pub fn duration(secs: f64) -> String {
     crate::util::fmt::format_duration(secs)
 }

@@ -1,13 +1,18 @@
 //! How numbers read for people: durations and byte counts, one definition for the CLI, the app
 //! and the reports.
 
-/// "1h02m", "3m07s"; "?" for an unknown (non-finite) duration.
+/// "1h02m", "3m07s", "42 s"; "?" for an unknown (non-finite) duration. Under a minute the
+/// seconds alone: a short run must not read "0m00s".
 pub fn format_duration(secs: f64) -> String {
     if !secs.is_finite() {
         return "?".into();
     }
-    let s = secs.round() as u64;
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, s / 60 % 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        3600.. => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        60.. => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{s} s"),
+    }
 }
 
 /// "999 B", "1.5 MB", "2.0 GB" (powers of 1000, as disks and downloads are labelled).
@@ -53,6 +58,9 @@ mod tests {
     fn durations_and_sizes_read_as_people_write_them() {
         assert_eq!(format_duration(187.0), "3m07s");
         assert_eq!(format_duration(3720.0), "1h02m");
+        assert_eq!(format_duration(42.0), "42 s");
+        assert_eq!(format_duration(0.3), "0 s");
+        assert_eq!(format_duration(60.0), "1m00s");
         assert_eq!(format_duration(f64::NAN), "?");
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(1_999_639_040), "2.0 GB");

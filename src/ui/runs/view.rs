@@ -57,7 +57,7 @@ impl RunsTab {
         let text = self.runs_dir_text.get_or_insert_with(|| state.runs_dir.display().to_string());
         ui.horizontal(|ui| {
             ui.label("Runs folder");
-            if self.runs_dir_field.ui(ui, "runs_dir", text, PickKind::Folder, "folder holding the run folders")
+            if self.runs_dir_field.ui(ui, "runs_dir", text, PickKind::Folder, "folder holding the run folders", None)
                 && !text.trim().is_empty()
             {
                 commands.push(Command::SetRunsDir(PathBuf::from(text.trim())));

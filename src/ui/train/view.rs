@@ -57,7 +57,7 @@ impl TrainTab {
                 commands.push(Command::StopRun);
             }
             ui.separator();
-            ui.label(match &self.live.status {
+            let status = match &self.live.status {
                 RunStatus::Idle => "idle".to_string(),
                 RunStatus::Starting => "starting…".into(),
                 RunStatus::Running => "training".into(),
@@ -69,7 +69,10 @@ impl TrainTab {
                     }
                 },
                 RunStatus::Failed(_) => "failed".into(),
-            });
+            };
+            // Elided to the space beside the buttons (a narrow window or a wide form panel would
+            // otherwise cut it off mid-word); the whole text shows on hover.
+            ui.add(egui::Label::new(status).truncate());
         });
     }
 
@@ -89,11 +92,10 @@ impl TrainTab {
             Some(info) => note(
                 ui,
                 format!(
-                    "{} ({}), {} distillation{} on {}: {}, saved in {}",
+                    "{} ({}), {} on {}: {}, saved in {}",
                     info.model,
                     format_params(info.params),
-                    info.mode,
-                    info.teacher.as_ref().map(|t| format!(" from {t}")).unwrap_or_default(),
+                    info.distillation_in_words(),
                     info.device,
                     info.images_in_words(),
                     info.run_dir.display()
