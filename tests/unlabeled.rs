@@ -22,21 +22,7 @@ fn demo_with_teacher(dir: &Path) -> (PathBuf, PathBuf) {
     let cfg = DemoConfig { train: 8, val: 2, unlabeled: 6, size: 48, seed: 4, ..Default::default() };
     let data = generate(&dir.join("demo"), &cfg, &|| {}).unwrap();
     let teacher = dir.join("teacher");
-    ok(&segdistill(&[
-        "train",
-        "--data",
-        s(&data),
-        "--model",
-        "mbv3s-tiny",
-        "--epochs",
-        "1",
-        "--batch",
-        "4",
-        "--size",
-        "48",
-        "--out",
-        s(&teacher),
-    ]));
+    ok(&common::tiny_train(&data, &teacher).size(48).run());
     (data, teacher)
 }
 
