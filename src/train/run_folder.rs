@@ -128,18 +128,19 @@ impl RunFolder {
                 anyhow::bail!(
                     "run folder {} is in use by another training ({}); wait for it to end or stop it, or choose another --out",
                     dir.display(),
-                    describe_holder(note.trim())
+                    LockHolder::from_note(&note)
                 );
             }
             // File systems without locks (rare network mounts): train unguarded rather than not at all.
             Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
             Err(std::fs::TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
         }
-        let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        // Best effort: the note names this process in a rival's message; the lock works without
-        // it. The file is ours and a regular one by now; it is cut to the note only after the
-        // note is written, so a reader never sees it empty.
-        let note = format!("{} {started}", std::process::id());
+        // Best effort: the note names this process in a rival's message and in the app's Runs
+        // tab; the lock works without it. The file is ours and a regular one by now. The note has
+        // one fixed width and goes in one write over the old one, so a reader sees the old note
+        // or the new one, never a mix of both; it is cut only after it is written (notes of older
+        // versions were shorter or longer), so a reader never sees it empty.
+        let note = LockHolder::this_process().to_note();
         file.rewind()
             .and_then(|()| file.write_all(note.as_bytes()))
             .and_then(|()| file.set_len(note.len() as u64))
@@ -225,10 +226,16 @@ fn same_identity(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 
-/// The process training the run in `dir` right now (its lock is held), as "process N" when its
-/// note names it; `None` when no training holds the folder. Asks with a shared lock held for
-/// an instant, so it never blocks and never takes the folder from anyone.
+/// The process training the run in `dir` right now (its lock is held), as "process N, started …
+/// ago" when its note names it; `None` when no training holds the folder.
 pub fn training_holder(dir: &Path) -> Option<String> {
+    lock_holder(dir).map(|holder| holder.to_string())
+}
+
+/// The process holding the lock of the run in `dir` right now, as far as its note tells; `None`
+/// when no training holds the folder. Asks with a shared lock held for an instant, so it never
+/// blocks and never takes the folder from anyone.
+pub fn lock_holder(dir: &Path) -> Option<LockHolder> {
     let path = dir.join(LOCK_FILE);
     let meta = std::fs::symlink_metadata(&path).ok()?;
     if !meta.file_type().is_file() {
@@ -240,7 +247,7 @@ pub fn training_holder(dir: &Path) -> Option<String> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut note = String::new();
             file.read_to_string(&mut note).ok(); // the note only improves the description
-            Some(describe_holder(note.trim()))
+            Some(LockHolder::from_note(&note))
         }
         Err(std::fs::TryLockError::Error(_)) => None,
     }
@@ -337,24 +344,57 @@ fn is_run_file(name: &str) -> bool {
     RUN_FILES.contains(&name) || (name.starts_with('.') && name.contains(".tmp-"))
 }
 
-/// "process 1234, started 5 min ago" from a lock note (`<pid> <unix seconds>`).
-fn describe_holder(note: &str) -> String {
-    let mut parts = note.split_whitespace();
-    let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
-    let started = parts.next().and_then(|s| s.parse::<u64>().ok());
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    match (pid, started) {
-        (Some(pid), Some(t)) => {
-            let ago = now.saturating_sub(t);
-            let ago = if ago >= 3600 {
-                format!("{} h {} min", ago / 3600, ago / 60 % 60)
-            } else {
-                format!("{} min", ago / 60)
-            };
-            format!("process {pid}, started {ago} ago")
+/// Who holds a run folder's lock, as its note (`<pid> <unix seconds>`, written when the lock is
+/// taken) tells; either part is `None` when the note does not say (written by an older version,
+/// or read in the instant between taking the lock and writing the note).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: Option<u32>,
+    /// When it took the lock (seconds since the Unix epoch).
+    pub started_s: Option<u64>,
+}
+
+impl LockHolder {
+    fn this_process() -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self { pid: Some(std::process::id()), started_s: Some(now) }
+    }
+
+    /// Whether the holder is this process (the app's own training of the folder).
+    pub fn is_this_process(&self) -> bool {
+        self.pid == Some(std::process::id())
+    }
+
+    fn from_note(note: &str) -> Self {
+        let mut parts = note.split_whitespace();
+        let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+        let started_s = parts.next().and_then(|s| s.parse::<u64>().ok());
+        Self { pid, started_s }
+    }
+
+    /// The note, padded to one width whatever the numbers (see [`RunFolder::claim`]).
+    fn to_note(self) -> String {
+        format!("{:>10} {:>20}\n", self.pid.unwrap_or(0), self.started_s.unwrap_or(0))
+    }
+}
+
+/// "process 1234, started 5 min ago".
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match (self.pid, self.started_s) {
+            (Some(pid), Some(t)) => {
+                let ago = now.saturating_sub(t);
+                let ago = if ago >= 3600 {
+                    format!("{} h {} min", ago / 3600, ago / 60 % 60)
+                } else {
+                    format!("{} min", ago / 60)
+                };
+                write!(f, "process {pid}, started {ago} ago")
+            }
+            (Some(pid), None) => write!(f, "process {pid}"),
+            _ => f.write_str("another process"),
         }
-        (Some(pid), None) => format!("process {pid}"),
-        _ => "another process".into(),
     }
 }
 
@@ -414,6 +454,32 @@ mod tests {
         let again = RunFolder::claim(&dir).unwrap();
         again.abandon_untrained();
         assert!(dir.exists(), "a folder this claim did not create is kept");
+    }
+
+    #[test]
+    fn the_lock_names_its_holder_by_pid_while_held() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        assert_eq!(lock_holder(&dir), None, "no folder, no holder");
+        // A longer note of an older version is replaced whole, not overwritten in part.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(LOCK_FILE), format!("{} {}", u32::MAX, u64::MAX)).unwrap();
+        let claim = RunFolder::claim(&dir).unwrap();
+        let holder = lock_holder(&dir).expect("a held lock has a holder");
+        assert_eq!(holder.pid, Some(std::process::id()));
+        assert!(holder.is_this_process());
+        let age = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - holder.started_s.unwrap();
+        assert!(age < 60, "started {age} s ago");
+        assert_eq!(
+            LockHolder::this_process().to_note().len(),
+            LockHolder { pid: Some(u32::MAX), started_s: Some(u64::MAX) }.to_note().len(),
+            "every note has one width"
+        );
+        drop(claim);
+        assert_eq!(lock_holder(&dir), None, "a released lock has no holder");
+        let other = LockHolder::from_note("4242 1700000000");
+        assert_eq!((other.pid, other.is_this_process()), (Some(4242), false));
+        assert_eq!(LockHolder::from_note("").to_string(), "another process");
     }
 
     #[test]

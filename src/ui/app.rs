@@ -108,6 +108,11 @@ impl SegdistillApp {
             Command::StopRun => self.train.stop(),
             Command::ResumeRun(dir) => {
                 self.question = None;
+                // Another process trains it: say so rather than start a run that would fail.
+                if let Some(why) = super::runs::resume_refusal(&dir) {
+                    self.notice = Some(why);
+                    return;
+                }
                 match crate::train::run_folder::read_config(&dir) {
                     Some(mut config) => {
                         // The row clicked is the run resumed, wherever its configuration says it was

@@ -64,6 +64,62 @@ fn describe(resize: Resize) -> String {
     }
 }
 
+/// The teacher's own run's evaluation of its weights, when that run measured them as `key`
+/// asks: `key.weights` is a run's best weights (`student.safetensors`), and the run validated
+/// that architecture on the same dataset folder and split, at the same size, on the whole split
+/// (it evaluates each epoch; the best epoch's scores are those of the best weights). `None`
+/// otherwise: then only an evaluation here tells.
+fn run_evaluation(key: &QualityKey) -> Option<(TeacherQuality, Source)> {
+    let dir = key.weights.parent()?;
+    if key.weights.file_name()? != crate::train::run_folder::files::STUDENT {
+        return None;
+    }
+    let state = crate::train::checkpoint::load_state(&crate::train::checkpoint::last_path(dir)).ok()?;
+    let c = &state.config;
+    let same = c.model == key.model
+        && crate::util::fs::absolute(&c.data) == key.data
+        && c.dataset.is_none_or(|d| Some(d) == key.dataset)
+        && c.val_split == key.split
+        && Resize::ShorterSide(c.val_size.unwrap_or(c.size)) == key.resize
+        && c.val_limit == key.limit;
+    let best = state.best.as_ref().filter(|_| same)?;
+    let record = state.history.iter().find(|r| r.epoch == best.epoch)?;
+    let scored: Option<Vec<crate::metrics::ImageScore>> =
+        std::fs::read_to_string(crate::train::run_folder::best_images_path(dir))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+    let quality = TeacherQuality {
+        key: key.clone(),
+        miou: record.miou,
+        pixel_accuracy: record.pixel_acc,
+        per_class_iou: record.iou.clone(),
+        class_names: crate::data::ClassSet::for_num_classes(record.iou.len()).names,
+        images: scored.map_or(0, |s| s.len()),
+    };
+    Some((quality, Source::OwnRun { run: crate::ui::app::run_name(dir), epoch: best.epoch + 1 }))
+}
+
+/// Where the shown figures came from (the hover of the result).
+#[derive(Clone, Debug, PartialEq)]
+enum Source {
+    /// Evaluate, here or at an earlier start (cached in `<runs>/teacher-eval/`).
+    EvaluatedHere,
+    /// The teacher's own run validated these weights ([`run_evaluation`]).
+    OwnRun { run: String, epoch: usize },
+}
+
+impl Source {
+    fn describe(&self, resize: Resize) -> String {
+        match self {
+            Self::EvaluatedHere => format!("evaluated here with Evaluate ({})", describe(resize)),
+            Self::OwnRun { run, epoch } => format!(
+                "measured by its own run {run} at its best epoch ({epoch}), on the same dataset folder, split and                  validation size ({}); Evaluate measures it again here",
+                describe(resize)
+            ),
+        }
+    }
+}
+
 type EvalResult = Result<Option<TeacherQuality>, String>;
 
 /// What the teacher's evaluation key depends on in the form.
@@ -84,6 +140,7 @@ pub struct TeacherPanel {
     /// The key the shown quality belongs to (looked up in the cache when it changes).
     key: Option<QualityKey>,
     quality: Option<TeacherQuality>,
+    source: Option<Source>,
     error: Option<String>,
 }
 
@@ -104,6 +161,7 @@ impl TeacherPanel {
                     // Cancelled (`None`): what was shown before stays.
                     if q.is_some() {
                         self.quality = q;
+                        self.source = Some(Source::EvaluatedHere);
                     }
                     self.job = None;
                 }
@@ -129,7 +187,12 @@ impl TeacherPanel {
         let key = Self::current_key(state, data);
         if key != self.key {
             let cache = teacher_quality::cache_dir(&state.runs_dir);
-            self.quality = key.as_ref().and_then(|k| teacher_quality::cached(&cache, k));
+            let cached = key.as_ref().and_then(|k| teacher_quality::cached(&cache, k));
+            (self.quality, self.source) = match (cached, &key) {
+                (Some(q), _) => (Some(q), Some(Source::EvaluatedHere)),
+                (None, Some(k)) => run_evaluation(k).map_or((None, None), |(q, source)| (Some(q), Some(source))),
+                (None, None) => (None, None),
+            };
             self.error = None;
             self.key = key;
         }
@@ -216,10 +279,12 @@ impl TeacherPanel {
             }
             match self.quality() {
                 Some(q) => {
-                    ui.label(format!(
-                        "teacher mIoU {:.4} · pixel accuracy {:.4} · {} val images",
-                        q.miou, q.pixel_accuracy, q.images
-                    ));
+                    let images = if q.images > 0 { format!(" · {} val images", q.images) } else { String::new() };
+                    let label = ui
+                        .label(format!("teacher mIoU {:.4} · pixel accuracy {:.4}{images}", q.miou, q.pixel_accuracy));
+                    if let Some(source) = &self.source {
+                        label.on_hover_text(source.describe(q.key.resize));
+                    }
                 }
                 None => note(ui, "not evaluated on this dataset yet"),
             }

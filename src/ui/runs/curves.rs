@@ -3,7 +3,7 @@
 use egui::Ui;
 
 use super::{Metric, RunEntry, RunsTab};
-use crate::ui::plots::{CurvePlot, Series, XAxis, run_color};
+use crate::ui::plots::{CurvePlot, Series, XAxis};
 use crate::ui::widgets::note;
 
 impl RunsTab {
@@ -54,8 +54,10 @@ impl RunsTab {
         let size = egui::vec2(w, ui.available_height().max(160.0));
         ui.horizontal(|ui| {
             for (k, metric) in self.metrics.iter().enumerate() {
-                let series: Vec<Series> =
-                    chosen.iter().map(|e| Series::new(e.name.clone(), metric.series(e), run_color(&e.name))).collect();
+                let series: Vec<Series> = chosen
+                    .iter()
+                    .map(|e| Series::new(e.name.clone(), metric.series(e), self.colors.color(&e.dir)))
+                    .collect();
                 let label = metric.label(&class_names);
                 let plot = CurvePlot {
                     id: if k == 0 { "runs_left" } else { "runs_right" },

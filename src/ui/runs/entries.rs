@@ -7,6 +7,7 @@ use crate::report::table::{Measure, Row, student_row_when};
 use crate::train::TrainConfig;
 use crate::train::checkpoint::{self, CheckpointState};
 use crate::train::events::StepMetrics;
+use crate::train::run_folder::{LockHolder, lock_holder};
 use crate::ui::train::describe_state;
 
 /// One run folder as listed.
@@ -28,12 +29,42 @@ pub struct RunEntry {
     pub has_student: bool,
 }
 
+/// "training in another process (pid N)": a run whose lock another process holds.
+pub fn training_elsewhere(holder: &LockHolder) -> String {
+    match holder.pid {
+        Some(pid) => format!("training in another process (pid {pid})"),
+        None => "training in another process".into(),
+    }
+}
+
+/// Why the run in `dir` cannot be resumed here now: another process trains it (its lock is
+/// held). `None` when nothing else holds it.
+pub fn resume_refusal(dir: &Path) -> Option<String> {
+    let holder = lock_holder(dir).filter(|h| !h.is_this_process())?;
+    Some(format!(
+        "{} is {}: its curves follow in the Runs tab; resume it here once that process has ended",
+        crate::ui::app::run_name(dir),
+        training_elsewhere(&holder)
+    ))
+}
+
 /// `measure`: whether a speed not stored yet may be measured now (not while training runs).
-fn load_entry(dir: &Path, measure: Measure) -> Option<RunEntry> {
+/// `holder`: the process training the run now, if any.
+fn load_entry(dir: &Path, holder: Option<LockHolder>, measure: Measure) -> Option<RunEntry> {
     let config = crate::train::run_folder::read_config(dir)?;
     let state = checkpoint::load_state(&checkpoint::last_path(dir)).ok();
-    let (status, resumable) = describe_state(&config, state.as_ref());
-    let steps = crate::report::runs::saved_steps(dir, state.as_ref().map_or(0, |s| s.step));
+    let (mut status, mut resumable) = describe_state(&config, state.as_ref());
+    let mut steps_done = state.as_ref().map_or(0, |s| s.step);
+    if let Some(holder) = holder {
+        // Its trainer continues it: nothing to resume, and its log's rows after the last
+        // checkpoint are the live curve, not the leftovers of a lost session.
+        resumable = false;
+        steps_done = usize::MAX;
+        if !holder.is_this_process() {
+            status = training_elsewhere(&holder);
+        }
+    }
+    let steps = crate::report::runs::saved_steps(dir, steps_done);
     let row = crate::report::runs::load(dir)
         .ok()
         .and_then(|run| student_row_when(&run, &candle_core::Device::Cpu, measure).ok().flatten());
@@ -59,5 +90,8 @@ pub fn scan_runs(runs_dir: &Path, measure: Measure) -> Vec<RunEntry> {
         .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-    dirs.iter().filter_map(|(_, d)| load_entry(d, measure)).collect()
+    let holders: Vec<Option<LockHolder>> = dirs.iter().map(|(_, d)| lock_holder(d)).collect();
+    // Another process training makes the machine as busy as a training of the app's own.
+    let measure = if holders.iter().flatten().any(|h| !h.is_this_process()) { Measure::StoredOnly } else { measure };
+    dirs.iter().zip(holders).filter_map(|((_, d), holder)| load_entry(d, holder, measure)).collect()
 }

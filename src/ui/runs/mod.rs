@@ -5,14 +5,17 @@
 //! This file holds the tab's state and its background jobs; the drawing is in `view`, `table`
 //! and `curves`.
 
+mod colors;
 mod columns;
 mod curves;
 mod entries;
 mod table;
 mod view;
+mod watch;
 
+pub use colors::RunColors;
 pub use columns::{Column, Metric};
-pub use entries::{RunEntry, scan_runs};
+pub use entries::{RunEntry, resume_refusal, scan_runs};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +30,7 @@ use crate::report::table::{Measure, Row, can_be_baseline, default_baselines};
 use crate::train::config::default_teacher_cache_root;
 use crate::ui::study::{NewStudyForm, StudyQueue, StudyView, scan_studies};
 use crate::util::fmt::human_bytes;
+use watch::RunsWatcher;
 
 /// Export report in the background, with its current stage.
 struct ReportJob {
@@ -49,6 +53,12 @@ pub struct RunsTab {
     prune_result: Option<Result<String, String>>,
     scan_error: Option<String>,
     last_scan: Option<Instant>,
+    /// The watch on the runs folder (`None` while it cannot start: then the tab rescans every
+    /// [`PERIODIC_RESCAN`]), and when it was last tried.
+    watch: Option<RunsWatcher>,
+    watch_tried: Option<Instant>,
+    /// Each run's colour in the table and the curves.
+    pub colors: RunColors,
     report: Option<ReportJob>,
     report_result: Option<Result<PathBuf, String>>,
     onnx: Option<Job<Result<PathBuf, String>>>,
@@ -78,6 +88,9 @@ impl Default for RunsTab {
             prune_result: None,
             scan_error: None,
             last_scan: None,
+            watch: None,
+            watch_tried: None,
+            colors: RunColors::default(),
             report: None,
             report_result: None,
             onnx: None,
@@ -94,13 +107,25 @@ impl Default for RunsTab {
 /// How many runs the first scan selects.
 const INITIAL_SELECTION: usize = 4;
 
+/// Rescans without a watch on the runs folder (it could not start): this often while the tab is
+/// visible.
+const PERIODIC_RESCAN: Duration = Duration::from_secs(15);
+
+/// The shortest time between two rescans a change on disk asks for (a training's log changes
+/// every step).
+const MIN_RESCAN_GAP: Duration = Duration::from_secs(2);
+
 impl RunsTab {
-    /// Rescans when asked, or every 15 s while the tab is visible; takes finished work. While
+    /// Rescans when asked, when the runs folder changes on disk (or every [`PERIODIC_RESCAN`]
+    /// where it cannot be watched) while the tab is visible; takes finished work. While
     /// `training`, speeds not stored yet are left unmeasured (the machine is busy): they are
     /// measured at the first scan after the run ends.
     pub fn update(&mut self, ctx: &egui::Context, runs_dir: &Path, visible: bool, force: bool, training: bool) {
-        let stale = self.last_scan.is_none_or(|t| t.elapsed() > Duration::from_secs(15));
-        if self.scan.is_none() && (force || (visible && stale)) {
+        self.follow_folder(ctx, runs_dir, visible);
+        if self.scan.is_none() && (force || self.rescan_due(ctx, visible)) {
+            if let Some(watch) = &self.watch {
+                watch.take_changed(); // this scan sees what changed until now
+            }
             let dir = runs_dir.to_path_buf();
             let measure = if training { Measure::StoredOnly } else { Measure::IfMissing };
             self.scan = Some(Job::spawn("scanning the runs", ctx, move |_| {
@@ -119,6 +144,15 @@ impl RunsTab {
                         // A first look overlays the most recent runs rather than an empty chart.
                         self.selected = v.iter().take(INITIAL_SELECTION).map(|e| e.dir.clone()).collect();
                         self.preselected = !v.is_empty();
+                    } else {
+                        // A run that appears later (started here or elsewhere) joins the curves.
+                        let known = |dir: &PathBuf| self.entries.iter().any(|e| &e.dir == dir);
+                        let new: Vec<PathBuf> = v.iter().map(|e| e.dir.clone()).filter(|d| !known(d)).collect();
+                        self.selected.extend(new);
+                    }
+                    self.colors.follow(v.iter().map(|e| e.dir.as_path()));
+                    if let Some(watch) = &mut self.watch {
+                        watch.follow_runs(v.iter().map(|e| e.dir.as_path()));
                     }
                     self.entries = v;
                     self.scan = None;
@@ -152,6 +186,46 @@ impl RunsTab {
         }
     }
 
+    /// Keeps a watch on `runs_dir`: started again when the folder changes, tried again every
+    /// [`PERIODIC_RESCAN`] while it cannot start (a folder not made yet).
+    fn follow_folder(&mut self, ctx: &egui::Context, runs_dir: &Path, visible: bool) {
+        if self.watch.as_ref().is_some_and(|w| w.dir != runs_dir) {
+            self.watch = None;
+            self.watch_tried = None;
+        }
+        if self.watch.is_none() && self.watch_tried.is_none_or(|t| t.elapsed() > PERIODIC_RESCAN) {
+            self.watch_tried = Some(Instant::now());
+            // Without a watch the tab rescans periodically: no message, nothing is lost.
+            self.watch = RunsWatcher::start(ctx, runs_dir).ok();
+            if let Some(watch) = &mut self.watch {
+                watch.follow_runs(self.entries.iter().map(|e| e.dir.as_path()));
+            }
+        }
+        if let Some(watch) = &self.watch {
+            watch.set_visible(visible);
+        }
+    }
+
+    /// Whether the visible tab should rescan now: a change on disk at most every
+    /// [`MIN_RESCAN_GAP`], or [`PERIODIC_RESCAN`] without a watch; asks for the repaint that
+    /// rescans later, so that no input is needed.
+    fn rescan_due(&self, ctx: &egui::Context, visible: bool) -> bool {
+        if !visible {
+            return false;
+        }
+        let Some(since) = self.last_scan.map(|t| t.elapsed()) else { return true };
+        let wait = match &self.watch {
+            Some(watch) if !watch.has_changed() => return false,
+            Some(_) => MIN_RESCAN_GAP,
+            None => PERIODIC_RESCAN,
+        };
+        if since < wait {
+            ctx.request_repaint_after(wait - since);
+            return false;
+        }
+        true
+    }
+
     /// Whether a report or an ONNX file is being written.
     pub fn is_exporting(&self) -> bool {
         self.report.is_some() || self.onnx.is_some()
@@ -163,6 +237,7 @@ impl RunsTab {
         self.studies.clear();
         self.selected.clear();
         self.preselected = false;
+        self.colors = RunColors::default();
         self.last_scan = None;
         self.runs_dir_text = None;
     }

@@ -10,7 +10,6 @@ use crate::diagnostics::teacher_quality::TeacherQuality;
 use crate::model::format_params;
 use crate::report::table::{Row, fill_deltas, format_macs, train_time};
 use crate::ui::commands::{Command, CommandQueue};
-use crate::ui::plots::run_color;
 
 impl RunsTab {
     fn header_ui(&mut self, ui: &mut Ui) {
@@ -75,6 +74,7 @@ impl RunsTab {
                     entry_row_ui(
                         ui,
                         e,
+                        self.colors.color(&e.dir),
                         live_run == Some(e.dir.as_path()),
                         deltas.get(&e.dir).copied(),
                         is_baseline,
@@ -97,14 +97,14 @@ impl RunsTab {
 fn entry_row_ui(
     ui: &mut Ui,
     e: &RunEntry,
+    color: egui::Color32,
     running: bool,
     delta: Option<f64>,
     is_baseline: bool,
     commands: &mut CommandQueue,
 ) {
     ui.horizontal(|ui| {
-        let c = run_color(&e.name);
-        crate::ui::widgets::swatch(ui, [c.r(), c.g(), c.b()]);
+        crate::ui::widgets::swatch(ui, [color.r(), color.g(), color.b()]);
         ui.label(&e.name);
     });
     ui.label(e.config.model.name());
