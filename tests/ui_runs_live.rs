@@ -234,9 +234,14 @@ fn a_freshly_trained_teacher_shows_its_runs_own_evaluation() {
     assert_eq!(quality.miou, best, "the run's best validation mIoU");
     assert_eq!(quality.images, 4, "every val image the run scored");
     assert!(!h.state().data.teacher_panel.is_evaluating(), "nothing evaluated again");
+    // Where the figure came from, on hover (tooltips at once, as for a pointer held still).
+    h.ctx.all_styles_mut(|s| {
+        s.interaction.tooltip_delay = 0.0;
+        s.interaction.show_tooltips_only_when_still = false;
+    });
     let text = format!("teacher mIoU {best:.4}");
     h.get_by_label_contains(&text).hover();
-    h.run_steps(3);
+    h.run_steps(5);
     h.get_by_label_contains("measured by its own run teacher-run at its best epoch (1)");
     assert!(h.query_by_label_contains("not evaluated on this dataset yet").is_none());
     drop(h);
