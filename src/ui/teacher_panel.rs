@@ -113,7 +113,8 @@ impl Source {
         match self {
             Self::EvaluatedHere => format!("evaluated here with Evaluate ({})", describe(resize)),
             Self::OwnRun { run, epoch } => format!(
-                "measured by its own run {run} at its best epoch ({epoch}), on the same dataset folder, split and                  validation size ({}); Evaluate measures it again here",
+                "measured by its own run {run} at its best epoch ({epoch}), on the same dataset folder, split and \
+                 validation size ({}); Evaluate measures it again here",
                 describe(resize)
             ),
         }
