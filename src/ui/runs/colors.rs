@@ -29,7 +29,7 @@ fn slot_color(slot: usize) -> Color32 {
     }
     let k = slot - PALETTE.len();
     let hue = (0.05 + k as f32 * 0.618_034).fract();
-    let value = if k % 2 == 0 { 0.85 } else { 0.6 };
+    let value = if k.is_multiple_of(2) { 0.85 } else { 0.6 };
     egui::ecolor::Hsva::new(hue, 0.75, value, 1.0).into()
 }
 
