@@ -6,6 +6,7 @@ pub mod overlays;
 pub mod plots;
 pub mod runs;
 pub mod study;
+pub mod sweep;
 pub mod table;
 
 use std::path::PathBuf;
