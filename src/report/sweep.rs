@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn sets_the_temperature_or_the_distillation_weights_and_refuses_a_sweep_that_changes_nothing() {
         let terms: LossTerms = "ce,kd=0.5,fitnet".parse().unwrap();
-        assert_eq!(Swept::Tau.terms_at(&terms, 2.0).unwrap().to_string(), "ce=1,kd=0.5:tau=2,fitnet=1");
+        assert_eq!(Swept::Tau.terms_at(&terms, 2.0).unwrap().to_string(), "ce=1,kd=0.5:tau=2,fitnet=10");
         let weighted = Swept::WeightScale.terms_at(&terms, 3.0).unwrap();
         assert_eq!(weighted.0.iter().map(|t| t.weight).collect::<Vec<_>>(), [1.0, 1.5, 30.0]);
         assert!(Swept::Tau.terms_at(&"ce,fitnet".parse().unwrap(), 2.0).is_err());
