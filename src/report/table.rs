@@ -487,7 +487,8 @@ mod tests {
         let mut same = row("feature", 0.45, 1);
         same.label = "feature".into();
         let mut rows = vec![base, stopped, same];
-        fill_deltas(&mut rows, &default_baselines(&rows));
+        let baselines = default_baselines(&rows);
+        fill_deltas(&mut rows, &baselines);
         let caveat = rows[1].delta_caveat.as_deref().expect("a caveat on the stopped run's Δ");
         assert!(caveat.contains("epochs 17/40 vs 5/5") && caveat.contains("crop 256 px vs 128 px"), "{caveat}");
         assert!(caveat.contains("baseline none"), "{caveat}");

@@ -101,7 +101,7 @@ impl CurvePlot<'_> {
     /// Draws the legend above the plot, then the series; hovering shows each one's value at the
     /// cursor. Returns the data area (the legend lies outside it).
     pub fn show(&self, ui: &mut Ui, series: &[Series]) -> egui::Rect {
-        let hidden_id = egui::Id::new((self.id, "hidden series"));
+        let hidden_id = egui::Id::unique((self.id, "hidden series"));
         let mut hidden: BTreeSet<String> = ui.data(|d| d.get_temp(hidden_id)).unwrap_or_default();
         let top = ui.cursor().min.y;
         ui.vertical(|ui| {

@@ -1,6 +1,6 @@
 //! The Runs tab: every run under the runs folder with its status (Resume on stopped runs), the
 //! comparison table (sortable, Δ against a chosen completed no-distillation baseline, speed
-//! measured once per run and stored), overlaid curves of any metric, Export report with
+//! measured once per architecture and size, Measure again, CSV export), overlaid curves of any metric, Export report with
 //! progress, and the studies of the runs folder (`crate::ui::study`). Scans, measurements and the report run in the background; buttons push commands.
 //! This file holds the tab's state and its background jobs; the drawing is in `view`, `table`
 //! and `curves`.

@@ -56,11 +56,6 @@ impl TableActions {
         }
     }
 
-    /// Whether speeds are being measured.
-    pub fn is_measuring(&self) -> bool {
-        self.measure.is_some()
-    }
-
     /// The buttons and what they did; `csv` gives the table as shown (called on a click).
     pub fn ui(&mut self, ui: &mut Ui, csv: impl FnOnce() -> String) {
         ui.horizontal_wrapped(|ui| {
