@@ -227,11 +227,12 @@ fn integer_ticks(input: GridInput) -> Vec<GridMark> {
 /// The width of a class bar, in class units (the rest of each unit is the gap between bars).
 const BAR_WIDTH: f64 = 0.8;
 
-/// The font size of the names written along bars `bar_px` wide; `None` when a readable name
-/// would not fit (ADE20K's 150 classes in a narrow plot: names stay on hover).
-fn bar_name_size(bar_px: f32) -> Option<f32> {
+/// The font size of the names written along bars whose classes are `class_px` apart; `None`
+/// when a readable name would not fit (ADE20K's 150 classes in a narrow plot: names stay on
+/// hover). A line of text is about 1.3 font sizes high: it may spill into the gap between bars.
+fn bar_name_size(class_px: f32) -> Option<f32> {
     const SMALLEST: f32 = 8.0;
-    let size = (bar_px * 0.8).min(12.0);
+    let size = (class_px * 0.75).min(12.0);
     (size >= SMALLEST).then_some(size)
 }
 
@@ -279,8 +280,8 @@ pub fn class_bars(ui: &mut Ui, id: &str, size: egui::Vec2, names: &[String], col
 /// (in black or white, whichever reads on the bar's colour), cut with "…" where it is too long.
 fn bar_names_ui(ui: &Ui, transform: &PlotTransform, names: &[String], colors: &[[u8; 3]], iou: &[Option<f64>]) {
     let frame = *transform.frame();
-    let bar_px = (transform.position_from_point_x(BAR_WIDTH) - transform.position_from_point_x(0.0)).abs();
-    let Some(font_size) = bar_name_size(bar_px) else { return };
+    let class_px = (transform.position_from_point_x(1.0) - transform.position_from_point_x(0.0)).abs();
+    let Some(font_size) = bar_name_size(class_px) else { return };
     let painter = ui.painter_at(frame);
     let font = egui::FontId::proportional(font_size);
     for (c, v) in iou.iter().enumerate() {
@@ -321,10 +322,9 @@ mod tests {
     #[test]
     fn class_names_fit_on_bars_of_a_narrow_plot_but_not_on_slivers() {
         // The Train tab's bars: VOC's 21 classes in a third of a 1280-point window.
-        let voc_bar = 360.0 / 21.0 * BAR_WIDTH as f32;
-        assert!(bar_name_size(voc_bar).is_some_and(|s| s >= 8.0), "{voc_bar}");
+        assert!(bar_name_size(360.0 / 21.0).is_some_and(|s| s >= 8.0));
         // ADE20K's 150 classes in the same plot: names on hover only.
-        assert_eq!(bar_name_size(360.0 / 150.0 * BAR_WIDTH as f32), None);
+        assert_eq!(bar_name_size(360.0 / 150.0), None);
         assert_eq!(bar_name_size(40.0), Some(12.0), "never larger than the text");
     }
 
