@@ -12,27 +12,6 @@ use egui_plot::{Bar, BarChart, GridInput, GridMark, Line, Plot, PlotPoint, PlotT
 
 use crate::report::plots::ema;
 
-/// A distinct, readable colour for a run, the same wherever and whenever the run is drawn.
-pub fn run_color(name: &str) -> Color32 {
-    // Tableau-10: distinguishable on light and dark backgrounds.
-    const PALETTE: [(u8, u8, u8); 10] = [
-        (31, 119, 180),
-        (255, 127, 14),
-        (44, 160, 44),
-        (214, 39, 40),
-        (148, 103, 189),
-        (140, 86, 75),
-        (227, 119, 194),
-        (127, 127, 127),
-        (188, 189, 34),
-        (23, 190, 207),
-    ];
-    // FNV-1a: stable across starts and platforms (std's hasher is seeded per process).
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    let (r, g, b) = PALETTE[(hash % PALETTE.len() as u64) as usize];
-    Color32::from_rgb(r, g, b)
-}
-
 /// One named series of (x, y) points, sorted by x.
 #[derive(Clone, Debug)]
 pub struct Series {
@@ -326,14 +305,6 @@ mod tests {
         // ADE20K's 150 classes in the same plot: names on hover only.
         assert_eq!(bar_name_size(360.0 / 150.0), None);
         assert_eq!(bar_name_size(40.0), Some(12.0), "never larger than the text");
-    }
-
-    #[test]
-    fn a_run_keeps_its_colour_and_runs_differ() {
-        assert_eq!(run_color("mbv3s-tiny-none"), run_color("mbv3s-tiny-none"));
-        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
-        let distinct: std::collections::HashSet<_> = names.iter().map(|n| run_color(n).to_array()).collect();
-        assert!(distinct.len() >= 4, "names spread over the palette: {distinct:?}");
     }
 
     #[test]
