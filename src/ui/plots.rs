@@ -94,8 +94,9 @@ pub struct CurvePlot<'a> {
 }
 
 impl CurvePlot<'_> {
-    /// Draws the series; hovering shows each one's value at the cursor.
-    pub fn show(&self, ui: &mut Ui, series: &[Series]) {
+    /// Draws the series; hovering shows each one's value at the cursor. Returns the plot's
+    /// response (for a context menu).
+    pub fn show(&self, ui: &mut Ui, series: &[Series]) -> egui::Response {
         let smoothed: Vec<Series> = series.iter().map(|s| s.smoothed(self.smoothing)).collect();
         let mut plot = Plot::new(self.id)
             .width(self.size.x)
@@ -133,6 +134,7 @@ impl CurvePlot<'_> {
             }
             p.pointer_coordinate()
         });
+        let plot_response = response.response.clone();
         if let Some(at) = response.inner
             && response.response.hovered()
         {
@@ -145,6 +147,7 @@ impl CurvePlot<'_> {
                 });
             }
         }
+        plot_response
     }
 }
 
