@@ -115,7 +115,7 @@ fn the_teacher_recipe_says_its_own_crop_and_how_long_before_it_starts() {
         h.get_by_label("Train a teacher for this dataset").hover();
         h.run_steps(3);
         let found =
-            h.query_by_label_contains("Estimated time: about").map(|n| n.accesskit_node().label().unwrap_or_default());
+            h.query_by_label_contains("Estimated time: about").map(|n| n.accesskit_node().value().unwrap_or_default());
         if let Some(text) = found {
             break text;
         }
