@@ -70,12 +70,16 @@ impl PlotData {
             out.push_str(&csv_field(name));
         }
         out.push('\n');
+        // Each column's values by x (bit pattern: the x values are copied, never computed), so a
+        // long run's thousands of steps are written in one pass.
+        let by_x: Vec<std::collections::HashMap<u64, f64>> =
+            columns.iter().map(|(_, points)| points.iter().map(|p| (p[0].to_bits(), p[1])).collect()).collect();
         for x in xs {
             out.push_str(&format!("{x}"));
-            for (_, points) in &columns {
+            for values in &by_x {
                 out.push(',');
-                if let Some(p) = points.iter().find(|p| p[0] == x) {
-                    out.push_str(&format!("{}", p[1]));
+                if let Some(y) = values.get(&x.to_bits()) {
+                    out.push_str(&format!("{y}"));
                 }
             }
             out.push('\n');
@@ -163,6 +167,10 @@ pub struct PlotExports {
 impl PlotExports {
     /// Exports `data` as `file_name` (suggested in `dir`): asks where, or writes at once.
     pub fn start(&mut self, ctx: &egui::Context, data: PlotData, format: ExportFormat, dir: &Path, file_name: &str) {
+        if self.pending.is_some() {
+            // One dialog at a time: the open one is answered first.
+            return;
+        }
         self.outcome = None;
         if let Destination::Folder(folder) = &self.destination {
             let path = folder.join(file_name);
