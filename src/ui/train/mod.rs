@@ -48,6 +48,7 @@ struct StartError {
     data: Option<PathBuf>,
 }
 
+#[derive(Default)]
 pub struct TrainTab {
     handle: Option<TrainHandle>,
     /// The run on screen and its status.
@@ -66,23 +67,6 @@ pub struct TrainTab {
     recipe_estimate: RecipeEstimate,
     /// The live plots' PNG/CSV exports: a save dialog in flight and the last one's outcome.
     pub plot_exports: crate::ui::plot_export::PlotExports,
-}
-
-impl Default for TrainTab {
-    fn default() -> Self {
-        Self {
-            handle: None,
-            live: LiveRun::default(),
-            params: HashMap::new(),
-            params_job: None,
-            start_error: None,
-            training_teacher: None,
-            trained_teacher: None,
-            resumable: None,
-            recipe_estimate: RecipeEstimate::default(),
-            plot_exports: Default::default(),
-        }
-    }
 }
 
 impl TrainTab {
