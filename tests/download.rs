@@ -410,11 +410,16 @@ fn ade20k_download_extracts_a_dataset_that_is_detected_and_opens() {
     let server = TestServer::start(vec![("ADEChallengeData2016.zip", zip, Behavior::Normal)]);
     let dest = tempfile::tempdir().unwrap();
     let url = server.url("ADEChallengeData2016.zip");
-    let out = download_ade20k(dest.path(), &url, &[]);
+    // Without --sha256 the archive is held to MIT's file's published SHA-1, which this one is not.
+    let refused = download_ade20k(dest.path(), &url, &[]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    let err = stderr(&refused);
+    assert!(err.contains("SHA-1") && err.contains("219e1696abb36c8ba3a3afe7fb2f4b4606a897c7"), "{err}");
+    assert!(!dest.path().join("ADEChallengeData2016").exists(), "nothing is extracted from a refused archive");
+    let out = download_ade20k(dest.path(), &url, &["--sha256", &sha]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let root = dest.path().join("ADEChallengeData2016");
     assert!(stdout(&out).contains(&format!("ADE20K ready: {}", root.display())), "{}", stdout(&out));
-    assert!(stderr(&out).contains(&format!("--sha256 {sha}")), "the unpinned archive's hash: {}", stderr(&out));
     assert_eq!(names_in(dest.path()), ["ADEChallengeData2016"], "archive, .part and staging folders are gone");
 
     assert_eq!(DatasetKind::detect(&root), DatasetKind::Ade20k);
@@ -425,10 +430,10 @@ fn ade20k_download_extracts_a_dataset_that_is_detected_and_opens() {
     let check = segdistill(&["check-data", "--data", root.to_str().unwrap(), "--split", "train"]);
     assert!(check.status.success(), "check-data reads every file: {}{}", stdout(&check), stderr(&check));
 
-    // A second run, pinned by the printed hash, finds it and downloads nothing.
+    // A second run finds it and downloads nothing.
     let again = download_ade20k(dest.path(), &url, &["--sha256", &sha]);
     assert!(again.status.success() && stdout(&again).contains("ADE20K already present"), "{}", stdout(&again));
-    assert_eq!(server.requests().len(), 1);
+    assert_eq!(server.requests().len(), 2, "the refused download and the pinned one");
 }
 
 #[test]
@@ -453,7 +458,8 @@ fn a_broken_ade20k_zip_says_why_and_leaves_no_half_extracted_folder() {
     for (bytes, says) in cases {
         let server = TestServer::start(vec![("ade.zip", bytes.to_vec(), Behavior::Normal)]);
         let dest = tempfile::tempdir().unwrap();
-        let out = download_ade20k(dest.path(), &server.url("ade.zip"), &[]);
+        let out =
+            download_ade20k(dest.path(), &server.url("ade.zip"), &["--sha256", &digest_of(bytes, Algorithm::Sha256)]);
         assert!(!out.status.success(), "{says}");
         let err = stderr(&out);
         let archive = dest.path().join("ADEChallengeData2016.zip");
@@ -464,9 +470,10 @@ fn a_broken_ade20k_zip_says_why_and_leaves_no_half_extracted_folder() {
     }
     // The damaged entry was the last one: everything before it had been extracted, and is gone.
     let entries = zip::ZipArchive::new(std::io::Cursor::new(&zip)).unwrap().len();
+    let pin = digest_of(&damaged, Algorithm::Sha256);
     let server = TestServer::start(vec![("ade.zip", damaged, Behavior::Normal)]);
     let dest = tempfile::tempdir().unwrap();
-    let err = stderr(&download_ade20k(dest.path(), &server.url("ade.zip"), &[]));
+    let err = stderr(&download_ade20k(dest.path(), &server.url("ade.zip"), &["--sha256", &pin]));
     assert!(
         err.contains(&format!("is damaged (Invalid checksum), after {} of {entries} entries", entries - 1)),
         "{err}"

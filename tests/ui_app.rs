@@ -487,7 +487,8 @@ fn the_delta_baseline_is_a_completed_no_distillation_run_and_can_be_chosen() {
     wait_until(&mut h, "the runs with their rows", 120, |a| {
         a.runs.entries.len() == 3 && a.runs.entries.iter().filter(|e| e.row.is_some()).count() >= 2
     });
-    assert!(first.join("speed.json").is_file() && second.join("speed.json").is_file(), "speed stored once per run");
+    let speeds = segdistill::report::speed::cache_path(runs.path(), segdistill::model::ModelKind::Mbv3sTiny);
+    assert!(speeds.is_file() && !first.join("speed.json").exists() && !second.join("speed.json").exists());
     // The newest completed no-KD run is the default; the partial run is never offered.
     h.get_by_label("Δ baseline for mbv3s-tiny").click();
     h.run_steps(2);

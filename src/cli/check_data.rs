@@ -8,10 +8,7 @@ use crate::data::{DataError, Dataset, DatasetKind};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckDataArgs {
-    /// Dataset folder: a VOCdevkit or VOC2012 folder (or a parent), a Cityscapes root, ADE20K's
-    /// ADEChallengeData2016 (or its parent), SegNet's CamVid folder (or its parent), or a plain
-    /// folder with images/, masks/ and classes.txt.
-    #[arg(long)]
+    #[arg(long, help = crate::data::dataset::DATASET_FOLDER_HELP)]
     pub data: PathBuf,
     /// Dataset layout; detected from the folder when omitted.
     #[arg(long, value_enum)]

@@ -75,8 +75,8 @@ pub enum What {
         /// Download from this address instead of MIT's.
         #[arg(long)]
         url: Option<String>,
-        /// Expected SHA-256 (or a prefix of at least 8 hex digits) of the archive; without it the
-        /// archive's SHA-256 is printed, to pin it next time.
+        /// Expected SHA-256 (or a prefix of at least 8 hex digits) of the archive, in place of
+        /// the SHA-1 published for MIT's file.
         #[arg(long, value_parser = Checksum::sha256)]
         sha256: Option<Checksum>,
         /// Keep the .zip after extracting (it is deleted by default).

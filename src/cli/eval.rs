@@ -16,8 +16,7 @@ pub struct EvalArgs {
     pub model: ModelKind,
     #[arg(long)]
     pub weights: PathBuf,
-    /// Dataset folder (VOCdevkit / VOC2012 / a parent, or a Cityscapes root).
-    #[arg(long)]
+    #[arg(long, help = crate::data::dataset::DATASET_FOLDER_HELP)]
     pub data: PathBuf,
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,

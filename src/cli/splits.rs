@@ -8,8 +8,7 @@ use crate::data::{Dataset, DatasetKind, unlabeled};
 
 #[derive(Debug, clap::Args)]
 pub struct SplitsArgs {
-    /// Dataset folder (VOC, Cityscapes or a plain image/mask folder).
-    #[arg(long)]
+    #[arg(long, help = crate::data::dataset::DATASET_FOLDER_HELP)]
     pub data: PathBuf,
     /// Dataset layout; detected from the folder when omitted.
     #[arg(long, value_enum)]

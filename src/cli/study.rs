@@ -7,7 +7,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::distill::LossConfig;
+use crate::distill::loss_terms::LossTerms;
 use crate::report::study;
+use crate::report::sweep::{Sweep, Swept};
 use crate::train::run_folder::{RunRecord, RunStatus};
 
 #[derive(Debug, clap::Args)]
@@ -17,6 +20,12 @@ pub struct StudyArgs {
     /// baseline) is always included.
     #[arg(long = "method", required_unless_present = "report")]
     pub methods: Vec<String>,
+    /// One setting to sweep, with its values: `unlabeled-ratio=0,1,2` (0: the labelled images
+    /// alone; needs --unlabeled), `tau=1,2,4` (every term with a temperature) or
+    /// `weight-scale=0.5,1,2` (a factor on every distillation term's weight). Each method runs at
+    /// each value, a cell `<method>@<setting><value>`; the no-KD baseline runs once.
+    #[arg(long, value_name = "SETTING=V1,V2,…")]
+    pub vary: Option<Sweep>,
     /// Seeds per method (the runs use seeds --seed … --seed + N − 1).
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
@@ -66,20 +75,45 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if args.vary.as_ref().is_some_and(|v| v.setting == Swept::UnlabeledRatio) {
+        anyhow::ensure!(
+            args.train.unlabeled.is_some(),
+            "--vary unlabeled-ratio needs --unlabeled SPLIT_OR_FOLDER: the images without masks to mix in"
+        );
+    }
+    // Every cell, checked before the first run trains: (method, swept value).
+    let mut grid: Vec<(&String, Option<f64>)> = Vec::new();
+    for method in &methods {
+        match &args.vary {
+            Some(sweep) if method != study::BASELINE => grid.extend(sweep.values.iter().map(|v| (method, Some(*v)))),
+            _ => grid.push((method, None)),
+        }
+    }
+    for (method, value) in &grid {
+        if let (Some(sweep), Some(value)) = (&args.vary, value) {
+            loss_at(&args.train, method, sweep.setting, *value)?;
+        }
+    }
     let base_seed = args.train.seed.unwrap_or(0);
     let signals = super::signals::StopSignals::install();
-    let total = methods.len() as u64 * args.seeds;
+    let total = grid.len() as u64 * args.seeds;
     let mut done = 0;
-    for method in &methods {
+    for (method, value) in grid {
+        let sweep = args.vary.as_ref().zip(value);
+        let cell_name = match sweep {
+            Some((sweep, value)) => sweep.cell_name(&study::cell_name(method), value),
+            None => study::cell_name(method),
+        };
+        let at = sweep.map_or(String::new(), |(s, v)| format!(" at {} {v}", s.setting.name()));
         for seed in base_seed..base_seed + args.seeds {
             done += 1;
-            let run = dir.join(study::run_name(&study::cell_name(method), seed));
+            let run = dir.join(study::run_name(&cell_name, seed));
             let status = RunRecord::open(&run).ok().flatten().map(|r| r.status());
             if matches!(status, Some(RunStatus::Completed { .. })) {
                 eprintln!("[{done}/{total}] {} completed already", run.display());
                 continue;
             }
-            eprintln!("[{done}/{total}] {method}, seed {seed}: {}", run.display());
+            eprintln!("[{done}/{total}] {method}{at}, seed {seed}: {}", run.display());
             let mut cell = args.train.clone();
             cell.out = Some(run.clone());
             cell.seed = Some(seed);
@@ -89,6 +123,14 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
             match study::Method::parse(method).map_err(|e| anyhow::anyhow!("--{e:#}"))? {
                 study::Method::Preset(mode) => cell.distill = Some(mode),
                 study::Method::Terms(terms) => cell.loss = Some(terms),
+            }
+            match sweep {
+                Some((sweep, value)) if sweep.setting == Swept::UnlabeledRatio && value == 0.0 => cell.unlabeled = None,
+                Some((sweep, value)) if sweep.setting == Swept::UnlabeledRatio => cell.unlabeled_ratio = Some(value),
+                Some((sweep, value)) => {
+                    (cell.distill, cell.loss) = (None, Some(loss_at(&args.train, method, sweep.setting, value)?))
+                }
+                None => {}
             }
             if method == study::BASELINE {
                 // The baseline learns from labels alone: no teacher to load or cache, and no
@@ -104,4 +146,23 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `method`'s term list with `setting` at `value` (a preset spelled out with the run's weights).
+fn loss_at(train: &super::train::TrainArgs, method: &str, setting: Swept, value: f64) -> anyhow::Result<LossTerms> {
+    let terms = match study::Method::parse(method).map_err(|e| anyhow::anyhow!("--{e:#}"))? {
+        study::Method::Terms(terms) => terms,
+        study::Method::Preset(mode) => {
+            let d = LossConfig::default();
+            let weights = LossConfig {
+                alpha: train.alpha.unwrap_or(d.alpha),
+                beta: train.beta.unwrap_or(d.beta),
+                gamma: train.gamma.unwrap_or(d.gamma),
+                tau: train.tau.unwrap_or(d.tau),
+                ..d
+            };
+            LossTerms::preset(mode, &weights)
+        }
+    };
+    setting.terms_at(&terms, value).map_err(|e| anyhow::anyhow!("method {method}: {e}"))
 }

@@ -17,8 +17,7 @@ use crate::util::fmt::format_duration;
 /// run's saved configuration with `--resume`; that is why every setting here is optional.
 #[derive(Clone, Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Dataset folder (VOCdevkit / VOC2012 / a parent, or a Cityscapes root). Required for a new run.
-    #[arg(long)]
+    #[arg(long, help = format!("{}. Required for a new run.", crate::data::dataset::DATASET_FOLDER_HELP))]
     pub data: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,

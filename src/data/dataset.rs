@@ -11,6 +11,11 @@ use super::error::{DataError, Result};
 use super::mask::{LabelEncoding, Mask, read_mask};
 use super::{ade20k, camvid, cityscapes, folder, image::read_rgb, voc};
 
+/// The dataset folders segdistill opens, in words: for help texts and the app's dataset field.
+pub const DATASET_FOLDER_HELP: &str = "Dataset folder: a VOCdevkit or VOC2012 folder (or a parent), a Cityscapes \
+     root, ADE20K's ADEChallengeData2016, SegNet's CamVid folder (or their parents), or a plain folder with \
+     images/, masks/ and classes.txt";
+
 /// Which on-disk layout a dataset uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -5,7 +5,9 @@
 pub mod overlays;
 pub mod plots;
 pub mod runs;
+pub mod speed;
 pub mod study;
+pub mod sweep;
 pub mod table;
 
 use std::path::PathBuf;
@@ -29,9 +31,10 @@ pub struct ReportOptions {
     /// Best and worst images per run in the overlay PNGs.
     pub overlays: usize,
     pub device: Device,
-    /// The Δ baseline chosen per student architecture (model name → run name); a model not
-    /// listed gets its first completed no-distillation run.
-    pub baselines: std::collections::BTreeMap<String, String>,
+    /// The Δ baseline chosen per student architecture (model name → the run's folder), as the
+    /// app's table shows it; a chosen run that is not among the report's runs is added to them. A
+    /// model not listed gets its first completed no-distillation run.
+    pub baselines: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// The files written.
@@ -58,18 +61,48 @@ fn teacher_of(runs: &[RunData], opts: &ReportOptions) -> Option<(ModelKind, Path
 pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)) -> anyhow::Result<ReportFiles> {
     anyhow::ensure!(!run_dirs.is_empty(), "no run folders given");
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
-    let runs: Vec<RunData> = run_dirs.iter().map(|d| runs::load(d)).collect::<anyhow::Result<_>>()?;
+    // A chosen baseline outside the selection is added to it: the report compares as the table does.
+    let mut dirs: Vec<PathBuf> = run_dirs.to_vec();
+    let mut baseline_notes = Vec::new();
+    for (model, dir) in &opts.baselines {
+        if !dirs.iter().any(|d| same_folder(d, dir)) {
+            match runs::load(dir) {
+                Ok(_) => {
+                    baseline_notes.push(format!(
+                        "{model}: the chosen baseline {} was not among the selected runs; it is added to the table",
+                        crate::util::fmt::escaped(&dir.display().to_string())
+                    ));
+                    dirs.push(dir.clone());
+                }
+                Err(e) => baseline_notes.push(format!("{model}: the chosen baseline cannot be read ({e:#})")),
+            }
+        }
+    }
+    let runs: Vec<RunData> = dirs.iter().map(|d| runs::load(d)).collect::<anyhow::Result<_>>()?;
     plots::register_fonts();
     let teacher_weights = teacher_of(&runs, opts).filter(|(_, p)| p.is_file());
-    progress("measuring students");
+    progress("measuring students (once per architecture and size)");
     let mut rows: Vec<Row> = Vec::new();
     for run in &runs {
         rows.push(table::student_row(run, &opts.device)?);
     }
     let mut baselines = table::default_baselines(&rows);
-    for (model, run) in &opts.baselines {
-        if rows.iter().any(|r| &r.model == model && &r.label == run && table::can_be_baseline(r)) {
-            baselines.insert(model.clone(), run.clone());
+    for (model, dir) in &opts.baselines {
+        let Some(run) = runs.iter().find(|r| same_folder(&r.dir, dir)) else { continue };
+        match rows.iter().find(|r| &r.model == model && r.label == run.name) {
+            Some(r) if table::can_be_baseline(r) => {
+                baselines.insert(model.clone(), run.name.clone());
+            }
+            _ => baseline_notes.push(format!(
+                "{model}: the chosen baseline {} is not a completed run without distillation of this student ({})",
+                run.name,
+                run.description()
+            )),
+        }
+    }
+    for (model, run) in &baselines {
+        if opts.baselines.get(model).is_some_and(|d| !runs.iter().any(|r| same_folder(&r.dir, d) && &r.name == run)) {
+            baseline_notes.push(format!("{model}: Δ is measured against {run} instead"));
         }
     }
     table::fill_deltas(&mut rows, &baselines);
@@ -99,6 +132,7 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
         images: &images,
         device: &opts.device,
         baselines: &baselines,
+        baseline_notes: &baseline_notes,
     };
     let md = table::markdown(&rows, &cx);
     let markdown = opts.out.join("report.md");
@@ -108,6 +142,11 @@ pub fn write(run_dirs: &[PathBuf], opts: &ReportOptions, progress: &dyn Fn(&str)
         rows.insert(0, t);
     }
     Ok(ReportFiles { markdown, images, rows, warnings })
+}
+
+/// Whether two paths name the same folder (as given, or once resolved).
+fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// A file name made of a run's name (safe characters only).

@@ -8,7 +8,7 @@ use crate::metrics::ImageScore;
 use crate::train::TrainConfig;
 use crate::train::checkpoint::CheckpointState;
 use crate::train::metrics_log;
-use crate::train::run_folder::{self, RunRecord};
+use crate::train::run_folder::{self, RunRecord, RunStatus};
 
 /// Everything a report needs from a run.
 pub struct RunData {
@@ -29,11 +29,22 @@ pub struct RunData {
     pub warnings: Vec<String>,
     /// The process training this run right now ("process N"): its figures are partial.
     pub training_now: Option<String>,
+    /// Where the run stands (completed, or stopped after which epoch).
+    pub status: RunStatus,
 }
 
 impl RunData {
     pub fn best_miou(&self) -> f64 {
         self.state.best.as_ref().map_or(f64::NAN, |b| b.miou)
+    }
+
+    /// The run's description wherever a report names where it stands: "completed (40 epochs)",
+    /// "stopped after epoch 17/40 (step 340)", as the app's Runs table says it.
+    pub fn description(&self) -> String {
+        match &self.training_now {
+            Some(holder) => format!("{} (still training: {holder})", self.status),
+            None => self.status.to_string(),
+        }
     }
 
     /// "mode" label: the distillation mode, with the KD form for response runs.
@@ -64,6 +75,7 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
     // The name as reports show it: a folder name may hold control characters (escape sequences
     // that would recolour a terminal), so it is escaped once, here, for every table, legend and title.
     let name = dir.file_name().map_or_else(|| "run".into(), |n| crate::util::fmt::escaped(&n.to_string_lossy()));
+    let status = record.status();
     let training_now = record.training_now;
     if let Some(holder) = &training_now {
         warnings.push(format!(
@@ -81,6 +93,7 @@ pub fn load(dir: &Path) -> anyhow::Result<RunData> {
         steps,
         warnings,
         training_now,
+        status,
     })
 }
 

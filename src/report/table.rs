@@ -1,18 +1,19 @@
 //! The comparison table: one row per run (and the teacher's), measured on this machine.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::Context as _;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::RunData;
+use super::speed::{Conditions, Speed, SpeedKey, speed_of};
 use crate::data::transforms::Resize;
 use crate::diagnostics::teacher_quality::{self, QualityKey};
-use crate::model::layers::count_macs;
-use crate::model::{Mode, Model, ModelKind, load_for_inference};
+use crate::model::{ModelKind, load_for_inference};
 use crate::util::device::describe;
+
+pub use super::speed::Measure;
 
 /// A row of the table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,6 +24,10 @@ pub struct Row {
     pub miou: f64,
     /// mIoU minus the no-distillation run's (same student), when there is one.
     pub delta: Option<f64>,
+    /// What differs between this run's schedule and its Δ baseline's, when something does (the
+    /// Δ then measures more than distillation).
+    #[serde(default)]
+    pub delta_caveat: Option<String>,
     pub params: usize,
     /// Multiply-adds of one forward pass at `eval_size`², in units of 10⁹.
     pub gmacs: f64,
@@ -32,6 +37,12 @@ pub struct Row {
     pub ms_per_image: f64,
     #[serde(default)]
     pub ms_range: Option<(f64, f64)>,
+    /// The standard deviation of the timed passes.
+    #[serde(default)]
+    pub ms_spread: Option<f64>,
+    /// Why the time cannot be trusted (the machine was busy while it was measured).
+    #[serde(default)]
+    pub ms_busy: Option<String>,
     /// Training time (all sessions), without the teacher cache's build.
     pub train_seconds: Option<f64>,
     /// The teacher cache's one-off build time, shown apart from the training time.
@@ -40,6 +51,9 @@ pub struct Row {
     /// The run trained all its epochs (only such runs can be a Δ baseline).
     #[serde(default)]
     pub completed: bool,
+    /// What the run's mIoU was reached with (compared with the baseline's for Δ).
+    #[serde(default)]
+    pub schedule: Schedule,
 }
 
 impl Row {
@@ -53,135 +67,86 @@ impl Row {
     pub fn fom(&self) -> Option<f64> {
         (self.miou > 0.65).then(|| self.gmacs.powi(2) * self.size_mb.powi(2) / (self.miou - 0.65))
     }
-}
 
-/// Warm-up and timed forward passes of a speed measurement.
-const WARM_UP: usize = 2;
-const TIMED: usize = 10;
-
-/// A model's inference cost measured once under fixed conditions (batch 1, `size`², after
-/// warm-up, synchronised, on `device` with `threads` CPU threads).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Speed {
-    pub macs: u64,
-    pub params: usize,
-    pub size: u32,
-    pub median_ms: f64,
-    pub min_ms: f64,
-    pub max_ms: f64,
-    pub repeats: usize,
-    pub device: String,
-    pub threads: usize,
-    /// The weights file measured (length and modification time): a rewritten file is measured again.
-    pub weights_len: u64,
-    pub weights_modified_ns: u128,
-}
-
-impl Speed {
-    /// Whether a stored figure can be a measurement at all (a damaged or hand-edited speed.json
-    /// with zero, negative, unordered or absurd times is measured again, not shown).
-    pub fn is_plausible(&self) -> bool {
-        let times = [self.min_ms, self.median_ms, self.max_ms];
-        times.iter().all(|t| t.is_finite() && *t > 0.0 && *t < 600_000.0)
-            && self.min_ms <= self.median_ms
-            && self.median_ms <= self.max_ms
-            && self.repeats > 0
-            && self.macs > 0
-            && self.params > 0
+    fn with_speed(mut self, speed: &Speed) -> Self {
+        self.params = speed.params;
+        self.gmacs = speed.macs as f64 / 1e9;
+        self.ms_per_image = speed.median_ms;
+        self.ms_range = Some((speed.min_ms, speed.max_ms));
+        self.ms_spread = Some(speed.spread_ms);
+        self.ms_busy = speed.busy.clone();
+        self
     }
 }
 
-/// Multiply-adds and forward times (batch 1, after warm-up, synchronised) at size²×size.
-pub fn measure(model: &Model, size: u32, device: &Device) -> anyhow::Result<(u64, Vec<f64>)> {
-    let x = Tensor::zeros((1, 3, size as usize, size as usize), candle_core::DType::F32, device)?;
-    let (out, macs) = count_macs(|| model.forward(&x, Mode::Eval));
-    out?;
-    for _ in 0..WARM_UP {
-        model.forward(&x, Mode::Eval)?;
-    }
-    let mut times = Vec::new();
-    for _ in 0..TIMED {
-        device.synchronize()?;
-        let t = Instant::now();
-        model.forward(&x, Mode::Eval)?;
-        device.synchronize()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok((macs, times))
+/// What a run's mIoU was reached with: runs that differ in it are compared on more than their
+/// distillation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub epochs_done: usize,
+    pub epochs_planned: usize,
+    /// The training crop's side, in pixels.
+    pub crop: u32,
+    /// The dataset folder.
+    pub data: String,
+    /// The validation split, its image limit and its evaluation size.
+    pub val: String,
 }
 
-fn file_stamp(path: &Path) -> anyhow::Result<(u64, u128)> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let modified = meta.modified().ok().and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok());
-    Ok((meta.len(), modified.map_or(0, |d| d.as_nanos())))
-}
-
-/// Where a run keeps its student's measured speed.
-pub fn speed_path(run_dir: &Path) -> PathBuf {
-    run_dir.join(crate::train::run_folder::files::SPEED)
-}
-
-/// When to measure a speed that is not stored yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Measure {
-    /// Measure it now (and store it).
-    IfMissing,
-    /// Only read what is stored: the machine is busy (e.g. training), times now would be wrong.
-    StoredOnly,
-}
-
-/// A run's student speed: measured once and stored in `<run>/speed.json`, measured again only
-/// when the weights file, the size, the device or the thread count differ (times from one visit
-/// to the next would otherwise wander with whatever else the machine does). `None` when it is
-/// not stored and `measure` says not to measure now.
-pub fn student_speed(
-    run_dir: &Path,
-    kind: ModelKind,
-    weights: &Path,
-    size: u32,
-    device: &Device,
-    measure_now: Measure,
-) -> anyhow::Result<Option<Speed>> {
-    let (weights_len, weights_modified_ns) = file_stamp(weights)?;
-    let device_name = describe(device);
-    let threads = crate::util::available_threads();
-    let path = speed_path(run_dir);
-    let stored: Option<Speed> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    if let Some(s) = stored.filter(|s| {
-        (s.weights_len, s.weights_modified_ns, s.size, s.threads) == (weights_len, weights_modified_ns, size, threads)
-            && s.device == device_name
-            && s.is_plausible()
-    }) {
-        return Ok(Some(s));
+impl Schedule {
+    pub fn of(run: &RunData) -> Self {
+        let c = &run.config;
+        let limit = c.val_limit.map_or(String::new(), |n| format!(", first {n} images"));
+        Self {
+            epochs_done: run.state.epoch,
+            epochs_planned: c.epochs,
+            crop: c.size,
+            data: c.data.display().to_string(),
+            val: format!("{}{limit} at {} px", c.val_split, eval_size(run)),
+        }
     }
-    if measure_now == Measure::StoredOnly {
-        return Ok(None);
+
+    /// What differs from `base`, one phrase each ("epochs 17/40 vs 5/5").
+    pub fn differences(&self, base: &Schedule) -> Vec<String> {
+        let mut d = Vec::new();
+        if (self.epochs_done, self.epochs_planned) != (base.epochs_done, base.epochs_planned) {
+            d.push(format!(
+                "epochs {}/{} vs {}/{}",
+                self.epochs_done, self.epochs_planned, base.epochs_done, base.epochs_planned
+            ));
+        }
+        if self.crop != base.crop {
+            d.push(format!("crop {} px vs {} px", self.crop, base.crop));
+        }
+        if self.data != base.data {
+            d.push(format!("dataset {} vs {}", self.data, base.data));
+        }
+        if self.val != base.val {
+            d.push(format!("validation {} vs {}", self.val, base.val));
+        }
+        d
     }
-    let loaded = load_for_inference(kind, weights, device)?;
-    let (macs, times) = measure(&loaded.model, size, device)?;
-    let speed = Speed {
-        macs,
-        params: loaded.num_params,
-        size,
-        median_ms: times[times.len() / 2],
-        min_ms: times[0],
-        max_ms: times[times.len() - 1],
-        repeats: times.len(),
-        device: device_name,
-        threads,
-        weights_len,
-        weights_modified_ns,
-    };
-    // A folder that cannot be written (read-only share) still gets its row, measured each time.
-    if let Ok(json) = serde_json::to_vec_pretty(&speed) {
-        crate::util::fs::write_atomic(&path, &json).ok();
-    }
-    Ok(Some(speed))
 }
 
 fn eval_size(run: &RunData) -> u32 {
     run.config.val_size.unwrap_or(run.config.size)
+}
+
+/// The runs folder holding `run` (its speed figures live there).
+fn runs_dir_of(run: &RunData) -> &Path {
+    run.dir.parent().unwrap_or(&run.dir)
+}
+
+/// The class count of a run's student: its evaluations say it without loading the weights.
+fn classes_of(run: &RunData) -> Option<usize> {
+    let evaluated = run.state.history.last().map(|r| r.iou.len()).filter(|n| *n > 0);
+    evaluated.or_else(|| run.config.dataset.and_then(|d| d.classes()).map(|c| c.len()))
+}
+
+/// What a run's student speed is filed under: its architecture and key (`None` when its class
+/// count is not known without loading its weights).
+pub fn student_speed_key(run: &RunData, device: &Device) -> Option<(ModelKind, SpeedKey)> {
+    Some((run.config.model, SpeedKey::new(classes_of(run)?, eval_size(run), device)))
 }
 
 pub fn student_row(run: &RunData, device: &Device) -> anyhow::Result<Row> {
@@ -189,36 +154,50 @@ pub fn student_row(run: &RunData, device: &Device) -> anyhow::Result<Row> {
 }
 
 /// The run's row; `None` when its speed is not stored and `measure_now` says not to measure.
+/// Its speed is its architecture's at its evaluation size (`super::speed`), the same figure for
+/// every run of that architecture.
 pub fn student_row_when(run: &RunData, device: &Device, measure_now: Measure) -> anyhow::Result<Option<Row>> {
     let size = eval_size(run);
-    let Some(speed) = student_speed(&run.dir, run.config.model, &run.student, size, device, measure_now)? else {
+    let kind = run.config.model;
+    let load = || load_for_inference(kind, &run.student, device);
+    let classes = match classes_of(run) {
+        Some(n) => n,
+        None if measure_now == Measure::StoredOnly => return Ok(None),
+        None => load()?.model.num_classes(),
+    };
+    let key = SpeedKey::new(classes, size, device);
+    let conditions = Conditions::default();
+    let Some(speed) = speed_of(runs_dir_of(run), kind, &key, measure_now, load, device, &conditions)? else {
         return Ok(None);
     };
     let size_mb = std::fs::metadata(&run.student).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN);
-    let state = &run.state;
     let label = match &run.training_now {
         Some(_) => format!("{} (still training: partial)", run.name),
         None => run.name.clone(),
     };
-    Ok(Some(Row {
+    let row = Row {
         label,
-        model: run.config.model.name().into(),
+        model: kind.name().into(),
         mode: run.mode_label(),
         miou: run.best_miou(),
         delta: None,
-        params: speed.params,
-        gmacs: speed.macs as f64 / 1e9,
+        delta_caveat: None,
+        params: 0,
+        gmacs: 0.0,
         eval_size: size,
         size_mb,
-        ms_per_image: speed.median_ms,
-        ms_range: Some((speed.min_ms, speed.max_ms)),
-        train_seconds: Some(state.train_seconds),
-        cache_seconds: (state.cache_seconds > 0.0).then_some(state.cache_seconds),
-        completed: state.epoch >= state.config.epochs,
-    }))
+        ms_per_image: f64::NAN,
+        ms_range: None,
+        ms_spread: None,
+        ms_busy: None,
+        train_seconds: Some(run.state.train_seconds),
+        cache_seconds: (run.state.cache_seconds > 0.0).then_some(run.state.cache_seconds),
+        completed: run.state.epoch >= run.config.epochs,
+        schedule: Schedule::of(run),
+    };
+    Ok(Some(row.with_speed(&speed)))
 }
 
-/// Δ mIoU of each run against the no-distillation run of the same student model.
 /// Whether a row can be the Δ baseline of its student: a completed run without distillation
 /// (a partial run's mIoU says how far it got, not what the student reaches).
 pub fn can_be_baseline(row: &Row) -> bool {
@@ -235,21 +214,42 @@ pub fn default_baselines(rows: &[Row]) -> std::collections::BTreeMap<String, Str
     chosen
 }
 
-/// Δ mIoU of each row against its student's baseline (model name → row label); rows without a
-/// usable baseline get none.
+/// Δ mIoU of each row against its student's baseline (model name → row label), with what differs
+/// between their schedules; rows without a usable baseline get none.
 pub fn fill_deltas(rows: &mut [Row], baselines: &std::collections::BTreeMap<String, String>) {
-    let base: Vec<(String, f64)> = rows
-        .iter()
-        .filter(|r| can_be_baseline(r) && baselines.get(&r.model) == Some(&r.label))
-        .map(|r| (r.model.clone(), r.miou))
-        .collect();
+    let base: Vec<Row> =
+        rows.iter().filter(|r| can_be_baseline(r) && baselines.get(&r.model) == Some(&r.label)).cloned().collect();
     for r in rows.iter_mut() {
-        r.delta = base.iter().find(|(m, _)| *m == r.model).map(|(_, b)| r.miou - b);
+        let Some(b) = base.iter().find(|b| b.model == r.model) else {
+            (r.delta, r.delta_caveat) = (None, None);
+            continue;
+        };
+        r.delta = Some(r.miou - b.miou);
+        let differences = r.schedule.differences(&b.schedule);
+        r.delta_caveat = (!differences.is_empty())
+            .then(|| format!("trained unlike its baseline {}: {}", b.label, differences.join("; ")));
     }
 }
 
+/// "+0.1600", with "†" when the schedules differ (the caveat says how); "—" without a baseline.
+pub fn format_delta(r: &Row) -> String {
+    match (r.delta, &r.delta_caveat) {
+        (Some(d), Some(_)) => format!("{d:+.4} †"),
+        (Some(d), None) => format!("{d:+.4}"),
+        (None, _) => "—".into(),
+    }
+}
+
+/// "4.20 ±0.30", "(busy)" after it when the machine was busy while it was measured.
+pub fn format_ms(r: &Row) -> String {
+    let spread = r.ms_spread.map_or(String::new(), |s| format!(" ±{s:.2}"));
+    let busy = if r.ms_busy.is_some() { " (busy)" } else { "" };
+    format!("{:.2}{spread}{busy}", r.ms_per_image)
+}
+
 /// The teacher's row: evaluated on the first run's validation split at its eval size, through the
-/// teacher-quality cache the app shares (`<runs>/teacher-eval/`).
+/// teacher-quality cache the app shares (`<runs>/teacher-eval/`); its speed through the runs
+/// folder's speed figures, as the students'.
 pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, device: &Device) -> anyhow::Result<Row> {
     let loaded = load_for_inference(kind, weights, device).context("loading the teacher")?;
     let size = eval_size(run);
@@ -263,24 +263,38 @@ pub fn teacher_row(run: &RunData, kind: ModelKind, weights: &Path, device: &Devi
         None => teacher_quality::evaluate_loaded(&loaded.model, &key, &cache, device, &|_, _| {}, &|| true)?
             .context("the teacher evaluation was stopped")?,
     };
-    let miou = quality.miou;
-    let (macs, times) = measure(&loaded.model, size, device)?;
-    Ok(Row {
+    let speed_key = SpeedKey::new(loaded.model.num_classes(), size, device);
+    let speed = speed_of(
+        runs_dir_of(run),
+        kind,
+        &speed_key,
+        Measure::IfMissing,
+        || Ok(loaded),
+        device,
+        &Conditions::default(),
+    )?
+    .context("the teacher's speed was not measured")?;
+    let row = Row {
         label: "teacher".into(),
         model: kind.name().into(),
         mode: "—".into(),
-        miou,
+        miou: quality.miou,
         delta: None,
-        params: loaded.num_params,
-        gmacs: macs as f64 / 1e9,
+        delta_caveat: None,
+        params: 0,
+        gmacs: 0.0,
         eval_size: size,
         size_mb: std::fs::metadata(weights).map(|m| m.len() as f64 / 1e6).unwrap_or(f64::NAN),
-        ms_per_image: times[times.len() / 2],
-        ms_range: Some((times[0], times[times.len() - 1])),
+        ms_per_image: f64::NAN,
+        ms_range: None,
+        ms_spread: None,
+        ms_busy: None,
         train_seconds: None,
         cache_seconds: None,
         completed: true,
-    })
+        schedule: Schedule::default(),
+    };
+    Ok(row.with_speed(&speed))
 }
 
 /// "12m03s", or "12m03s (+1m10s cache)" when a teacher cache was built.
@@ -304,24 +318,37 @@ pub struct ReportContext<'a> {
     pub device: &'a Device,
     /// Model name → the run its Δ is measured against.
     pub baselines: &'a std::collections::BTreeMap<String, String>,
+    /// How the baselines were chosen where that is not plain: a chosen baseline added to the
+    /// selected runs, or one that could not be used and why (one line each).
+    pub baseline_notes: &'a [String],
 }
 
 /// The report's markdown.
 pub fn markdown(rows: &[Row], cx: &ReportContext<'_>) -> String {
-    let ReportContext { teacher, runs, images, device, baselines } = *cx;
+    let ReportContext { teacher, runs, images, device, baselines, baseline_notes } = *cx;
     let mut s = String::from("# segdistill report\n\n");
     s.push_str(&format!(
         "Measured on {} by `segdistill report` ({}). mIoU: best validation epoch of each run; Δ: against the \
-         baseline of the same student, a completed run without distillation; GMACs: multiply-adds of one forward pass at the evaluation size \
-         (S×S; GMACs in the FoM); size: weights file; ms/image: median of 10 forward passes at batch 1 after 2 warm-up \
-         passes, measured once per run and stored in its speed.json; train time: training only, the teacher cache's \
-         build in brackets; score: 4·mIoU/(1 + params in M); FoM: GMACs²·MB²/(mIoU − 0.65), only above 0.65 mIoU.\n\n",
+         baseline of the same student, a completed run without distillation (†: trained unlike its baseline, see \
+         below); GMACs: multiply-adds of one forward pass at the evaluation size (S×S; GMACs in the FoM); size: \
+         weights file; ms/image: median of 10 forward passes at batch 1 after 2 warm-up passes ± their standard \
+         deviation, measured once per architecture and input size on this machine and kept in the runs folder's \
+         `{}/` (the app's Runs table shows the same figures; \"(busy)\": the machine was busy in every try); train \
+         time: training only, the teacher cache's build in brackets; score: 4·mIoU/(1 + params in M); FoM: \
+         GMACs²·MB²/(mIoU − 0.65), only above 0.65 mIoU.\n\n",
         describe(device),
-        chrono_free_date()
+        chrono_free_date(),
+        super::speed::CACHE_DIR,
     ));
     if !baselines.is_empty() {
         let list: Vec<String> = baselines.iter().map(|(model, run)| format!("{model}: {run}")).collect();
         s.push_str(&format!("Baselines: {}.\n\n", list.join(", ")));
+    }
+    for note in baseline_notes {
+        s.push_str(&format!("- {note}\n"));
+    }
+    if !baseline_notes.is_empty() {
+        s.push('\n');
     }
     s.push_str(
         "| run | model | mode | mIoU | Δ mIoU | params | MACs @ S² | size MB | ms/image | train time | score | FoM |\n",
@@ -329,27 +356,40 @@ pub fn markdown(rows: &[Row], cx: &ReportContext<'_>) -> String {
     s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in teacher.into_iter().chain(rows) {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.4} | {} | {} | {} @ {} | {:.2} | {:.2} | {} | {:.4} | {} |\n",
+            "| {} | {} | {} | {:.4} | {} | {} | {} @ {} | {:.2} | {} | {} | {:.4} | {} |\n",
             r.label,
             r.model,
             r.mode,
             r.miou,
-            fmt_opt(r.delta, |d| format!("{d:+.4}")),
+            format_delta(r),
             crate::model::format_params(r.params),
             format_macs(r.gmacs),
             r.eval_size,
             r.size_mb,
-            r.ms_per_image,
+            format_ms(r),
             train_time(r),
             r.score(),
             fmt_opt(r.fom(), |f| format!("{f:.3}")),
         ));
     }
+    let caveats: Vec<String> =
+        rows.iter().filter_map(|r| Some(format!("- † {}: {}\n", r.label, r.delta_caveat.as_ref()?))).collect();
+    let busy: Vec<String> = teacher
+        .into_iter()
+        .chain(rows)
+        .filter_map(|r| {
+            Some(format!("- (busy) {}: {}; measure again on an idle machine\n", r.label, r.ms_busy.as_ref()?))
+        })
+        .collect();
+    if !caveats.is_empty() || !busy.is_empty() {
+        s.push('\n');
+        s.extend(caveats.into_iter().chain(busy));
+    }
     s.push_str("\n## Runs\n\n");
     for run in runs {
         let c = &run.config;
         s.push_str(&format!(
-            "- **{}**: `{}` on `{}` ({} / {}{}), {} epochs × batch {} at {}px, {:?} lr {:.1e}, {:?} schedule, \
+            "- **{}**: `{}` on `{}` ({} / {}{}), {}, batch {} at {}px, {:?} lr {:.1e}, {:?} schedule, \
              α {} β {} γ {} τ {}, seed {}\n",
             run.name,
             c.model,
@@ -361,7 +401,7 @@ pub fn markdown(rows: &[Row], cx: &ReportContext<'_>) -> String {
                 "; + `{u}` without masks, {} per labelled image",
                 c.unlabeled_ratio
             )),
-            c.epochs,
+            run.description(),
             c.batch,
             c.size,
             c.optimizer.kind,
@@ -415,16 +455,61 @@ mod tests {
             mode: mode.into(),
             miou,
             delta: None,
+            delta_caveat: None,
             params,
             gmacs: 2.0,
             eval_size: 256,
             size_mb: 4.0,
             ms_per_image: 1.0,
             ms_range: None,
+            ms_spread: None,
+            ms_busy: None,
             train_seconds: None,
             cache_seconds: None,
             completed: true,
+            schedule: Schedule {
+                epochs_done: 5,
+                epochs_planned: 5,
+                crop: 128,
+                data: "demo".into(),
+                val: "val at 128 px".into(),
+            },
         }
+    }
+
+    #[test]
+    fn a_delta_against_a_baseline_trained_otherwise_says_what_differs() {
+        let base = row("none", 0.40, 1);
+        let mut stopped = row("response", 0.56, 1);
+        stopped.label = "kd-40".into();
+        stopped.completed = false;
+        stopped.schedule = Schedule { epochs_done: 17, epochs_planned: 40, crop: 256, ..base.schedule.clone() };
+        let mut same = row("feature", 0.45, 1);
+        same.label = "feature".into();
+        let mut rows = vec![base, stopped, same];
+        let baselines = default_baselines(&rows);
+        fill_deltas(&mut rows, &baselines);
+        let caveat = rows[1].delta_caveat.as_deref().expect("a caveat on the stopped run's Δ");
+        assert!(caveat.contains("epochs 17/40 vs 5/5") && caveat.contains("crop 256 px vs 128 px"), "{caveat}");
+        assert!(caveat.contains("baseline none"), "{caveat}");
+        assert_eq!(format_delta(&rows[1]), "+0.1600 †");
+        assert_eq!((rows[2].delta_caveat.as_deref(), format_delta(&rows[2])), (None, "+0.0500".to_string()));
+        assert_eq!(rows[0].delta_caveat, None, "the baseline against itself");
+        let other_data =
+            Schedule { data: "voc".into(), val: "val, first 50 images at 128 px".into(), ..rows[0].schedule.clone() };
+        let d = other_data.differences(&rows[0].schedule);
+        assert_eq!(d, ["dataset voc vs demo", "validation val, first 50 images at 128 px vs val at 128 px"]);
+    }
+
+    #[test]
+    fn a_time_shows_its_spread_and_whether_the_machine_was_busy() {
+        let mut r = row("none", 0.5, 1);
+        r.ms_per_image = 4.2;
+        assert_eq!(format_ms(&r), "4.20", "a row without a spread (an old report's) shows the median");
+        r.ms_spread = Some(0.3);
+        assert_eq!(format_ms(&r), "4.20 ±0.30");
+        r.ms_busy = Some("the machine was busy".into());
+        assert_eq!(format_ms(&r), "4.20 ±0.30 (busy)");
     }
 
     #[test]
@@ -460,45 +545,5 @@ mod tests {
         let wrong = [("mbv3s-aspp".to_string(), "stopped-early".to_string())].into();
         fill_deltas(&mut rows, &wrong);
         assert_eq!(rows[3].delta, None, "a partial run chosen by name still does not count");
-    }
-
-    #[test]
-    fn a_runs_speed_is_measured_once_and_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let kind = ModelKind::Mbv3sTiny;
-        let weights = dir.path().join("student.safetensors");
-        let t = crate::model::build_trainable(kind, 21, 0, &Device::Cpu).unwrap();
-        t.varmap.save(&weights).unwrap();
-        let stored_only = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu, Measure::StoredOnly).unwrap();
-        assert_eq!(stored_only, None, "nothing stored yet, and not measured while busy");
-        let first = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu, Measure::IfMissing).unwrap().unwrap();
-        assert!(speed_path(dir.path()).is_file());
-        assert!(first.min_ms <= first.median_ms && first.median_ms <= first.max_ms);
-        assert_eq!(first.repeats, TIMED);
-        let again = student_speed(dir.path(), kind, &weights, 64, &Device::Cpu, Measure::StoredOnly).unwrap().unwrap();
-        assert_eq!(again, first, "read back, not measured again");
-        let other_size =
-            student_speed(dir.path(), kind, &weights, 96, &Device::Cpu, Measure::IfMissing).unwrap().unwrap();
-        assert_eq!(other_size.size, 96);
-        assert!(other_size.macs > first.macs, "measured again at the new size");
-        // An absurd stored figure (hand-edited, damaged) is measured again, not shown.
-        let absurd = Speed { median_ms: -3.0, ..other_size.clone() };
-        crate::util::fs::write_atomic(&speed_path(dir.path()), serde_json::to_string(&absurd).unwrap().as_bytes())
-            .unwrap();
-        let remeasured =
-            student_speed(dir.path(), kind, &weights, 96, &Device::Cpu, Measure::IfMissing).unwrap().unwrap();
-        assert!(remeasured.is_plausible() && remeasured.median_ms > 0.0, "{remeasured:?}");
-        assert_eq!(
-            student_speed(dir.path(), kind, &weights, 96, &Device::Cpu, Measure::StoredOnly).unwrap(),
-            Some(remeasured)
-        );
-        for bad in [
-            Speed { min_ms: 5.0, median_ms: 1.0, ..first.clone() },
-            Speed { max_ms: f64::NAN, ..first.clone() },
-            Speed { median_ms: 1e9, max_ms: 1e9, ..first.clone() },
-            Speed { repeats: 0, ..first.clone() },
-        ] {
-            assert!(!bad.is_plausible(), "{bad:?}");
-        }
     }
 }

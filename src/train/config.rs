@@ -125,7 +125,7 @@ pub struct TrainConfig {
     /// Run name: the folder `runs_dir/<name>`.
     pub name: String,
     pub runs_dir: PathBuf,
-    /// Dataset folder (VOC or Cityscapes layout).
+    /// Dataset folder, in any layout [`crate::data::DatasetKind`] names.
     pub data: PathBuf,
     pub dataset: Option<DatasetKind>,
     pub train_split: String,

@@ -190,7 +190,8 @@ impl DataPanel {
     }
 
     pub fn ui(&mut self, ui: &mut Ui, state: &mut AppState, commands: &mut CommandQueue) {
-        ui.label("Dataset folder (VOCdevkit, VOC2012 or a parent; or a Cityscapes root)");
+        ui.label("Dataset folder").on_hover_text(crate::data::dataset::DATASET_FOLDER_HELP);
+        ui.weak("VOC, Cityscapes, ADE20K, CamVid, or your images/ + masks/");
         if self.field.ui(ui, "data_dir", &mut state.data_dir, PickKind::Folder, "dataset folder", None) {
             self.scanned_for = None;
         }
@@ -340,8 +341,11 @@ fn settings_ui(ui: &mut Ui, d: &mut DownloadSettings) {
         ui.add(egui::TextEdit::singleline(&mut d.voc_url).hint_text("official address")).labelled_by(label.id);
         ui.end_row();
         let label = ui.label("its MD5");
-        ui.add(egui::TextEdit::singleline(&mut d.voc_md5).hint_text(download::VOC_TRAINVAL.md5.unwrap_or_default()))
-            .labelled_by(label.id);
+        ui.add(
+            egui::TextEdit::singleline(&mut d.voc_md5)
+                .hint_text(download::VOC_TRAINVAL.published.map_or("", |(_, hex)| hex)),
+        )
+        .labelled_by(label.id);
         ui.end_row();
         let label = ui.label("weights mirror");
         ui.add(egui::TextEdit::singleline(&mut d.weights_base_url).hint_text(download::catalog::TORCHVISION_BASE))

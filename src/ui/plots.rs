@@ -1,10 +1,14 @@
 //! The curves of the Train and Runs tabs, drawn one way: the raw series faint behind its
 //! smoothed version (as TensorBoard), markers where a series has few points (a single evaluation
 //! is visible), sensible axes before any data, integer epoch ticks at any width, and a hover
-//! read-out of every series at the cursor. A run keeps one colour everywhere, chosen from its name.
+//! read-out of every series at the cursor, and a legend above the plot, never over its data (a
+//! click on an entry hides or shows its series). A run keeps one colour everywhere, chosen from
+//! its name. Per-class bars carry their class names where a name fits.
+
+use std::collections::BTreeSet;
 
 use egui::{Color32, Ui};
-use egui_plot::{Bar, BarChart, GridInput, GridMark, Legend, Line, Plot, PlotPoint, Points};
+use egui_plot::{Bar, BarChart, GridInput, GridMark, Line, Plot, PlotPoint, PlotTransform, Points};
 
 use crate::report::plots::ema;
 
@@ -94,14 +98,33 @@ pub struct CurvePlot<'a> {
 }
 
 impl CurvePlot<'_> {
-    /// Draws the series; hovering shows each one's value at the cursor. Returns the plot's
-    /// response (for a context menu).
-    pub fn show(&self, ui: &mut Ui, series: &[Series]) -> egui::Response {
+    /// Draws the legend above the plot, then the series; hovering shows each one's value at the
+    /// cursor. Returns the data area (the legend lies outside it).
+    pub fn show(&self, ui: &mut Ui, series: &[Series]) -> egui::Rect {
+        self.show_plot(ui, series).0
+    }
+
+    /// As [`Self::show`], with the plot's response too (for a context menu).
+    pub fn show_plot(&self, ui: &mut Ui, series: &[Series]) -> (egui::Rect, egui::Response) {
+        let hidden_id = egui::Id::unique((self.id, "hidden series"));
+        let mut hidden: BTreeSet<String> = ui.data(|d| d.get_temp(hidden_id)).unwrap_or_default();
+        let top = ui.cursor().min.y;
+        ui.vertical(|ui| {
+            ui.set_width(self.size.x);
+            legend_ui(ui, series, &mut hidden);
+            ui.data_mut(|d| d.insert_temp(hidden_id, hidden.clone()));
+            let height = (self.size.y - (ui.cursor().min.y - top)).max(60.0);
+            let shown: Vec<Series> = series.iter().filter(|s| !hidden.contains(&s.name)).cloned().collect();
+            self.plot_ui(ui, &shown, height)
+        })
+        .inner
+    }
+
+    fn plot_ui(&self, ui: &mut Ui, series: &[Series], height: f32) -> (egui::Rect, egui::Response) {
         let smoothed: Vec<Series> = series.iter().map(|s| s.smoothed(self.smoothing)).collect();
         let mut plot = Plot::new(self.id)
             .width(self.size.x)
-            .height(self.size.y)
-            .legend(Legend::default())
+            .height(height)
             .x_axis_label(self.x.label())
             .y_axis_label(self.y_label)
             .label_formatter(|_| None)
@@ -121,7 +144,6 @@ impl CurvePlot<'_> {
                     continue;
                 }
                 if smoothing > 0.0 && raw.points.len() > 1 {
-                    // Unnamed: kept out of the legend, which shows the series' own colour.
                     let faint = raw.color.gamma_multiply(0.3);
                     p.line(Line::new("", raw.points.clone()).color(faint).allow_hover(false));
                 }
@@ -134,6 +156,7 @@ impl CurvePlot<'_> {
             }
             p.pointer_coordinate()
         });
+        let frame = *response.transform.frame();
         let plot_response = response.response.clone();
         if let Some(at) = response.inner
             && response.response.hovered()
@@ -147,8 +170,34 @@ impl CurvePlot<'_> {
                 });
             }
         }
-        plot_response
+        (frame, plot_response)
     }
+}
+
+/// One entry per series with points, in its colour; a click hides or shows the series.
+fn legend_ui(ui: &mut Ui, series: &[Series], hidden: &mut BTreeSet<String>) {
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 4.0;
+        for s in series.iter().filter(|s| !s.points.is_empty() && !s.name.is_empty()) {
+            let shown = !hidden.contains(&s.name);
+            let color = if shown { s.color } else { s.color.gamma_multiply(0.35) };
+            crate::ui::widgets::swatch(ui, [color.r(), color.g(), color.b()]);
+            let text = egui::RichText::new(&s.name).small().color(if shown {
+                ui.visuals().text_color()
+            } else {
+                ui.visuals().weak_text_color()
+            });
+            let entry = ui.add(egui::Label::new(text).sense(egui::Sense::click()));
+            if entry.on_hover_text("click to hide or show this series").clicked() {
+                if shown {
+                    hidden.insert(s.name.clone());
+                } else {
+                    hidden.remove(&s.name);
+                }
+            }
+            ui.add_space(6.0);
+        }
+    });
 }
 
 /// "name: value at x" for each series near the cursor's x.
@@ -181,8 +230,20 @@ fn integer_ticks(input: GridInput) -> Vec<GridMark> {
     (first..=last).map(|k| GridMark { value: k as f64 * step, step_size: step }).collect()
 }
 
-/// Per-class IoU bars, each in its class's colour, labelled on hover and (space permitting) on
-/// the axis.
+/// The width of a class bar, in class units (the rest of each unit is the gap between bars).
+const BAR_WIDTH: f64 = 0.8;
+
+/// The font size of the names written along bars whose classes are `class_px` apart; `None`
+/// when a readable name would not fit (ADE20K's 150 classes in a narrow plot: names stay on
+/// hover). A line of text is about 1.3 font sizes high: it may spill into the gap between bars.
+fn bar_name_size(class_px: f32) -> Option<f32> {
+    const SMALLEST: f32 = 8.0;
+    let size = (class_px * 0.75).min(12.0);
+    (size >= SMALLEST).then_some(size)
+}
+
+/// Per-class IoU bars, each in its class's colour, with its class name written along it where
+/// the name fits (above the bar, or inside a tall one), and on hover.
 pub fn class_bars(ui: &mut Ui, id: &str, size: egui::Vec2, names: &[String], colors: &[[u8; 3]], iou: &[Option<f64>]) {
     let bars: Vec<Bar> = iou
         .iter()
@@ -196,10 +257,7 @@ pub fn class_bars(ui: &mut Ui, id: &str, size: egui::Vec2, names: &[String], col
             Some(Bar::new(c as f64, v).name(format!("{name}: {v:.3}")).fill(Color32::from_rgb(r, g, b)).stroke(outline))
         })
         .collect();
-    let labels = names.to_vec();
-    // Names on the axis only when each bar has room for a short one.
-    let room = size.x / names.len().max(1) as f32 > 28.0;
-    Plot::new(id)
+    let response = Plot::new(id)
         .width(size.x)
         .height(size.y)
         .include_y(0.0)
@@ -211,23 +269,70 @@ pub fn class_bars(ui: &mut Ui, id: &str, size: egui::Vec2, names: &[String], col
                 .map(|k| GridMark { value: k as f64, step_size: 1.0 })
                 .collect()
         })
-        .x_axis_formatter(move |m, _| {
+        // The names are on the bars; class numbers on the axis.
+        .x_axis_formatter(|m, _| {
             let k = m.value.round();
-            if !room || (m.value - k).abs() > 1e-6 || k < 0.0 {
-                return String::new();
-            }
-            labels.get(k as usize).map(|n| n.chars().take(6).collect()).unwrap_or_default()
+            if (m.value - k).abs() > 1e-6 || k < 0.0 { String::new() } else { format!("{k}") }
         })
         .label_formatter(|pos| match pos {
             egui_plot::HoverPosition::NearDataPoint { plot_name, .. } => Some((*plot_name).to_string()),
             _ => None,
         })
-        .show(ui, |p| p.bar_chart(BarChart::new("IoU", bars).width(0.8)));
+        .show(ui, |p| p.bar_chart(BarChart::new("IoU", bars).width(BAR_WIDTH)));
+    bar_names_ui(ui, &response.transform, names, colors, iou);
+}
+
+/// Writes each class name upwards along its bar: above it where there is room, else inside it
+/// (in black or white, whichever reads on the bar's colour), cut with "…" where it is too long.
+fn bar_names_ui(ui: &Ui, transform: &PlotTransform, names: &[String], colors: &[[u8; 3]], iou: &[Option<f64>]) {
+    let frame = *transform.frame();
+    let class_px = (transform.position_from_point_x(1.0) - transform.position_from_point_x(0.0)).abs();
+    let Some(font_size) = bar_name_size(class_px) else { return };
+    let painter = ui.painter_at(frame);
+    let font = egui::FontId::proportional(font_size);
+    for (c, v) in iou.iter().enumerate() {
+        let (Some(v), Some(name)) = (*v, names.get(c)) else { continue };
+        let x = transform.position_from_point_x(c as f64);
+        let base = transform.position_from_point_y(0.0).min(frame.bottom());
+        let top = transform.position_from_point_y(v).max(frame.top());
+        let room_above = top - frame.top() - 2.0;
+        let room_inside = base - top - 2.0;
+        let (from, room, color) = if room_above >= room_inside {
+            (top - 2.0, room_above, ui.visuals().text_color())
+        } else {
+            let [r, g, b] = colors.get(c).copied().unwrap_or([128, 128, 128]);
+            let light = 0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32 > 140.0;
+            (base - 2.0, room_inside, if light { Color32::BLACK } else { Color32::WHITE })
+        };
+        if room < font_size * 2.0 {
+            continue;
+        }
+        let mut job = egui::text::LayoutJob::simple_singleline(name.clone(), font.clone(), color);
+        job.wrap = egui::text::TextWrapping {
+            max_width: room,
+            max_rows: 1,
+            break_anywhere: true,
+            overflow_character: Some('…'),
+        };
+        let galley = painter.layout_job(job);
+        // Turned a quarter to the left, the text runs up from `from`; its height spans the bar.
+        let anchor = egui::pos2(x - galley.size().y / 2.0, from);
+        painter.add(egui::epaint::TextShape::new(anchor, galley, color).with_angle(-std::f32::consts::FRAC_PI_2));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_names_fit_on_bars_of_a_narrow_plot_but_not_on_slivers() {
+        // The Train tab's bars: VOC's 21 classes in a third of a 1280-point window.
+        assert!(bar_name_size(360.0 / 21.0).is_some_and(|s| s >= 8.0));
+        // ADE20K's 150 classes in the same plot: names on hover only.
+        assert_eq!(bar_name_size(360.0 / 150.0), None);
+        assert_eq!(bar_name_size(40.0), Some(12.0), "never larger than the text");
+    }
 
     #[test]
     fn a_run_keeps_its_colour_and_runs_differ() {

@@ -14,7 +14,9 @@ pub struct Remote {
     pub file_name: &'static str,
     /// The official address first, then mirrors (tried in order when one is unreachable).
     pub urls: &'static [&'static str],
-    pub md5: Option<&'static str>,
+    /// The checksum its publisher (or the tool kits that pin it) gives: checked on every download,
+    /// from any address.
+    pub published: Option<(Algorithm, &'static str)>,
     /// Approximate size, for the free-space check before the server answers.
     pub approx_bytes: u64,
     pub description: &'static str,
@@ -22,6 +24,14 @@ pub struct Remote {
 
 impl Remote {
     /// `url` when the user gave one, else the official address and the mirrors.
+    fn published_checksum(&self) -> Option<Checksum> {
+        self.published.map(|(algorithm, hex)| match algorithm {
+            Algorithm::Md5 => Checksum::Md5(hex.into()),
+            Algorithm::Sha1 => Checksum::Sha1(hex.into()),
+            Algorithm::Sha256 => Checksum::Sha256Prefix(hex.into()),
+        })
+    }
+
     fn urls_or(&self, url: Option<&str>) -> Vec<String> {
         match url {
             Some(u) => vec![u.to_string()],
@@ -38,7 +48,7 @@ pub const VOC_TRAINVAL: Remote = Remote {
         // Joseph Redmon's long-standing mirror (the same file; the MD5 guards it).
         "https://pjreddie.com/media/files/VOCtrainval_11-May-2012.tar",
     ],
-    md5: Some("6cd6e144f989b92b3379bac3b3de84fd"),
+    published: Some((Algorithm::Md5, "6cd6e144f989b92b3379bac3b3de84fd")),
     approx_bytes: 1_999_639_040,
     description: "PASCAL VOC 2012 train/val",
 };
@@ -48,18 +58,19 @@ pub const VOC_TRAINVAL: Remote = Remote {
 pub const SBD: Remote = Remote {
     file_name: "SegmentationClassAug.zip",
     urls: &["https://www.dropbox.com/s/oeu149j8qtbs1x0/SegmentationClassAug.zip?dl=1"],
-    md5: None,
+    published: None,
     approx_bytes: 30_000_000,
     description: "SBD augmented masks (SegmentationClassAug)",
 };
 
 /// ADE20K SceneParsing (`ADEChallengeData2016`: 20,210 training and 2,000 validation images with
-/// their 150-class annotations), from MIT's scene-parsing site. No checksum is published by MIT:
-/// the archive's SHA-256 is printed after a download so it can be pinned with `--sha256`.
+/// their 150-class annotations), from MIT's scene-parsing site. MIT publishes no checksum; the
+/// SHA-1 is the one GluonCV's and PyTorch-Encoding's download scripts have checked this archive
+/// against for years (`--sha256` replaces it, should MIT ever re-pack the file).
 pub const ADE20K: Remote = Remote {
     file_name: "ADEChallengeData2016.zip",
     urls: &["http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"],
-    md5: None,
+    published: Some((Algorithm::Sha1, "219e1696abb36c8ba3a3afe7fb2f4b4606a897c7")),
     approx_bytes: 923_000_000,
     description: "ADE20K SceneParsing (ADEChallengeData2016)",
 };
@@ -220,7 +231,7 @@ pub fn download_voc(
             root.display()
         )));
     }
-    let checksum = md5.or_else(|| VOC_TRAINVAL.md5.map(|h| Checksum::Md5(h.into())));
+    let checksum = md5.or_else(|| VOC_TRAINVAL.published_checksum());
     let archive = dest.join(VOC_TRAINVAL.file_name);
     // Extraction needs about the archive's size again.
     let extra = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(VOC_TRAINVAL.approx_bytes);
@@ -382,7 +393,7 @@ fn is_complete_ade20k(root: &Path) -> bool {
 }
 
 /// Downloads ADE20K into `dest/ADEChallengeData2016` (unless a complete one is there). `url`
-/// replaces MIT's address; `sha256` pins the archive (without it, its SHA-256 is printed).
+/// replaces MIT's address; `sha256` replaces the archive's published SHA-1.
 pub fn download_ade20k(
     dest: &Path,
     url: Option<&str>,
@@ -405,11 +416,8 @@ pub fn download_ade20k(
     }
     let archive = dest.join(ADE20K.file_name);
     let extra = std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(ADE20K.approx_bytes);
-    fetch_any(&ADE20K.urls_or(url), &archive, sha256.as_ref(), extra, options, observer)?;
-    if sha256.is_none() {
-        let digest = digest_file(&archive, Algorithm::Sha256, observer)?;
-        observer.message(&format!("{} has SHA-256 {digest} (pass --sha256 {digest} to pin it)", ADE20K.file_name));
-    }
+    let checksum = sha256.or_else(|| ADE20K.published_checksum());
+    fetch_any(&ADE20K.urls_or(url), &archive, checksum.as_ref(), extra, options, observer)?;
     let staging = unzip_to_staging(&archive, dest, ROOT_NAME, observer)?;
     let Some(found) = find_dir_named(&staging, ROOT_NAME).filter(|d| is_complete_ade20k(d)) else {
         std::fs::remove_dir_all(&staging).ok(); // junk; the error names the archive

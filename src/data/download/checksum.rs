@@ -1,11 +1,13 @@
-//! Checksums of downloaded files: VOC publishes an MD5; torchvision names its weight files after a
-//! prefix of their SHA-256 (`fcn_resnet50_coco-1167a1af.pth`), as `torch.hub` checks them.
+//! Checksums of downloaded files: VOC publishes an MD5; ADE20K's archive is pinned by the SHA-1 the
+//! scene-parsing tool kits publish for it; torchvision names its weight files after a prefix of
+//! their SHA-256 (`fcn_resnet50_coco-1167a1af.pth`), as `torch.hub` checks them.
 
 use std::io::Read;
 use std::path::Path;
 
 use md5::Md5;
 use md5::digest::DynDigest;
+use sha1::Sha1;
 use sha2::Sha256;
 
 use super::{DownloadError, Observer, Stage};
@@ -15,6 +17,8 @@ use super::{DownloadError, Observer, Stage};
 pub enum Checksum {
     /// The full MD5, lowercase hex.
     Md5(String),
+    /// The full SHA-1, lowercase hex (only for published checksums: a user pins with SHA-256).
+    Sha1(String),
     /// A prefix (≥ 8 hex digits) of the SHA-256, lowercase hex.
     Sha256Prefix(String),
 }
@@ -50,20 +54,21 @@ impl Checksum {
     pub fn algorithm(&self) -> Algorithm {
         match self {
             Self::Md5(_) => Algorithm::Md5,
+            Self::Sha1(_) => Algorithm::Sha1,
             Self::Sha256Prefix(_) => Algorithm::Sha256,
         }
     }
 
     fn expected(&self) -> &str {
         match self {
-            Self::Md5(h) | Self::Sha256Prefix(h) => h,
+            Self::Md5(h) | Self::Sha1(h) | Self::Sha256Prefix(h) => h,
         }
     }
 
     /// Whether a full hex digest of this checksum's algorithm matches.
     fn matches(&self, digest_hex: &str) -> bool {
         match self {
-            Self::Md5(h) => digest_hex == h,
+            Self::Md5(h) | Self::Sha1(h) => digest_hex == h,
             Self::Sha256Prefix(p) => digest_hex.starts_with(p.as_str()),
         }
     }
@@ -73,6 +78,7 @@ impl Checksum {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
     Md5,
+    Sha1,
     Sha256,
 }
 
@@ -80,6 +86,7 @@ impl Algorithm {
     pub fn name(self) -> &'static str {
         match self {
             Self::Md5 => "MD5",
+            Self::Sha1 => "SHA-1",
             Self::Sha256 => "SHA-256",
         }
     }
@@ -87,6 +94,7 @@ impl Algorithm {
     fn hasher(self) -> Box<dyn DynDigest> {
         match self {
             Self::Md5 => Box::new(Md5::default()),
+            Self::Sha1 => Box::new(Sha1::default()),
             Self::Sha256 => Box::new(Sha256::default()),
         }
     }
@@ -159,6 +167,10 @@ mod tests {
         // Standard test vectors for "abc".
         verify_file(&p, &Checksum::md5("900150983cd24fb0d6963f7d28e17f72").unwrap(), &NoProgress).unwrap();
         verify_file(&p, &Checksum::sha256("ba7816bf8f01cfea").unwrap(), &NoProgress).unwrap();
+        verify_file(&p, &Checksum::Sha1("a9993e364706816aba3e25717850c26c9cd0d89d".into()), &NoProgress).unwrap();
+        let err = verify_file(&p, &Checksum::Sha1("a9993e364706816aba3e25717850c26c9cd0d89e".into()), &NoProgress)
+            .unwrap_err();
+        assert!(err.to_string().contains("SHA-1"), "{err}");
         let err = verify_file(&p, &Checksum::sha256("ba7816bf8f01cfeb").unwrap(), &NoProgress).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("ba7816bf8f01cfeb") && msg.contains("ba7816bf8f01cfea414140de"), "{msg}");

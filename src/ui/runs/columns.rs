@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::entries::RunEntry;
+use crate::diagnostics::teacher_quality::TeacherQuality;
+use crate::model::format_params;
+use crate::report::table::{Row, format_delta, format_macs, format_ms, train_time};
 use crate::train::events::StepMetrics;
 
 /// A column the table sorts by.
@@ -61,12 +64,17 @@ impl Column {
             Self::Mode => "distillation mode: none, response (logits), feature, combined",
             Self::Status => "completed, stopped after an epoch (Resume continues it), or running",
             Self::Miou => "best validation mIoU over the run's evaluations",
-            Self::Delta => "mIoU minus the chosen baseline's: a completed no-distillation run of the same student",
+            Self::Delta => {
+                "mIoU minus the chosen baseline's: a completed no-distillation run of the same student; † marks a \
+                 run trained unlike its baseline (epochs, crop, dataset or validation differ; hover it)"
+            }
             Self::Params => "trainable parameters of the student",
             Self::Macs => "multiply-adds of one forward pass at the evaluation size (S²)",
             Self::Ms => {
-                "median CPU forward time at batch 1 after 2 warm-up passes, 10 timed passes, measured once per run \
-                 and stored in its speed.json (hover a value for the fastest and slowest pass)"
+                "median CPU forward time at batch 1 after 2 warm-up passes ± the standard deviation of 10 timed \
+                 passes, measured once per architecture and input size on this machine and kept in the runs \
+                 folder's speed/ (the report uses the same figures); (busy): the machine was busy while it was \
+                 measured; Measure again measures afresh"
             }
             Self::TrainTime => {
                 "wall-clock training time over all sessions; the teacher cache's one-off build is shown apart"
@@ -74,6 +82,59 @@ impl Column {
             Self::Score => "the lab's score: 4·mIoU / (1 + parameters in millions); higher is better",
         }
     }
+}
+
+/// How a run's row stands in the table: whether it trains now, and its Δ figures (its table
+/// row with Δ filled in against the chosen baseline, and whether it is that baseline).
+pub struct Shown<'a> {
+    pub running: bool,
+    pub row: Option<&'a Row>,
+    pub is_baseline: bool,
+}
+
+/// The text of a run's cell: what the table shows and what its CSV export writes.
+pub fn cell_text(column: Column, e: &RunEntry, shown: &Shown<'_>) -> String {
+    let row = shown.row;
+    let dash = || "—".to_string();
+    match column {
+        Column::Run => e.name.clone(),
+        Column::Model => e.config.model.name().to_string(),
+        Column::Mode => e.config.distill.name().to_string(),
+        Column::Status if shown.running => "running".into(),
+        Column::Status => e.status.clone(),
+        Column::Miou => e.state.as_ref().and_then(|s| s.best.as_ref()).map_or_else(dash, |b| format!("{:.4}", b.miou)),
+        Column::Delta if shown.is_baseline => "baseline".into(),
+        Column::Delta => row.map_or_else(dash, format_delta),
+        Column::Params => row.map_or_else(dash, |r| format_params(r.params)),
+        Column::Macs => row.map_or_else(dash, |r| format!("{} @ {}", format_macs(r.gmacs), r.eval_size)),
+        Column::Ms => row.map_or_else(dash, format_ms),
+        Column::TrainTime => row.map_or_else(dash, train_time),
+        Column::Score => row.map_or_else(dash, |r| format!("{:.4}", r.score())),
+    }
+}
+
+/// The teacher's row: its evaluated quality, no training columns.
+pub fn teacher_cells(t: &TeacherQuality) -> Vec<String> {
+    Column::ALL
+        .iter()
+        .map(|c| match c {
+            Column::Run => "teacher".into(),
+            Column::Model => t.key.model.name().into(),
+            Column::Status => (if t.near_chance() { "near chance" } else { "evaluated" }).into(),
+            Column::Miou => format!("{:.4}", t.miou),
+            _ => "—".into(),
+        })
+        .collect()
+}
+
+/// The table as CSV: the column titles, then each row's cells as shown.
+pub fn to_csv(rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let field = |f: &str| {
+        if f.contains([',', '"', '\n', '\r']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.to_string() }
+    };
+    let line = |cells: &[String]| cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(",") + "\n";
+    let header: Vec<String> = Column::ALL.iter().map(|c| c.title().to_string()).collect();
+    std::iter::once(line(&header)).chain(rows.into_iter().map(|r| line(&r))).collect()
 }
 
 /// A metric the curves can overlay.
@@ -191,6 +252,18 @@ mod tests {
 
     fn names(v: Vec<&RunEntry>) -> Vec<&str> {
         v.into_iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_csv_has_the_shown_columns_and_quotes_what_needs_it() {
+        let e = entry("a,b");
+        let shown = Shown { running: true, row: None, is_baseline: false };
+        let cells: Vec<String> = Column::ALL.iter().map(|c| cell_text(*c, &e, &shown)).collect();
+        let csv = to_csv([cells]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "run,model,mode,status,mIoU,Δ mIoU,params,MACs,ms/image,train time,score");
+        assert!(lines[1].starts_with("\"a,b\",mbv3s-aspp,none,running,—"), "{}", lines[1]);
+        assert_eq!(lines[1].split(',').count(), Column::ALL.len() + 1, "one comma inside quotes");
     }
 
     #[test]

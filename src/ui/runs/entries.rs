@@ -19,8 +19,8 @@ pub struct RunEntry {
     pub status: String,
     /// Stopped or interrupted with a checkpoint: Resume continues it.
     pub resumable: bool,
-    /// The table row, when the student weights exist (speed read from `<run>/speed.json`,
-    /// measured there once).
+    /// The table row, when the student weights exist (speed read from the runs folder's
+    /// `speed/<architecture>.json`, measured there once per architecture and size).
     pub row: Option<Row>,
     /// Every training step's losses (metrics.csv).
     pub steps: Vec<StepMetrics>,

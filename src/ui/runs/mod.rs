@@ -1,6 +1,6 @@
 //! The Runs tab: every run under the runs folder with its status (Resume on stopped runs), the
 //! comparison table (sortable, Δ against a chosen completed no-distillation baseline, speed
-//! measured once per run and stored), overlaid curves of any metric, Export report with
+//! measured once per architecture and size, Measure again, CSV export), overlaid curves of any metric, Export report with
 //! progress, and the studies of the runs folder (`crate::ui::study`). Scans, measurements and the report run in the background; buttons push commands.
 //! This file holds the tab's state and its background jobs; the drawing is in `view`, `table`
 //! and `curves`.
@@ -9,6 +9,7 @@ mod columns;
 mod curves;
 mod entries;
 mod table;
+mod table_actions;
 mod view;
 
 pub use columns::{Column, Metric};
@@ -62,6 +63,8 @@ pub struct RunsTab {
     pub sort: (Column, bool),
     /// The metrics of the two curve plots.
     pub metrics: [Metric; 2],
+    /// The table's Measure again and Export CSV.
+    table_actions: table_actions::TableActions,
 }
 
 impl Default for RunsTab {
@@ -87,6 +90,7 @@ impl Default for RunsTab {
             runs_dir_field: PathField::default(),
             sort: (Column::Run, true),
             metrics: [Metric::TrainLoss, Metric::Miou],
+            table_actions: Default::default(),
         }
     }
 }
@@ -129,6 +133,9 @@ impl RunsTab {
                     self.scan = None;
                 }
             }
+        }
+        if self.table_actions.update(ctx, runs_dir, &self.entries) {
+            self.last_scan = None; // show the new speed figures
         }
         if let Some(result) = take_finished(&mut self.prune) {
             self.prune_result = Some(result);
@@ -173,8 +180,13 @@ impl RunsTab {
         if self.report.is_some() || self.selected.is_empty() {
             return;
         }
-        // The report compares against the baselines the table shows.
-        let baselines = self.chosen_baselines(state);
+        // The report compares against the baselines the table shows (by folder: a baseline
+        // outside the selection is added to the report).
+        let baselines: BTreeMap<String, PathBuf> = self
+            .chosen_baselines(state)
+            .into_iter()
+            .filter_map(|(model, name)| Some((model, self.entries.iter().find(|e| e.name == name)?.dir.clone())))
+            .collect();
         let dirs: Vec<PathBuf> = self.selected.iter().cloned().collect();
         let out = state.runs_dir.join("report");
         let teacher = state.train.teacher().filter(|(_, p)| p.is_file());

@@ -212,7 +212,7 @@ impl TrainTab {
         let smoothing = if plot.smoothed() { smoothing } else { 0.0 };
         let id = format!("{}_plot", plot.file_stem());
         let curve = CurvePlot { id: &id, x: plot.x(), y_label: plot.y_label(), y_range, size, smoothing };
-        let response = curve.show(ui, &self.live.series(plot));
+        let (_, response) = curve.show_plot(ui, &self.live.series(plot));
         plot_export::context_menu(&response, plot, commands);
     }
 }
