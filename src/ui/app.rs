@@ -7,8 +7,11 @@ use std::path::Path;
 use eframe::egui;
 
 use super::browse::BrowseTab;
-use super::commands::{CloseChoice, Command, CommandQueue, Question, open_folder};
+use super::commands::{
+    CloseChoice, Command, CommandQueue, Question, SHORTCUTS, ShortcutScope, open_folder, shortcut_commands,
+};
 use super::data_panel::DataPanel;
+use super::plot_export::PlotData;
 use super::runs::RunsTab;
 use super::state::{AppState, Tab};
 use super::study::StudyQueue;
@@ -149,6 +152,13 @@ impl SegdistillApp {
             Command::ExportReport => self.runs.export(ctx, &self.state),
             Command::ExportOnnx(run) => self.runs.export_onnx(ctx, &run, &self.state),
             Command::OpenFolder(dir) => self.notice = open_folder(&dir).err(),
+            Command::ExportPlot(plot, format) => {
+                let data = PlotData::of(plot, self.train.live.series(plot), self.state.smoothing);
+                let run = self.train.live.run_dir.as_deref().map_or_else(|| "run".to_string(), run_name);
+                let file = format!("{run}-{}.{}", plot.file_stem(), format.extension());
+                let dir = self.state.runs_dir.join("exports");
+                self.train.plot_exports.start(ctx, data, format, &dir, &file);
+            }
             Command::BrowseRun(dir) => {
                 self.state.browse.run = Some(dir);
                 self.state.tab = Tab::Browse;
@@ -235,13 +245,34 @@ impl SegdistillApp {
                 }
                 ui.label(status);
             }
-            if let Some(n) = &self.notice {
-                ui.separator();
-                // Wrapped, never cut off: a notice may carry a path to copy.
-                let text = egui::RichText::new(n.clone()).color(ui.visuals().error_fg_color);
-                ui.add(egui::Label::new(text).wrap());
-            }
+            // The rest of the row from the right: Help at the window's edge, a notice beside it.
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let commands = &mut self.commands;
+                ui.menu_button("Help", |ui| help_menu_ui(ui, commands));
+                if let Some(n) = &self.notice {
+                    ui.separator();
+                    // Wrapped, never cut off: a notice may carry a path to copy.
+                    let text = egui::RichText::new(n.clone()).color(ui.visuals().error_fg_color);
+                    ui.add(egui::Label::new(text).wrap());
+                }
+            });
         });
+    }
+
+    /// Turns this frame's shortcut keys into commands (not while a question is open).
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        if self.question.is_some() || self.closing {
+            return;
+        }
+        let paused = self.train.live.status == RunStatus::Paused;
+        let scope = ShortcutScope {
+            running: self.train.is_running() && !paused,
+            paused,
+            can_start: self.state.tab == Tab::Train && !self.train.is_running(),
+        };
+        for command in shortcut_commands(ctx, scope) {
+            self.commands.push(command);
+        }
     }
 
     /// A close request while training is held back and asked about.
@@ -327,6 +358,7 @@ impl eframe::App for SegdistillApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.intercept_close(&ctx);
+        self.shortcuts(&ctx);
         egui::Panel::top("tabs").show(ui, |ui| self.tab_bar(ui));
         let commands = &mut self.commands;
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
@@ -360,6 +392,32 @@ impl eframe::App for SegdistillApp {
     /// stops cleanly, with a checkpoint.
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.train.shutdown();
+    }
+}
+
+/// The Help menu: the keyboard shortcuts, the version, and where the documentation is.
+fn help_menu_ui(ui: &mut egui::Ui, commands: &mut CommandQueue) {
+    ui.strong("Keyboard shortcuts");
+    egui::Grid::new("shortcuts").num_columns(2).show(ui, |ui| {
+        for (keys, what) in SHORTCUTS {
+            ui.monospace(keys);
+            ui.label(what);
+            ui.end_row();
+        }
+    });
+    ui.label("Right-click a plot of the Train tab to export it as PNG or CSV.");
+    ui.separator();
+    ui.label(format!("segdistill {}", env!("CARGO_PKG_VERSION")));
+    // The documentation travels with the source this build came from.
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    if docs.join("app.md").is_file() {
+        ui.label(format!("Documentation: {}", docs.join("app.md").display()));
+        if ui.button("Open the documentation folder").clicked() {
+            commands.push(Command::OpenFolder(docs));
+            ui.close();
+        }
+    } else {
+        ui.label("Documentation: docs/app.md in segdistill's source");
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use super::plot_export::ExportFormat;
+use super::train::LivePlot;
 use super::weights::WeightsSlot;
 
 /// What a download button fetches.
@@ -60,6 +62,8 @@ pub enum Command {
     OpenFolder(PathBuf),
     /// Browse a run's predictions.
     BrowseRun(PathBuf),
+    /// Write one of the Train tab's plots as it stands (a save dialog asks where).
+    ExportPlot(LivePlot, ExportFormat),
     /// The answer to the close question.
     Close(CloseChoice),
     /// Dismiss the open question without acting.
@@ -85,6 +89,42 @@ impl CommandQueue {
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
+}
+
+/// The keyboard shortcuts, as the Help menu lists them: (keys, what they do).
+pub const SHORTCUTS: [(&str, &str); 2] = [
+    ("Space", "pause or resume the run that trains (not while a text field is being edited)"),
+    ("Ctrl+Enter", "start training with the Train tab's settings (as its Start button)"),
+];
+
+/// What the keys may act on this frame.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShortcutScope {
+    /// A run trains (Space pauses it).
+    pub running: bool,
+    /// A run is paused (Space resumes it).
+    pub paused: bool,
+    /// The Train tab is shown and its Start button is enabled (Ctrl+Enter presses it).
+    pub can_start: bool,
+}
+
+/// The commands this frame's key presses ask for, in `scope`; the keys they use are consumed.
+/// Space acts only while no widget has keyboard focus: in a text field it types, on a focused
+/// button it presses that button.
+pub fn shortcut_commands(ctx: &egui::Context, scope: ShortcutScope) -> Vec<Command> {
+    let mut out = Vec::new();
+    let start = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::Enter);
+    if scope.can_start && ctx.input_mut(|i| i.consume_shortcut(&start)) {
+        out.push(Command::StartRun);
+    }
+    let focused = ctx.memory(|m| m.focused().is_some());
+    if !focused
+        && (scope.running || scope.paused)
+        && ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Space))
+    {
+        out.push(if scope.paused { Command::UnpauseRun } else { Command::PauseRun });
+    }
+    out
 }
 
 /// A question the app asks before it acts (shown as a modal dialog).

@@ -9,6 +9,7 @@ pub mod data_panel;
 pub mod downloads;
 pub mod file_dialog;
 pub mod jobs;
+pub mod plot_export;
 pub mod plots;
 pub mod runs;
 pub mod state;

@@ -80,6 +80,11 @@ impl CurvePlot<'_> {
     /// Draws the legend above the plot, then the series; hovering shows each one's value at the
     /// cursor. Returns the data area (the legend lies outside it).
     pub fn show(&self, ui: &mut Ui, series: &[Series]) -> egui::Rect {
+        self.show_plot(ui, series).0
+    }
+
+    /// As [`Self::show`], with the plot's response too (for a context menu).
+    pub fn show_plot(&self, ui: &mut Ui, series: &[Series]) -> (egui::Rect, egui::Response) {
         let hidden_id = egui::Id::unique((self.id, "hidden series"));
         let mut hidden: BTreeSet<String> = ui.data(|d| d.get_temp(hidden_id)).unwrap_or_default();
         let top = ui.cursor().min.y;
@@ -94,7 +99,7 @@ impl CurvePlot<'_> {
         .inner
     }
 
-    fn plot_ui(&self, ui: &mut Ui, series: &[Series], height: f32) -> egui::Rect {
+    fn plot_ui(&self, ui: &mut Ui, series: &[Series], height: f32) -> (egui::Rect, egui::Response) {
         let smoothed: Vec<Series> = series.iter().map(|s| s.smoothed(self.smoothing)).collect();
         let mut plot = Plot::new(self.id)
             .width(self.size.x)
@@ -131,6 +136,7 @@ impl CurvePlot<'_> {
             p.pointer_coordinate()
         });
         let frame = *response.transform.frame();
+        let plot_response = response.response.clone();
         if let Some(at) = response.inner
             && response.response.hovered()
         {
@@ -143,7 +149,7 @@ impl CurvePlot<'_> {
                 });
             }
         }
-        frame
+        (frame, plot_response)
     }
 }
 

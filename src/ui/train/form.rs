@@ -2,7 +2,8 @@
 
 use egui::Ui;
 
-use super::TrainTab;
+use super::recipe_estimate::{RecipeEstimate, RecipeShape, recipe_hover};
+use super::{TrainTab, teacher_recipe};
 use crate::model::{ModelKind, format_params};
 use crate::train::config::{LIMITS, OptimizerKind, ScheduleKind};
 use crate::ui::commands::{Command, CommandQueue};
@@ -25,7 +26,7 @@ impl TrainTab {
         section(ui, "Weights");
         let teacher_needed = state.train.config.needs_teacher();
         ui.add_enabled_ui(editable, |ui| data.weights_ui(ui, state, teacher_needed, commands));
-        train_teacher_ui(ui, state, data, editable, commands);
+        train_teacher_ui(ui, state, data, editable, &mut self.recipe_estimate, commands);
         ui.add_enabled_ui(editable, |ui| {
             let crate::ui::state::TrainForm { config: f, terms, .. } = &mut state.train;
             section(ui, "Student");
@@ -134,19 +135,27 @@ impl TrainTab {
 }
 
 /// Offered where a dataset has no competent teacher yet: the demo dataset, or a teacher that
-/// scores near chance.
-fn train_teacher_ui(ui: &mut Ui, state: &AppState, data: &DataPanel, editable: bool, commands: &mut CommandQueue) {
+/// scores near chance. Its hover says what the recipe trains (its own crop and schedule, not the
+/// form's) and how long that takes on this machine, measured in the background.
+fn train_teacher_ui(
+    ui: &mut Ui,
+    state: &AppState,
+    data: &DataPanel,
+    editable: bool,
+    estimate: &mut RecipeEstimate,
+    commands: &mut CommandQueue,
+) {
     let Some(info) = data.usable() else { return };
     let weak_teacher = data.teacher_panel.quality().is_some_and(|q| q.near_chance());
     let no_teacher = !state.train.teacher_path().is_some_and(|p| p.is_file());
     if !(info.is_demo || weak_teacher || no_teacher && state.train.config.needs_teacher()) {
         return;
     }
-    let recipe = crate::train::TrainConfig::default().teacher_recipe();
-    let hover = format!(
-        "trains {} ({} epochs, lr {}, crop {}) on this dataset's labels, then points the teacher field at it",
-        recipe.model, recipe.epochs, recipe.optimizer.lr, state.train.config.size
-    );
+    let recipe = teacher_recipe(state, info);
+    // Measured only while nothing trains: a run would both slow the timing and be slowed by it.
+    let timing =
+        if editable { estimate.timing(ui.ctx(), &RecipeShape::of(&recipe, info.classes.names.len())) } else { None };
+    let hover = recipe_hover(&recipe, info.train, info.val, timing);
     if ui.add_enabled(editable, egui::Button::new("Train a teacher for this dataset")).on_hover_text(hover).clicked() {
         commands.push(Command::TrainTeacher);
     }

@@ -5,14 +5,18 @@
 //! the tab's state and what its commands do; the view-model is in `live`, the drawing in `form`
 //! and `view`.
 
+mod curves;
 mod folders;
 mod form;
 mod live;
+mod recipe_estimate;
 mod terms_form;
 mod view;
 
+pub use curves::LivePlot;
 pub use folders::{describe_run, describe_state, unique_run_name};
 pub use live::{LiveRun, Preparing, RunStatus};
+pub use recipe_estimate::{RecipeEstimate, RecipeShape, RecipeTiming};
 pub use terms_form::{TermRow, TermsForm};
 
 use std::collections::HashMap;
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::commands::Question;
-use super::data_panel::DataPanel;
+use super::data_panel::{DataPanel, DatasetInfo};
 use super::jobs::{Job, Poll};
 use super::state::{AppState, TrainForm};
 use crate::model::{ModelKind, build_trainable};
@@ -44,6 +48,7 @@ struct StartError {
     data: Option<PathBuf>,
 }
 
+#[derive(Default)]
 pub struct TrainTab {
     handle: Option<TrainHandle>,
     /// The run on screen and its status.
@@ -58,21 +63,10 @@ pub struct TrainTab {
     trained_teacher: Option<(ModelKind, PathBuf)>,
     /// The run on screen, when it is stopped with a checkpoint (see `refresh_resumable`).
     resumable: Option<PathBuf>,
-}
-
-impl Default for TrainTab {
-    fn default() -> Self {
-        Self {
-            handle: None,
-            live: LiveRun::default(),
-            params: HashMap::new(),
-            params_job: None,
-            start_error: None,
-            training_teacher: None,
-            trained_teacher: None,
-            resumable: None,
-        }
-    }
+    /// How long the teacher recipe takes on this machine, measured before it is offered.
+    recipe_estimate: RecipeEstimate,
+    /// The live plots' PNG/CSV exports: a save dialog in flight and the last one's outcome.
+    pub plot_exports: crate::ui::plot_export::PlotExports,
 }
 
 impl TrainTab {
@@ -137,6 +131,7 @@ impl TrainTab {
 
     /// Drains engine events; call once per frame (never blocks).
     pub fn update(&mut self, ctx: &egui::Context) {
+        self.plot_exports.update();
         if self.params.is_empty() && self.params_job.is_none() {
             self.params_job = Some(Job::spawn("parameter counts", ctx, |_| {
                 ModelKind::STUDENTS
@@ -267,10 +262,7 @@ impl TrainTab {
     /// "Train a teacher for this dataset": the teacher recipe on the chosen dataset, shown live
     /// like any run; when it completes, the teacher field points at its weights.
     pub fn teacher_config(&mut self, state: &AppState, data: &DataPanel) -> Option<TrainConfig> {
-        let info = data.usable()?;
-        let form_config =
-            state.train.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), String::new());
-        let mut config = form_config.teacher_recipe();
+        let mut config = teacher_recipe(state, data.usable()?);
         config.name = unique_run_name(&state.runs_dir, &format!("teacher-{}", config.model));
         Some(config)
     }
@@ -293,6 +285,13 @@ impl TrainTab {
         self.training_teacher = teacher;
         self.handle = Some(start(config, resume));
     }
+}
+
+/// The teacher recipe over the form's settings on `info`'s dataset: the run "Train a teacher for
+/// this dataset" starts (its own model, crop and schedule; see `TrainConfig::teacher_recipe`).
+pub fn teacher_recipe(state: &AppState, info: &DatasetInfo) -> TrainConfig {
+    let form = state.train.to_config(info.root.clone(), Some(info.kind), state.runs_dir.clone(), String::new());
+    form.teacher_recipe()
 }
 
 /// The folder of the run on screen.

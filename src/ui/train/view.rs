@@ -1,14 +1,15 @@
 //! The Train tab's drawing: the form beside the run on screen (controls, progress, curves).
 
-use egui::{Color32, Ui};
+use egui::Ui;
 
-use super::{RunStatus, TrainTab};
+use super::{LivePlot, RunStatus, TrainTab};
 use crate::data::ClassSet;
 use crate::model::format_params;
-use crate::train::events::{EndReason, EvalMetrics, StepMetrics};
+use crate::train::events::EndReason;
 use crate::ui::commands::{Command, CommandQueue};
 use crate::ui::data_panel::DataPanel;
-use crate::ui::plots::{CurvePlot, Series, XAxis, class_bars};
+use crate::ui::plot_export;
+use crate::ui::plots::{CurvePlot, class_bars};
 use crate::ui::state::AppState;
 use crate::ui::widgets::{duration, error_text, note};
 
@@ -88,6 +89,7 @@ impl TrainTab {
         if let RunStatus::Failed(m) = &self.live.status {
             error_text(ui, m.clone());
         }
+        self.plot_exports.outcome_ui(ui);
         match &self.live.info {
             Some(info) => note(
                 ui,
@@ -119,7 +121,7 @@ impl TrainTab {
             let label = ui.label("smoothing");
             ui.add(egui::Slider::new(&mut state.smoothing, 0.0..=0.99)).labelled_by(label.id);
         });
-        self.charts_ui(ui, state.smoothing);
+        self.charts_ui(ui, state.smoothing, commands);
     }
 
     fn progress_ui(&self, ui: &mut Ui) {
@@ -174,7 +176,7 @@ impl TrainTab {
         ui.add(egui::ProgressBar::new(last.step as f32 / last.total_steps.max(1) as f32).text(text));
     }
 
-    fn charts_ui(&self, ui: &mut Ui, smoothing: f64) {
+    fn charts_ui(&self, ui: &mut Ui, smoothing: f64, commands: &mut CommandQueue) {
         if self.live.run_dir.is_none() {
             ui.add_space(40.0);
             ui.vertical_centered(|ui| {
@@ -189,53 +191,28 @@ impl TrainTab {
         {
             note(ui, format!("building the {} before the first step: the curves start when training does", p.what));
         }
-        let steps = &self.live.steps;
-        let series = |name: &str, color: Color32, f: &dyn Fn(&StepMetrics) -> Option<f64>| {
-            Series::new(name, steps.iter().filter_map(|s| f(s).map(|v| [s.step as f64, v])).collect(), color)
-        };
-        let losses = [
-            series("total", Color32::from_rgb(31, 119, 180), &|s| Some(s.loss)),
-            series("CE", Color32::from_rgb(255, 127, 14), &|s| Some(s.ce)),
-            series("KD", Color32::from_rgb(44, 160, 44), &|s| s.kd),
-            series("feature", Color32::from_rgb(214, 39, 40), &|s| s.feature),
-        ];
-        // Without distillation the total is the CE: one line, not two on top of each other.
-        let distilled = losses[2..].iter().any(|s| !s.points.is_empty());
-        let losses: Vec<Series> =
-            losses.into_iter().filter(|s| s.name == "total" || (distilled && !s.points.is_empty())).collect();
         let h = (ui.available_height() / 2.0 - 20.0).max(140.0);
-        let w = ui.available_width();
-        let size = egui::vec2(w, h);
-        CurvePlot { id: "loss_plot", x: XAxis::Step, y_label: "training loss", y_range: None, size, smoothing }
-            .show(ui, &losses);
-        let evals = &self.live.evals;
-        let per_epoch = |f: &dyn Fn(&EvalMetrics) -> f64| -> Vec<[f64; 2]> {
-            evals.iter().map(|e| [(e.epoch + 1) as f64, f(e)]).collect()
-        };
-        let val_loss = [Series::new("val loss", per_epoch(&|e| e.val_loss), Color32::from_rgb(148, 103, 189))];
-        let miou = [
-            Series::new("mIoU", per_epoch(&|e| e.miou), Color32::from_rgb(31, 119, 180)),
-            Series::new("pixel accuracy", per_epoch(&|e| e.pixel_acc), Color32::from_rgb(127, 127, 127)),
-        ];
+        let size = egui::vec2(ui.available_width(), h);
+        self.curve_plot(ui, LivePlot::Loss, size, smoothing, commands);
         let w = ui.available_width() / 3.0 - 8.0;
         let size = egui::vec2(w, ui.available_height().max(120.0));
         let names = self.live.class_names.clone();
         let colors = ClassSet::for_num_classes(names.len().max(1)).colors;
         ui.horizontal(|ui| {
-            CurvePlot {
-                id: "val_loss_plot",
-                x: XAxis::Epoch,
-                y_label: "val loss",
-                y_range: None,
-                size,
-                smoothing: 0.0,
-            }
-            .show(ui, &val_loss);
-            let y_range = Some((0.0, 1.0));
-            CurvePlot { id: "miou_plot", x: XAxis::Epoch, y_label: "val mIoU", y_range, size, smoothing: 0.0 }
-                .show(ui, &miou);
-            let last = evals.last().map(|e| e.iou.clone()).unwrap_or_default();
+            self.curve_plot(ui, LivePlot::ValLoss, size, smoothing, commands);
+            self.curve_plot(ui, LivePlot::Miou, size, smoothing, commands);
+            let last = self.live.evals.last().map(|e| e.iou.clone()).unwrap_or_default();
             class_bars(ui, "iou_plot", size, &names, &colors, &last);
         });
+    }
+
+    /// One of the curve plots, with its export menu on a right-click.
+    fn curve_plot(&self, ui: &mut Ui, plot: LivePlot, size: egui::Vec2, smoothing: f64, commands: &mut CommandQueue) {
+        let y_range = (plot == LivePlot::Miou).then_some((0.0, 1.0));
+        let smoothing = if plot.smoothed() { smoothing } else { 0.0 };
+        let id = format!("{}_plot", plot.file_stem());
+        let curve = CurvePlot { id: &id, x: plot.x(), y_label: plot.y_label(), y_range, size, smoothing };
+        let (_, response) = curve.show_plot(ui, &self.live.series(plot));
+        plot_export::context_menu(&response, plot, commands);
     }
 }
