@@ -26,8 +26,8 @@ common=(--data "$data" --model mbv3s-tiny --epochs 8 --batch 8 --size 96 --lr 5e
 "$bin" train "${common[@]}" --distill none --out "$work/runs/tiny-none" 2>/dev/null
 "$bin" train "${common[@]}" --distill response --teacher-run "$work/runs/teacher-mbv3s-aspp" \
     --out "$work/runs/tiny-response" 2>/dev/null
-# The comparison report measures each finished run's speed once, on an idle machine, into its
-# speed.json: the app's table shows those (it does not measure while it trains).
+# The comparison report measures each architecture's speed once, into the runs folder's speed/:
+# the app's table shows those (it does not measure while it trains).
 "$bin" report "$work/runs/teacher-mbv3s-aspp" "$work/runs/tiny-none" "$work/runs/tiny-response" \
     --out "$work/report" --overlays 0 >/dev/null 2>&1
 
@@ -37,8 +37,13 @@ import json, sys
 work, data, teacher = sys.argv[1:4]
 state = {
     "tab": "Train", "data_dir": data, "runs_dir": f"{work}/runs",
-    "train": {"model": "mbv3s-tiny", "mode": "combined", "epochs": 30, "batch": 8, "size": 96, "lr": 0.005,
-              "teacher_model": "mbv3s-aspp", "teacher_weights": teacher, "name": "tiny-combined"},
+    "train": {
+        "config": {"model": "mbv3s-tiny", "teacher": "mbv3s-aspp", "epochs": 30, "batch": 8, "size": 96,
+                   "optimizer": {"lr": 0.005}, "name": "tiny-kd", "unlabeled": None},
+        "terms": {"rows": [{"kind": "ce", "on": True, "weight": 1.0, "tau": None},
+                           {"kind": "kd", "on": True, "weight": 1.0, "tau": 4.0}]},
+        "teacher_weights": teacher,
+    },
     "browse": {"run": f"{work}/runs/tiny-response", "split": "val", "opacity": 0.55},
 }
 ron = '{\n    "app": ' + json.dumps(json.dumps(state)) + ',\n}\n'

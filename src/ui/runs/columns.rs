@@ -61,7 +61,7 @@ impl Column {
         match self {
             Self::Run => "the run's folder name",
             Self::Model => "the student architecture",
-            Self::Mode => "distillation mode: none, response (logits), feature, combined",
+            Self::Mode => "distillation: a preset (none, response, feature, combined) or the run's loss-term list",
             Self::Status => "completed, stopped after an epoch (Resume continues it), or running",
             Self::Miou => "best validation mIoU over the run's evaluations",
             Self::Delta => {
@@ -99,7 +99,7 @@ pub fn cell_text(column: Column, e: &RunEntry, shown: &Shown<'_>) -> String {
     match column {
         Column::Run => e.name.clone(),
         Column::Model => e.config.model.name().to_string(),
-        Column::Mode => e.config.distill.name().to_string(),
+        Column::Mode => e.config.loss_name(),
         Column::Status if shown.running => "running".into(),
         Column::Status => e.status.clone(),
         Column::Miou => e.state.as_ref().and_then(|s| s.best.as_ref()).map_or_else(dash, |b| format!("{:.4}", b.miou)),
@@ -212,7 +212,7 @@ pub fn sorted<'a>(
         match column {
             Column::Run => e.name.clone(),
             Column::Model => e.config.model.name().to_string(),
-            Column::Mode => e.config.distill.name().to_string(),
+            Column::Mode => e.config.loss_name(),
             Column::Status => e.status.clone(),
             _ => String::new(),
         }
@@ -264,6 +264,10 @@ mod tests {
         assert_eq!(lines[0], "run,model,mode,status,mIoU,Δ mIoU,params,MACs,ms/image,train time,score");
         assert!(lines[1].starts_with("\"a,b\",mbv3s-aspp,none,running,—"), "{}", lines[1]);
         assert_eq!(lines[1].split(',').count(), Column::ALL.len() + 1, "one comma inside quotes");
+        // A run trained with a term list names its terms, not the preset field it leaves at none.
+        let mut kd = entry("kd");
+        kd.config.loss_terms = Some("ce,kd".parse().unwrap());
+        assert_eq!(cell_text(Column::Mode, &kd, &shown), "ce=1,kd=1");
     }
 
     #[test]
