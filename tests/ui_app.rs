@@ -4,8 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::app::{harness, wait_until};
 use common::*;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -15,21 +16,6 @@ use segdistill::train::config::ScheduleKind;
 use segdistill::ui::SegdistillApp;
 use segdistill::ui::state::{AppState, Tab};
 use segdistill::ui::train::RunStatus;
-
-fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
-    Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |cc| SegdistillApp::start(cc, state))
-}
-
-/// Steps the app until `done` holds (the engine and workers run on their own threads).
-fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, done: impl Fn(&SegdistillApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
 
 fn base_state(runs: &Path, demo: &Path) -> AppState {
     let mut s = AppState { runs_dir: runs.to_path_buf(), demo_dir: Some(demo.to_path_buf()), ..Default::default() };

@@ -4,7 +4,9 @@
 //! searches the class names and toggles all / none / only one class. Driven through
 //! egui_kittest like tests/ui_app.rs, with a snapshot of each view.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use common::app::wait_until;
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -14,16 +16,6 @@ use segdistill::distill::DistillMode;
 use segdistill::model::ModelKind;
 use segdistill::ui::SegdistillApp;
 use segdistill::ui::state::{AppState, Tab};
-
-fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, done: impl Fn(&SegdistillApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
 
 /// An ADE20K-layout demo, a run trained on it, and the state that browses it.
 fn ade20k_browse_setup() -> (tempfile::TempDir, AppState) {

@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::app::{harness, wait_until};
 use common::*;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT as _, Queryable};
@@ -15,21 +16,6 @@ use segdistill::ui::SegdistillApp;
 use segdistill::ui::plot_export::Destination;
 use segdistill::ui::state::{AppState, Tab};
 use segdistill::ui::train::RunStatus;
-
-fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
-    Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |cc| SegdistillApp::start(cc, state))
-}
-
-/// Steps the app until `done` holds (the engine and workers run on their own threads).
-fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, done: impl Fn(&SegdistillApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
 
 /// The app on a small demo dataset (`demo`, generated here), the tiny student at crop 64.
 fn demo_state(runs: &Path, demo: &Path, seed: u64) -> AppState {

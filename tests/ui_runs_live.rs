@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::app::{harness, wait_until};
 use common::*;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -17,21 +18,6 @@ use segdistill::train::TrainConfig;
 use segdistill::train::checkpoint::{self, CheckpointState, EpochRecord};
 use segdistill::ui::SegdistillApp;
 use segdistill::ui::state::{AppState, Tab};
-
-fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
-    Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |cc| SegdistillApp::start(cc, state))
-}
-
-/// Steps the app until `done` holds (workers run on their own threads).
-fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, done: impl Fn(&SegdistillApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
 
 /// Like a window left alone: a frame runs only when the app asked for one (a repaint), never
 /// because the mouse moved. Waits until `done` holds.

@@ -8,28 +8,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::app::{harness, wait_until};
 use common::*;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use segdistill::model::ModelKind;
-use segdistill::ui::SegdistillApp;
 use segdistill::ui::plots::{CurvePlot, Series, XAxis, class_bars};
 use segdistill::ui::state::{AppState, Tab};
-
-fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
-    Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |cc| SegdistillApp::start(cc, state))
-}
-
-/// Steps the app until `done` holds (scans, measurements and the report run on their own threads).
-fn wait_until(h: &mut Harness<'static, SegdistillApp>, what: &str, secs: u64, done: impl Fn(&SegdistillApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
 
 /// A run of the tiny student without distillation: `epochs` planned, stopped after `stop_after`.
 fn run(demo: &Path, runs: &Path, name: &str, epochs: usize, stop_after: Option<usize>) -> PathBuf {

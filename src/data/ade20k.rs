@@ -69,14 +69,7 @@ pub fn samples(root: &Path, split: &str) -> Result<Vec<SampleFiles>> {
         return Err(missing(images));
     }
     let masks = root.join(ANNOTATIONS_DIR).join(folder);
-    let out: Vec<SampleFiles> = super::folder::files_by_stem(&images, &super::folder::IMAGE_EXTENSIONS)?
-        .into_iter()
-        .map(|(id, image)| SampleFiles { mask: masks.join(format!("{id}.png")), id, image })
-        .collect();
-    if out.is_empty() {
-        return Err(DataError::EmptySplit { split: split.into(), path: images });
-    }
-    Ok(out)
+    super::folder::images_with_png_masks(split, &images, &masks)
 }
 
 #[cfg(test)]

@@ -57,14 +57,7 @@ pub fn samples(root: &Path, split: &str) -> Result<Vec<SampleFiles>> {
         return Err(DataError::MissingSplit { split: split.into(), path: images, available: available_splits(root) });
     }
     let masks = annotation_folder(root, split);
-    let out: Vec<SampleFiles> = super::folder::files_by_stem(&images, &super::folder::IMAGE_EXTENSIONS)?
-        .into_iter()
-        .map(|(id, image)| SampleFiles { mask: masks.join(format!("{id}.png")), id, image })
-        .collect();
-    if out.is_empty() {
-        return Err(DataError::EmptySplit { split: split.into(), path: images });
-    }
-    Ok(out)
+    super::folder::images_with_png_masks(split, &images, &masks)
 }
 
 #[cfg(test)]

@@ -324,6 +324,20 @@ pub(crate) fn files_by_stem(dir: &Path, exts: &[&str]) -> Result<BTreeMap<String
     Ok(out.into_iter().map(|(k, (_, p))| (k, p)).collect())
 }
 
+/// A split of a layout that keeps its images in one folder and each image's mask as
+/// `<stem>.png` in another (ADE20K, CamVid): every image with its mask's path (masks are not
+/// checked here); a folder without images is an empty split.
+pub(crate) fn images_with_png_masks(split: &str, images: &Path, masks: &Path) -> Result<Vec<SampleFiles>> {
+    let out: Vec<SampleFiles> = files_by_stem(images, &IMAGE_EXTENSIONS)?
+        .into_iter()
+        .map(|(id, image)| SampleFiles { mask: masks.join(format!("{id}.png")), id, image })
+        .collect();
+    if out.is_empty() {
+        return Err(DataError::EmptySplit { split: split.into(), path: images.to_path_buf() });
+    }
+    Ok(out)
+}
+
 /// Lists `images/` and `masks/` (masks are PNGs; a JPEG there is listed, to be named as such).
 pub fn list_files(root: &Path) -> Result<Listing> {
     Ok(Listing {

@@ -5,6 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod app;
 pub mod http_server;
 
 /// The committed fixtures, `tests/fixtures` (each with the command that makes it in its README).
