@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::distill::LossConfig;
 use crate::distill::loss_terms::LossTerms;
 use crate::report::study;
 use crate::report::sweep::{Sweep, Swept};
@@ -148,21 +147,11 @@ fn run_grid(args: &StudyArgs, dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `method`'s term list with `setting` at `value` (a preset spelled out with the run's weights).
+/// `method`'s term list with `setting` at `value` (a preset spelled out with the weights the flags give).
 fn loss_at(train: &super::train::TrainArgs, method: &str, setting: Swept, value: f64) -> anyhow::Result<LossTerms> {
     let terms = match study::Method::parse(method).map_err(|e| anyhow::anyhow!("--{e:#}"))? {
         study::Method::Terms(terms) => terms,
-        study::Method::Preset(mode) => {
-            let d = LossConfig::default();
-            let weights = LossConfig {
-                alpha: train.alpha.unwrap_or(d.alpha),
-                beta: train.beta.unwrap_or(d.beta),
-                gamma: train.gamma.unwrap_or(d.gamma),
-                tau: train.tau.unwrap_or(d.tau),
-                ..d
-            };
-            LossTerms::preset(mode, &weights)
-        }
+        study::Method::Preset(mode) => LossTerms::preset(mode, &train.loss_config()),
     };
     setting.terms_at(&terms, value).map_err(|e| anyhow::anyhow!("method {method}: {e}"))
 }

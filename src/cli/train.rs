@@ -305,6 +305,15 @@ impl TrainArgs {
         c.runs_dir = out.parent().map(PathBuf::from).unwrap_or_default();
     }
 
+    /// The loss weights these flags give a new run (the defaults where a flag is not given).
+    pub(super) fn loss_config(&self) -> crate::distill::LossConfig {
+        let mut c = TrainConfig::default();
+        for (_, set) in FLAGS {
+            set(self, &mut c);
+        }
+        c.loss
+    }
+
     /// A new run: the defaults with every given flag.
     fn new_config(&self) -> anyhow::Result<TrainConfig> {
         anyhow::ensure!(self.data.is_some(), "--data is required for a new run (the dataset folder)");
