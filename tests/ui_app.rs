@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::app::{harness, wait_until};
+use common::app::{harness, snapshot_harness, snapshot_options, wait_until};
 use common::*;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -205,20 +205,6 @@ fn the_demo_dataset_offers_to_train_a_teacher() {
     assert_eq!(h.state().state.train.teacher_weights, "");
 }
 
-/// Snapshot harness: rendered by wgpu, which prefers a CPU Vulkan adapter (Mesa lavapipe, as
-/// installed by `.ci/run`). A small tolerance absorbs rasteriser differences; regenerate with
-/// `UPDATE_SNAPSHOTS=1 cargo test --test ui_app`.
-fn snapshot_harness(state: AppState) -> Harness<'static, SegdistillApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .wgpu()
-        .build_eframe(move |cc| SegdistillApp::start(cc, state))
-}
-
-fn options() -> egui_kittest::SnapshotOptions {
-    egui_kittest::SnapshotOptions::new().threshold(1.0).max_failed_pixels(800)
-}
-
 #[test]
 fn snapshot_first_start_offers_the_demo_dataset() {
     let runs = tempfile::tempdir().unwrap();
@@ -226,7 +212,7 @@ fn snapshot_first_start_offers_the_demo_dataset() {
     let mut h = snapshot_harness(base_state(runs.path(), demo.path()));
     wait_until(&mut h, "parameter counts", 60, |a| a.train.has_parameter_counts());
     h.run_steps(8); // let panels settle to their final widths
-    h.snapshot_options("train_first_start", &options());
+    h.snapshot_options("train_first_start", &snapshot_options());
 }
 
 #[test]
@@ -237,12 +223,12 @@ fn snapshot_finished_run_and_browse_grid() {
         a.browse.is_done() && a.browse.items.len() == 6 && a.data.usable().is_some()
     });
     h.run_steps(4);
-    h.snapshot_options("browse_grid", &options());
+    h.snapshot_options("browse_grid", &snapshot_options());
     let first = h.state().browse.sorted_ids()[0].clone();
     h.get_by_label_contains(&first).click();
     wait_until(&mut h, "the decoded photo", 30, |a| a.browse.detail_ready());
     h.run_steps(4);
-    h.snapshot_options("browse_detail", &options());
+    h.snapshot_options("browse_detail", &snapshot_options());
 }
 
 #[test]
@@ -264,7 +250,7 @@ fn snapshot_the_last_runs_curves_on_start() {
     });
     assert_eq!(h.state().train.live.evals.len(), 2, "both evaluations read back from the run folder");
     h.run_steps(20); // panels and plot bounds settle
-    h.snapshot_options("train_last_run", &options());
+    h.snapshot_options("train_last_run", &snapshot_options());
     drop(h);
     std::fs::remove_dir_all(&root).ok();
 }

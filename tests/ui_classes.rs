@@ -6,15 +6,13 @@
 
 mod common;
 
-use common::app::wait_until;
+use common::app::{snapshot_harness, snapshot_options, wait_until};
 
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use segdistill::data::demo::DemoConfig;
 use segdistill::data::demo_layouts::{DemoLayout, generate};
 use segdistill::distill::DistillMode;
 use segdistill::model::ModelKind;
-use segdistill::ui::SegdistillApp;
 use segdistill::ui::state::{AppState, Tab};
 
 /// An ADE20K-layout demo, a run trained on it, and the state that browses it.
@@ -45,21 +43,10 @@ fn ade20k_browse_setup() -> (tempfile::TempDir, AppState) {
     (tmp, state)
 }
 
-fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .wgpu()
-        .build_eframe(move |cc| SegdistillApp::start(cc, state))
-}
-
-fn options() -> egui_kittest::SnapshotOptions {
-    egui_kittest::SnapshotOptions::new().threshold(1.0).max_failed_pixels(800)
-}
-
 #[test]
 fn browse_is_usable_at_150_classes() {
     let (_tmp, state) = ade20k_browse_setup();
-    let mut h = harness(state);
+    let mut h = snapshot_harness(state);
     wait_until(&mut h, "all predictions", 60, |a| {
         a.browse.is_done() && a.browse.items.len() == 4 && a.data.usable().is_some()
     });
@@ -82,7 +69,7 @@ fn browse_is_usable_at_150_classes() {
     };
     assert!(present > 1);
     h.get_by_label_contains(&format!("{} of {present} classes present, worst first", present.min(12)));
-    h.snapshot_options("browse_150_classes", &options());
+    h.snapshot_options("browse_150_classes", &snapshot_options());
     h.get_by_label("all").click();
     h.run_steps(2);
     h.get_by_label_contains(&format!("{present} of {present} classes present, worst first"));
@@ -110,5 +97,5 @@ fn browse_is_usable_at_150_classes() {
     h.run_steps(2);
     assert_eq!(h.state().browse.detail_shown_classes().map(|c| c.len()), Some(150));
     h.run_steps(4);
-    h.snapshot_options("browse_detail_150_classes", &options());
+    h.snapshot_options("browse_detail_150_classes", &snapshot_options());
 }

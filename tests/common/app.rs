@@ -3,13 +3,27 @@
 
 use std::time::{Duration, Instant};
 
-use egui_kittest::Harness;
+use egui_kittest::{Harness, SnapshotOptions};
 use segdistill::ui::SegdistillApp;
 use segdistill::ui::state::AppState;
 
 /// The app in a 1280×800 window, started from `state`.
 pub fn harness(state: AppState) -> Harness<'static, SegdistillApp> {
     Harness::builder().with_size(egui::vec2(1280.0, 800.0)).build_eframe(move |cc| SegdistillApp::start(cc, state))
+}
+
+/// The app in the same window rendered by wgpu, for snapshots: wgpu prefers a CPU Vulkan adapter
+/// (Mesa lavapipe, as installed by `.ci/run`). Regenerate with `UPDATE_SNAPSHOTS=1 cargo test`.
+pub fn snapshot_harness(state: AppState) -> Harness<'static, SegdistillApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .wgpu()
+        .build_eframe(move |cc| SegdistillApp::start(cc, state))
+}
+
+/// How far a snapshot may drift: a small tolerance absorbs rasteriser differences.
+pub fn snapshot_options() -> SnapshotOptions {
+    SnapshotOptions::new().threshold(1.0).max_failed_pixels(800)
 }
 
 /// Steps the app until `done` holds (the engine and workers run on their own threads), then one
