@@ -354,12 +354,18 @@ pub(crate) fn check_config(config: &DemoConfig) -> anyhow::Result<()> {
 pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -> anyhow::Result<PathBuf> {
     check_config(config)?;
     let root = voc_root(out);
-    let devkit = root.parent().map(Path::to_path_buf).unwrap_or_else(|| out.to_path_buf());
-    std::fs::create_dir_all(&devkit).with_context(|| format!("cannot create {}", devkit.display()))?;
-    // One writer at a time, and the dataset appears whole or not at all: it is drawn into a
-    // staging folder beside its place and renamed into it under a lock, so two writers (or a
-    // kill half-way) can never leave a mix of two datasets.
-    let lock_path = devkit.join(".demo-data.lock");
+    write_staged(&root, |staging| draw_into(staging, config, on_image))?;
+    Ok(root)
+}
+
+/// Draws a dataset into a staging folder beside `root` and moves it into place under a lock, so
+/// that two writers (or a kill half-way) never leave a mix of two datasets, and a failed run
+/// leaves the old one whole.
+pub(crate) fn write_staged(root: &Path, draw: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let parent = root.parent().context("the dataset folder has no parent")?;
+    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let lock_path = parent.join(format!(".{name}.demo-data.lock"));
     let lock = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -369,42 +375,37 @@ pub fn generate(out: &Path, config: &DemoConfig, on_image: &(dyn Fn() + Sync)) -
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another demo-data is writing into {} right now; wait for it to end, or choose another folder",
-            out.display()
+            "another demo-data is writing {} right now; wait for it to end, or choose another folder",
+            root.display()
         ),
         Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
         Err(std::fs::TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", lock_path.display()),
     }
-    remove_leftovers(&devkit);
-    let staging = devkit.join(format!(".VOC2012.staging-{}", std::process::id()));
-    let written = draw_into(&staging, config, on_image);
-    if let Err(e) = written {
+    let (staging_prefix, old_prefix) = (format!(".{name}.staging-"), format!(".{name}.old-"));
+    if let Ok(rd) = std::fs::read_dir(parent) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&staging_prefix) || n.starts_with(&old_prefix) {
+                std::fs::remove_dir_all(e.path()).ok(); // best effort: only this tool's own leftovers
+            }
+        }
+    }
+    let staging = parent.join(format!("{staging_prefix}{}", std::process::id()));
+    if let Err(e) = draw(&staging) {
         std::fs::remove_dir_all(&staging).ok(); // half-drawn: nothing in it is anyone's
         return Err(e);
     }
-    if root.exists() {
-        let old = devkit.join(format!(".VOC2012.old-{}", std::process::id()));
-        std::fs::rename(&root, &old).with_context(|| format!("cannot move the old {} aside", root.display()))?;
-        std::fs::rename(&staging, &root)
-            .with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
+    let old = parent.join(format!("{old_prefix}{}", std::process::id()));
+    let replaced = root.exists();
+    if replaced {
+        std::fs::rename(root, &old).with_context(|| format!("cannot move the old {} aside", root.display()))?;
+    }
+    std::fs::rename(&staging, root).with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
+    if replaced {
         std::fs::remove_dir_all(&old).ok(); // replaced; a leftover is removed by the next run
-    } else {
-        std::fs::rename(&staging, &root)
-            .with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
     }
     drop(lock);
-    Ok(root)
-}
-
-/// Staging and replaced folders a killed `demo-data` left behind (called under the lock).
-fn remove_leftovers(devkit: &Path) {
-    let Ok(rd) = std::fs::read_dir(devkit) else { return };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".VOC2012.staging-") || name.starts_with(".VOC2012.old-") {
-            std::fs::remove_dir_all(e.path()).ok(); // best effort: only ever this tool's own folders
-        }
-    }
+    Ok(())
 }
 
 /// Draws the whole dataset into `root` (a VOC2012 layout).

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use image::RgbImage;
 
 use super::classes::CAMVID_VOID;
-use super::demo::{DemoConfig, MARKER_FILE, check_config, draw_sample};
+use super::demo::{DemoConfig, MARKER_FILE, check_config, draw_sample, write_staged};
 use super::image::encode_jpeg;
 use super::mask::Mask;
 use crate::util::fs::write_atomic;
@@ -241,53 +241,6 @@ fn encode_png_gray(mask: &Mask) -> anyhow::Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     gray.write_to(&mut out, image::ImageFormat::Png)?;
     Ok(out.into_inner())
-}
-
-/// Draws a dataset into a staging folder beside `root` and moves it into place under a lock, so
-/// that two writers (or a kill half-way) never leave a mix of two datasets, and a failed run
-/// leaves the old one whole.
-fn write_staged(root: &Path, draw: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let parent = root.parent().context("the dataset folder has no parent")?;
-    let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let lock_path = parent.join(format!(".{name}.demo-data.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another demo-data is writing {} right now; wait for it to end, or choose another folder",
-            root.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
-        Err(std::fs::TryLockError::Error(e)) => anyhow::bail!("cannot lock {}: {e}", lock_path.display()),
-    }
-    let (staging_prefix, old_prefix) = (format!(".{name}.staging-"), format!(".{name}.old-"));
-    if let Ok(rd) = std::fs::read_dir(parent) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with(&staging_prefix) || n.starts_with(&old_prefix) {
-                std::fs::remove_dir_all(e.path()).ok(); // best effort: only this tool's own leftovers
-            }
-        }
-    }
-    let staging = parent.join(format!("{staging_prefix}{}", std::process::id()));
-    if let Err(e) = draw(&staging) {
-        std::fs::remove_dir_all(&staging).ok(); // half-drawn: nothing in it is anyone's
-        return Err(e);
-    }
-    if root.exists() {
-        let old = parent.join(format!("{old_prefix}{}", std::process::id()));
-        std::fs::rename(root, &old).with_context(|| format!("cannot move the old {} aside", root.display()))?;
-        std::fs::remove_dir_all(&old).ok(); // replaced; a leftover is removed by the next run
-    }
-    std::fs::rename(&staging, root).with_context(|| format!("cannot move the new dataset to {}", root.display()))?;
-    drop(lock);
-    Ok(())
 }
 
 #[cfg(test)]
